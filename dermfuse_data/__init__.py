@@ -1,0 +1,1 @@
+"""dermfuse_data."""

@@ -1,0 +1,271 @@
+"""``python -m dermfuse_data check``: is a dataset on disk what its publisher ships, and what is in it?
+
+Works for any :class:`~dermfuse_data.sources.base.DatasetSource`: indexes the dataset with the
+source's ``read`` (which raises :class:`~dermfuse_data.errors.DatasetError` for what makes it
+unreadable), then reports rows, per-class counts, groups, split sizes (official, else the default
+grouped split of :func:`dermfuse_data.splits.make_splits`), missing values per metadata column and
+problems: images or masks that are missing or cannot be decoded, labels outside the class list,
+duplicate ids. Dataset-specific rules live in the source modules, not here.
+
+Exit status (:func:`exit_code`): 0 no problems, 1 problems found, 2 the dataset could not be read.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from dermfuse_data.errors import DatasetError
+from dermfuse_data.schema import META_PREFIX, SPLITS, validate_table
+from dermfuse_data.sources import get_source
+from dermfuse_data.sources.base import MISSING_TOKENS, DatasetSource
+
+#: show a progress bar when verifying more images than this
+PROGRESS_THRESHOLD = 100
+#: individual problems listed per kind before summarising the rest
+MAX_LISTED = 10
+
+
+def verify_image(path: str | Path) -> str | None:
+    """``None`` if the image file at ``path`` can be read, else a short reason.
+
+    PNG: Pillow's ``verify`` (walks every chunk and checks its CRC, so truncation and corruption are
+    caught without a full decode). JPEG/BMP/TIFF/...: ``verify`` plus a decode (JPEG at 1/8 scale
+    via ``draft``). DICOM (``.dcm``): parsed with pydicom and must hold pixel data.
+    """
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            return "empty file"
+    except OSError as exc:
+        return f"cannot open ({exc.strerror or exc})"
+    if path.suffix.lower() in (".dcm", ".dicom"):
+        try:
+            import pydicom
+
+            ds = pydicom.dcmread(path)
+            if "PixelData" not in ds:
+                return "DICOM file has no pixel data"
+        except Exception as exc:  # noqa: BLE001 - any parse failure means unreadable
+            return f"not a readable DICOM file ({type(exc).__name__}: {exc})"
+        return None
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            fmt = im.format
+            im.verify()
+        if fmt != "PNG":
+            with Image.open(path) as im:
+                if fmt == "JPEG":
+                    im.draft(im.mode, (max(1, im.width // 8), max(1, im.height // 8)))
+                im.load()
+    except Exception as exc:  # noqa: BLE001 - any decode failure means unreadable
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _missing_counts(table: pa.Table, source: DatasetSource) -> dict[str, int]:
+    """Per raw metadata column: cells that are null or one of the feature's missing tokens."""
+    tokens = {f.column.removeprefix(META_PREFIX): set(f.missing) for f in source.features}
+    out = {}
+    for name in table.column_names:
+        if not name.startswith(META_PREFIX):
+            continue
+        raw = name[len(META_PREFIX):]
+        missing = tokens.get(raw, set(MISSING_TOKENS))
+        out[raw] = sum(1 for v in table.column(name).to_pylist()
+                       if v is None or v.strip() in missing)
+    return out
+
+
+def _split_summary(table: pa.Table, warnings: list[str]) -> tuple[str, dict[str, int]]:
+    """(kind, counts): the official split where the source has one, else the default grouped one."""
+    official = table.column("official_split").to_pylist()
+    if any(s is not None for s in official):
+        counts = Counter("unassigned" if s is None else s for s in official)
+        kind = "official"
+        split_table = table.append_column("split", pa.array(
+            ["unassigned" if s is None else s for s in official], pa.string()))
+    else:
+        try:
+            from dermfuse_data.splits import make_splits
+        except ImportError:
+            return "no official split", {}
+        try:
+            split_table = make_splits(table, seed=0)
+        except Exception as exc:  # noqa: BLE001 - a report, not a crash
+            warnings.append(f"no official split, and the default grouped split failed: {exc}")
+            return "no official split", {}
+        counts = Counter(split_table.column("split").to_pylist())
+        kind = "grouped (no official split; make_splits seed=0)"
+    try:
+        from dermfuse_data.splits import crossing_groups
+
+        crossing = crossing_groups(split_table)
+        if crossing:
+            warnings.append(f"{len(crossing)} groups appear in more than one {kind} split "
+                            f"(e.g. {next(iter(crossing))}); a leak-free split regroups them")
+    except ImportError:
+        pass
+    ordered = {s: counts.get(s, 0) for s in SPLITS}
+    ordered.update({s: n for s, n in counts.items() if s not in ordered})
+    return kind, ordered
+
+
+def _listed(kind: str, items: list[str]) -> list[str]:
+    lines = [f"{kind}: {item}" for item in items[:MAX_LISTED]]
+    if len(items) > MAX_LISTED:
+        lines.append(f"{kind}: ... and {len(items) - MAX_LISTED} more ({len(items)} in all)")
+    return lines
+
+
+def _verify_files(paths: list[tuple[str, str]], progress: bool | None) -> list[str]:
+    """Problems for ``(kind, path)`` files that cannot be decoded; progress bar on stderr if many."""
+    from tqdm import tqdm
+
+    show = len(paths) > PROGRESS_THRESHOLD if progress is None else progress
+    bad: dict[str, list[str]] = {}
+    for kind, path in tqdm(paths, desc="verifying images", unit="img", file=sys.stderr,
+                           disable=not show, leave=False):
+        reason = verify_image(path)
+        if reason is not None:
+            bad.setdefault(kind, []).append(f"{path} ({reason})")
+    problems = []
+    for kind, items in bad.items():
+        problems += _listed(f"unreadable {kind}", items)
+    return problems
+
+
+def check_dataset(source: DatasetSource | str, root: str | Path, *, verify_images: bool = True,
+                  progress: bool | None = None) -> dict[str, Any]:
+    """Index ``root`` with ``source`` and return the report as a JSON-ready dict.
+
+    Keys: ``dataset``, ``title``, ``root``, ``readable``, ``rows``, ``classes`` {name: count},
+    ``groups``, ``group_unit``, ``split_kind``, ``splits`` {split: count}, ``missing``
+    {raw column: count}, ``images_verified``, ``problems`` [str], ``warnings`` [str]. A
+    :class:`DatasetError` from ``read`` gives ``readable=False`` and its message as the only problem.
+    """
+    source = get_source(source) if isinstance(source, str) else source
+    report: dict[str, Any] = {
+        "dataset": source.name, "title": source.title, "root": str(Path(root).expanduser().absolute()),
+        "readable": False, "rows": None, "classes": {}, "groups": None, "group_unit": source.group,
+        "split_kind": None, "splits": {}, "missing": {}, "images_verified": 0,
+        "problems": [], "warnings": [],
+    }
+    try:
+        table = source.read(Path(root))
+    except DatasetError as exc:
+        report["problems"].append(str(exc))
+        return report
+    report["readable"] = True
+    problems: list[str] = report["problems"]
+    warnings: list[str] = report["warnings"]
+    try:
+        validate_table(table, source=f"{source.name} table")
+    except DatasetError as exc:
+        problems.append(str(exc))
+
+    labels = table.column("label").to_pylist()
+    n_classes = len(source.classes)
+    counts = Counter(labels)
+    report["rows"] = table.num_rows
+    report["classes"] = {name: counts.get(i, 0) for i, name in enumerate(source.classes)}
+    unknown = sorted({lab for lab in labels if not (isinstance(lab, int) and 0 <= lab < n_classes)},
+                     key=str)
+    if unknown:
+        problems.append(f"unknown labels {unknown} (classes are 0..{n_classes - 1}: "
+                        f"{list(source.classes)})")
+    empty = [name for name, n in report["classes"].items() if n == 0]
+    if empty:
+        warnings.append(f"classes without samples: {empty}")
+    report["groups"] = len(set(table.column("group_id").to_pylist()))
+    report["split_kind"], report["splits"] = _split_summary(table, warnings)
+    report["missing"] = _missing_counts(table, source)
+
+    files = [("image", p) for p in table.column("image_path").to_pylist()]
+    files += [("mask", p) for p in table.column("mask_path").to_pylist() if p is not None]
+    absent: dict[str, list[str]] = {}
+    present = []
+    for kind, path in files:
+        if os.path.isfile(path):
+            present.append((kind, path))
+        else:
+            absent.setdefault(kind, []).append(path)
+    for kind, items in absent.items():
+        problems.extend(_listed(f"missing {kind}", items))
+    if verify_images:
+        problems.extend(_verify_files(present, progress))
+        report["images_verified"] = len(present)
+    else:
+        warnings.append("image decoding not verified (--no-verify-images)")
+    return report
+
+
+def exit_code(report: dict[str, Any]) -> int:
+    """0 when the dataset is readable without problems, 1 with problems, 2 when unreadable."""
+    if not report["readable"]:
+        return 2
+    return 1 if report["problems"] else 0
+
+
+def print_json(report: dict[str, Any], file=None) -> None:
+    """The report as one JSON object."""
+    print(json.dumps(report, indent=2), file=file or sys.stdout)
+
+
+def print_report(report: dict[str, Any], file=None) -> None:
+    """The report as rich tables for humans (an unreadable dataset prints its error plainly)."""
+    file = file or sys.stdout
+    if not report["readable"]:
+        print(f"error: cannot read {report['dataset']} at {report['root']}", file=sys.stderr)
+        for problem in report["problems"]:
+            print(problem, file=sys.stderr)
+        return
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console(file=file, highlight=False)
+    rows = report["rows"] or 0
+    summary = Table(title=Text(f"{report['title']}  [{report['dataset']}]"), show_header=False)
+    summary.add_column(style="bold")
+    summary.add_column()
+    summary.add_row("root", Text(report["root"]))
+    summary.add_row("rows", str(rows))
+    summary.add_row(f"groups ({report['group_unit']})", str(report["groups"]))
+    splits = ", ".join(f"{k} {v}" for k, v in report["splits"].items()) or "-"
+    summary.add_row("split", Text(f"{report['split_kind']}: {splits}"))
+    summary.add_row("images verified", str(report["images_verified"]))
+    console.print(summary)
+
+    classes = Table(title="classes")
+    classes.add_column("class")
+    classes.add_column("rows", justify="right")
+    classes.add_column("share", justify="right")
+    for name, n in report["classes"].items():
+        classes.add_row(Text(name), str(n), f"{100 * n / max(rows, 1):.1f}%")
+    console.print(classes)
+
+    if report["missing"]:
+        missing = Table(title="missing values per metadata column")
+        missing.add_column("column")
+        missing.add_column("missing", justify="right")
+        missing.add_column("share", justify="right")
+        for name, n in report["missing"].items():
+            missing.add_row(Text(name), str(n), f"{100 * n / max(rows, 1):.1f}%")
+        console.print(missing)
+
+    for warning in report["warnings"]:
+        console.print(Text(f"warning: {warning}", style="yellow"))
+    if report["problems"]:
+        console.print(Text(f"{len(report['problems'])} problem(s):", style="bold red"))
+        for problem in report["problems"]:
+            console.print(Text(f"  - {problem}", style="red"), soft_wrap=True)
+    else:
+        console.print(Text("no problems", style="bold green"))

@@ -1,0 +1,259 @@
+"""One ``LightningDataModule`` for every dataset, task and paper (DESIGN data flow step 5).
+
+source table -> grouped split (saved) -> tabular encoder fitted on train -> decode-once image cache
+-> batches ``{"image": (B,3,H,W) float, "label": (B,), "meta": (B,F), "mask": (B,1,H,W), "sample_id"}``.
+Without ``root`` the dataset's synthetic miniature is generated (once, into the cache folder) and a
+banner says so loudly.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torchvision import tv_tensors
+
+from dermfuse_data.cache import ImageCache, open_or_build
+from dermfuse_data.errors import DatasetError
+from dermfuse_data.sources import SOURCE_MODULES, get_source
+from dermfuse_data.splits import load_or_make_splits
+from dermfuse_data.synthetic import write_synthetic
+from dermfuse_data.tabular import TabularEncoder, select_features
+from dermfuse_data.transforms import build_transform
+
+
+def default_cache_dir() -> Path:
+    """``$DERMFUSE_CACHE`` if set, else ``.cache/dermfuse`` in the working directory."""
+    return Path(os.environ.get("DERMFUSE_CACHE", ".cache/dermfuse")).resolve()
+
+
+def synthetic_root(dataset: str, base: Path, seed: int = 0) -> Path:
+    """The synthetic miniature of ``dataset`` under ``base``, generated once (atomically) per seed.
+
+    The folder name carries a hash of the generator's code, so an updated generator is rerun.
+    """
+    h = hashlib.sha256()
+    for module in ("dermfuse_data.synthetic", f"dermfuse_data.sources.{SOURCE_MODULES[dataset]}"):
+        h.update(Path(importlib.import_module(module).__file__).read_bytes())
+    final = base / f"{dataset}-seed{seed}-{h.hexdigest()[:10]}"
+    marker = final / ".dermfuse-synthetic"
+    if not marker.exists():
+        base.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=base, prefix=f".{dataset}-"))
+        try:
+            root = write_synthetic(dataset, tmp, seed)
+            (tmp / ".dermfuse-synthetic").write_text(str(Path(root).resolve().relative_to(tmp.resolve())))
+            os.rename(tmp, final)
+        except OSError:
+            if not marker.exists():
+                raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final / marker.read_text()
+
+
+def synthetic_banner(dataset: str, root: Path) -> None:
+    """Print, to stderr, that the run uses generated data (never mistaken for a real result)."""
+    line = "=" * 78
+    print(f"\n{line}\n  SYNTHETIC DATA: no root given for {dataset!r}; using the generated miniature at\n"
+          f"  {root}\n  Numbers from this run say nothing about the paper. Pass DATA_ROOT=... "
+          f"(--data.root) for real data.\n{line}\n", file=sys.stderr, flush=True)
+
+
+class SampleDataset(Dataset):
+    """Rows of the cache as model-ready dicts (see module doc)."""
+
+    def __init__(self, cache: ImageCache, rows: np.ndarray, labels: np.ndarray, meta: np.ndarray | None,
+                 sample_ids: list[str], with_mask: bool, transform):
+        self.cache, self.rows, self.labels, self.meta = cache, rows, labels, meta
+        self.sample_ids, self.with_mask, self.transform = sample_ids, with_mask, transform
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict:
+        row = int(self.rows[i])
+        image = tv_tensors.Image(torch.from_numpy(np.array(self.cache.image(row))).permute(2, 0, 1))
+        out = {"label": int(self.labels[i]), "sample_id": self.sample_ids[i]}
+        if self.with_mask:
+            m = self.cache.mask(row)
+            if m is None:
+                raise DatasetError(f"sample {self.sample_ids[i]} has no mask", path=self.cache.path,
+                                   hint="this dataset has no masks: set use_masks=false")
+            mask = tv_tensors.Mask(torch.from_numpy(np.array(m))[None])
+            image, mask = self.transform(image, mask)
+            out["mask"] = mask.float()
+        else:
+            image = self.transform(image)
+        out["image"] = image.as_subclass(torch.Tensor)
+        if self.meta is not None:
+            out["meta"] = torch.from_numpy(self.meta[i])
+        return out
+
+
+class DermDataModule(pl.LightningDataModule):
+    """Any dermfuse dataset as train/val/test loaders.
+
+    Args:
+        dataset: source name (``pad_ufes_20``, ...).
+        root: the dataset as its publisher ships it; ``None`` = synthetic miniature.
+        task: ``classification`` or ``segmentation`` (segmentation always serves masks).
+        image_size: square side the cache is resized to.
+        meta_features: ``"all"`` non-leaking features, a list of names, or ``None`` for images only.
+        allow_leaky_metadata: permit features that encode the label (for studying the leak).
+        use_masks: also serve lesion masks in classification (attention regularisation).
+        sampler: ``random`` or ``balanced`` (inverse-frequency ``WeightedRandomSampler``).
+        augment: ``none`` | ``light`` | ``standard`` (see :func:`build_transform`).
+        use_official_split: keep the publisher's split where it defines one.
+        cache_dir: where splits, caches and synthetic data go (default :func:`default_cache_dir`).
+    """
+
+    def __init__(self, dataset: str = "pad_ufes_20", root: str | None = None,
+                 task: Literal["classification", "segmentation"] = "classification",
+                 image_size: int = 224, meta_features: list[str] | str | None = "all",
+                 allow_leaky_metadata: bool = False, use_masks: bool = False, batch_size: int = 32,
+                 num_workers: int = 0, sampler: Literal["random", "balanced"] = "random",
+                 augment: Literal["none", "light", "standard"] = "standard", seed: int = 0,
+                 val_fraction: float = 0.15, test_fraction: float = 0.15, use_official_split: bool = True,
+                 cache_dir: str | None = None, synthetic_seed: int = 0, cache_workers: int = 2):
+        super().__init__()
+        self.save_hyperparameters()
+        self.source = get_source(dataset)
+        self.cache_dir = Path(cache_dir).resolve() if cache_dir else default_cache_dir()
+        self.with_mask = task == "segmentation" or use_masks
+        self.features = select_features(self.source, meta_features, allow_leaky_metadata)
+        self.encoder = TabularEncoder(self.features)
+        self._table: pa.Table | None = None
+        self._cache: ImageCache | None = None
+        self.is_synthetic = root is None
+        self.split_file: Path | None = None
+
+    # -- index: table, split, encoder (cheap; done once, on first use) ---------------------------
+    @property
+    def root(self) -> Path:
+        """The dataset folder (the synthetic miniature's when none was given)."""
+        if self.hparams.root is not None:
+            return Path(self.hparams.root).expanduser().resolve()
+        return synthetic_root(self.hparams.dataset, self.cache_dir / "synthetic", self.hparams.synthetic_seed)
+
+    @property
+    def table(self) -> pa.Table:
+        """The common table with a ``split`` column (see :mod:`dermfuse_data.splits`)."""
+        if self._table is None:
+            root = self.root
+            if self.is_synthetic:
+                synthetic_banner(self.hparams.dataset, root)
+            table = self.source.read(root)
+            table, self.split_file = load_or_make_splits(
+                table, self.cache_dir / self.hparams.dataset, self.hparams.val_fraction,
+                self.hparams.test_fraction, self.hparams.seed, self.hparams.use_official_split)
+            self.encoder.fit(table.filter(pc.equal(table.column("split"), "train")))
+            self._table = table
+        return self._table
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes of the source."""
+        return len(self.source.classes)
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class names in label order."""
+        return list(self.source.classes)
+
+    @property
+    def meta_groups(self) -> list[int]:
+        """Encoded width of each clinical feature (one model token each); [] without metadata."""
+        _ = self.table
+        return self.encoder.group_widths
+
+    @property
+    def meta_names(self) -> list[str]:
+        """Clinical feature names, in the order of :attr:`meta_groups`."""
+        _ = self.table
+        return self.encoder.feature_names
+
+    @property
+    def class_counts(self) -> list[int]:
+        """Training-split count of each class (for inverse-frequency loss weights)."""
+        labels = np.asarray(self.split_table("train").column("label").to_pylist())
+        return np.bincount(labels, minlength=self.num_classes).tolist()
+
+    def split_table(self, split: str) -> pa.Table:
+        """Rows of one split."""
+        return self.table.filter(pc.equal(self.table.column("split"), split))
+
+    # -- Lightning hooks --------------------------------------------------------------------------
+    def _open_cache(self) -> ImageCache:
+        t = self.table
+        masks = t.column("mask_path").to_pylist() if self.with_mask else [None] * len(t)
+        if self.with_mask and any(m is None for m in masks):
+            raise DatasetError(f"{masks.count(None)} samples have no mask", path=self.root,
+                               hint="this dataset has no lesion masks: set use_masks=false")
+        return open_or_build(self.cache_dir / self.hparams.dataset,
+                             "images+masks" if self.with_mask else "images",
+                             t.column("sample_id").to_pylist(), t.column("image_path").to_pylist(),
+                             masks, self.hparams.image_size, self.hparams.cache_workers)
+
+    def prepare_data(self) -> None:
+        """Generate synthetic data if needed and build the cache (once, on one process per node)."""
+        self._open_cache()
+
+    def setup(self, stage: str | None = None) -> None:
+        """Open the memory-mapped cache (every process)."""
+        if self._cache is None:
+            self._cache = self._open_cache()
+
+    def dataset(self, split: str) -> SampleDataset:
+        """The :class:`SampleDataset` of ``split`` (``train`` gets augmentation)."""
+        self.setup()
+        t = self.split_table(split)
+        ids = t.column("sample_id").to_pylist()
+        meta = self.encoder.transform(t) if self.features else None
+        rows = np.array([self._cache.index[i] for i in ids], dtype=np.int64)
+        return SampleDataset(self._cache, rows, np.asarray(t.column("label").to_pylist()), meta, ids,
+                             self.with_mask, build_transform(split == "train", self.hparams.augment))
+
+    def _loader(self, split: str) -> DataLoader:
+        ds = self.dataset(split)
+        sampler = None
+        if split == "train" and self.hparams.sampler == "balanced":
+            counts = np.bincount(ds.labels, minlength=self.num_classes).astype(float)
+            weights = 1.0 / np.maximum(counts[ds.labels], 1.0)
+            sampler = WeightedRandomSampler(torch.as_tensor(weights), num_samples=len(ds),
+                                            generator=torch.Generator().manual_seed(self.hparams.seed))
+        return DataLoader(ds, batch_size=self.hparams.batch_size, shuffle=split == "train" and sampler is None,
+                          sampler=sampler, num_workers=self.hparams.num_workers,
+                          persistent_workers=self.hparams.num_workers > 0,
+                          drop_last=split == "train" and len(ds) > self.hparams.batch_size)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train")
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test")
+
+    def state_dict(self) -> dict:
+        """Fitted encoder state and split file, saved into checkpoints."""
+        return {"encoder": self.encoder.state_dict(), "split_file": str(self.split_file)}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore the encoder fitted at training time (so inference encodes identically)."""
+        self.encoder.load_state_dict(state["encoder"])

@@ -1,0 +1,59 @@
+"""What every dataset source declares: its classes, metadata features and how to read/synthesise it."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pyarrow as pa
+
+MISSING_TOKENS = ("", "UNK", "unknown", "NA", "nan", "None")
+
+
+@dataclass(frozen=True)
+class MetaFeature:
+    """One clinical feature, as the tabular encoder should treat it.
+
+    ``kind``: ``categorical`` (one-hot), ``numeric`` (standardised), ``multi`` (multi-hot over
+    ``separator``-joined compound values such as ``OVAL-LYMPH_NODE``). Every kind gets an explicit
+    missing indicator. ``leaks_label`` marks columns that encode the diagnosis (refused by default).
+    """
+
+    name: str
+    column: str
+    kind: Literal["categorical", "numeric", "multi"] = "categorical"
+    missing: tuple[str, ...] = MISSING_TOKENS
+    separator: str = "-"
+    leaks_label: bool = False
+    why_leaks: str = ""
+
+
+@dataclass(frozen=True)
+class DatasetSource:
+    """A dataset as its publisher ships it.
+
+    ``read(root)`` returns the common table (:mod:`dermfuse_data.schema`) or raises
+    :class:`~dermfuse_data.errors.DatasetError`; ``synthesize(out, seed)`` writes a miniature in the
+    same on-disk layout and returns the root to pass to ``read``.
+    """
+
+    name: str
+    title: str
+    classes: tuple[str, ...]
+    read: Callable[[Path], pa.Table]
+    synthesize: Callable[[Path, int], Path]
+    features: tuple[MetaFeature, ...] = ()
+    group: str = "image"
+    has_masks: bool = False
+    tasks: tuple[str, ...] = ("classification",)
+    notes: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def feature(self, name: str) -> MetaFeature:
+        """The feature called ``name`` (raises ``KeyError`` listing the known names)."""
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise KeyError(f"{self.name} has no metadata feature {name!r}; known: "
+                       f"{[f.name for f in self.features]}")

@@ -1,0 +1,184 @@
+"""ViTAtt and MetadataTokenizer: shapes, token layout, gradients, metadata use, attention capture."""
+
+import pytest
+import torch
+
+from dermfuse_models.blocks.metadata import MetadataTokenizer
+from dermfuse_models.nets.vitatt import ViTAtt
+
+TINY_VIT = "vit_tiny_patch16_224"
+IMG = 32  # 2x2 patches of 16 px
+GROUPS = [2, 3, 1]  # three clinical features, 6 encoded columns
+N_PATCHES = (IMG // 16) ** 2
+
+
+def _model(**kwargs) -> ViTAtt:
+    kwargs.setdefault("meta_groups", GROUPS)
+    return ViTAtt(num_classes=3, backbone=TINY_VIT, img_size=IMG, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def model() -> ViTAtt:
+    torch.manual_seed(0)
+    return _model(meta_names=["age", "site", "itch"]).eval()
+
+
+@pytest.fixture
+def batch() -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(3, 3, IMG, IMG, generator=g), torch.randn(3, sum(GROUPS), generator=g)
+
+
+def test_logits_shape_and_token_layout(model, batch):
+    image, meta = batch
+    out = model(image, meta)
+    assert set(out) == {"logits"}
+    assert out["logits"].shape == (3, 3)
+    layout = model.token_layout
+    assert layout["cls"] == 0
+    assert layout["patches"] == slice(1, 1 + N_PATCHES)
+    assert layout["meta"] == slice(1 + N_PATCHES, 1 + N_PATCHES + len(GROUPS))
+    assert model.meta_names == ["age", "site", "itch"]
+
+
+def test_token_count_includes_one_token_per_feature(model, batch):
+    image, meta = batch
+    seen = []
+    handle = model.vit.blocks[0].register_forward_hook(lambda m, i, o: seen.append(i[0].shape))
+    try:
+        model(image, meta)
+    finally:
+        handle.remove()
+    assert seen == [torch.Size([3, 1 + N_PATCHES + len(GROUPS), model.vit.embed_dim])]
+
+
+def test_other_image_sizes_work_via_dynamic_pos_embed(model):
+    out = model(torch.randn(2, 3, 64, 64), torch.randn(2, sum(GROUPS)))
+    assert out["logits"].shape == (2, 3)
+    assert model.token_layout["meta"] == slice(17, 20)
+
+
+def test_gradients_reach_every_trainable_parameter(batch):
+    torch.manual_seed(0)
+    net = _model().train()
+    image, meta = batch
+    net(image, meta)["logits"].sum().backward()
+    missing = [n for n, p in net.named_parameters() if p.requires_grad and (p.grad is None or p.grad.abs().sum() == 0)]
+    assert missing == []
+    assert any(n.startswith("meta_tokenizer.") for n, _ in net.named_parameters())
+
+
+def test_image_only_has_no_metadata_parameters_and_ignores_meta(batch):
+    torch.manual_seed(0)
+    image, meta = batch
+    for net in (_model(use_metadata=False), _model(meta_groups=None)):
+        net.eval()
+        assert net.meta_tokenizer is None and net.num_meta_tokens == 0
+        assert not any("meta" in n for n, _ in net.named_parameters())
+        a = net(image, meta)["logits"]
+        b = net(image, meta + 5.0)["logits"]
+        c = net(image)["logits"]
+        torch.testing.assert_close(a, b)
+        torch.testing.assert_close(a, c)
+        assert net.token_layout["meta"] == slice(1 + N_PATCHES, 1 + N_PATCHES)
+
+
+def test_metadata_changes_logits_when_used(model, batch):
+    image, meta = batch
+    a = model(image, meta)["logits"]
+    b = model(image, meta + torch.randn_like(meta))["logits"]
+    assert not torch.allclose(a, b, atol=1e-5)
+
+
+def test_missing_meta_is_a_clear_error(model, batch):
+    with pytest.raises(ValueError, match="meta=None"):
+        model(batch[0])
+
+
+def test_attention_capture_maps_and_same_logits(batch):
+    torch.manual_seed(0)
+    net = _model().eval()
+    image, meta = batch
+    fused_before = [b.attn.fused_attn for b in net.vit.blocks]
+    with torch.no_grad():
+        ref = net(image, meta)["logits"]
+        net.set_attention_capture(True)
+        assert all(not b.attn.fused_attn for b in net.vit.blocks)
+        captured = net(image, meta)["logits"]
+        n_tokens = 1 + N_PATCHES + len(GROUPS)
+        heads = net.vit.blocks[0].attn.num_heads
+        assert len(net.attentions) == len(net.vit.blocks)
+        for attn in net.attentions:
+            assert attn.shape == (3, heads, n_tokens, n_tokens)
+            torch.testing.assert_close(attn.sum(-1), torch.ones(3, heads, n_tokens))
+        net(image, meta)  # maps are reset per forward, not accumulated
+        assert len(net.attentions) == len(net.vit.blocks)
+        net.set_attention_capture(False)
+        after = net(image, meta)["logits"]
+    torch.testing.assert_close(captured, ref, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(after, ref)
+    assert [b.attn.fused_attn for b in net.vit.blocks] == fused_before
+    assert net.attentions == []
+
+
+def test_attention_capture_keep_grad_gives_attention_gradients(batch):
+    torch.manual_seed(0)
+    net = _model().eval()
+    net.set_attention_capture(True, keep_grad=True)
+    net(*batch)["logits"][:, 0].sum().backward()
+    assert all(a.grad is not None and a.grad.shape == a.shape for a in net.attentions)
+
+
+def test_metadata_tokenizer_shape_and_layers():
+    tok = MetadataTokenizer([2, 3, 1], dim=8)
+    out = tok(torch.randn(4, 6))
+    assert out.shape == (4, 3, 8)
+    assert [p.in_features for p in tok.projections] == [2, 3, 1]
+    assert all(isinstance(n, torch.nn.BatchNorm1d) for n in tok.norms)
+    with pytest.raises(ValueError, match=r"\(B, 6\)"):
+        tok(torch.randn(4, 5))
+
+
+def test_metadata_tokenizer_tokens_depend_only_on_their_slice():
+    torch.manual_seed(0)
+    tok = MetadataTokenizer([2, 3, 1], dim=8)
+    tok.train()
+    tok(torch.randn(16, 6))  # populate BatchNorm running stats
+    tok.eval()
+    meta = torch.randn(4, 6)
+    base = tok(meta)
+    starts = [0, 2, 5]
+    for i, (start, width) in enumerate(zip(starts, [2, 3, 1])):
+        perturbed = meta.clone()
+        perturbed[:, start : start + width] += 3.0
+        out = tok(perturbed)
+        changed = [(out[:, j] - base[:, j]).abs().max().item() > 1e-6 for j in range(3)]
+        assert changed == [j == i for j in range(3)]
+
+
+def test_metadata_tokenizer_feature_embedding_distinguishes_features():
+    tok = MetadataTokenizer([1, 1], dim=4).eval()
+    for proj in tok.projections:
+        torch.nn.init.zeros_(proj.weight)
+        torch.nn.init.zeros_(proj.bias)
+    out = tok(torch.zeros(2, 2))
+    assert not torch.allclose(out[:, 0], out[:, 1])
+
+
+def test_mismatched_meta_names_rejected():
+    with pytest.raises(ValueError, match="meta_names"):
+        _model(meta_names=["only_one"])
+
+
+def test_local_vit_weights_load_at_small_img_size(tmp_path):
+    """A 224-px checkpoint loads into a 32-px ViTAtt (timm resamples the position embedding)."""
+    import timm
+
+    torch.manual_seed(0)
+    source = timm.create_model(TINY_VIT, pretrained=False)
+    path = tmp_path / "vit_tiny.pth"
+    torch.save(source.state_dict(), path)
+    net = _model(weights_path=str(path))
+    torch.testing.assert_close(net.vit.blocks[-1].mlp.fc2.weight, source.blocks[-1].mlp.fc2.weight, rtol=0, atol=0)
+    torch.testing.assert_close(net.vit.cls_token, source.cls_token, rtol=0, atol=0)
+    assert net.vit.pos_embed.shape == (1, 1 + N_PATCHES, net.vit.embed_dim)
