@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--dataset", required=True, choices=datasets)
     check.add_argument("--root", required=True, help="folder as the publisher ships the dataset")
     check.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    check.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                       help="source option, e.g. abnormality=mass for cbis_ddsm (repeatable)")
     check.add_argument("--no-verify-images", dest="verify_images", action="store_false",
                        help="skip decoding every image (only check that the files exist)")
 
@@ -42,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _check(args: argparse.Namespace) -> int:
     from dermfuse_data.check import check_dataset, exit_code, print_json, print_report
 
-    report = check_dataset(args.dataset, args.root, verify_images=args.verify_images)
+    options = dict(o.split("=", 1) if "=" in o else (o, "true") for o in args.option)
+    report = check_dataset(args.dataset, args.root, verify_images=args.verify_images, options=options)
     if args.json:
         print_json(report)
     else:

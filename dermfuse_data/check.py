@@ -143,13 +143,14 @@ def _verify_files(paths: list[tuple[str, str]], progress: bool | None) -> list[s
 
 
 def check_dataset(source: DatasetSource | str, root: str | Path, *, verify_images: bool = True,
-                  progress: bool | None = None) -> dict[str, Any]:
+                  progress: bool | None = None, options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Index ``root`` with ``source`` and return the report as a JSON-ready dict.
 
     Keys: ``dataset``, ``title``, ``root``, ``readable``, ``rows``, ``classes`` {name: count},
     ``groups``, ``group_unit``, ``split_kind``, ``splits`` {split: count}, ``missing``
     {raw column: count}, ``images_verified``, ``problems`` [str], ``warnings`` [str]. A
     :class:`DatasetError` from ``read`` gives ``readable=False`` and its message as the only problem.
+    ``options`` are passed to ``source.read`` (see :attr:`DatasetSource.options`).
     """
     source = get_source(source) if isinstance(source, str) else source
     report: dict[str, Any] = {
@@ -159,7 +160,11 @@ def check_dataset(source: DatasetSource | str, root: str | Path, *, verify_image
         "problems": [], "warnings": [],
     }
     try:
-        table = source.read(Path(root))
+        unknown = sorted(set(options or {}) - set(source.options))
+        if unknown:
+            raise DatasetError(f"unknown option(s) {unknown} for {source.name}", path=root,
+                               hint=f"known options: {source.options or 'none'}")
+        table = source.read(Path(root), **(options or {}))
     except DatasetError as exc:
         report["problems"].append(str(exc))
         return report

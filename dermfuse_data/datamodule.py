@@ -117,6 +117,7 @@ class DermDataModule(pl.LightningDataModule):
         augment: ``none`` | ``light`` | ``standard`` (see :func:`build_transform`).
         use_official_split: keep the publisher's split where it defines one.
         cache_dir: where splits, caches and synthetic data go (default :func:`default_cache_dir`).
+        source_options: keyword options of the source's ``read`` (e.g. ``{abnormality: mass}``).
     """
 
     def __init__(self, dataset: str = "pad_ufes_20", root: str | None = None,
@@ -126,7 +127,8 @@ class DermDataModule(pl.LightningDataModule):
                  num_workers: int = 0, sampler: Literal["random", "balanced"] = "random",
                  augment: Literal["none", "light", "standard"] = "standard", seed: int = 0,
                  val_fraction: float = 0.15, test_fraction: float = 0.15, use_official_split: bool = True,
-                 cache_dir: str | None = None, synthetic_seed: int = 0, cache_workers: int = 2):
+                 cache_dir: str | None = None, synthetic_seed: int = 0, cache_workers: int = 2,
+                 source_options: dict | None = None):
         super().__init__()
         self.save_hyperparameters()
         self.source = get_source(dataset)
@@ -154,7 +156,7 @@ class DermDataModule(pl.LightningDataModule):
             root = self.root
             if self.is_synthetic:
                 synthetic_banner(self.hparams.dataset, root)
-            table = self.source.read(root)
+            table = self.source.read(root, **(self.hparams.source_options or {}))
             table, self.split_file = load_or_make_splits(
                 table, self.cache_dir / self.hparams.dataset, self.hparams.val_fraction,
                 self.hparams.test_fraction, self.hparams.seed, self.hparams.use_official_split)

@@ -8,6 +8,12 @@ from dermfuse_data.sources.base import DatasetSource, MetaFeature
 #: dataset name -> module under ``dermfuse_data.sources`` that defines ``SOURCE``
 SOURCE_MODULES = {
     "pad_ufes_20": "pad_ufes_20",
+    "ham10000": "ham10000",
+    "isic2017": "isic2017",
+    "isic2018_task1": "isic2018_task1",
+    "isic2019": "isic2019",
+    "ph2": "ph2",
+    "cbis_ddsm": "cbis_ddsm",
 }
 
 

@@ -33,21 +33,24 @@ class MetaFeature:
 class DatasetSource:
     """A dataset as its publisher ships it.
 
-    ``read(root)`` returns the common table (:mod:`dermfuse_data.schema`) or raises
+    ``read(root, **options)`` returns the common table (:mod:`dermfuse_data.schema`) or raises
     :class:`~dermfuse_data.errors.DatasetError`; ``synthesize(out, seed)`` writes a miniature in the
-    same on-disk layout and returns the root to pass to ``read``.
+    same on-disk layout and returns the root to pass to ``read``. ``options`` documents the keyword
+    options ``read`` accepts (name -> help), e.g. CBIS-DDSM's ``abnormality``; the DataModule passes
+    them as ``source_options`` and ``check`` as ``--option name=value``.
     """
 
     name: str
     title: str
     classes: tuple[str, ...]
-    read: Callable[[Path], pa.Table]
+    read: Callable[..., pa.Table]
     synthesize: Callable[[Path, int], Path]
     features: tuple[MetaFeature, ...] = ()
     group: str = "image"
     has_masks: bool = False
     tasks: tuple[str, ...] = ("classification",)
     notes: str = ""
+    options: dict[str, str] = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
     def feature(self, name: str) -> MetaFeature:
