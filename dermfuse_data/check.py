@@ -51,6 +51,7 @@ def verify_image(path: str | Path) -> str | None:
             ds = pydicom.dcmread(path)
             if "PixelData" not in ds:
                 return "DICOM file has no pixel data"
+            _ = ds.pixel_array  # short (truncated) pixel data only fails here
         except Exception as exc:  # noqa: BLE001 - any parse failure means unreadable
             return f"not a readable DICOM file ({type(exc).__name__}: {exc})"
         return None
@@ -68,6 +69,33 @@ def verify_image(path: str | Path) -> str | None:
     except Exception as exc:  # noqa: BLE001 - any decode failure means unreadable
         return f"{type(exc).__name__}: {exc}"
     return None
+
+
+def image_size(path: str | Path) -> tuple[int, int] | None:
+    """(width, height) from the file header (PIL, or DICOM Rows/Columns), None if unreadable."""
+    path = Path(path)
+    try:
+        if path.suffix.lower() in (".dcm", ".dicom"):
+            import pydicom
+
+            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Rows", "Columns"])
+            return int(ds.Columns), int(ds.Rows)
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return im.size
+    except Exception:  # noqa: BLE001 - unreadable files are reported by verify_image
+        return None
+
+
+def _mask_size_problems(pairs: list[tuple[str, str]]) -> list[str]:
+    """Masks whose size differs from their image's (read from headers only)."""
+    wrong = []
+    for image, mask in pairs:
+        i, m = image_size(image), image_size(mask)
+        if i and m and i != m:
+            wrong.append(f"{mask} is {m[0]}x{m[1]} but its image is {i[0]}x{i[1]}")
+    return _listed("mask size differs from its image", wrong)
 
 
 def _missing_counts(table: pa.Table, source: DatasetSource) -> dict[str, int]:
@@ -206,6 +234,10 @@ def check_dataset(source: DatasetSource | str, root: str | Path, *, verify_image
         problems.extend(_listed(f"missing {kind}", items))
     if verify_images:
         problems.extend(_verify_files(present, progress))
+        problems.extend(_mask_size_problems(
+            [(i, m) for i, m in zip(table.column("image_path").to_pylist(),
+                                    table.column("mask_path").to_pylist())
+             if m is not None and os.path.isfile(i) and os.path.isfile(m)]))
         report["images_verified"] = len(present)
     else:
         warnings.append("image decoding not verified (--no-verify-images)")

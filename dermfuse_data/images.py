@@ -11,13 +11,18 @@ from dermfuse_data.errors import DatasetError
 DICOM_SUFFIXES = {".dcm", ".dicom"}
 
 
-def _dicom_to_uint8(path: Path) -> np.ndarray:
-    """Read a DICOM with pydicom: modality LUT, MONOCHROME1 inverted, 0.5-99.5 percentile window."""
+def _dicom_to_uint8(path: Path, mask: bool = False) -> np.ndarray:
+    """Read a DICOM with pydicom: modality LUT, MONOCHROME1 inverted, 0.5-99.5 percentile window.
+
+    Masks (``mask=True``) are not windowed: any non-zero pixel is lesion (255).
+    """
     import pydicom
     from pydicom.pixels import apply_modality_lut
 
     ds = pydicom.dcmread(path)
     pixels = apply_modality_lut(ds.pixel_array, ds).astype(np.float32)
+    if mask:
+        return np.where(pixels > 0, 255, 0).astype(np.uint8)
     if getattr(ds, "PhotometricInterpretation", "") == "MONOCHROME1":
         pixels = pixels.max() - pixels
     lo, hi = np.percentile(pixels, [0.5, 99.5])
@@ -39,7 +44,7 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None, *, mask: b
         raise DatasetError("file not found", path=path, hint="restore the file or remove its row")
     try:
         if path.suffix.lower() in DICOM_SUFFIXES:
-            array = _dicom_to_uint8(path)
+            array = _dicom_to_uint8(path, mask=mask)
             pil = Image.fromarray(array)
         else:
             pil = Image.open(path)

@@ -1,0 +1,166 @@
+"""ISIC 2018 challenge Task 1, lesion boundary segmentation (Codella et al., arXiv:1902.03368).
+
+Dermoscopic JPEGs and binary lesion masks, as the challenge site ships them (one zip per folder)::
+
+    <root>/ISIC2018_Task1-2_Training_Input/ISIC_0000000.jpg          2594 images
+    <root>/ISIC2018_Task1_Training_GroundTruth/ISIC_0000000_segmentation.png   0/255, image size
+    <root>/ISIC2018_Task1-2_Validation_Input/  ISIC2018_Task1_Validation_GroundTruth/   100
+    <root>/ISIC2018_Task1-2_Test_Input/        ISIC2018_Task1_Test_GroundTruth/        1000
+
+The folders also hold ``LICENSE.txt`` / ``ATTRIBUTION.txt`` (ignored, as is every file that is not
+an image or mask). There is no CSV: the image folder is the list of samples. Segmentation only: one
+class, ``lesion`` (label 0). The official split is kept; ``group_id`` is the image id. The
+validation and test masks were published after the challenge, so ``splits=train`` reads a copy that
+has only the training part.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from dermfuse_data.errors import DatasetError
+from dermfuse_data.schema import SPLITS, build_table
+from dermfuse_data.sources.base import DatasetSource
+from dermfuse_data.sources.isic_layout import (SPLITS_OPTION_HELP, check_cross_split_duplicates,
+                                               index_folder, parse_splits, shown)
+from dermfuse_data.synthetic import STYLES, draw_lesion, save_image
+
+CLASSES = ("lesion",)
+SPLIT_TAGS = {"train": "Training", "val": "Validation", "test": "Test"}
+#: official split sizes (challenge description; the test assert them on a stand-in tree)
+REAL_SPLIT_SIZES = {"train": 2594, "val": 100, "test": 1000}
+IMAGE_SUFFIX = ".jpg"
+MASK_SUFFIX = "_segmentation.png"
+DOWNLOAD_HINT = ("download ISIC 2018 Task 1 (challenge.isic-archive.com/data/#2018): the "
+                 "ISIC2018_Task1-2_<Split>_Input and ISIC2018_Task1_<Split>_GroundTruth zips of each "
+                 "split, unzipped side by side into one folder")
+
+
+def input_dir(root: Path, split: str) -> Path:
+    """``ISIC2018_Task1-2_<Split>_Input`` of ``split``."""
+    return root / f"ISIC2018_Task1-2_{SPLIT_TAGS[split]}_Input"
+
+
+def ground_truth_dir(root: Path, split: str) -> Path:
+    """``ISIC2018_Task1_<Split>_GroundTruth`` of ``split``."""
+    return root / f"ISIC2018_Task1_{SPLIT_TAGS[split]}_GroundTruth"
+
+
+def _split_rows(root: Path, split: str) -> list[dict]:
+    """Rows of one split (sorted by id), after checking that images and masks pair up."""
+    images_dir, masks_dir = input_dir(root, split), ground_truth_dir(root, split)
+    for folder, what in ((images_dir, "image"), (masks_dir, "mask")):
+        if not folder.is_dir():
+            present = sorted(p.name for p in root.iterdir())[:12]
+            raise DatasetError(
+                f"{what} folder {folder.name} not found (the folder holds {present})", path=folder,
+                hint=DOWNLOAD_HINT + f"; or read only the splits you have with splits=... (the "
+                                     f"{split} split is asked for)")
+    images = index_folder(images_dir, IMAGE_SUFFIX)
+    masks = index_folder(masks_dir, MASK_SUFFIX)
+    if not images:
+        raise DatasetError(f"no <image_id>{IMAGE_SUFFIX} images in the folder", path=images_dir,
+                           hint="unzip the image archive into this folder; " + DOWNLOAD_HINT)
+    no_mask = sorted(set(images) - set(masks))
+    if no_mask:
+        raise DatasetError(
+            f"{len(no_mask)} of {len(images)} images have no mask <image_id>{MASK_SUFFIX} "
+            f"({shown(no_mask)})", path=masks_dir,
+            hint="unzip the whole ground-truth archive of this split (its masks pair one-to-one "
+                 "with the images)")
+    no_image = sorted(set(masks) - set(images))
+    if no_image:
+        raise DatasetError(
+            f"{len(no_image)} of {len(masks)} masks have no image <image_id>{IMAGE_SUFFIX} "
+            f"({shown(no_image)})", path=images_dir,
+            hint="unzip the whole image archive of this split, or check that the ground-truth folder "
+                 "belongs to this split")
+    return [{"sample_id": i, "image_path": str(images[i]), "mask_path": str(masks[i]), "label": 0,
+             "label_name": CLASSES[0], "group_id": i, "official_split": split} for i in sorted(images)]
+
+
+def read(root: str | Path, splits: str | Iterable[str] | None = None) -> pa.Table:
+    """Index ISIC 2018 Task 1 at ``root`` into the common sample table (images are not decoded).
+
+    One row per image of each requested split (train/val/test order, ids sorted), with its mask,
+    label 0 (``lesion``), ``group_id`` = image id and ``official_split``; no metadata columns.
+    ``splits`` (``"train"``, ``"train,val"``) restricts reading to some splits. Raises
+    :class:`DatasetError` for a missing root or folder, an empty image folder, images without masks,
+    masks without images, and an id found twice (two files, or two splits).
+    """
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise DatasetError("dataset folder does not exist", path=root, hint=DOWNLOAD_HINT)
+    if not root.is_dir():
+        raise DatasetError("is a file, not the dataset folder", path=root, hint=DOWNLOAD_HINT)
+    root = root.resolve()
+    wanted = parse_splits(splits, root)
+    rows, ids_by_split = [], {}
+    for split in wanted:
+        split_rows = _split_rows(root, split)
+        ids_by_split[split] = [r["sample_id"] for r in split_rows]
+        rows += split_rows
+    check_cross_split_duplicates(ids_by_split, {s: input_dir(root, s) for s in wanted})
+    return build_table(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# synthetic miniature
+# ---------------------------------------------------------------------------------------------
+SYNTHETIC_SPLIT_SIZES = {"train": 60, "val": 20, "test": 30}
+#: lesion looks drawn in the miniature (all are the one class ``lesion``: variety for segmentation)
+SYNTHETIC_STYLES = len(STYLES)
+_LICENSE = ("This ISIC 2018 Task 1 stand-in is SYNTHETIC (dermfuse miniature). The real data is "
+            "licensed CC-BY-NC by the International Skin Imaging Collaboration.\n")
+_ATTRIBUTION = "Synthetic lesions drawn by dermfuse_data.synthetic.draw_lesion; no real patient data.\n"
+
+
+def synthesize(out: str | Path, seed: int = 0) -> Path:
+    """Write an ISIC 2018 Task 1 miniature in the challenge's layout into ``out``; returns ``out``.
+
+    Per split (:data:`SYNTHETIC_SPLIT_SIZES`, 110 images) the ``_Input`` folder of JPEGs (96-128
+    px) and the ``_GroundTruth`` folder of 0/255 PNG masks at image size, each with ``LICENSE.txt``
+    and ``ATTRIBUTION.txt`` as in the release. Lesions vary over all drawing styles (one class).
+    Byte-identical per seed.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng([int(seed), 2018])
+    total = sum(SYNTHETIC_SPLIT_SIZES.values())
+    numbers = rng.choice(np.arange(0, 17000), total, replace=False)
+    start = 0
+    for split in SPLITS:
+        n = SYNTHETIC_SPLIT_SIZES[split]
+        for folder in (input_dir(out, split), ground_truth_dir(out, split)):
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "LICENSE.txt").write_text(_LICENSE)
+            (folder / "ATTRIBUTION.txt").write_text(_ATTRIBUTION)
+        for i, number in enumerate(numbers[start:start + n], start=start):
+            img_rng = np.random.default_rng([int(seed), 2018, i])
+            size = (int(img_rng.integers(96, 129)), int(img_rng.integers(96, 129)))
+            rgb, mask = draw_lesion(img_rng, size, int(img_rng.integers(SYNTHETIC_STYLES)),
+                                    SYNTHETIC_STYLES)
+            save_image(input_dir(out, split) / f"ISIC_{number:07d}{IMAGE_SUFFIX}", rgb, quality=90)
+            save_image(ground_truth_dir(out, split) / f"ISIC_{number:07d}{MASK_SUFFIX}", mask)
+        start += n
+    return out
+
+
+SOURCE = DatasetSource(
+    name="isic2018_task1",
+    title="ISIC 2018 Task 1 (lesion boundary segmentation)",
+    classes=CLASSES,
+    read=read,
+    synthesize=synthesize,
+    features=(),
+    group="image",
+    has_masks=True,
+    tasks=("segmentation",),
+    notes="Segmentation only (one class). Official split train 2594 / val 100 / test 1000; "
+          "val/test masks came out after the challenge: use splits=train for a training-only copy.",
+    options={"splits": SPLITS_OPTION_HELP},
+    extra={"split_tags": SPLIT_TAGS, "real_split_sizes": REAL_SPLIT_SIZES},
+)

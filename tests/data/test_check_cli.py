@@ -1,0 +1,227 @@
+"""``python -m dermfuse_data check`` / ``synth``: counts, problems, exit status, clear messages."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from dermfuse_data.check import check_dataset, exit_code, verify_image
+from dermfuse_data.errors import DatasetError
+from dermfuse_data.schema import build_table
+from dermfuse_data.sources import get_source
+from dermfuse_data.sources.base import DatasetSource
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _rewrite(path: Path, edit) -> None:
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    rows = edit(rows)
+    with open(path, "w", newline="") as fh:
+        csv.writer(fh, lineterminator="\n").writerows(rows)
+
+
+def _drop_diagnostic(rows):
+    i = rows[0].index("diagnostic")
+    return [r[:i] + r[i + 1:] for r in rows]
+
+
+def _unknown_diagnostic(rows):
+    rows[1][rows[0].index("diagnostic")] = "XYZ"
+    return rows
+
+
+def _first_image(root: Path) -> Path:
+    return sorted((root / "images").rglob("*.png"))[0]
+
+
+BAD_INPUTS = {
+    "missing metadata.csv": (lambda root: (root / "metadata.csv").unlink(),
+                             ["metadata.csv not found"]),
+    "missing column": (lambda root: _rewrite(root / "metadata.csv", _drop_diagnostic),
+                       ["metadata.csv (row 1)", "missing column(s) ['diagnostic']"]),
+    "unknown diagnostic": (lambda root: _rewrite(root / "metadata.csv", _unknown_diagnostic),
+                           ["metadata.csv (row 2)", "unknown diagnostic 'XYZ'"]),
+    "image absent": (lambda root: _first_image(root).unlink(),
+                     ["1 of 160 images listed in metadata.csv are not on disk"]),
+    "duplicate img_id": (lambda root: _rewrite(root / "metadata.csv", lambda r: r + [r[1]]),
+                         ["metadata.csv (row 162)", "duplicate img_id", "(also on row 2)"]),
+}
+
+
+# ------------------------------------------------------------------ real metadata, miniature
+def test_check_real_metadata_json(real_pad_root, cli):
+    rc, out, err = cli("check", "--dataset", "pad_ufes_20", "--root", real_pad_root, "--json")
+    report = json.loads(out)
+    assert rc == 0, report["problems"]
+    assert report["dataset"] == "pad_ufes_20" and report["root"] == str(real_pad_root)
+    assert report["rows"] == 2298 and report["groups"] == 1373
+    assert report["classes"] == {"ACK": 730, "BCC": 845, "MEL": 52, "NEV": 244, "SCC": 192, "SEK": 235}
+    assert report["problems"] == [] and report["images_verified"] == 2298
+    assert sum(report["splits"].values()) == 2298 and min(report["splits"].values()) > 200
+    assert report["split_kind"].startswith("grouped")
+    assert report["missing"]["smoke"] == 804 and report["missing"]["grew"] == 402  # empty and UNK
+    assert report["missing"]["age"] == 0 and len(report["missing"]) == 23
+    assert "verifying images" in err                                    # progress bar on stderr
+
+
+def test_check_miniature_human_report(pad_synth_root, cli):
+    rc, out, err = cli("check", "--dataset", "pad_ufes_20", "--root", pad_synth_root)
+    assert rc == 0
+    for text in ("PAD-UFES-20", "groups (patient)", "classes", "SEK", "missing values per metadata",
+                 "fitspatrick", "no problems"):
+        assert text in out
+    assert "Traceback" not in out + err
+
+
+def test_check_miniature_json_no_verify(pad_synth_root, cli):
+    rc, out, _ = cli("check", "--dataset", "pad_ufes_20", "--root", pad_synth_root, "--json",
+                     "--no-verify-images")
+    report = json.loads(out)
+    assert rc == 0 and report["problems"] == [] and report["images_verified"] == 0
+    with open(pad_synth_root / "metadata.csv") as fh:
+        assert report["rows"] == sum(1 for _ in fh) - 1
+    assert all(n >= 10 for n in report["classes"].values()) and len(report["classes"]) == 6
+    assert sum(report["splits"].values()) == report["rows"] and report["splits"]["test"] > 0
+    assert any("not verified" in w for w in report["warnings"])
+
+
+def test_module_entry_point_subprocess(pad_synth_root):
+    proc = subprocess.run(
+        [sys.executable, "-m", "dermfuse_data", "check", "--dataset", "pad_ufes_20",
+         "--root", str(pad_synth_root), "--json"],
+        cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["rows"] == 160 and report["problems"] == [] and report["images_verified"] == 160
+    assert "Traceback" not in proc.stderr
+
+
+def test_synth_command_writes_readable_miniature(tmp_path, cli):
+    rc, out, _ = cli("synth", "--dataset", "pad_ufes_20", "--out", tmp_path / "mini", "--seed", "5")
+    assert rc == 0 and "SYNTHETIC" in out and "160 images" in out
+    assert (tmp_path / "mini" / "metadata.csv").is_file()
+    assert len(list((tmp_path / "mini" / "images" / "imgs_part_2").glob("*.png"))) > 30
+
+
+# ------------------------------------------------------------------ bad input
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_unreadable_dataset_exits_2_with_clear_message(case, pad_copy, cli):
+    mutate, expected = BAD_INPUTS[case]
+    mutate(pad_copy)
+    with pytest.raises(DatasetError) as err:
+        get_source("pad_ufes_20").read(pad_copy)
+    assert err.value.hint and all(text in str(err.value) for text in expected)
+
+    rc, out, errout = cli("check", "--dataset", "pad_ufes_20", "--root", pad_copy)
+    assert rc == 2
+    assert all(text in errout for text in expected) and "->" in errout
+    assert "Traceback" not in out + errout
+
+    rc, out, errout = cli("check", "--dataset", "pad_ufes_20", "--root", pad_copy, "--json")
+    report = json.loads(out)
+    assert rc == 2 and report["readable"] is False and report["rows"] is None
+    assert len(report["problems"]) == 1 and all(t in report["problems"][0] for t in expected)
+    assert "Traceback" not in out + errout
+
+
+def test_missing_root_exits_2(tmp_path, cli):
+    rc, out, err = cli("check", "--dataset", "pad_ufes_20", "--root", tmp_path / "absent")
+    assert rc == 2 and "does not exist" in err and str(tmp_path / "absent") in err
+    assert "Traceback" not in out + err
+
+
+def test_unreadable_images_exit_1_naming_files(pad_copy, cli):
+    pngs = sorted((pad_copy / "images").rglob("*.png"))
+    truncated, garbage = pngs[3], pngs[10]
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    garbage.write_bytes(b"\x89PNG garbage" * 10)
+    rc, out, err = cli("check", "--dataset", "pad_ufes_20", "--root", pad_copy, "--json")
+    report = json.loads(out)
+    assert rc == 1 and report["readable"] is True and report["rows"] == 160
+    assert len(report["problems"]) == 2
+    assert all(p.startswith("unreadable image: ") for p in report["problems"])
+    assert any(str(truncated) in p for p in report["problems"])
+    assert any(str(garbage) in p for p in report["problems"])
+
+    rc, out, err = cli("check", "--dataset", "pad_ufes_20", "--root", pad_copy)
+    assert rc == 1 and "2 problem(s)" in out and truncated.name in out and "Traceback" not in out + err
+
+    rc, out, _ = cli("check", "--dataset", "pad_ufes_20", "--root", pad_copy, "--no-verify-images")
+    assert rc == 0                                                      # only decoding finds them
+
+
+# ------------------------------------------------------------------ generic parts
+def _png(**kw) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(
+        buf, **kw)
+    return buf.getvalue()
+
+
+def test_verify_image_formats(tmp_path):
+    good_png, good_jpg = _png(format="PNG"), _png(format="JPEG", quality=90)
+    cases = {"ok.png": good_png, "ok.jpg": good_jpg, "cut.png": good_png[: len(good_png) // 2],
+             "cut.jpg": good_jpg[: len(good_jpg) // 2], "junk.png": b"hello" * 50, "empty.png": b""}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+    assert verify_image(tmp_path / "ok.png") is None and verify_image(tmp_path / "ok.jpg") is None
+    for name in ("cut.png", "cut.jpg", "junk.png", "empty.png"):
+        assert verify_image(tmp_path / name), name
+    assert "cannot open" in verify_image(tmp_path / "absent.png")
+
+
+def test_verify_image_dicom(tmp_path):
+    import pydicom
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = pydicom.Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Rows = ds.Columns = 8
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit, ds.PixelRepresentation = 15, 0
+    ds.PixelData = np.zeros((8, 8), np.uint16).tobytes()
+    ds.save_as(tmp_path / "ok.dcm", enforce_file_format=True)
+    (tmp_path / "bad.dcm").write_bytes(b"not dicom" * 20)
+    assert verify_image(tmp_path / "ok.dcm") is None
+    assert "DICOM" in verify_image(tmp_path / "bad.dcm")
+
+
+def test_check_is_generic_official_split_masks_and_bad_labels(tmp_path):
+    """A toy source with an official split, masks and an out-of-range label: all reported."""
+    img = tmp_path / "a.png"
+    img.write_bytes(_png(format="PNG"))
+    rows = [dict(sample_id=f"s{i}", image_path=str(img), label=i % 2, label_name="x",
+                 group_id=f"g{i // 2}", official_split=["train", "test"][i // 4],
+                 mask_path=str(tmp_path / "missing_mask.png") if i == 0 else None,
+                 meta_site=["arm", "", None, "unknown"][i % 4]) for i in range(8)]
+    rows[7]["label"] = 5
+    table = build_table(rows, ["site"])
+    toy = DatasetSource("toy", "Toy", ("a", "b"), read=lambda root: table, synthesize=None)
+    report = check_dataset(toy, tmp_path, progress=False)
+    assert report["split_kind"] == "official" and report["splits"] == {"train": 4, "val": 0, "test": 4}
+    assert report["classes"] == {"a": 4, "b": 3} and report["groups"] == 4
+    assert report["missing"] == {"site": 6}                             # null, "" and "unknown"
+    assert any("unknown labels [5]" in p for p in report["problems"])
+    assert any(p.startswith("missing mask: ") and "missing_mask.png" in p for p in report["problems"])
+    assert exit_code(report) == 1
+
+    def broken(root):
+        raise DatasetError("bad thing", path=root / "f.csv", hint="fix it")
+    report = check_dataset(DatasetSource("toy", "Toy", ("a",), read=broken, synthesize=None), tmp_path)
+    assert exit_code(report) == 2 and report["problems"] == [f"{tmp_path / 'f.csv'}: bad thing\n  -> fix it"]

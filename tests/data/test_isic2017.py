@@ -1,0 +1,354 @@
+"""ISIC 2017 source: the challenge layout, the real ground truth, the miniature and clear errors."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from dermfuse_data.errors import DatasetError
+from dermfuse_data.images import load_image
+from dermfuse_data.schema import CORE_COLUMNS, validate_table
+from dermfuse_data.sources import get_source
+from dermfuse_data.sources.isic2017 import (CLASSES, LABEL_COLUMNS, METADATA_COLUMNS,
+                                            METADATA_ONLY_PAIRS, SOURCE, data_dir, labels_csv,
+                                            mask_dir, metadata_name, synthesize)
+from dermfuse_data.splits import crossing_groups, make_splits
+from dermfuse_data.synthetic import image_class_of
+from dermfuse_data.tabular import TabularEncoder, select_features
+
+REAL = Path(__file__).resolve().parents[2].parent / "shared" / "real_metadata" / "isic2017"
+REAL_COUNTS = {"train": {"melanoma": 374, "seborrheic_keratosis": 254, "nevus": 1372},
+               "val": {"melanoma": 30, "seborrheic_keratosis": 42, "nevus": 78},
+               "test": {"melanoma": 117, "seborrheic_keratosis": 90, "nevus": 393}}
+SPLITS = ("train", "val", "test")
+
+
+def _tiny(fmt: str, mode: str = "RGB") -> bytes:
+    buf = io.BytesIO()
+    Image.new(mode, (4, 4), 200).save(buf, fmt)
+    return buf.getvalue()
+
+
+def _ids(path: Path) -> list[str]:
+    with open(path, newline="") as fh:
+        return [row["image_id"] for row in csv.DictReader(fh)]
+
+
+def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    return rows[0], rows[1:]
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh, lineterminator="\r\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+@pytest.fixture(scope="module")
+def real_root(tmp_path_factory) -> Path:
+    """The challenge layout in tmp: the real Part 3 CSVs and training metadata, stand-in files per id."""
+    if not REAL.is_dir():
+        pytest.skip("../shared/real_metadata is absent (only the developers' checkout has it)")
+    root = tmp_path_factory.mktemp("isic2017_real")
+    jpg, png = _tiny("JPEG"), _tiny("PNG", "L")
+    for split in SPLITS:
+        labels_csv(root, split).write_bytes((REAL / labels_csv(root, split).name).read_bytes())
+        data_dir(root, split).mkdir()
+        mask_dir(root, split).mkdir()
+        for image_id in _ids(labels_csv(root, split)):
+            (data_dir(root, split) / f"{image_id}.jpg").write_bytes(jpg)
+            (data_dir(root, split) / f"{image_id}_superpixels.png").write_bytes(png)
+            (mask_dir(root, split) / f"{image_id}_segmentation.png").write_bytes(png)
+    meta = data_dir(root, "train") / metadata_name("train")
+    meta.write_bytes((REAL / meta.name).read_bytes())
+    return root
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory) -> Path:
+    """The miniature (seed 0), written once for this module; do not modify."""
+    return synthesize(tmp_path_factory.mktemp("isic2017_synth") / "ISIC2017", 0)
+
+
+@pytest.fixture
+def mini(synth_root, tmp_path) -> Path:
+    """A private, modifiable copy of the miniature."""
+    return Path(shutil.copytree(synth_root, tmp_path / "ISIC2017"))
+
+
+def _check(cli, root: Path, *extra: str) -> tuple[int, dict, str]:
+    rc, out, err = cli("check", "--dataset", "isic2017", "--root", root, "--json", *extra)
+    assert "Traceback" not in out + err
+    return rc, json.loads(out), err
+
+
+def test_registered_source_declares_classes_masks_and_features():
+    assert get_source("isic2017") is SOURCE
+    assert SOURCE.classes == ("melanoma", "seborrheic_keratosis", "nevus")
+    assert SOURCE.has_masks and SOURCE.tasks == ("classification", "segmentation")
+    assert [(f.name, f.kind, f.leaks_label) for f in SOURCE.features] == [
+        ("age_approximate", "numeric", False), ("sex", "categorical", False)]
+    assert "splits" in SOURCE.options and SOURCE.group == "image"
+
+
+# ------------------------------------------------------------------ real ground truth
+def test_real_check_json_counts(real_root, cli):
+    rc, report, _ = _check(cli, real_root, "--no-verify-images")
+    assert rc == 0, report["problems"]
+    assert report["rows"] == 2750 and report["groups"] == 2750 and report["problems"] == []
+    assert report["classes"] == {"melanoma": 521, "seborrheic_keratosis": 386, "nevus": 1843}
+    assert report["split_kind"] == "official"
+    assert report["splits"] == {"train": 2000, "val": 150, "test": 600}
+    # training metadata: 256 'unknown' ages, 229 'unknown' sexes; val/test have no metadata file
+    assert report["missing"] == {"age_approximate": 256 + 750, "sex": 229 + 750}
+
+
+def test_real_read_per_split_classes_and_raw_metadata(real_root):
+    table = SOURCE.read(real_root)
+    validate_table(table)
+    assert table.column_names == CORE_COLUMNS + ["meta_age_approximate", "meta_sex"]
+    rows = table.to_pylist()
+    for split in SPLITS:
+        assert Counter(r["label_name"] for r in rows if r["official_split"] == split) == REAL_COUNTS[split]
+    train = [r for r in rows if r["official_split"] == "train"]
+    assert Counter(r["meta_sex"] for r in train) == {"male": 900, "female": 871, "unknown": 229}
+    assert sum(r["meta_age_approximate"] == "unknown" for r in train) == 256      # kept as written
+    assert all(r["meta_sex"] is None for r in rows if r["official_split"] != "train")
+    assert all(r["sample_id"] == r["group_id"] for r in rows)
+    assert all(r["mask_path"].endswith(f"{r['sample_id']}_segmentation.png") for r in rows)
+    assert rows[0]["sample_id"] == _ids(REAL / "ISIC-2017_Training_Part3_GroundTruth.csv")[0]
+
+
+def test_real_no_group_crosses_splits(real_root):
+    table = SOURCE.read(real_root)
+    split = make_splits(table, seed=0)
+    assert crossing_groups(split) == {}
+    assert split.column("split").to_pylist() == table.column("official_split").to_pylist()
+
+
+def test_real_metadata_encodes_on_train(real_root):
+    table = SOURCE.read(real_root)
+    encoder = TabularEncoder(select_features(SOURCE, "all"))
+    x = encoder.fit_transform(table.slice(0, 2000))
+    assert encoder.feature_names == ["age_approximate", "sex"]
+    assert x[:, encoder.column_names.index("age_approximate=missing")].sum() == 256
+    assert x[:, encoder.column_names.index("sex=missing")].sum() == 229
+
+
+# ------------------------------------------------------------------ synthetic miniature
+def test_miniature_round_trip_in_challenge_layout(synth_root, cli):
+    for split in SPLITS:
+        raw = labels_csv(synth_root, split).read_bytes()
+        assert raw.startswith(b"image_id,melanoma,seborrheic_keratosis\r\n")      # CRLF as published
+        meta = (data_dir(synth_root, split) / metadata_name(split)).read_bytes()
+        assert meta.startswith(b"image_id,age_approximate,sex\n")
+        assert b"unknown" in b"".join((data_dir(synth_root, s) / metadata_name(s)).read_bytes()
+                                      for s in SPLITS)
+        assert len(list(data_dir(synth_root, split).glob("*_superpixels.png"))) > 0
+    table = SOURCE.read(synth_root)
+    validate_table(table)
+    assert Counter(table.column("official_split").to_pylist()) == {"train": 90, "val": 30, "test": 45}
+    counts = Counter(table.column("label_name").to_pylist())
+    assert set(counts) == set(CLASSES) and min(counts.values()) >= 15
+    assert counts["nevus"] > 2 * counts["melanoma"]                      # published imbalance kept
+    assert table.column("mask_path").null_count == 0
+    assert not any("superpixels" in p for p in table.column("image_path").to_pylist())
+    rc, report, _ = _check(cli, synth_root)
+    assert rc == 0 and report["problems"] == [] and report["images_verified"] == 2 * 165
+
+
+def test_miniature_masks_at_image_size(synth_root):
+    row = SOURCE.read(synth_root).to_pylist()[7]
+    image, size = load_image(row["image_path"])
+    mask, _ = load_image(row["mask_path"], mask=True, expect_size=size)
+    assert mask.shape == image.shape[:2] and set(mask.ravel().tolist()) == {0, 1}
+    assert 0.03 < mask.mean() < 0.6
+
+
+def test_miniature_metadata_only_pair(synth_root):
+    sk, nevus = CLASSES.index("seborrheic_keratosis"), CLASSES.index("nevus")
+    assert METADATA_ONLY_PAIRS == ((sk, nevus),)
+    assert image_class_of(sk, METADATA_ONLY_PAIRS) == image_class_of(nevus, METADATA_ONLY_PAIRS)
+    assert image_class_of(0, METADATA_ONLY_PAIRS) != image_class_of(nevus, METADATA_ONLY_PAIRS)
+    rows = SOURCE.read(synth_root).to_pylist()
+    ages = {c: [int(r["meta_age_approximate"]) for r in rows if r["label_name"] == c]
+            for c in ("seborrheic_keratosis", "nevus")}
+    assert max(ages["nevus"]) < min(ages["seborrheic_keratosis"])
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_miniature_deterministic_per_seed(synth_root, tmp_path):
+    assert _digest(synthesize(tmp_path / "again", 0)) == _digest(synth_root)
+    other = _digest(synthesize(tmp_path / "other", 1))
+    assert other != _digest(synth_root)
+    assert set(other.values()).isdisjoint(v for k, v in _digest(synth_root).items() if k.endswith(".jpg"))
+
+
+# ------------------------------------------------------------------ optional parts, options
+def test_missing_metadata_file_gives_null_metadata(mini):
+    (data_dir(mini, "val") / metadata_name("val")).unlink()
+    rows = SOURCE.read(mini).to_pylist()
+    assert all(r["meta_sex"] is None and r["meta_age_approximate"] is None
+               for r in rows if r["official_split"] == "val")
+    assert all(r["meta_sex"] is not None for r in rows if r["official_split"] == "train")
+
+
+def test_metadata_file_in_root_is_found(mini):
+    shutil.move(data_dir(mini, "test") / metadata_name("test"), mini / metadata_name("test"))
+    rows = SOURCE.read(mini).to_pylist()
+    assert all(r["meta_sex"] is not None for r in rows if r["official_split"] == "test")
+
+
+def test_missing_mask_folder_gives_null_masks_for_that_split(mini, cli):
+    shutil.rmtree(mask_dir(mini, "test"))
+    table = SOURCE.read(mini)
+    masks = dict(zip(table.column("official_split").to_pylist(), table.column("mask_path").to_pylist()))
+    assert masks["test"] is None and masks["train"] is not None
+    assert table.column("mask_path").null_count == 45
+    rc, report, _ = _check(cli, mini)
+    assert rc == 0 and report["images_verified"] == 165 + 120
+
+
+def test_splits_option(mini, cli):
+    shutil.rmtree(data_dir(mini, "test"))
+    labels_csv(mini, "test").unlink()
+    with pytest.raises(DatasetError, match="Test_v2_Part3_GroundTruth.csv not found") as err:
+        SOURCE.read(mini)
+    assert "splits=" in err.value.hint
+    table = SOURCE.read(mini, splits="val,train")
+    assert table.column("official_split").to_pylist() == ["train"] * 90 + ["val"] * 30
+    assert SOURCE.read(mini, splits=["val"]).num_rows == 30
+    rc, report, _ = _check(cli, mini, "--option", "splits=train,val")
+    assert rc == 0 and report["splits"] == {"train": 90, "val": 30, "test": 0}
+    with pytest.raises(DatasetError, match="unknown split"):
+        SOURCE.read(mini, splits="train,validation")
+
+
+def test_unreadable_mask_found_by_check(mini, cli):
+    mask = sorted(mask_dir(mini, "val").glob("*.png"))[2]
+    mask.write_bytes(mask.read_bytes()[:60])
+    SOURCE.read(mini)                                                    # read() does not decode
+    rc, report, _ = _check(cli, mini)
+    assert rc == 1 and len(report["problems"]) == 1
+    assert report["problems"][0].startswith("unreadable mask: ") and str(mask) in report["problems"][0]
+
+
+# ------------------------------------------------------------------ clear errors
+def _edit_gt(split: str, edit):
+    def mutate(root: Path) -> None:
+        header, rows = read_csv(labels_csv(root, split))
+        write_csv(labels_csv(root, split), *edit(header, rows))
+    return mutate
+
+
+def _drop_column(header, rows):
+    i = header.index("seborrheic_keratosis")
+    return header[:i] + header[i + 1:], [r[:i] + r[i + 1:] for r in rows]
+
+
+def _set(row: int, column: int, value: str):
+    def edit(header, rows):
+        rows[row][column] = value
+        return header, rows
+    return edit
+
+
+def _both(header, rows):
+    rows[3][1] = rows[3][2] = "1.0"
+    return header, rows
+
+
+def _delete_images(root: Path) -> None:
+    for p in sorted(data_dir(root, "train").glob("ISIC_???????.jpg"))[:7]:
+        p.unlink()
+
+
+def _delete_mask(root: Path) -> None:
+    sorted(mask_dir(root, "val").glob("*.png"))[0].unlink()
+
+
+def _cross_split_duplicate(root: Path) -> None:
+    header, rows = read_csv(labels_csv(root, "train"))
+    moved = rows[0][0]
+    shutil.copy(data_dir(root, "train") / f"{moved}.jpg", data_dir(root, "val"))
+    shutil.copy(mask_dir(root, "train") / f"{moved}_segmentation.png", mask_dir(root, "val"))
+    val_header, val_rows = read_csv(labels_csv(root, "val"))
+    write_csv(labels_csv(root, "val"), val_header, val_rows + [rows[0]])
+    meta = data_dir(root, "val") / metadata_name("val")
+    meta.write_text(meta.read_text() + f"{moved},50,male\n")
+
+
+def _short_metadata(root: Path) -> None:
+    meta = data_dir(root, "test") / metadata_name("test")
+    lines = meta.read_text().splitlines(keepends=True)
+    meta.write_text("".join(lines[:-2]))
+
+
+BAD_INPUTS = {
+    "missing Part3 csv": (lambda r: labels_csv(r, "train").unlink(),
+                          ["ISIC-2017_Training_Part3_GroundTruth.csv not found"]),
+    "missing image folder": (lambda r: shutil.rmtree(data_dir(r, "val")),
+                             ["ISIC-2017_Validation_Data", "image folder", "not found"]),
+    "missing column": (_edit_gt("val", _drop_column),
+                       ["ISIC-2017_Validation_Part3_GroundTruth.csv (row 1)",
+                        "missing column(s) ['seborrheic_keratosis']", "'melanoma'"]),
+    "unknown label value": (_edit_gt("train", _set(4, 1, "0.5")),
+                            ["ISIC-2017_Training_Part3_GroundTruth.csv (row 6)", "unknown value '0.5'",
+                             "'melanoma'"]),
+    "both diagnoses": (_edit_gt("test", _both), ["ISIC-2017_Test_v2_Part3_GroundTruth.csv (row 5)",
+                                                 "both melanoma and seborrheic_keratosis"]),
+    "duplicate id": (_edit_gt("train", lambda h, rows: (h, rows[:3] + [rows[1]] + rows[3:])),
+                     ["ISIC-2017_Training_Part3_GroundTruth.csv (row 5)", "duplicate image_id",
+                      "also on row 3"]),
+    "id in two splits": (_cross_split_duplicate, ["duplicate id", "train split", "again in the val split"]),
+    "image absent": (_delete_images, ["7 of 90 images listed in ISIC-2017_Training_Part3_GroundTruth.csv "
+                                      "are not on disk", ", ..."]),
+    "mask absent": (_delete_mask, ["ISIC-2017_Validation_Part1_GroundTruth",
+                                   "1 of 30 images have no mask"]),
+    "metadata rows missing": (_short_metadata, ["ISIC-2017_Test_v2_Data_metadata.csv",
+                                                "2 of 45 images of the ground truth have no metadata row"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_clear_error_and_check_exit_2(case, mini, cli):
+    mutate, expected = BAD_INPUTS[case]
+    mutate(mini)
+    with pytest.raises(DatasetError) as err:
+        SOURCE.read(mini)
+    assert err.value.hint and all(text in str(err.value) for text in expected), str(err.value)
+    rc, out, errout = cli("check", "--dataset", "isic2017", "--root", mini)
+    assert rc == 2 and all(text in errout for text in expected) and "->" in errout
+    assert "Traceback" not in out + errout
+    rc, report, _ = _check(cli, mini)
+    assert rc == 2 and report["readable"] is False and len(report["problems"]) == 1
+
+
+def test_missing_root_exits_2(tmp_path, cli):
+    with pytest.raises(DatasetError, match="does not exist") as err:
+        SOURCE.read(tmp_path / "absent")
+    assert "ISIC 2017" in err.value.hint
+    rc, out, err_text = cli("check", "--dataset", "isic2017", "--root", tmp_path / "absent")
+    assert rc == 2 and str(tmp_path / "absent") in err_text and "Traceback" not in out + err_text
+
+
+def test_declared_headers_match_real_files():
+    if not REAL.is_dir():
+        pytest.skip("../shared/real_metadata is absent")
+    for split in SPLITS:
+        assert tuple(read_csv(REAL / labels_csv(Path("."), split).name)[0]) == LABEL_COLUMNS
+    assert tuple(read_csv(REAL / metadata_name("train"))[0]) == METADATA_COLUMNS
