@@ -1,5 +1,4 @@
-"""Reusable building blocks shared by several paper nets (metadata encoders, fusion, ...)."""
+"""Reusable building blocks shared by several paper nets (metadata encoders, fusion, attention).
 
-from dermfuse_models.blocks.metadata import MetadataTokenizer
-
-__all__ = ["MetadataTokenizer"]
+Import from the module itself, e.g. ``dermfuse_models.blocks.metadata.MetadataTokenizer``.
+"""

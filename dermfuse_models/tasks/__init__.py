@@ -1,5 +1,4 @@
-"""LightningModules that receive a net by injection and own loss, metrics and optimisation."""
+"""LightningModules that receive a net by injection and own loss, metrics and optimisation.
 
-from dermfuse_models.tasks.classification import ClassificationTask
-
-__all__ = ["ClassificationTask"]
+``classification.ClassificationTask`` and ``segmentation.SegmentationTask``; import from the modules.
+"""
