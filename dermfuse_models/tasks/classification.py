@@ -12,7 +12,19 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from torchmetrics import ClasswiseWrapper, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC, MulticlassF1Score, MulticlassRecall
+from pytorch_lightning.loggers import WandbLogger
+from pytorch_lightning.loggers.logger import DummyLogger
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassAUROC,
+    MulticlassCalibrationError,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassRecall,
+    MulticlassROC,
+)
+
+from dermfuse_models.tasks.classification_report import write_test_report
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +51,17 @@ class ClassificationTask(pl.LightningModule):
     Logged keys (``stage`` in train/val/test): ``{stage}/loss`` (total, CE + aux),
     ``{stage}/aux_<name>``; for val/test also ``{stage}/acc`` (micro accuracy),
     ``{stage}/bal_acc`` (macro recall = balanced accuracy), ``{stage}/f1_macro``,
-    ``{stage}/auroc_macro`` and ``{stage}/recall_<class name>``. Metrics are torchmetrics objects
-    whose ``compute()`` synchronises across DDP ranks.
+    ``{stage}/auroc_macro``, ``{stage}/recall_<class name>`` and ``{stage}/ece`` (expected
+    calibration error of the top-1 softmax probability, ``ece_bins`` equal-width bins, L1).
+    Metrics are torchmetrics objects whose ``compute()`` synchronises across DDP ranks.
+
+    Test report (``save_test_report``, and only when the trainer has a real logger, so that
+    ``Trainer(logger=False)`` and ``fast_dev_run`` leave no files in the working directory): at
+    the end of ``trainer.test`` rank 0 writes, into the trainer's ``log_dir`` (the run folder with
+    the CLI's CSV logger), ``figures/confusion_matrix.png``,
+    ``figures/roc_curves.png`` (one-vs-rest, with AUCs) and ``test_confusion_matrix.json`` (counts,
+    rows = true class, and per-class tp/fp/fn/tn/recall/precision); the two figures are also
+    logged to wandb (``test/confusion_matrix``, ``test/roc_curves``) when a ``WandbLogger`` is attached.
 
     Args:
         net: the ``nn.Module`` to train (injected, e.g. ``model.init_args.net.class_path``).
@@ -56,6 +77,8 @@ class ClassificationTask(pl.LightningModule):
         max_epochs_hint: epochs to use for schedules when the trainer has no ``max_epochs``.
         class_names: names used in ``recall_<name>`` keys; default ``"0".."K-1"``.
         label_smoothing: CE label smoothing.
+        ece_bins: number of confidence bins of the expected calibration error.
+        save_test_report: write the confusion-matrix / ROC figures and JSON at the end of testing.
     """
 
     def __init__(
@@ -70,6 +93,8 @@ class ClassificationTask(pl.LightningModule):
         max_epochs_hint: int | None = None,
         class_names: list[str] | None = None,
         label_smoothing: float = 0.0,
+        ece_bins: int = 15,
+        save_test_report: bool = True,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net"])
@@ -83,6 +108,7 @@ class ClassificationTask(pl.LightningModule):
         self.scheduler_name = scheduler.lower() if isinstance(scheduler, str) else None
         self.max_epochs_hint = max_epochs_hint
         self.label_smoothing = label_smoothing
+        self.save_test_report = save_test_report
 
         names = list(class_names) if class_names is not None else [str(k) for k in range(self.num_classes)]
         if len(names) != self.num_classes:
@@ -118,6 +144,7 @@ class ClassificationTask(pl.LightningModule):
                     labels=[_key_safe(n) for n in names],
                     prefix="recall_",
                 ),
+                "ece": MulticlassCalibrationError(self.num_classes, n_bins=ece_bins, norm="l1"),
             },
             # compute groups share states with the wrapped per-class recall inconsistently
             # across resets (spurious "compute before update"); the duplicate updates are cheap.
@@ -125,6 +152,9 @@ class ClassificationTask(pl.LightningModule):
         )
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
+        # curves for the test report (not scalars, so outside the logged collection)
+        self.test_confusion = MulticlassConfusionMatrix(self.num_classes)
+        self.test_roc = MulticlassROC(self.num_classes)
 
     # ----------------------------------------------------------------- class weights
     @staticmethod
@@ -193,15 +223,38 @@ class ClassificationTask(pl.LightningModule):
     def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
         """Accumulate test loss and metrics."""
         _, logits = self._shared_step(batch, "test")
-        self.test_metrics.update(logits.detach().float().softmax(dim=-1), batch["label"].long())
+        probs, labels = logits.detach().float().softmax(dim=-1), batch["label"].long()
+        self.test_metrics.update(probs, labels)
+        self.test_confusion.update(probs, labels)
+        self.test_roc.update(probs, labels)
 
     def on_validation_epoch_end(self) -> None:
         """Log DDP-synchronised validation metrics and reset them."""
         self._log_metrics(self.val_metrics)
 
     def on_test_epoch_end(self) -> None:
-        """Log DDP-synchronised test metrics and reset them."""
+        """Log DDP-synchronised test metrics, write the test report (figures + JSON), reset."""
         self._log_metrics(self.test_metrics)
+        if self.save_test_report and self._trainer is not None and self.test_confusion.update_called:
+            # Lightning's fast_dev_run swaps the loggers for DummyLogger: no artefacts then either
+            if any(not isinstance(lg, DummyLogger) for lg in self.trainer.loggers):
+                self._write_test_report()
+        self.test_confusion.reset()
+        self.test_roc.reset()
+
+    def _write_test_report(self) -> None:
+        """Confusion matrix + ROC figures and JSON into ``trainer.log_dir`` (rank 0), wandb images."""
+        matrix = self.test_confusion.compute()  # collective: every rank computes
+        fpr, tpr, _ = self.test_roc.compute()
+        out_dir = self.trainer.log_dir or self.trainer.default_root_dir  # log_dir broadcasts from rank 0
+        if not self.trainer.is_global_zero or out_dir is None:
+            return
+        paths = write_test_report(out_dir, matrix, list(fpr), list(tpr), self.class_names)
+        log.info("Test report written: %s", ", ".join(str(p) for p in paths.values()))
+        for logger in self.trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_image(key="test/confusion_matrix", images=[str(paths["confusion_matrix"])])
+                logger.log_image(key="test/roc_curves", images=[str(paths["roc_curves"])])
 
     def _log_metrics(self, metrics: MetricCollection) -> None:
         values = metrics.compute()  # all-gathers states across ranks

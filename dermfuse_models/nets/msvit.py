@@ -1,0 +1,289 @@
+"""MSViT: ViT with multi-scale self-attention and lesion-mask attention regularisation (arXiv 2502.06243)."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import timm
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from dermfuse_models.blocks.multiscale_attention import MultiScaleSelfAttention
+from dermfuse_models.encoders import create_encoder
+
+log = logging.getLogger(__name__)
+
+_REQUIRED_VIT_PARTS = ("patch_embed", "_pos_embed", "blocks", "norm", "cls_token", "embed_dim")
+
+
+def attention_outside_mask_loss(
+    cls_attention: torch.Tensor, mask: torch.Tensor, grid: tuple[int, int], eps: float = 1e-8
+) -> torch.Tensor:
+    """Share of the class token's patch attention that falls outside the lesion (paper Sec. 3, L_attn).
+
+    ``cls_attention (B, rows*cols)`` (class-token row of the attention, patch columns, any
+    non-negative scale) is renormalised to a distribution over patches; ``mask (B, 1, H, W)`` 0/1
+    is resized to the patch grid with area interpolation (fraction of each patch covered by
+    lesion). Per sample ``sum_p a_p (1 - m_p)`` lies in [0, 1]; samples whose mask is empty
+    contribute 0 and the result is the mean over the whole batch.
+
+    Renormalising over patches means attention the class token keeps on itself (or on register
+    tokens) can neither lower nor raise the penalty: the only way down is to move patch attention
+    onto the lesion.
+    """
+    if cls_attention.ndim != 2 or cls_attention.shape[1] != grid[0] * grid[1]:
+        raise ValueError(
+            f"cls_attention must be (B, {grid[0] * grid[1]}) for a {grid} patch grid, got {tuple(cls_attention.shape)}."
+        )
+    if mask.ndim != 4 or mask.shape[1] != 1 or mask.shape[0] != cls_attention.shape[0]:
+        raise ValueError(f"mask must be (B, 1, H, W) with B={cls_attention.shape[0]}, got {tuple(mask.shape)}.")
+    mask_patch = F.interpolate(mask.to(cls_attention.dtype), size=tuple(grid), mode="area").flatten(1)
+    attn = cls_attention / cls_attention.sum(dim=1, keepdim=True).clamp_min(eps)
+    outside = (attn * (1.0 - mask_patch)).sum(dim=1)
+    has_lesion = (mask_patch.sum(dim=1) > 0).to(outside.dtype)
+    return (outside * has_lesion).mean()
+
+
+def resolve_backbone(backbone: str, patch_size: int | None) -> tuple[str, dict[str, Any]]:
+    """timm name and extra kwargs that give ``backbone`` the requested ``patch_size``.
+
+    ``None`` or the name's own patch size: unchanged. Otherwise, if timm registers the same name
+    with ``patch<patch_size>`` (``vit_base_patch16_224`` -> ``vit_base_patch32_224``) that variant
+    is used (it has its own pretrained weights); else ``patch_size`` is passed to timm, which
+    resamples a pretrained patch embedding to the new size.
+    """
+    if patch_size is None:
+        return backbone, {}
+    found = re.search(r"patch(\d+)", backbone)
+    if found and int(found.group(1)) == patch_size:
+        return backbone, {}
+    if found:
+        variant = backbone[: found.start()] + f"patch{patch_size}" + backbone[found.end():]
+        if timm.is_model(variant):
+            return variant, {}
+    return backbone, {"patch_size": int(patch_size)}
+
+
+class MSViT(nn.Module):
+    """Vision Transformer with multi-scale self-attention and attention-guided regularisation.
+
+    Architecture (paper Sec. 3, "Architecture Onboarding"): image -> patch embedding + position
+    embedding -> ``depth`` transformer blocks whose self-attention is multi-scale (every block's
+    ``attn`` is a :class:`MultiScaleSelfAttention`: keys/values at patch resolution and averaged
+    over ``s x s`` patch neighbourhoods for each ``s`` in ``scales``, outputs combined with learned
+    softmax scale weights) -> final norm -> class token -> linear head. ``scales=(1,)`` is the
+    plain ViT baseline (same function as timm's, same parameters minus one scale logit per block).
+
+    Attention regularisation (paper Sec. 3, ``L = L_CE + lambda * L_attn``): when ``forward`` gets a
+    lesion ``mask`` (ISIC 2017 Part 1, batch key ``mask``) and ``attn_reg_weight > 0``, the class
+    token's effective attention over the patches (averaged over heads and over the layers in
+    ``attn_reg_layers``) is penalised for the share lying outside the lesion
+    (:func:`attention_outside_mask_loss`); the net returns
+    ``aux_losses={"attn_reg": attn_reg_weight * loss}``, which the task adds to the weighted CE.
+    Inverse-frequency weighting of the CE (paper's "dynamic frequency-based reweighting") is the
+    task's ``class_weights`` switch, not part of the net.
+
+    Choices where the paper is silent:
+        * Multi-scale mechanism: multi-scale keys/values with full-resolution queries (pooling
+          attention, as in PVT/MViT) rather than pooling + upsampling token features: the output
+          keeps one token per patch, scale 1 reuses the pretrained attention unchanged, and the
+          block is exactly an attention over the original tokens (so rollout/TMME/regularisation
+          read one ``(B, heads, N, N)`` map). Default ``scales=(1, 2, 4)`` (14x14, 7x7, 4x4 grids at
+          224 px / patch 16); pooling windows at a border of a grid not divisible by ``s`` are
+          smaller (means over the patches present).
+        * Scale weights: one logit per scale per block, shared by heads, initialised to 0
+          (equal weights); every block is multi-scale.
+        * Regulariser: penalty on the attention share outside the mask (not a KL to the
+          normalised mask) -- it does not push attention to spread evenly over large lesions, only
+          off the background; masks are area-resized to the patch grid; empty masks contribute 0.
+          ``attn_reg_layers="last"`` (the class token's last attention decides the prediction);
+          ``"all"`` or a list of block indices are the alternatives.
+        * ``patch_size`` 16 vs 32 (the paper's patch ablation) switches to timm's ``patch32``
+          variant of the backbone when it exists, else passes ``patch_size`` to timm (see
+          :func:`resolve_backbone`).
+        * ``drop_rate`` is dropout on the class token before the classifier (default 0).
+        * Built with ``dynamic_img_size=True``: other input sizes interpolate the position
+          embedding; the patch grid is set on every attention block at each forward.
+
+    Args:
+        num_classes: number of classes (ISIC 2017: 3).
+        backbone: timm ViT with a class token (paper: ViT-B/16 ``vit_base_patch16_224``).
+        pretrained / weights_path: ImageNet weights from the hub / a local file (``create_encoder``).
+        img_size: input size the position embedding is built for.
+        patch_size: patch side (16 or 32 in the paper's ablation); ``None`` keeps the backbone's.
+        scales: pooling windows of the multi-scale attention (``(1,)`` = plain ViT).
+        attn_reg_weight: lambda of the attention regulariser (0 = off).
+        attn_reg_layers: ``"last"``, ``"all"`` or a list of block indices to regularise.
+        drop_rate: dropout before the classifier.
+        meta_groups / meta_names: accepted so the CLI's data->net links work; the paper is
+            image-only and metadata is not used (a warning is logged if features are given).
+
+    Forward:
+        ``forward(image (B,3,H,W), mask (B,1,H,W) | None) -> {"logits": (B, K), "aux_losses"?: {"attn_reg"}}``.
+
+    Explainability (same API as ``ViTAtt``):
+        ``set_attention_capture(True, keep_grad)`` stores each block's effective attention
+        ``(B, heads, T, T)`` in ``self.attentions``; ``self.token_layout`` = ``dict(cls=0,
+        patches=slice)`` and ``self.grid_size`` describe the last forward's tokens.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        backbone: str = "vit_base_patch16_224",
+        pretrained: bool = False,
+        weights_path: str | None = None,
+        img_size: int = 224,
+        patch_size: int | None = 16,
+        scales: Sequence[int] = (1, 2, 4),
+        attn_reg_weight: float = 0.1,
+        attn_reg_layers: str | list[int] = "last",
+        drop_rate: float = 0.0,
+        meta_groups: list[int] | None = None,
+        meta_names: list[str] | None = None,
+    ) -> None:
+        super().__init__()
+        if attn_reg_weight < 0:
+            raise ValueError(
+                f"MSViT attn_reg_weight must be >= 0 (0 turns the regulariser off), got {attn_reg_weight}."
+            )
+        if meta_groups:
+            log.warning("MSViT is image-only (paper 2502.06243); ignoring %d metadata features.", len(meta_groups))
+        self.backbone_name, extra = resolve_backbone(backbone, patch_size)
+        self.vit = create_encoder(
+            self.backbone_name,
+            pretrained=pretrained,
+            weights_path=weights_path,
+            num_classes=0,
+            img_size=img_size,
+            dynamic_img_size=True,
+            **extra,
+        )
+        missing = [part for part in _REQUIRED_VIT_PARTS if not hasattr(self.vit, part)]
+        if missing or self.vit.cls_token is None:
+            raise TypeError(
+                f"MSViT needs a timm VisionTransformer with a class token; backbone {backbone!r} "
+                f"lacks {missing or ['cls_token']}. Use e.g. 'vit_base_patch16_224'."
+            )
+        self.num_prefix_tokens = int(self.vit.num_prefix_tokens)
+        self.scales = tuple(int(s) for s in scales)
+        for block in self.vit.blocks:
+            block.attn = MultiScaleSelfAttention.from_timm(block.attn, self.scales, self.num_prefix_tokens)
+
+        self.attn_reg_weight = float(attn_reg_weight)
+        self.attn_reg_layers = self._resolve_layers(attn_reg_layers, len(self.vit.blocks))
+        embed_dim = int(self.vit.embed_dim)
+        self.head_drop = nn.Dropout(drop_rate)
+        self.head = nn.Linear(embed_dim, num_classes)
+        self.num_classes = num_classes
+
+        self.grid_size: tuple[int, int] = (0, 0)
+        self.attentions: list[torch.Tensor] = []
+        self.token_layout: dict[str, Any] = {}
+        self._attn_hooks: list[Any] = []
+        self._fused_backup: list[bool] = []
+        self._keep_attention_grad = False
+
+    @staticmethod
+    def _resolve_layers(layers: str | Sequence[int], depth: int) -> tuple[int, ...]:
+        if isinstance(layers, str):
+            if layers == "last":
+                return (depth - 1,)
+            if layers == "all":
+                return tuple(range(depth))
+            raise ValueError(f"attn_reg_layers must be 'last', 'all' or a list of block indices, got {layers!r}.")
+        if not layers or any(not -depth <= int(i) < depth for i in layers):
+            raise ValueError(f"attn_reg_layers {list(layers)} must be non-empty indices of the {depth} blocks.")
+        return tuple(sorted({int(i) % depth for i in layers}))
+
+    @property
+    def attention_blocks(self) -> list[MultiScaleSelfAttention]:
+        """The multi-scale attention module of every transformer block, in order."""
+        return [block.attn for block in self.vit.blocks]
+
+    def forward_tokens(self, image: torch.Tensor, keep_attention_of: Sequence[int] = ()) -> torch.Tensor:
+        """Normed token sequence ``(B, T, D)``; blocks in ``keep_attention_of`` keep ``last_attention``."""
+        if self._attn_hooks:
+            self.attentions = []
+        x = self.vit.patch_embed(image)
+        if x.ndim == 4:  # dynamic_img_size: (B, rows, cols, D)
+            grid = (int(x.shape[1]), int(x.shape[2]))
+        else:
+            grid = tuple(int(g) for g in self.vit.patch_embed.grid_size)
+        x = self.vit._pos_embed(x)
+        x = self.vit.patch_drop(x)
+        self.grid_size = grid
+        self.token_layout = {"cls": 0, "patches": slice(self.num_prefix_tokens, x.shape[1])}
+        keep = set(keep_attention_of)
+        for i, attn in enumerate(self.attention_blocks):
+            attn.grid_size = grid
+            attn.keep_attention = i in keep
+        try:
+            x = self.vit.norm_pre(x)
+            x = self.vit.blocks(x)
+        finally:
+            for attn in self.attention_blocks:
+                attn.keep_attention = False
+        return self.vit.norm(x)
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, Any]:
+        """Logits from the class token, plus ``aux_losses["attn_reg"]`` when a mask is given."""
+        regularise = mask is not None and self.attn_reg_weight > 0
+        tokens = self.forward_tokens(image, self.attn_reg_layers if regularise else ())
+        out: dict[str, Any] = {"logits": self.head(self.head_drop(tokens[:, 0]))}
+        if regularise:
+            blocks = self.attention_blocks
+            patches = self.token_layout["patches"]
+            cls_attn = torch.stack(
+                [blocks[i].last_attention[:, :, 0, patches].mean(dim=1) for i in self.attn_reg_layers]
+            ).mean(dim=0)
+            for i in self.attn_reg_layers:
+                blocks[i].last_attention = None
+            loss = attention_outside_mask_loss(cls_attn.float(), mask, self.grid_size)
+            out["aux_losses"] = {"attn_reg": self.attn_reg_weight * loss}
+        return out
+
+    # ----------------------------------------------------------------- attention capture
+    def set_attention_capture(self, enabled: bool = True, keep_grad: bool = False) -> None:
+        """Record every block's effective attention ``(B, heads, T, T)`` in ``self.attentions``.
+
+        Same contract as ``ViTAtt.set_attention_capture``: enabling switches the blocks to the
+        explicit (non-fused) path and hooks ``attn.attn_drop``, whose input is the effective
+        multi-scale attention ``sum_s w_s A_s P_s`` over the original tokens (rows sum to 1);
+        disabling restores the fused flags. Logits are the same either way.
+
+        Args:
+            enabled: turn capture on or off.
+            keep_grad: keep the maps in the autograd graph with ``retain_grad()`` (for
+                attention x gradient relevancy); otherwise they are detached.
+        """
+        blocks = self.attention_blocks
+        if enabled:
+            self._keep_attention_grad = keep_grad
+            if self._attn_hooks:
+                return
+            self._fused_backup = [attn.fused_attn for attn in blocks]
+            for attn in blocks:
+                attn.fused_attn = False
+                self._attn_hooks.append(attn.attn_drop.register_forward_hook(self._store_attention))
+        else:
+            for handle in self._attn_hooks:
+                handle.remove()
+            self._attn_hooks = []
+            for attn, fused in zip(blocks, self._fused_backup, strict=False):
+                attn.fused_attn = fused
+            self._fused_backup = []
+            self.attentions = []
+
+    def _store_attention(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        """Forward hook on ``attn.attn_drop``: keep its input, the effective attention."""
+        attn = inputs[0]
+        if self._keep_attention_grad and attn.requires_grad:
+            attn.retain_grad()
+        else:
+            attn = attn.detach()
+        self.attentions.append(attn)
