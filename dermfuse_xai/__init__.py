@@ -1,1 +1,45 @@
-"""dermfuse_xai."""
+"""dermfuse_xai: explanations users can check.
+
+Methods: Grad-CAM for CNN nets (:func:`grad_cam`), TMME transformer relevancy and attention rollout
+for ViT nets (:func:`transformer_relevancy`, :func:`attention_rollout`), fusion cross-attention maps
+(:func:`cross_attention_maps`), SHAP / LIME over named clinical features
+(:func:`clinical_attributions`). Checks: localisation against lesion masks, deletion faithfulness and
+the model-randomisation test (:mod:`dermfuse_xai.metrics`, :mod:`dermfuse_xai.sanity`). Runner:
+:func:`explain_batches` / :func:`explain_checkpoint` and ``python -m dermfuse_xai explain``.
+"""
+from dermfuse_xai.cross_attention import AttentionSummary, cross_attention_maps
+from dermfuse_xai.explain import ExplainReport, ExplainSettings, default_methods, explain_batches, write_report
+from dermfuse_xai.feature_attribution import (
+    FeatureAttribution,
+    clinical_attributions,
+    group_feature_mask,
+    missing_baseline,
+)
+from dermfuse_xai.gradcam import grad_cam
+from dermfuse_xai.metrics import (
+    deletion_curve,
+    deletion_scores,
+    energy_in_mask,
+    mask_fraction,
+    pointing_hit,
+    spearman,
+)
+from dermfuse_xai.model_io import LogitsModel, cam_layers_of
+from dermfuse_xai.relevancy import TokenRelevance, attention_rollout, transformer_relevancy
+from dermfuse_xai.sanity import randomized_copy
+
+
+def explain_checkpoint(*args, **kwargs):
+    """See :func:`dermfuse_xai.cli.explain_checkpoint` (imported lazily: it pulls in Lightning's CLI)."""
+    from dermfuse_xai.cli import explain_checkpoint as _explain_checkpoint
+
+    return _explain_checkpoint(*args, **kwargs)
+
+
+__all__ = [
+    "AttentionSummary", "ExplainReport", "ExplainSettings", "FeatureAttribution", "LogitsModel", "TokenRelevance",
+    "attention_rollout", "cam_layers_of", "clinical_attributions", "cross_attention_maps", "default_methods",
+    "deletion_curve", "deletion_scores", "energy_in_mask", "explain_batches", "explain_checkpoint", "grad_cam",
+    "group_feature_mask", "mask_fraction", "missing_baseline", "pointing_hit", "randomized_copy", "spearman",
+    "transformer_relevancy", "write_report",
+]

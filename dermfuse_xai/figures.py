@@ -1,0 +1,94 @@
+"""Figures of explanations: image | mask | heatmap overlay grids and clinical-feature bar charts (matplotlib)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from dermfuse_data.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+
+
+def denormalise(image: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
+    """``(3, H, W)`` normalised tensor -> ``(H, W, 3)`` float RGB in [0, 1] (the DataModule's normalisation)."""
+    x = image.detach().float().cpu() * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]
+    return x.clamp(0, 1).permute(1, 2, 0).numpy()
+
+
+def _unit(saliency: np.ndarray) -> np.ndarray:
+    s = np.nan_to_num(np.asarray(saliency, dtype=float))
+    lo, hi = s.min(), s.max()
+    return (s - lo) / (hi - lo) if hi > lo else np.zeros_like(s)
+
+
+def save_heatmap_grid(path: str | Path, images: torch.Tensor, maps: torch.Tensor, titles: list[str],
+                      masks: torch.Tensor | None = None, method: str = "", alpha: float = 0.5,
+                      captions: list[str] | None = None) -> Path:
+    """One row per image: image | lesion mask | heatmap (min-max scaled per image) over the image.
+
+    Args:
+        path: PNG to write (folders are created).
+        images: ``(N, 3, H, W)`` normalised images. maps: ``(N, H, W)`` heatmaps.
+        titles: one caption per row (e.g. ``"pred MEL (0.83) | true NEV"``).
+        masks: ``(N, 1, H, W)`` lesion masks, or ``None`` (the column says "no mask").
+        method: shown in the figure title.
+        captions: one caption per heatmap (e.g. its scores); default the method name.
+    """
+    n = images.shape[0]
+    fig, axes = plt.subplots(n, 3, figsize=(7.5, 2.6 * n + 0.4), squeeze=False)
+    for i in range(n):
+        rgb = denormalise(images[i])
+        axes[i, 0].imshow(rgb)
+        axes[i, 0].set_title(titles[i], fontsize=8, loc="left")
+        if masks is not None:
+            axes[i, 1].imshow(masks[i, 0].detach().cpu().numpy(), cmap="gray", vmin=0, vmax=1)
+            axes[i, 1].set_title("lesion mask", fontsize=8)
+        else:
+            axes[i, 1].text(0.5, 0.5, "no mask", ha="center", va="center", fontsize=9)
+        axes[i, 2].imshow(rgb)
+        axes[i, 2].imshow(_unit(maps[i].detach().cpu().numpy()), cmap="jet", alpha=alpha, vmin=0, vmax=1)
+        axes[i, 2].set_title(captions[i] if captions else method, fontsize=7)
+        for ax in axes[i]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.suptitle(f"{method}: image | mask | heatmap", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def save_feature_bars(path: str | Path, importances: dict[str, tuple[list[str], np.ndarray]],
+                      title: str = "clinical feature importance") -> Path:
+    """One horizontal bar chart per method: mean attribution per clinical feature over the images.
+
+    Args:
+        importances: method -> ``(feature names, values (N, F))``; bars show the mean (sign kept,
+            red = raises the explained output, blue = lowers it) with the standard deviation over
+            images, features sorted by mean absolute value.
+    """
+    k = max(1, len(importances))
+    n_features = max((len(names) for names, _ in importances.values()), default=1)
+    fig, axes = plt.subplots(1, k, figsize=(4.2 * k, 0.32 * n_features + 1.4), squeeze=False)
+    for ax, (method, (names, values)) in zip(axes[0], importances.items(), strict=False):
+        v = np.asarray(values, dtype=float).reshape(-1, len(names))
+        mean, std = np.nanmean(v, 0), np.nanstd(v, 0)
+        order = np.argsort(np.nanmean(np.abs(v), 0))
+        colours = ["#c0392b" if mean[j] >= 0 else "#2e86c1" for j in order]
+        ax.barh(np.arange(len(order)), mean[order], xerr=std[order], color=colours, ecolor="grey")
+        ax.set_yticks(np.arange(len(order)), [names[j] for j in order], fontsize=7)
+        ax.axvline(0, color="black", linewidth=0.6)
+        ax.set_title(f"{method} (n={v.shape[0]})", fontsize=9)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,163 @@
+"""Transformer relevancy (TMME, Chefer et al. 2021) and attention rollout for dermfuse's ViT nets.
+
+ViTAtt (arXiv 2304.14505, Sec. 3.3) explains its predictions with TMME, "Transformer Multi-Modal
+Explainability": Chefer, Gur & Wolf, *Generic Attention-model Explainability for Interpreting
+Bi-Modal and Encoder-Decoder Transformers* (ICCV 2021). For a self-attention-only encoder the
+relevancy map is
+
+    R = I;   for every block b (input to output):   R <- R + mean_heads( clamp(dy_t/dA_b * A_b, min=0) ) @ R
+
+with ``A_b`` the block's post-softmax attention and ``y_t`` the target logit. Row ``R[cls]`` says how
+relevant each token is to the class token: its patch part is the image heatmap, its metadata part
+(ViTAtt's one token per clinical feature) the per-feature relevance. The baseline the paper compares
+against is the attention itself; here plain attention rollout (Abnar & Zuidema 2020,
+*Quantifying Attention Flow in Transformers*): ``R <- (0.5 * mean_heads(A_b) + 0.5 * I)_rownorm @ R``.
+
+Both need the attention maps that timm's fused attention hides: the nets' capture API
+(``set_attention_capture(True, keep_grad=True)``, ``attentions``, ``token_layout`` and, where
+defined, ``grid_size``) provides them.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from dermfuse_xai.model_io import LogitsModel, has_attention_capture, meta_names_of
+
+
+@dataclass
+class TokenRelevance:
+    """Relevance of the class token to every other token, as image map and feature scores.
+
+    Attributes:
+        image_map: ``(B, H, W)`` patch relevance reshaped to the patch grid and upsampled
+            (bilinear) to the image size.
+        patch_scores: ``(B, rows, cols)`` the same at patch resolution.
+        meta_scores: ``(B, F)`` relevance of each metadata token (``None`` for image-only nets).
+        meta_names: the ``F`` clinical feature names (the net's ``meta_names``).
+        cls_row: ``(B, T)`` the full class-token row (all tokens, in ``token_layout`` order).
+    """
+
+    image_map: torch.Tensor
+    patch_scores: torch.Tensor
+    meta_scores: torch.Tensor | None = None
+    meta_names: list[str] = field(default_factory=list)
+    cls_row: torch.Tensor | None = None
+
+
+def transformer_relevancy(net: nn.Module, image: torch.Tensor, target: torch.Tensor | int,
+                          meta: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> TokenRelevance:
+    """TMME gradient-weighted attention relevancy of ``target`` over all blocks (see module doc).
+
+    Args:
+        net: a ViT net with the attention capture API (``ViTAtt``, ``MSViT``) or a task wrapping
+            one; put it in ``eval()`` mode first. Capture is switched on for the call and off after.
+        image: ``(B, 3, H, W)`` normalised images.
+        target: class per image ``(B,)`` or one int; ``y_t`` is its logit.
+        meta, mask: extra inputs, passed only if the net takes them.
+
+    Returns:
+        :class:`TokenRelevance` (detached).
+    """
+    model = LogitsModel(net)
+    core = _capturing_net(model.net)
+    target = torch.as_tensor(target, device=image.device).long()
+    target = target.expand(image.shape[0]) if target.ndim == 0 else target
+    core.set_attention_capture(True, keep_grad=True)
+    try:
+        with torch.enable_grad():
+            # an input needing grad keeps the attention in the graph even for frozen weights
+            x = image.detach().clone().requires_grad_(True)
+            logits = model(x, meta, mask)
+            attentions = list(core.attentions)
+            if not attentions:
+                raise RuntimeError(f"{type(core).__name__} captured no attention maps during forward.")
+            score = logits.gather(1, target[:, None]).sum()
+            grads = torch.autograd.grad(score, attentions, allow_unused=True)
+        layout = dict(core.token_layout)
+        relevancy = _eye_like(attentions[0])
+        for attn, grad in zip(attentions, grads, strict=True):
+            if grad is None:
+                continue
+            cam = (grad * attn).clamp(min=0).mean(dim=1).detach()
+            relevancy = relevancy + torch.bmm(cam.float(), relevancy)
+    finally:
+        core.set_attention_capture(False)
+    return _split_row(core, relevancy[:, layout.get("cls", 0)], layout, image.shape[-2:])
+
+
+def attention_rollout(net: nn.Module, image: torch.Tensor, meta: torch.Tensor | None = None,
+                      mask: torch.Tensor | None = None, residual: float = 0.5) -> TokenRelevance:
+    """Attention rollout (Abnar & Zuidema 2020): the class-agnostic baseline of TMME.
+
+    ``R <- rownorm(residual * I + (1 - residual) * mean_heads(A_b)) @ R`` from the first block to the
+    last (the ``0.5 * I`` accounts for the residual connection). Same inputs and output as
+    :func:`transformer_relevancy` but no target (it does not depend on the predicted class).
+    """
+    model = LogitsModel(net)
+    core = _capturing_net(model.net)
+    core.set_attention_capture(True, keep_grad=False)
+    try:
+        with torch.no_grad():
+            model(image, meta, mask)
+            attentions = [a.detach().float() for a in core.attentions]
+        layout = dict(core.token_layout)
+    finally:
+        core.set_attention_capture(False)
+    if not attentions:
+        raise RuntimeError(f"{type(core).__name__} captured no attention maps during forward.")
+    eye = _eye_like(attentions[0])
+    rollout = eye
+    for attn in attentions:
+        a = residual * eye + (1.0 - residual) * attn.mean(dim=1)
+        a = a / a.sum(dim=-1, keepdim=True)
+        rollout = torch.bmm(a, rollout)
+    return _split_row(core, rollout[:, layout.get("cls", 0)], layout, image.shape[-2:])
+
+
+def _capturing_net(net: nn.Module) -> nn.Module:
+    if not has_attention_capture(net):
+        raise TypeError(
+            f"{type(net).__name__} has no attention capture API (set_attention_capture / attentions / "
+            "token_layout, see dermfuse_models.nets.vitatt.ViTAtt); transformer relevancy needs it. "
+            "Use Grad-CAM for CNNs."
+        )
+    return net
+
+
+def _eye_like(attn: torch.Tensor) -> torch.Tensor:
+    b, _, t, _ = attn.shape
+    return torch.eye(t, device=attn.device, dtype=torch.float32).expand(b, t, t).clone()
+
+
+def _split_row(core: nn.Module, row: torch.Tensor, layout: dict, image_hw) -> TokenRelevance:
+    """Cut the class-token row into the patch grid (upsampled) and the metadata tokens."""
+    patches = row[:, layout["patches"]].detach()
+    grid = _grid_shape(core, patches.shape[1], tuple(int(s) for s in image_hw))
+    patch_scores = patches.reshape(patches.shape[0], *grid)
+    image_map = F.interpolate(patch_scores[:, None], size=tuple(int(s) for s in image_hw), mode="bilinear",
+                              align_corners=False)[:, 0]
+    meta_scores, names = None, []
+    meta_slice = layout.get("meta")
+    if meta_slice is not None and meta_slice.stop > meta_slice.start:
+        meta_scores = row[:, meta_slice].detach()
+        names = meta_names_of(core) or [f"meta_{i}" for i in range(meta_scores.shape[1])]
+    return TokenRelevance(image_map=image_map, patch_scores=patch_scores, meta_scores=meta_scores,
+                          meta_names=names, cls_row=row.detach())
+
+
+def _grid_shape(core: nn.Module, n_patches: int, image_hw: tuple[int, int]) -> tuple[int, int]:
+    """The patch grid ``(rows, cols)``: the net's ``grid_size`` if it matches, else from the aspect ratio."""
+    grid = getattr(core, "grid_size", None)
+    if grid and int(grid[0]) * int(grid[1]) == n_patches:
+        return int(grid[0]), int(grid[1])
+    h, w = image_hw
+    side = math.sqrt(h * w / n_patches)
+    rows, cols = round(h / side), round(w / side)
+    if rows * cols != n_patches:
+        raise ValueError(f"cannot lay {n_patches} patch tokens out on a grid for a {h}x{w} image.")
+    return rows, cols

@@ -1,0 +1,106 @@
+"""``python -m dermfuse_xai explain``: end to end on a checkpoint of a tiny vitatt fit, and its clear errors."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dermfuse_xai.checkpoint import find_run_config
+from dermfuse_xai.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _env(cache: Path) -> dict[str, str]:
+    return {**os.environ, "DERMFUSE_CACHE": str(cache), "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1",
+            "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
+
+
+def test_missing_checkpoint_or_run_config_is_one_clear_message(tmp_path, capsys):
+    assert main(["explain", "--ckpt", str(tmp_path / "nope.ckpt")]) == 2
+    err = capsys.readouterr().err
+    assert "nope.ckpt does not exist" in err and "Traceback" not in err
+    lonely = tmp_path / "a" / "b" / "last.ckpt"
+    lonely.parent.mkdir(parents=True)
+    lonely.write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match="no config.yaml"):
+        find_run_config(lonely)
+    (tmp_path / "a" / "config.yaml").write_text("model: {}\n")
+    assert find_run_config(lonely) == tmp_path / "a" / "config.yaml"
+    assert main(["explain", "--ckpt", str(lonely), "--n", "0"]) == 2
+    assert "--n must be at least 1" in capsys.readouterr().err
+
+
+def test_run_config_is_rebuilt_without_fit_only_keys_loggers_or_accelerator(tmp_path):
+    from dermfuse_xai.checkpoint import _sanitised_config
+
+    config = tmp_path / "config.yaml"
+    config.write_text("seed_everything: 0\nckpt_path: null\nresume: false\nrun_dir: /x\n"
+                      "trainer: {accelerator: gpu, devices: 8, logger: [{class_path: a.B}]}\n"
+                      "model: {class_path: m.M}\ndata: {dataset: isic2017, use_masks: false}\n")
+    cfg = _sanitised_config(config, use_masks=True)
+    assert set(cfg) == {"seed_everything", "model", "data", "trainer"}
+    assert cfg["trainer"]["accelerator"] == "cpu" and cfg["trainer"]["logger"] is False
+    assert cfg["data"] == {"dataset": "isic2017", "use_masks": True}
+    assert _sanitised_config(config, use_masks=None)["data"]["use_masks"] is False
+    config.write_text("trainer: {}\n")
+    with pytest.raises(ValueError, match="no model/data sections"):
+        _sanitised_config(config, None)
+
+
+def test_a_cuda_device_that_is_not_there_is_a_clear_error(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert main(["explain", "--ckpt", str(tmp_path / "x.ckpt"), "--device", "cuda"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_explain_cli_end_to_end_on_a_tiny_vitatt_fit(tmp_path):
+    env = _env(tmp_path / "cache")
+    run = tmp_path / "run"
+    fit = [sys.executable, "-m", "dermfuse_models.cli", "fit",
+           "--config", "experiments/vitatt/config.yaml", "--config", "experiments/vitatt/smoke.yaml",
+           "--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
+           "--trainer.limit_test_batches=1", "--trainer.enable_progress_bar=false", f"--run_dir={run}"]
+    done = subprocess.run(fit, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ckpt = run / "checkpoints" / "last.ckpt"
+    assert ckpt.is_file()
+
+    explain = [sys.executable, "-m", "dermfuse_xai", "explain", "--ckpt", str(ckpt), "--n", "3",
+               "--n-samples", "16", "--deletion-steps", "5", "--quiet"]
+    done = subprocess.run(explain, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = run / "explain"
+    assert "explanations written to" in done.stdout
+    for name in ("relevancy.png", "rollout.png", "clinical_features.png", "scores.json", "scores.csv",
+                 "scores_mean.csv", "feature_attributions.csv"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+
+    payload = json.loads((out / "scores.json").read_text())
+    assert payload["checkpoint"] == str(ckpt) and payload["dataset"] == "pad_ufes_20"
+    assert payload["synthetic"] is True and payload["split"] == "test" and payload["n_images"] == 3
+    assert payload["methods"] == ["relevancy", "rollout", "kernel_shap", "lime"]
+    assert set(payload["mean"]) == {"relevancy", "rollout"}
+    assert {"deletion_auc", "deletion_auc_random", "deletion_auc_gain", "randomization_spearman"} <= set(
+        payload["mean"]["relevancy"])
+    assert len(payload["per_image"]) == 3 * 2
+    shap = payload["feature_attributions"]["kernel_shap"]
+    # PAD-UFES-20's clinical features by name, e.g. smoke / age / region, never one-hot column indices
+    assert {"smoke", "age", "region"} <= set(shap["names"]) and len(shap["per_image"]) == 3
+    assert shap["attribution_sum"] == pytest.approx(shap["output_delta"], abs=2e-3)
+
+    with (out / "scores.csv").open() as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 6 and {"sample_id", "map", "pred_name", "label_name", "deletion_auc_gain"} <= set(rows[0])
+    with (out / "feature_attributions.csv").open() as fh:
+        features = {r["feature"] for r in csv.DictReader(fh)}
+    assert features == set(shap["names"])
