@@ -8,15 +8,37 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # Real data: DATA_ROOT=/data/PAD-UFES-20. Without it, the synthetic miniature and the CPU smoke profile.
 DATA_ROOT ?=
+# Dataset of a paper: experiments/<paper>/data/<DATASET>.yaml (default: the paper's first dataset below).
+DATASET ?=
 # Extra LightningCLI overrides, e.g. ARGS="--trainer.devices=8 --trainer.precision=bf16-mixed"
 ARGS ?=
+# RESUME=1: continue the latest interrupted run of that paper + dataset from its checkpoints/last.ckpt.
+RESUME ?=
+# DualNet stage 1 (segmenter, ISIC 2018 Task 1): its data folder, overrides and an explicit checkpoint.
+SEG_DATA_ROOT ?=
+SEG_ARGS ?=
+SEG_CKPT ?=
+# Sweep runner options, e.g. SWEEP_ARGS="--dry-run" or "--max-runs 2"
+SWEEP_ARGS ?=
 PYTEST_ARGS ?=
+
+DEFAULT_DATASET_dualnet     := ham10000
+DEFAULT_DATASET_vitatt      := pad_ufes_20
+DEFAULT_DATASET_eamnet      := ph2
+DEFAULT_DATASET_msvit       := isic2017
+DEFAULT_DATASET_mammo_xattn := cbis_ddsm
+dataset_of = $(or $(strip $(DATASET)),$(DEFAULT_DATASET_$(1)))
+overlay_of = experiments/$(1)/data/$(call dataset_of,$(1)).yaml
+RESUME_ARG = $(if $(filter 1 true yes,$(RESUME)),--resume=true)
 
 export WANDB_SILENT := true
 
 help: ## list the targets
-	@grep -hE '^[a-zA-Z_%-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
-	@echo "  variables: DATA_ROOT=<dataset folder>  ARGS='<LightningCLI overrides>'"
+	@grep -hE '^[a-zA-Z_%-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
+	@echo "  variables: DATA_ROOT=<dataset folder>  DATASET=<name>  ARGS='<LightningCLI overrides>'  RESUME=1"
+	@echo "             SEG_DATA_ROOT / SEG_ARGS / SEG_CKPT (DualNet stage 1)  SWEEP_ARGS='--dry-run --max-runs N'"
+	@echo "  datasets:  dualnet ham10000|isic2019 (segmenter: isic2018_task1)  vitatt pad_ufes_20|isic2019|ham10000"
+	@echo "             eamnet ph2|isic2018_task1|isic2017  msvit isic2017  mammo_xattn cbis_ddsm|cbis_ddsm_mass|cbis_ddsm_calc"
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,13 +57,40 @@ lock: ## re-resolve requirements.lock from pyproject.toml (run after changing de
 test: $(STAMP) ## CPU test suite (what CI runs); PYTEST_ARGS="-m 'not slow'" for the quick part
 	WANDB_MODE=disabled HF_HUB_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)
 
-# The paper's config; without DATA_ROOT the CPU smoke profile on the synthetic miniature is layered on top.
-CONFIGS = --config experiments/$(1)/config.yaml $(if $(strip $(DATA_ROOT)),--data.root=$(DATA_ROOT),--config experiments/$(1)/smoke.yaml)
+# The paper's config, its dataset overlay, then --data.root (real data) or the CPU smoke profile (synthetic).
+CONFIGS = --config experiments/$(1)/config.yaml --config $(call overlay_of,$(1)) $(if $(strip $(DATA_ROOT)),--data.root=$(DATA_ROOT),--config experiments/$(1)/smoke.yaml)
+# Fail early, naming the choices, when a paper or dataset overlay does not exist.
+define check_paper
+	@test -f experiments/$(1)/config.yaml || { echo "no experiments/$(1)/config.yaml; papers: $$(ls experiments | tr '\n' ' ')" >&2; exit 2; }
+	@test -f $(call overlay_of,$(1)) || { echo "no dataset overlay $(call overlay_of,$(1)); DATASET= one of: $$(ls experiments/$(1)/data | sed 's/\.yaml$$//' | tr '\n' ' ')" >&2; exit 2; }
+endef
 
-train-%: $(STAMP) ## train a paper: make train-vitatt [DATA_ROOT=...] [ARGS=...]
-	$(PY) -m dermfuse_models.cli fit $(call CONFIGS,$*) $(ARGS)
+train-%: $(STAMP) ## train a paper: make train-vitatt [DATASET=isic2019] [DATA_ROOT=...] [RESUME=1] [ARGS=...]
+	$(call check_paper,$*)
+	$(PY) -m dermfuse_models.cli fit $(call CONFIGS,$*) $(RESUME_ARG) $(ARGS)
+
+SEG_CONFIGS = --config experiments/dualnet/segmenter.yaml $(if $(strip $(SEG_DATA_ROOT)),--data.root=$(SEG_DATA_ROOT),--config experiments/dualnet/segmenter_smoke.yaml)
+
+train-dualnet: $(STAMP) ## DualNet, both stages: segmenter, masks predicted once, dual-encoder classifier
+	@if [ -n "$(strip $(DATA_ROOT))" ] && [ -z "$(strip $(SEG_DATA_ROOT))" ]; then echo "DATA_ROOT is set: also set SEG_DATA_ROOT=<ISIC 2018 Task 1 folder> for the segmenter (real classifier, real segmenter)" >&2; exit 2; fi
+	$(MAKE) --no-print-directory train-dualnet-seg
+	$(MAKE) --no-print-directory train-dualnet-cls
+
+train-dualnet-seg: $(STAMP) ## DualNet stage 1: Deep-UNet on ISIC 2018 Task 1 [SEG_DATA_ROOT=...] [SEG_ARGS=...]
+	$(PY) -m dermfuse_models.cli fit $(SEG_CONFIGS) $(RESUME_ARG) $(SEG_ARGS)
+
+train-dualnet-cls: $(STAMP) ## DualNet stage 2 on image + predicted mask [SEG_CKPT=... default: latest finished segmenter]
+	$(call check_paper,dualnet)
+	$(PY) -m dermfuse_models.two_stage $(if $(strip $(SEG_CKPT)),--seg_ckpt=$(SEG_CKPT)) $(call CONFIGS,dualnet) $(RESUME_ARG) $(ARGS)
+
+sweep-%: $(STAMP) ## a paper's ablations (experiments/<paper>/sweep.yaml): wandb agent if online, else run locally
+	$(call check_paper,$*)
+	$(PY) -m dermfuse_models.sweep experiments/$*/sweep.yaml --dataset $(call dataset_of,$*) $(if $(strip $(DATA_ROOT)),--data_root=$(DATA_ROOT)) $(SWEEP_ARGS) $(if $(strip $(ARGS)),-- $(ARGS))
+
+report: $(STAMP) ## runs/report.md (+ runs/report_<paper>.png): finished runs beside the papers' numbers
+	$(PY) -m dermfuse_models.report
 
 clean: ## remove caches and run outputs (keeps .venv)
 	rm -rf .cache runs wandb lightning_logs .pytest_cache
 
-.PHONY: help setup lock test clean
+.PHONY: help setup lock test clean report train-dualnet train-dualnet-seg train-dualnet-cls

@@ -3,7 +3,8 @@
 source table -> grouped split (saved) -> tabular encoder fitted on train -> decode-once image cache
 -> batches ``{"image": (B,3,H,W) float, "label": (B,), "meta": (B,F), "mask": (B,1,H,W), "sample_id"}``.
 Without ``root`` the dataset's synthetic miniature is generated (once, into the cache folder) and a
-banner says so loudly.
+banner says so loudly. ``mask`` comes from the dataset, or from a predicted-mask file
+(:mod:`dermfuse_data.mask_file`) in two-stage pipelines.
 """
 from __future__ import annotations
 
@@ -26,7 +27,9 @@ from torchvision import tv_tensors
 
 from dermfuse_data.cache import ImageCache, open_or_build
 from dermfuse_data.errors import DatasetError
-from dermfuse_data.sources import SOURCE_MODULES, get_source
+from dermfuse_data.feature_ranking import parse_top_k, rank_features_by_label_correlation
+from dermfuse_data.mask_file import MaskFile
+from dermfuse_data.sources import get_source
 from dermfuse_data.splits import load_or_make_splits
 from dermfuse_data.synthetic import write_synthetic
 from dermfuse_data.tabular import TabularEncoder, select_features
@@ -41,11 +44,13 @@ def default_cache_dir() -> Path:
 def synthetic_root(dataset: str, base: Path, seed: int = 0) -> Path:
     """The synthetic miniature of ``dataset`` under ``base``, generated once (atomically) per seed.
 
-    The folder name carries a hash of the generator's code, so an updated generator is rerun.
+    The folder name carries a hash of the generators' code (``synthetic.py`` and every source
+    module, since writers share helpers), so an updated generator is rerun.
     """
     h = hashlib.sha256()
-    for module in ("dermfuse_data.synthetic", f"dermfuse_data.sources.{SOURCE_MODULES[dataset]}"):
-        h.update(Path(importlib.import_module(module).__file__).read_bytes())
+    package = Path(importlib.import_module("dermfuse_data.sources").__file__).parent
+    for path in [package.parent / "synthetic.py", *sorted(package.glob("*.py"))]:
+        h.update(path.read_bytes())
     final = base / f"{dataset}-seed{seed}-{h.hexdigest()[:10]}"
     marker = final / ".dermfuse-synthetic"
     if not marker.exists():
@@ -72,12 +77,16 @@ def synthetic_banner(dataset: str, root: Path) -> None:
 
 
 class SampleDataset(Dataset):
-    """Rows of the cache as model-ready dicts (see module doc)."""
+    """Rows of the cache as model-ready dicts (see module doc).
+
+    ``masks``: a :class:`MaskFile` whose masks replace the cache's (predicted masks), or ``None``.
+    """
 
     def __init__(self, cache: ImageCache, rows: np.ndarray, labels: np.ndarray, meta: np.ndarray | None,
-                 sample_ids: list[str], with_mask: bool, transform):
+                 sample_ids: list[str], with_mask: bool, transform, masks: MaskFile | None = None):
         self.cache, self.rows, self.labels, self.meta = cache, rows, labels, meta
         self.sample_ids, self.with_mask, self.transform = sample_ids, with_mask, transform
+        self.masks = masks
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -87,7 +96,7 @@ class SampleDataset(Dataset):
         image = tv_tensors.Image(torch.from_numpy(np.array(self.cache.image(row))).permute(2, 0, 1))
         out = {"label": int(self.labels[i]), "sample_id": self.sample_ids[i]}
         if self.with_mask:
-            m = self.cache.mask(row)
+            m = self.masks.mask(self.sample_ids[i]) if self.masks is not None else self.cache.mask(row)
             if m is None:
                 raise DatasetError(f"sample {self.sample_ids[i]} has no mask", path=self.cache.path,
                                    hint="this dataset has no masks: set use_masks=false")
@@ -110,7 +119,11 @@ class DermDataModule(pl.LightningDataModule):
         root: the dataset as its publisher ships it; ``None`` = synthetic miniature.
         task: ``classification`` or ``segmentation`` (segmentation always serves masks).
         image_size: square side the cache is resized to.
-        meta_features: ``"all"`` non-leaking features, a list of names, or ``None`` for images only.
+        meta_features: ``"all"`` non-leaking features, a list of names, ``None`` for images only, or
+            ``"top<K>"`` (e.g. ``top5``): the K non-leaking features most correlated with the label on
+            the TRAINING split (ViTAtt's HC-5 ablation; see
+            :func:`~dermfuse_data.feature_ranking.rank_features_by_label_correlation`). The chosen
+            names are printed and stored in checkpoints (:meth:`state_dict`).
         allow_leaky_metadata: permit features that encode the label (for studying the leak).
         use_masks: also serve lesion masks in classification (attention regularisation).
         sampler: ``random`` or ``balanced`` (inverse-frequency ``WeightedRandomSampler``).
@@ -118,6 +131,12 @@ class DermDataModule(pl.LightningDataModule):
         use_official_split: keep the publisher's split where it defines one.
         cache_dir: where splits, caches and synthetic data go (default :func:`default_cache_dir`).
         source_options: keyword options of the source's ``read`` (e.g. ``{abnormality: mass}``).
+        predicted_masks: path of a mask file (:mod:`dermfuse_data.mask_file`, ``sample_id -> mask``
+            at ``image_size``) served as ``mask`` instead of the dataset's masks, for every split
+            (DualNet's stage 2 classifies image + predicted lesion mask). Classification only.
+        test_meta_missing_fraction: share of clinical features blanked (encoded as missing) per
+            sample in the TEST split only, chosen at random per sample with ``seed`` (robustness to
+            missing clinical data, e.g. the mammography paper's 50% stress test). 0 = off.
     """
 
     def __init__(self, dataset: str = "pad_ufes_20", root: str | None = None,
@@ -128,14 +147,24 @@ class DermDataModule(pl.LightningDataModule):
                  augment: Literal["none", "light", "standard"] = "standard", seed: int = 0,
                  val_fraction: float = 0.15, test_fraction: float = 0.15, use_official_split: bool = True,
                  cache_dir: str | None = None, synthetic_seed: int = 0, cache_workers: int = 2,
-                 source_options: dict | None = None):
+                 source_options: dict | None = None, predicted_masks: str | None = None,
+                 test_meta_missing_fraction: float = 0.0):
         super().__init__()
         self.save_hyperparameters()
         self.source = get_source(dataset)
         self.cache_dir = Path(cache_dir).resolve() if cache_dir else default_cache_dir()
-        self.with_mask = task == "segmentation" or use_masks
-        self.features = select_features(self.source, meta_features, allow_leaky_metadata)
+        if predicted_masks is not None and task == "segmentation":
+            raise ValueError("predicted_masks replaces the masks a classifier sees; a segmentation task "
+                             "trains on the dataset's own masks: remove data.predicted_masks")
+        if not 0.0 <= test_meta_missing_fraction <= 1.0:
+            raise ValueError(f"test_meta_missing_fraction must be in [0, 1], got {test_meta_missing_fraction}")
+        self.with_mask = task == "segmentation" or use_masks or predicted_masks is not None
+        self.top_k = parse_top_k(meta_features)
+        self.features = select_features(self.source, "all" if self.top_k else meta_features,
+                                        allow_leaky_metadata)
         self.encoder = TabularEncoder(self.features)
+        self.feature_ranking: list[tuple[str, float]] | None = None
+        self._masks: MaskFile | None = None
         self._table: pa.Table | None = None
         self._cache: ImageCache | None = None
         self.is_synthetic = root is None
@@ -160,9 +189,30 @@ class DermDataModule(pl.LightningDataModule):
             table, self.split_file = load_or_make_splits(
                 table, self.cache_dir / self.hparams.dataset, self.hparams.val_fraction,
                 self.hparams.test_fraction, self.hparams.seed, self.hparams.use_official_split)
-            self.encoder.fit(table.filter(pc.equal(table.column("split"), "train")))
+            train = table.filter(pc.equal(table.column("split"), "train"))
+            if self.top_k and self._restored_feature_names is None:
+                self._select_top_k(train)
+            self.encoder.fit(train)
             self._table = table
         return self._table
+
+    _restored_feature_names: list[str] | None = None
+
+    def _select_top_k(self, train: pa.Table) -> None:
+        """Keep the ``top_k`` features most correlated with the label on ``train`` (ViTAtt HC-K)."""
+        self.feature_ranking = rank_features_by_label_correlation(train, self.features, self.num_classes)
+        keep = {name for name, _ in self.feature_ranking[:self.top_k]}
+        self.features = [f for f in self.features if f.name in keep]  # keep the source's order
+        self.encoder = TabularEncoder(self.features)
+        shown = ", ".join(f"{n} ({s:.3f})" for n, s in self.feature_ranking[:self.top_k])
+        print(f"meta_features=top{self.top_k} on the training split of {self.hparams.dataset}: {shown}",
+              file=sys.stderr, flush=True)
+
+    @property
+    def image_cache(self) -> ImageCache:
+        """The decoded image cache at ``image_size`` (opened, built first if needed)."""
+        self.setup()
+        return self._cache
 
     @property
     def num_classes(self) -> int:
@@ -199,12 +249,13 @@ class DermDataModule(pl.LightningDataModule):
     # -- Lightning hooks --------------------------------------------------------------------------
     def _open_cache(self) -> ImageCache:
         t = self.table
-        masks = t.column("mask_path").to_pylist() if self.with_mask else [None] * len(t)
-        if self.with_mask and any(m is None for m in masks):
+        dataset_masks = self.with_mask and self.hparams.predicted_masks is None
+        masks = t.column("mask_path").to_pylist() if dataset_masks else [None] * len(t)
+        if dataset_masks and any(m is None for m in masks):
             raise DatasetError(f"{masks.count(None)} samples have no mask", path=self.root,
                                hint="this dataset has no lesion masks: set use_masks=false")
         return open_or_build(self.cache_dir / self.hparams.dataset,
-                             "images+masks" if self.with_mask else "images",
+                             "images+masks" if dataset_masks else "images",
                              t.column("sample_id").to_pylist(), t.column("image_path").to_pylist(),
                              masks, self.hparams.image_size, self.hparams.cache_workers)
 
@@ -213,9 +264,26 @@ class DermDataModule(pl.LightningDataModule):
         self._open_cache()
 
     def setup(self, stage: str | None = None) -> None:
-        """Open the memory-mapped cache (every process)."""
+        """Open the memory-mapped cache and predicted masks, if any (every process)."""
         if self._cache is None:
             self._cache = self._open_cache()
+        if self.hparams.predicted_masks is not None and self._masks is None:
+            self._masks = self._open_predicted_masks()
+
+    def _open_predicted_masks(self) -> MaskFile:
+        masks = MaskFile(self.hparams.predicted_masks)
+        size = (self.hparams.image_size, self.hparams.image_size)
+        if masks.size != size:
+            raise DatasetError(f"predicted masks are {masks.size[0]}x{masks.size[1]} but data.image_size is "
+                               f"{size[0]}", path=masks.path,
+                               hint="predict the masks at the classifier's image_size (the two-stage "
+                                    "pipeline does this) or set data.image_size to match")
+        lacking = masks.missing(self.table.column("sample_id").to_pylist())
+        if lacking:
+            raise DatasetError(f"{len(lacking)} of {len(self.table)} samples of {self.hparams.dataset} have no "
+                               f"predicted mask (e.g. {lacking[:3]})", path=masks.path,
+                               hint="the file was predicted for another dataset: predict the masks again")
+        return masks
 
     def dataset(self, split: str) -> SampleDataset:
         """The :class:`SampleDataset` of ``split`` (``train`` gets augmentation)."""
@@ -223,9 +291,13 @@ class DermDataModule(pl.LightningDataModule):
         t = self.split_table(split)
         ids = t.column("sample_id").to_pylist()
         meta = self.encoder.transform(t) if self.features else None
+        if meta is not None and split == "test" and self.hparams.test_meta_missing_fraction > 0:
+            meta = blank_features(meta, self.encoder.group_widths, self.hparams.test_meta_missing_fraction,
+                                  self.hparams.seed)
         rows = np.array([self._cache.index[i] for i in ids], dtype=np.int64)
         return SampleDataset(self._cache, rows, np.asarray(t.column("label").to_pylist()), meta, ids,
-                             self.with_mask, build_transform(split == "train", self.hparams.augment))
+                             self.with_mask, build_transform(split == "train", self.hparams.augment),
+                             masks=self._masks)
 
     def _loader(self, split: str) -> DataLoader:
         ds = self.dataset(split)
@@ -253,9 +325,40 @@ class DermDataModule(pl.LightningDataModule):
         return self._loader("test")
 
     def state_dict(self) -> dict:
-        """Fitted encoder state and split file, saved into checkpoints."""
-        return {"encoder": self.encoder.state_dict(), "split_file": str(self.split_file)}
+        """Fitted encoder state, chosen feature names and split file, saved into checkpoints."""
+        return {"encoder": self.encoder.state_dict(), "split_file": str(self.split_file),
+                "features": [f.name for f in self.features]}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore the encoder fitted at training time (so inference encodes identically)."""
+        """Restore the encoder (and ``top<K>`` feature choice) fitted at training time."""
+        names = state.get("features")
+        if names is not None and [f.name for f in self.features] != list(names):
+            if not self.top_k:
+                raise ValueError(f"checkpoint was trained with metadata features {names} but data.meta_features "
+                                 f"selects {[f.name for f in self.features]}: use the run's config")
+            self.features = [self.source.feature(n) for n in names]
+            self.encoder = TabularEncoder(self.features)
+            self._restored_feature_names = list(names)
         self.encoder.load_state_dict(state["encoder"])
+
+
+def blank_features(meta: np.ndarray, group_widths: list[int], fraction: float, seed: int) -> np.ndarray:
+    """A copy of ``meta`` where ``round(fraction * F)`` random features per row read as missing.
+
+    A blanked feature's block is zeroed and its missing indicator (the block's last column, see
+    :mod:`dermfuse_data.tabular`) set, exactly as the encoder writes a missing value. Seeded:
+    the same rows get the same blanks on every run and every DDP rank.
+    """
+    out = np.array(meta, copy=True)
+    n_features = len(group_widths)
+    k = int(round(fraction * n_features))
+    if k == 0 or n_features == 0:
+        return out
+    starts = np.concatenate([[0], np.cumsum(group_widths)[:-1]]).astype(int)
+    rng = np.random.default_rng(seed)
+    for row in range(out.shape[0]):
+        for j in rng.choice(n_features, size=k, replace=False):
+            start, width = starts[j], group_widths[j]
+            out[row, start:start + width] = 0.0
+            out[row, start + width - 1] = 1.0
+    return out

@@ -2,37 +2,53 @@
 
 A LightningCLI over any task (``model.class_path``) and the one :class:`DermDataModule`. It links
 what the data knows to the model (number of classes, class names, metadata feature widths and
-names), gives every run its own folder ``runs/<experiment>/<time>-<dataset>/`` with the resolved
-config, checkpoints, a CSV log and a wandb run (offline unless wandb is configured), and after
-``fit`` tests the best checkpoint and writes ``metrics.json``.
+names) and gives every run its own folder ``runs/<experiment>/<time>-<dataset>/`` holding:
+
+* ``config.yaml`` (the resolved config), ``metrics.csv`` (CSV log), ``wandb/`` (offline unless
+  wandb is configured, see :func:`wandb_mode`);
+* ``checkpoints/`` with the best (the config's ``ModelCheckpoint`` monitor) and ``last.ckpt``;
+* ``metrics.json`` (after ``fit`` the best checkpoint is tested) and ``figures/`` (the tasks'
+  confusion matrix / ROC; segmentation sample predictions from
+  :class:`~dermfuse_models.preview.SegmentationSamplesFigure`, added here for segmentation data).
+
+Trainer defaults filled in here: a checkpoint callback saving ``last.ckpt`` (if the config has none:
+``save_last`` only), a learning-rate monitor when there is a logger, ``strategy=ddp`` when more
+than one device is requested with ``strategy: auto``, and ``bf16``/``16`` precision replaced by fp32
+when the run lands on a CPU (bf16 on CPU is ~14x slower here). ``--resume=true`` (``make ...
+RESUME=1``) continues the latest run of the same experiment, dataset and data root from its
+``checkpoints/last.ckpt`` in the same folder, up to the configured ``max_epochs``.
+
+Experiment name: the folder of the first ``--config`` (``experiments/vitatt/config.yaml`` ->
+``vitatt``), suffixed with the file's stem unless it is ``config`` (``experiments/dualnet/
+segmenter.yaml`` -> ``dualnet_segmenter``).
 """
 from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 
 from dermfuse_data.datamodule import DermDataModule
+from dermfuse_data.errors import DatasetError
+from dermfuse_data.splits import uses_official
+from dermfuse_models.runs import dataset_tag, find_resumable_run, runs_root, wandb_mode
+
+RUN_DIR_ENV = "DERMFUSE_RUN_DIR"  # handed to DDP child processes so every rank uses one folder
 
 
-def wandb_mode() -> str:
-    """``WANDB_MODE`` if set; ``online`` when an API key is configured; else ``offline``."""
-    if os.environ.get("WANDB_MODE"):
-        return os.environ["WANDB_MODE"]
-    netrc = Path.home() / ".netrc"
-    configured = os.environ.get("WANDB_API_KEY") or (netrc.exists() and "api.wandb.ai" in netrc.read_text())
-    return "online" if configured else "offline"
-
-
-def _experiment_name(config_paths: list) -> str:
+def experiment_name(config_paths: list | None) -> str:
+    """Name of the experiment from its first config file (see module doc); ``adhoc`` without one."""
     for p in config_paths or []:
         path = Path(str(getattr(p, "relative", p)))
         if path.parent.name:
-            return path.parent.name
+            return path.parent.name if path.stem == "config" else f"{path.parent.name}_{path.stem}"
     return "adhoc"
 
 
@@ -40,18 +56,67 @@ def _scalars(metrics: dict) -> dict:
     return {k: float(v) for k, v in sorted(metrics.items()) if getattr(v, "numel", lambda: 1)() == 1}
 
 
+def _is_ddp_child() -> bool:
+    """True in a process Lightning launched for rank > 0 (it sets ``LOCAL_RANK`` for those)."""
+    return os.environ.get("LOCAL_RANK", "0") != "0"
+
+
+def _launcher_job_id() -> str | None:
+    """The SLURM job id or torchrun run id when an external launcher started this process."""
+    for key in ("SLURM_JOB_ID", "TORCHELASTIC_RUN_ID"):
+        value = os.environ.get(key)
+        if value and value.lower() != "none" and int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", "1"))) > 1:
+            return value
+    return None
+
+
+def _options(data_cfg) -> dict:
+    options = data_cfg.get("source_options") or {}
+    return dict(options.as_dict() if hasattr(options, "as_dict") else options)
+
+
+def _unique(path: Path) -> Path:
+    candidate, n = path, 2
+    while candidate.exists():
+        candidate, n = path.with_name(f"{path.name}-{n}"), n + 1
+    return candidate
+
+
+def _device_count(accelerator: str, devices) -> int:
+    if isinstance(devices, (list, tuple)):
+        return len(devices)
+    if isinstance(devices, int):
+        return devices if devices > 0 else _device_count(accelerator, "auto")
+    text = str(devices).strip()
+    if text.lstrip("-").isdigit():
+        return _device_count(accelerator, int(text))
+    if "," in text:
+        return len([d for d in text.split(",") if d.strip()])
+    if accelerator in ("cpu",) or not torch.cuda.is_available():
+        return 1
+    return torch.cuda.device_count()
+
+
+def _on_cpu(accelerator: str) -> bool:
+    return accelerator == "cpu" or (accelerator in ("auto", "gpu", "cuda") and not torch.cuda.is_available())
+
+
 class DermCLI(LightningCLI):
-    """LightningCLI with dermfuse's data->model links, run folders, loggers and final test."""
+    """LightningCLI with dermfuse's data->model links, run folders, loggers, resume and final test."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("parser_kwargs", {"default_env": False})
+        self.resume_step: int | None = None
         super().__init__(None, DermDataModule, *args, **kwargs)
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--run_dir", type=str | None, default=None,
                             help="output folder (default runs/<experiment>/<time>-<dataset>)")
+        parser.add_argument("--resume", type=bool, default=False,
+                            help="continue the latest run of this experiment+dataset (or --run_dir) from its "
+                                 "checkpoints/last.ckpt, in the same folder, up to trainer.max_epochs")
         links = {"data.num_classes": ["model.init_args.num_classes", "model.init_args.net.init_args.num_classes"],
                  "data.class_names": ["model.init_args.class_names"],
                  "data.meta_groups": ["model.init_args.net.init_args.meta_groups"],
@@ -60,27 +125,93 @@ class DermCLI(LightningCLI):
             for target in targets:
                 parser.link_arguments(source, target, apply_on="instantiate")
 
+    # -- run folder, resume, trainer defaults --------------------------------------------------
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
-        run_dir = cfg.get("run_dir")
-        if not run_dir:
-            stamp = time.strftime("%Y%m%d-%H%M%S")
-            run_dir = f"runs/{_experiment_name(cfg.get('config'))}/{stamp}-{cfg.data.dataset}"
-        run_dir = str(Path(run_dir).resolve())
-        cfg.run_dir = run_dir
-        cfg.trainer.default_root_dir = run_dir
+        experiment = experiment_name(cfg.get("config"))
+        run_dir = self._resolve_run_dir(cfg, experiment)
+        cfg.run_dir = str(run_dir)
+        cfg.trainer.default_root_dir = str(run_dir)
         if cfg.trainer.get("logger") in (None, True):
-            loggers = [{"class_path": "pytorch_lightning.loggers.CSVLogger",
-                        "init_args": {"save_dir": run_dir, "name": "", "version": ""}}]
-            mode = wandb_mode()
-            if mode != "disabled":
-                loggers.append({"class_path": "pytorch_lightning.loggers.WandbLogger",
-                                "init_args": {"save_dir": run_dir, "project": "dermfuse",
-                                              "offline": mode != "online",
-                                              "name": Path(run_dir).name,
-                                              "group": _experiment_name(cfg.get("config"))}})
-            cfg.trainer.logger = loggers
+            cfg.trainer.logger = self._loggers(run_dir, experiment)
+        self._trainer_defaults(cfg.trainer)
 
+    def _resolve_run_dir(self, cfg, experiment: str) -> Path:
+        if _is_ddp_child() and os.environ.get(RUN_DIR_ENV):
+            run_dir = Path(os.environ[RUN_DIR_ENV])
+        elif cfg.get("resume"):
+            run_dir = Path(cfg.run_dir).resolve() if cfg.get("run_dir") else find_resumable_run(
+                experiment, cfg.data.dataset, cfg.data.get("root"), source_options=_options(cfg.data))
+            if run_dir is None or not (run_dir / "checkpoints" / "last.ckpt").is_file():
+                where = run_dir or runs_root() / experiment
+                raise RuntimeError(f"RESUME=1 but no run of {experiment!r} on {cfg.data.dataset!r} "
+                                   f"(root={cfg.data.get('root')}) has checkpoints/last.ckpt under {where}. "
+                                   "Start a fresh run without RESUME, or pass --run_dir=<run folder>.")
+        elif cfg.get("run_dir"):
+            run_dir = Path(cfg.run_dir).resolve()
+        elif _launcher_job_id():
+            # SLURM / torchrun start every rank at once: name the folder after the job so they agree
+            run_dir = runs_root() / experiment / f"job{_launcher_job_id()}-{dataset_tag(cfg.data.dataset, _options(cfg.data))}"
+        else:
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            run_dir = _unique(runs_root() / experiment / f"{stamp}-{dataset_tag(cfg.data.dataset, _options(cfg.data))}")
+        if cfg.get("resume") and self.subcommand == "fit":
+            last = run_dir / "checkpoints" / "last.ckpt"
+            if cfg.get("ckpt_path") in (None, "", "last"):
+                cfg.ckpt_path = str(last)
+            self.resume_step = int(torch.load(cfg.ckpt_path, map_location="cpu", weights_only=False)
+                                   .get("global_step", 0))
+            print(f"resuming {run_dir} from {cfg.ckpt_path} (step {self.resume_step})", file=sys.stderr)
+        os.environ[RUN_DIR_ENV] = str(run_dir)
+        return run_dir
+
+    def _loggers(self, run_dir: Path, experiment: str) -> list[dict]:
+        loggers = [{"class_path": "dermfuse_models.csv_logger.ResumableCSVLogger",
+                    "init_args": {"save_dir": str(run_dir), "name": "", "version": "",
+                                  "resume_step": self.resume_step}}]
+        mode = wandb_mode()
+        if mode != "disabled":
+            loggers.append({"class_path": "pytorch_lightning.loggers.WandbLogger",
+                            "init_args": {"save_dir": str(run_dir), "project": "dermfuse",
+                                          "offline": mode != "online", "name": run_dir.name,
+                                          "group": experiment}})
+        return loggers
+
+    @staticmethod
+    def _trainer_defaults(trainer_cfg) -> None:
+        accelerator = str(trainer_cfg.get("accelerator") or "auto")
+        precision = str(trainer_cfg.get("precision") or "32-true")
+        if _on_cpu(accelerator) and ("bf16" in precision or precision.startswith("16")):
+            print(f"precision={precision} requested but the run is on CPU: using 32-true "
+                  "(bf16 on CPU is much slower here)", file=sys.stderr)
+            trainer_cfg.precision = "32-true"
+        strategy = trainer_cfg.get("strategy")
+        if (strategy in (None, "auto")) and _device_count(accelerator, trainer_cfg.get("devices", "auto")) > 1:
+            trainer_cfg.strategy = "ddp"
+
+    def _instantiate_trainer(self, config: dict, callbacks: list) -> pl.Trainer:
+        """Add the default callbacks (checkpoint with last, LR monitor, segmentation samples)."""
+        configured = list(config.get("callbacks") or []) + list(callbacks)
+        run_dir = Path(config["default_root_dir"])
+        extra = []
+        checkpoints = [c for c in configured if isinstance(c, ModelCheckpoint)]
+        if not checkpoints and config.get("enable_checkpointing", True) is not False:
+            extra.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True))
+        for c in checkpoints:
+            if c.dirpath is None:
+                c.dirpath = str(run_dir / "checkpoints")
+            if not c.save_last:
+                c.save_last = True
+        if config.get("logger") and not any(isinstance(c, LearningRateMonitor) for c in configured):
+            extra.append(LearningRateMonitor(logging_interval="epoch"))
+        data_cfg = (self.config[self.subcommand] if self.subcommand else self.config).get("data")
+        if data_cfg is not None and data_cfg.get("task") == "segmentation":
+            from dermfuse_models.preview import SegmentationSamplesFigure
+            if not any(isinstance(c, SegmentationSamplesFigure) for c in configured):
+                extra.append(SegmentationSamplesFigure())
+        return super()._instantiate_trainer(config, list(callbacks) + extra)
+
+    # -- after fit: test and summarise ---------------------------------------------------------
     def after_fit(self) -> None:
         """Test the best checkpoint (last weights if none) and write ``metrics.json`` to the run folder."""
         trainer: pl.Trainer = self.trainer
@@ -89,9 +220,19 @@ class DermCLI(LightningCLI):
         if trainer.fast_dev_run:
             best = None
         test = trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)
-        summary = {"run_dir": trainer.default_root_dir, "dataset": self.datamodule.hparams.dataset,
-                   "synthetic": self.datamodule.is_synthetic, "seed": self.datamodule.hparams.seed,
-                   "split_file": str(self.datamodule.split_file), "best_checkpoint": best,
+        cfg = self.config[self.subcommand]
+        hp = self.datamodule.hparams
+        summary = {"run_dir": trainer.default_root_dir, "experiment": experiment_name(cfg.get("config")),
+                   "dataset": hp.dataset, "source_options": dict(hp.source_options or {}),
+                   "task": hp.task, "synthetic": self.datamodule.is_synthetic, "split": "test",
+                   "official_split": uses_official(self.datamodule.table, hp.use_official_split),
+                   "meta_features": [f.name for f in self.datamodule.features],
+                   "predicted_masks": hp.predicted_masks,
+                   "test_meta_missing_fraction": hp.test_meta_missing_fraction,
+                   "seed": hp.seed, "seed_everything": cfg.get("seed_everything"),
+                   "split_file": str(self.datamodule.split_file), "image_size": hp.image_size,
+                   "epochs": trainer.current_epoch, "max_epochs": trainer.max_epochs,
+                   "best_checkpoint": best, "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
                    "val": {k: v for k, v in val.items() if k.startswith("val/")},
                    "test": _scalars(test[0]) if test else {}}
         if trainer.is_global_zero:
@@ -104,10 +245,19 @@ class DermCLI(LightningCLI):
                 print(f"  {k:<28} {v:.4f}")
 
 
-def main(args: list[str] | None = None) -> DermCLI:
-    """Entry point (``python -m dermfuse_models.cli``)."""
-    return DermCLI(args=args)
+def main(args: list[str] | None = None, **kwargs) -> DermCLI:
+    """Entry point (``python -m dermfuse_models.cli``); ``kwargs`` go to :class:`DermCLI`."""
+    return DermCLI(args=args, **kwargs)
+
+
+def run_from_command_line() -> None:
+    """``main()`` for shells: dataset problems print their message, not a traceback (exit 2)."""
+    try:
+        main()
+    except DatasetError as err:
+        print(f"\ndataset error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
-    main()
+    run_from_command_line()

@@ -1,0 +1,260 @@
+"""Run a paper's ablation sweep (``experiments/<paper>/sweep.yaml``, wandb sweep format).
+
+``python -m dermfuse_models.sweep experiments/vitatt/sweep.yaml [--dataset isic2019]
+[--data_root /data/ISIC2019] [--dry-run] [--max-runs N] [--local] [-- <extra CLI args>]``
+
+The YAML is a wandb sweep: ``command`` (a block list with wandb's macros ``${env}``,
+``${interpreter}``, ``${program}``, ``${args}``), ``method: grid`` and ``parameters`` keyed by
+LightningCLI keys (``model.init_args.net.init_args.num_heads``), so the agent's ``--key=value``
+arguments reach the model. Before running, the command gets the dataset overlay
+``experiments/<paper>/data/<dataset>.yaml`` and, without ``--data_root``, the CPU smoke profile
+``experiments/<paper>/smoke.yaml`` on the synthetic miniature (both inserted after the command's
+last ``--config``); with ``--data_root`` it gets ``--data.root=<path>``.
+
+* wandb reachable (:func:`dermfuse_models.runs.wandb_mode` is ``online``: an API key configured and
+  ``WANDB_MODE`` not offline/disabled) and no ``--local``: the sweep is created on the server and a
+  ``wandb agent`` runs it (``--max-runs`` -> ``--count``).
+* otherwise the grid is enumerated here (:func:`grid_runs`) and every run is executed locally, one
+  after the other, exactly as the agent would run the command, each into its own folder
+  ``runs/<experiment>/sweep-<time>/<NN>-<overrides>/`` with ``sweep_run.json`` (its overrides);
+  a summary table follows. ``--dry-run`` lists the runs and their commands without running them.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dermfuse_models.runs import run_metrics, runs_root, wandb_mode
+
+#: test metrics shown in the summary when a run has them
+SUMMARY_KEYS = ("test/bal_acc", "test/acc", "test/auroc_macro", "test/f1_macro", "test/dice", "test/iou")
+
+
+def load_sweep(path: str | Path) -> dict:
+    """The sweep YAML as a dict, checked for the parts this runner and wandb need."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"sweep file {path} does not exist (expected experiments/<paper>/sweep.yaml)")
+    sweep = yaml.safe_load(path.read_text()) or {}
+    command = sweep.get("command")
+    if not isinstance(command, list) or not all(isinstance(c, str) for c in command):
+        raise ValueError(f"{path}: 'command' must be a block list of strings (wandb requires a list)")
+    if "${args}" not in command and "${args_no_hyphens}" not in command:
+        raise ValueError(f"{path}: 'command' must contain ${{args}} so the overrides reach the run")
+    params = sweep.get("parameters")
+    if not isinstance(params, dict) or not params:
+        raise ValueError(f"{path}: 'parameters' must map LightningCLI keys to {{values: [...]}} or {{value: x}}")
+    for key, spec in params.items():
+        if not isinstance(spec, dict) or not ({"values", "value"} & set(spec)):
+            raise ValueError(f"{path}: parameter {key!r} needs 'values: [...]' or 'value: x' (grid sweeps)")
+        if "values" in spec and (not isinstance(spec["values"], list) or not spec["values"]):
+            raise ValueError(f"{path}: parameter {key!r} 'values' must be a non-empty list")
+        values = spec["values"] if "values" in spec else [spec["value"]]
+        if any(v is None for v in values):
+            raise ValueError(f"{path}: parameter {key!r} has a YAML null; write the string \"null\" instead "
+                             "(the agent would pass None, which LightningCLI does not read as null)")
+    return sweep
+
+
+def grid_runs(sweep: dict) -> list[dict[str, Any]]:
+    """Every run of a grid sweep: the cartesian product of ``values`` (in file order), plus ``value``s.
+
+    Raises for methods other than ``grid`` (random/bayes need the wandb server).
+    """
+    method = sweep.get("method", "grid")
+    if method != "grid":
+        raise ValueError(f"sweep method {method!r} needs the wandb server; the local runner enumerates grids only")
+    params = sweep["parameters"]
+    varying = [(k, spec["values"]) for k, spec in params.items() if "values" in spec]
+    fixed = {k: spec["value"] for k, spec in params.items() if "values" not in spec}
+    runs = []
+    for combo in itertools.product(*(values for _, values in varying)):
+        run = dict(fixed)
+        run.update({k: v for (k, _), v in zip(varying, combo)})
+        runs.append(run)
+    return runs
+
+
+def format_value(value: Any) -> str:
+    """A parameter value exactly as the wandb agent writes it into ``--key=value`` (``str(value)``).
+
+    Python's ``str`` of a bool, list or dict (``False``, ``['a']``, ``{'num_heads': 4}``) is valid
+    YAML, which LightningCLI parses; a dict value is merged into the config at its key.
+    """
+    return f"{value}"
+
+
+def _insert_after_last_config(command: list[str], extra: list[str]) -> list[str]:
+    positions = [i for i, c in enumerate(command) if c == "--config" or c.startswith("--config=")]
+    if not positions:
+        at = command.index("${args}") if "${args}" in command else len(command)
+    else:
+        at = positions[-1] + (1 if command[positions[-1]].startswith("--config=") else 2)
+    return command[:at] + extra + command[at:]
+
+
+def profile_command(sweep: dict, sweep_path: str | Path, dataset: str | None = None,
+                    data_root: str | None = None, extra_args: list[str] = ()) -> list[str]:
+    """The sweep's ``command`` with the dataset overlay, smoke profile or data root, and ``extra_args``."""
+    paper_dir = Path(sweep_path).parent
+    extra: list[str] = []
+    if dataset:
+        overlay = paper_dir / "data" / f"{dataset}.yaml"
+        if not overlay.is_file():
+            known = sorted(p.stem for p in (paper_dir / "data").glob("*.yaml"))
+            raise FileNotFoundError(f"no dataset overlay {overlay}; datasets for {paper_dir.name}: {known}")
+        extra += ["--config", str(overlay)]
+    if data_root:
+        extra_tail = [f"--data.root={data_root}"]
+    else:
+        smoke = paper_dir / sweep.get("smoke_config", "smoke.yaml")
+        if not smoke.is_file():
+            raise FileNotFoundError(f"{smoke} is missing: without --data_root the sweep runs the smoke profile")
+        extra += ["--config", str(smoke)]
+        extra_tail = []
+    command = _insert_after_last_config(list(sweep["command"]), extra)
+    at = command.index("${args}") if "${args}" in command else len(command)
+    return command[:at] + extra_tail + list(extra_args) + command[at:]
+
+
+def expand_command(command: list[str], overrides: dict[str, Any], program: str | None = None) -> list[str]:
+    """Replace wandb's macros as the agent does (``${args}`` -> ``--key=value`` per override)."""
+    out: list[str] = []
+    for part in command:
+        if part == "${env}":
+            continue
+        if part == "${interpreter}":
+            out.append(sys.executable)
+        elif part == "${program}":
+            if not program:
+                raise ValueError("command uses ${program} but the sweep has no 'program'")
+            out.append(program)
+        elif part == "${args}":
+            out += [f"--{k}={format_value(v)}" for k, v in overrides.items()]
+        elif part == "${args_no_hyphens}":
+            out += [f"{k}={format_value(v)}" for k, v in overrides.items()]
+        else:
+            out.append(part)
+    return out
+
+
+def describe(overrides: dict[str, Any]) -> str:
+    """Short ``name=value`` text of a run's overrides (dict values: their own items)."""
+    parts = []
+    for key, value in overrides.items():
+        items = value.items() if isinstance(value, dict) else [(key.rsplit(".", 1)[-1], value)]
+        parts += [f"{k}={format_value(v)}" for k, v in items]
+    return " ".join(parts) or "(defaults)"
+
+
+def _slug(overrides: dict[str, Any], limit: int = 80) -> str:
+    return re.sub(r"[^A-Za-z0-9=._+-]+", "_", describe(overrides)).strip("_")[:limit] or "defaults"
+
+
+def experiment_of(sweep_path: str | Path) -> str:
+    """Experiment name of the sweep's runs (the paper folder's name)."""
+    return Path(sweep_path).resolve().parent.name
+
+
+def run_local(sweep_path: str | Path, dataset: str | None = None, data_root: str | None = None,
+              max_runs: int | None = None, dry_run: bool = False, extra_args: list[str] = (),
+              sweep_dir: str | Path | None = None) -> list[dict]:
+    """Run the grid locally, one run after the other (see module doc); returns one record per run."""
+    sweep = load_sweep(sweep_path)
+    runs = grid_runs(sweep)
+    if max_runs is not None:
+        runs = runs[:max_runs]
+    profile_command(sweep, sweep_path, dataset, data_root, extra_args)  # fail early on a missing file
+    sweep_dir = Path(sweep_dir) if sweep_dir else runs_root() / experiment_of(sweep_path) / time.strftime(
+        "sweep-%Y%m%d-%H%M%S")
+    records = []
+    for i, overrides in enumerate(runs):
+        run_dir = (sweep_dir / f"{i:02d}-{_slug(overrides)}").resolve()
+        command = expand_command(profile_command(sweep, sweep_path, dataset, data_root,
+                                                 [*extra_args, f"--run_dir={run_dir}"]),
+                                 overrides, sweep.get("program"))
+        record = {"index": i, "overrides": overrides, "run_dir": str(run_dir), "command": command}
+        print(f"[{i + 1}/{len(runs)}] {shlex.join(command)}", flush=True)
+        if not dry_run:
+            start = time.time()
+            rc = subprocess.run(command, env={**os.environ, "WANDB_SILENT": "true"}).returncode
+            record.update(returncode=rc, seconds=round(time.time() - start, 1),
+                          metrics=(run_metrics(run_dir) or {}).get("test", {}))
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "sweep_run.json").write_text(json.dumps(
+                {"sweep": str(Path(sweep_path)), "index": i, "overrides": overrides, "command": command,
+                 "returncode": rc}, indent=2))
+        records.append(record)
+    print_summary(records, dry_run)
+    return records
+
+
+def print_summary(records: list[dict], dry_run: bool = False) -> None:
+    """A table of the runs: overrides, status, seconds and the main test metrics."""
+    if not records:
+        print("no runs")
+        return
+    keys = [k for k in SUMMARY_KEYS if any(k in r.get("metrics", {}) for r in records)]
+    print("\nsweep summary" + (" (dry run: nothing was run)" if dry_run else ""))
+    header = ["#", "overrides", "status", "s"] + [k.removeprefix("test/") for k in keys]
+    rows = []
+    for r in records:
+        status = "planned" if dry_run else ("ok" if r.get("returncode") == 0 else f"FAILED ({r.get('returncode')})")
+        rows.append([str(r["index"]), describe(r["overrides"]), status, str(r.get("seconds", ""))]
+                    + [f"{r['metrics'][k]:.4f}" if k in r.get("metrics", {}) else "" for k in keys])
+    widths = [max(len(row[c]) for row in [header, *rows]) for c in range(len(header))]
+    for row in [header, *rows]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
+
+
+def run_wandb_agent(sweep_path: str | Path, dataset: str | None, data_root: str | None,
+                    max_runs: int | None, extra_args: list[str] = ()) -> int:
+    """Create the sweep on the wandb server (command completed as in :func:`profile_command`) and run an agent."""
+    import wandb
+
+    sweep = load_sweep(sweep_path)
+    sweep["command"] = profile_command(sweep, sweep_path, dataset, data_root, extra_args)
+    sweep.pop("smoke_config", None)
+    sweep.setdefault("name", f"{experiment_of(sweep_path)}-{dataset or 'default'}")
+    project = os.environ.get("WANDB_PROJECT", "dermfuse")
+    sweep_id = wandb.sweep(sweep=sweep, project=project)
+    agent = [str(Path(sys.executable).parent / "wandb"), "agent", "--project", project]
+    if os.environ.get("WANDB_ENTITY"):
+        agent += ["--entity", os.environ["WANDB_ENTITY"]]
+    if max_runs:
+        agent += ["--count", str(max_runs)]
+    return subprocess.run(agent + [sweep_id]).returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line (see module doc)."""
+    parser = argparse.ArgumentParser(prog="python -m dermfuse_models.sweep", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sweep", help="experiments/<paper>/sweep.yaml")
+    parser.add_argument("--dataset", default=None, help="dataset overlay experiments/<paper>/data/<dataset>.yaml")
+    parser.add_argument("--data_root", "--data-root", default=None,
+                        help="real dataset folder (default: smoke profile on the synthetic miniature)")
+    parser.add_argument("--dry-run", "--dry_run", action="store_true", help="list the runs, run nothing")
+    parser.add_argument("--max-runs", "--max_runs", type=int, default=None, help="run at most N runs")
+    parser.add_argument("--local", action="store_true", help="run locally even when wandb is online")
+    args, extra = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
+    extra = [a for a in extra if a != "--"]
+    if not args.local and not args.dry_run and wandb_mode() == "online":
+        return run_wandb_agent(args.sweep, args.dataset, args.data_root, args.max_runs, extra)
+    records = run_local(args.sweep, args.dataset, args.data_root, args.max_runs, args.dry_run, extra)
+    return 0 if all(r.get("returncode", 0) == 0 for r in records) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""Constants and helpers of the experiment-infrastructure tests (imported as tests.experiments._support)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+EXPERIMENTS = REPO / "experiments"
+#: the five papers the issue names, with their experiment files
+PAPERS = ("dualnet", "vitatt", "eamnet", "msvit", "mammo_xattn")
+#: trainer arguments that keep a CPU run quiet
+QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+
+
+def overlays(paper: str) -> list[str]:
+    """Dataset overlay names of a paper (``experiments/<paper>/data/*.yaml``)."""
+    return sorted(p.stem for p in (EXPERIMENTS / paper / "data").glob("*.yaml"))
+
+
+def require_paper(paper: str) -> Path:
+    """The paper's folder; skips (naming what is missing) while its config or net is not written yet."""
+    folder = EXPERIMENTS / paper
+    if not (folder / "config.yaml").is_file():
+        pytest.skip(f"experiments/{paper}/config.yaml is not written yet (the {paper} net is in progress)")
+    return folder
+
+
+def metrics_of(run_dir: str | Path) -> dict:
+    """A finished run's ``metrics.json``."""
+    return json.loads((Path(run_dir) / "metrics.json").read_text())

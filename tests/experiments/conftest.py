@@ -1,0 +1,32 @@
+"""Fixtures of the experiment-infrastructure tests (configs, CLI runs, sweeps, report).
+
+Every test that trains writes its run folders under its own ``tmp_path`` (``DERMFUSE_RUNS``) and
+uses the session's synthetic-data cache (``session_cache`` from tests/conftest.py), with wandb off.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.experiments._support import REPO  # noqa: E402
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch, session_cache) -> Path:
+    """A fresh ``runs`` folder for the test (``DERMFUSE_RUNS``), wandb disabled, shared data cache."""
+    runs = tmp_path / "runs"
+    monkeypatch.setenv("DERMFUSE_RUNS", str(runs))
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("DERMFUSE_RUN_DIR", raising=False)
+    monkeypatch.chdir(REPO)
+    return runs
+
+
+@pytest.fixture(autouse=True)
+def _no_ddp_env(monkeypatch):
+    """In-process CLI runs must not look like DDP children."""
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    os.environ.pop("DERMFUSE_RUN_DIR", None)

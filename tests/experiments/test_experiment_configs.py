@@ -1,0 +1,123 @@
+"""Every experiment's files exist, and every config (+ dataset overlay, + smoke profile) parses and
+builds its DataModule and model through the CLI (``run=False``: nothing is trained).
+
+Parsing is fast (jsonargparse checks every key against the classes' signatures); building
+instantiates nets and synthetic data, ~5 s per config on 2 cores, so those tests are ``slow``."""
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import yaml
+
+from tests.experiments._support import EXPERIMENTS, PAPERS, overlays, require_paper
+
+DATA_CONFIGS = [(paper, ds) for paper in PAPERS for ds in (overlays(paper) or ["<none>"])]
+
+
+@pytest.mark.parametrize("paper", PAPERS)
+def test_experiment_folder_is_complete(paper):
+    folder = require_paper(paper)
+    for name in ("config.yaml", "smoke.yaml", "sweep.yaml", "reported.yaml", "README.md"):
+        assert (folder / name).is_file(), f"experiments/{paper}/{name} is missing"
+    assert overlays(paper), f"experiments/{paper}/data/ has no dataset overlay"
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    dataset = config["data"]["dataset"]
+    assert any(yaml.safe_load((folder / "data" / f"{o}.yaml").read_text())["data"]["dataset"] == dataset
+               for o in overlays(paper)), "the config's own dataset needs an overlay too"
+    if paper == "dualnet":
+        assert (folder / "segmenter.yaml").is_file() and (folder / "segmenter_smoke.yaml").is_file()
+
+
+def _net_class(config: dict):
+    path = config["model"]["init_args"]["net"]["class_path"]
+    module, name = path.rsplit(".", 1)
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        pytest.skip(f"net {path} does not exist yet")
+
+
+def _configs(paper: str, dataset: str, smoke: bool) -> list[str]:
+    args = ["--config", str(EXPERIMENTS / paper / "config.yaml")]
+    if dataset != "<none>":
+        args += ["--config", str(EXPERIMENTS / paper / "data" / f"{dataset}.yaml")]
+    if smoke:
+        args += ["--config", str(EXPERIMENTS / paper / "smoke.yaml")]
+    return args
+
+
+@pytest.mark.parametrize(("paper", "dataset"), DATA_CONFIGS)
+def test_config_overlay_and_smoke_parse(paper, dataset):
+    from dermfuse_models.two_stage import _ParseOnlyCLI
+
+    folder = require_paper(paper)
+    if dataset == "<none>":
+        pytest.fail(f"experiments/{paper}/data/ has no overlay")
+    for smoke in (False, True):
+        cfg = _ParseOnlyCLI(args=["fit", *_configs(paper, dataset, smoke)]).config["fit"]
+        overlay = yaml.safe_load((folder / "data" / f"{dataset}.yaml").read_text())["data"]
+        assert cfg.data.dataset == overlay["dataset"]
+        for key, value in overlay.items():
+            got = cfg.data[key]
+            assert (got.as_dict() if hasattr(got, "as_dict") else got) == value, key
+        if not smoke:
+            assert cfg.trainer.precision == "bf16-mixed", "real-data configs train in bf16 on GPU"
+        else:
+            assert cfg.trainer.accelerator == "cpu" and "32" in str(cfg.trainer.precision)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("paper", "dataset"), DATA_CONFIGS)
+def test_smoke_config_builds_data_and_model(paper, dataset, runs_dir, tmp_path):
+    from dermfuse_models.cli import main
+
+    folder = require_paper(paper)
+    net_class = _net_class(yaml.safe_load((folder / "config.yaml").read_text()))
+    cli = main([*_configs(paper, dataset, smoke=True), "--trainer.logger=false", f"--run_dir={tmp_path}/r"],
+               run=False)
+    dm, model = cli.datamodule, cli.model
+    assert isinstance(model.net, net_class)
+    if dataset != "<none>":
+        assert dm.hparams.dataset == yaml.safe_load((folder / "data" / f"{dataset}.yaml").read_text())["data"]["dataset"]
+    assert dm.is_synthetic
+    if dm.hparams.task == "classification":
+        assert model.num_classes == dm.num_classes
+        head = [m for m in model.net.modules() if hasattr(m, "out_features")][-1]
+        assert head.out_features == dm.num_classes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("paper", PAPERS)
+def test_real_config_builds_without_download(paper, runs_dir, tmp_path):
+    """The paper-size model of config.yaml builds (pretrained off: no hub in tests)."""
+    from dermfuse_models.cli import main
+
+    folder = require_paper(paper)
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    net_class = _net_class(config)
+    args = ["--config", str(folder / "config.yaml")]
+    if "pretrained" in config["model"]["init_args"]["net"].get("init_args", {}):
+        args.append("--model.init_args.net.init_args.pretrained=false")
+    cli = main([*args, "--trainer.logger=false", f"--run_dir={tmp_path}/r"], run=False)
+    assert isinstance(cli.model.net, net_class)
+    assert cli.trainer.precision in ("32-true", "bf16-mixed")  # bf16 on GPU, fp32 on a CPU-only machine
+    n_params = sum(p.numel() for p in cli.model.parameters())
+    assert n_params > 1_000_000, f"{paper}'s paper-size net has only {n_params} parameters"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("paper", ["dualnet"])
+def test_dualnet_segmenter_configs_build(paper, runs_dir, tmp_path):
+    from dermfuse_models.cli import main
+
+    folder = require_paper(paper)
+    seg = folder / "segmenter.yaml"
+    if not seg.is_file():
+        pytest.skip("experiments/dualnet/segmenter.yaml is not written yet")
+    cli = main(["--config", str(seg), "--config", str(folder / "segmenter_smoke.yaml"), "--trainer.logger=false",
+                f"--run_dir={tmp_path}/r"], run=False)
+    assert cli.datamodule.hparams.task == "segmentation"
+    from dermfuse_models.preview import SegmentationSamplesFigure
+
+    assert any(isinstance(c, SegmentationSamplesFigure) for c in cli.trainer.callbacks)

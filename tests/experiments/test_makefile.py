@@ -1,0 +1,57 @@
+"""The Makefile wires DATASET overlays, RESUME, the DualNet stages, sweeps and the report."""
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from tests.experiments._support import REPO
+
+
+def make(*args: str) -> subprocess.CompletedProcess:
+    """``make`` in the repo, never rebuilding the venv (its stamp counts as up to date)."""
+    return subprocess.run(["make", "--no-print-directory", "-o", ".venv/.installed", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_help_lists_targets():
+    out = make("help").stdout
+    for target in ("setup", "test", "train-%", "train-dualnet", "train-dualnet-seg", "train-dualnet-cls",
+                   "sweep-%", "report", "DATASET=", "RESUME=1"):
+        assert target in out
+
+
+def test_train_uses_overlay_smoke_and_resume():
+    out = make("-n", "train-vitatt", "DATASET=isic2019", "RESUME=1", "ARGS=--trainer.max_epochs=2").stdout
+    line = next(x for x in out.splitlines() if "dermfuse_models.cli fit" in x)
+    assert line.index("experiments/vitatt/config.yaml") < line.index("experiments/vitatt/data/isic2019.yaml") \
+        < line.index("experiments/vitatt/smoke.yaml")
+    assert line.rstrip().endswith("--resume=true --trainer.max_epochs=2")
+    real = make("-n", "train-vitatt", "DATA_ROOT=/data/PAD").stdout
+    line = next(x for x in real.splitlines() if "dermfuse_models.cli fit" in x)
+    assert "data/pad_ufes_20.yaml" in line and "--data.root=/data/PAD" in line and "smoke" not in line
+    assert "--resume" not in line
+
+
+def test_unknown_dataset_names_the_choices():
+    result = make("train-vitatt", "DATASET=nope")
+    assert result.returncode != 0 and "pad_ufes_20" in result.stderr and "isic2019" in result.stderr
+
+
+@pytest.mark.parametrize("paper", ["dualnet"])
+def test_dualnet_pipeline_targets(paper):
+    out = make("-n", "train-dualnet").stdout
+    assert "train-dualnet-seg" in out and "train-dualnet-cls" in out
+    seg = make("-n", "train-dualnet-seg").stdout
+    assert "segmenter.yaml" in seg and "segmenter_smoke.yaml" in seg
+    cls = make("-n", "train-dualnet-cls", "SEG_CKPT=/x/last.ckpt", "DATASET=isic2019").stdout
+    assert "dermfuse_models.two_stage --seg_ckpt=/x/last.ckpt" in cls and "dualnet/data/isic2019.yaml" in cls
+    refused = make("train-dualnet", "DATA_ROOT=/data/HAM10000")
+    assert refused.returncode != 0 and "SEG_DATA_ROOT" in refused.stderr
+
+
+def test_sweep_and_report_targets():
+    out = make("-n", "sweep-msvit", "SWEEP_ARGS=--dry-run", "ARGS=--trainer.max_epochs=1").stdout
+    assert "dermfuse_models.sweep experiments/msvit/sweep.yaml --dataset isic2017" in out
+    assert out.rstrip().endswith("--dry-run -- --trainer.max_epochs=1")
+    assert "dermfuse_models.report" in make("-n", "report").stdout
