@@ -20,6 +20,10 @@ SEG_ARGS ?=
 SEG_CKPT ?=
 # Sweep runner options, e.g. SWEEP_ARGS="--dry-run" or "--max-runs 2"
 SWEEP_ARGS ?=
+# Explanations: a checkpoint (default: best of the paper's latest finished run), image count, extra options
+CKPT ?=
+N ?= 16
+XAI_ARGS ?=
 PYTEST_ARGS ?=
 
 DEFAULT_DATASET_dualnet     := ham10000
@@ -37,6 +41,7 @@ help: ## list the targets
 	@grep -hE '^[a-zA-Z_%-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 	@echo "  variables: DATA_ROOT=<dataset folder>  DATASET=<name>  ARGS='<LightningCLI overrides>'  RESUME=1"
 	@echo "             SEG_DATA_ROOT / SEG_ARGS / SEG_CKPT (DualNet stage 1)  SWEEP_ARGS='--dry-run --max-runs N'"
+	@echo "             CKPT=<checkpoint> N=16 XAI_ARGS='--methods gradcam kernel_shap' (explain-<paper>)"
 	@echo "  datasets:  dualnet ham10000|isic2019 (segmenter: isic2018_task1)  vitatt pad_ufes_20|isic2019|ham10000"
 	@echo "             eamnet ph2|isic2018_task1|isic2017  msvit isic2017  mammo_xattn cbis_ddsm|cbis_ddsm_mass|cbis_ddsm_calc"
 
@@ -86,6 +91,9 @@ train-dualnet-cls: $(STAMP) ## DualNet stage 2 on image + predicted mask [SEG_CK
 sweep-%: $(STAMP) ## a paper's ablations (experiments/<paper>/sweep.yaml): wandb agent if online, else run locally
 	$(call check_paper,$*)
 	$(PY) -m dermfuse_models.sweep experiments/$*/sweep.yaml --dataset $(call dataset_of,$*) $(if $(strip $(DATA_ROOT)),--data_root=$(DATA_ROOT)) $(SWEEP_ARGS) $(if $(strip $(ARGS)),-- $(ARGS))
+
+explain-%: $(STAMP) ## explanations of a trained run into <run>/explain/: make explain-vitatt [CKPT=...] [N=16] [XAI_ARGS=...]
+	$(PY) -m dermfuse_xai explain $(if $(strip $(CKPT)),--ckpt=$(CKPT),--experiment=$*) --n=$(N) $(XAI_ARGS)
 
 report: $(STAMP) ## runs/report.md (+ runs/report_<paper>.png): finished runs beside the papers' numbers
 	$(PY) -m dermfuse_models.report

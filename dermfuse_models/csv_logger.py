@@ -23,8 +23,10 @@ class _AppendingExperimentWriter(ExperimentWriter):
         super().__init__(log_dir)
 
     def _check_log_dir_exists(self) -> None:
-        if self._resume_step is None or not os.path.isfile(self.metrics_file_path):
-            super()._check_log_dir_exists()
+        if not os.path.isfile(self.metrics_file_path):
+            return  # the run folder already holds config.yaml, wandb/...: nothing here is deleted, no warning
+        if self._resume_step is None:
+            super()._check_log_dir_exists()  # a fresh run over an old metrics.csv: Lightning's warning + delete
             return
         with open(self.metrics_file_path, newline="") as file:
             reader = csv.DictReader(file)

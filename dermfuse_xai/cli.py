@@ -1,9 +1,10 @@
-"""``python -m dermfuse_xai explain --ckpt PATH [--n 16] [--methods ...] [--out DIR] [--split test]``.
+"""``python -m dermfuse_xai explain (--ckpt PATH | --experiment NAME) [--n 16] [--methods ...] [--out DIR]``.
 
-Rebuilds the run of a checkpoint (:func:`dermfuse_xai.checkpoint.load_run`), explains ``n`` images
+Rebuilds the run of a checkpoint (``--experiment vitatt``: the best checkpoint of that experiment's
+latest finished run under ``runs/``) (:func:`dermfuse_xai.checkpoint.load_run`), explains ``n`` images
 of a split with every method that fits the net (or ``--methods``), and writes figures, scores and
 feature attributions into ``<run>/explain/`` (see :mod:`dermfuse_xai.explain`). ``make
-explain-<paper> CKPT=path [N=16]`` calls it.
+explain-<paper> [CKPT=path] [N=16]`` calls it.
 """
 from __future__ import annotations
 
@@ -22,7 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m dermfuse_xai", description=__doc__.split("\n\n")[1])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("explain", help="explain a trained checkpoint's predictions")
-    p.add_argument("--ckpt", required=True, help="checkpoint inside a run folder (<run>/checkpoints/*.ckpt)")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--ckpt", help="checkpoint inside a run folder (<run>/checkpoints/*.ckpt)")
+    which.add_argument("--experiment", help="explain the best checkpoint of this experiment's latest finished run "
+                                            "(runs/<experiment>/, $DERMFUSE_RUNS to move it), e.g. vitatt")
     p.add_argument("--n", type=int, default=16, help="images to explain (default 16)")
     p.add_argument("--methods", nargs="+", default=None,
                    help=f"methods (space or comma separated) from: {', '.join(ALL_METHODS)}; default: all that fit")
@@ -96,6 +100,18 @@ def explain_checkpoint(ckpt: str | Path, n: int = 16, methods: list[str] | None 
     return write_report(report, out_dir, extra)
 
 
+def latest_checkpoint(experiment: str) -> Path:
+    """Best checkpoint of the latest finished run of ``experiment`` (real or synthetic data)."""
+    from dermfuse_models.runs import best_checkpoint, latest_finished_run, runs_root
+
+    run = latest_finished_run(experiment)
+    if run is None:
+        raise FileNotFoundError(f"no finished run of {experiment!r} under {runs_root() / experiment} "
+                                f"(a run folder with metrics.json): train one first (make train-{experiment}) "
+                                "or pass CKPT=<checkpoint>.")
+    return best_checkpoint(run)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point; user-fixable problems print one message (no traceback) and return 2."""
     args = build_parser().parse_args(argv)
@@ -120,7 +136,8 @@ def main(argv: list[str] | None = None) -> int:
                                perturbation_batch=256 if on_gpu else 64)
     use_masks = None if args.use_masks == "auto" else args.use_masks == "true"
     try:
-        written = explain_checkpoint(args.ckpt, n=args.n, methods=methods, out=args.out, split=args.split,
+        ckpt = args.ckpt or latest_checkpoint(args.experiment)
+        written = explain_checkpoint(ckpt, n=args.n, methods=methods, out=args.out, split=args.split,
                                      device=args.device, batch_size=args.batch_size, settings=settings,
                                      overrides=args.overrides, use_masks=use_masks, progress=not args.quiet)
     except (FileNotFoundError, ValueError) as err:

@@ -17,7 +17,7 @@ def make(*args: str) -> subprocess.CompletedProcess:
 def test_help_lists_targets():
     out = make("help").stdout
     for target in ("setup", "test", "train-%", "train-dualnet", "train-dualnet-seg", "train-dualnet-cls",
-                   "sweep-%", "report", "DATASET=", "RESUME=1"):
+                   "sweep-%", "report", "explain-%", "DATASET=", "RESUME=1", "CKPT="):
         assert target in out
 
 
@@ -55,3 +55,10 @@ def test_sweep_and_report_targets():
     assert "dermfuse_models.sweep experiments/msvit/sweep.yaml --dataset isic2017" in out
     assert out.rstrip().endswith("--dry-run -- --trainer.max_epochs=1")
     assert "dermfuse_models.report" in make("-n", "report").stdout
+
+
+def test_explain_target_defaults_to_the_latest_run():
+    latest = make("-n", "explain-msvit").stdout
+    assert "dermfuse_xai explain --experiment=msvit --n=16" in latest
+    given = make("-n", "explain-vitatt", "CKPT=/r/best.ckpt", "N=4", "XAI_ARGS=--methods relevancy").stdout
+    assert "dermfuse_xai explain --ckpt=/r/best.ckpt --n=4 --methods relevancy" in given

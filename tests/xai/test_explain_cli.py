@@ -36,6 +36,30 @@ def test_missing_checkpoint_or_run_config_is_one_clear_message(tmp_path, capsys)
     assert "--n must be at least 1" in capsys.readouterr().err
 
 
+def test_experiment_without_a_finished_run_says_what_to_train(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("DERMFUSE_RUNS", str(tmp_path / "runs"))
+    assert main(["explain", "--experiment", "msvit"]) == 2
+    err = capsys.readouterr().err
+    assert "no finished run of 'msvit'" in err and "make train-msvit" in err and "Traceback" not in err
+    with pytest.raises(SystemExit):  # exactly one of --ckpt / --experiment
+        main(["explain", "--ckpt", "a.ckpt", "--experiment", "msvit"])
+
+
+def test_experiment_picks_the_best_checkpoint_of_the_latest_finished_run(tmp_path, monkeypatch):
+    from dermfuse_xai.cli import latest_checkpoint
+
+    monkeypatch.setenv("DERMFUSE_RUNS", str(tmp_path / "runs"))
+    for name, age in (("old", 1000), ("new", 2000), ("unfinished", 3000)):
+        run = tmp_path / "runs" / "vitatt" / name
+        (run / "checkpoints").mkdir(parents=True)
+        (run / "checkpoints" / "best.ckpt").write_bytes(b"x")
+        (run / "checkpoints" / "last.ckpt").write_bytes(b"x")
+        if name != "unfinished":
+            (run / "metrics.json").write_text(json.dumps({"best_checkpoint": str(run / "checkpoints" / "best.ckpt")}))
+            os.utime(run / "metrics.json", (age, age))
+    assert latest_checkpoint("vitatt") == tmp_path / "runs" / "vitatt" / "new" / "checkpoints" / "best.ckpt"
+
+
 def test_run_config_is_rebuilt_without_fit_only_keys_loggers_or_accelerator(tmp_path):
     from dermfuse_xai.checkpoint import _sanitised_config
 
