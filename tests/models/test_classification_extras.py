@@ -132,3 +132,60 @@ def test_msvit_attention_regulariser_is_added_to_the_task_loss():
     assert net.attention_blocks[-1].qkv.weight.grad is not None
     no_mask = task.training_step({k: v for k, v in batch.items() if k != "mask"}, 0)
     assert no_mask.item() == pytest.approx(F.cross_entropy(out["logits"], batch["label"]).item(), rel=1e-5)
+
+
+class _MaskedSet(Dataset):
+    """Images, labels and lesion masks (a different lesion per sample) for MSViT at 32 px."""
+
+    def __init__(self, n: int = 4) -> None:
+        g = torch.Generator().manual_seed(3)
+        self.images = torch.randn(n, 3, 32, 32, generator=g)
+        self.labels = torch.arange(n) % 3
+        self.masks = torch.zeros(n, 1, 32, 32)
+        for i in range(n):  # lesions of growing size in the top-left corner
+            self.masks[i, :, : 8 * (i + 1), : 8 * (i + 1)] = 1.0
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict:
+        return {"image": self.images[i], "label": self.labels[i], "mask": self.masks[i], "sample_id": f"s{i}"}
+
+
+def test_aux_losses_are_logged_per_stage_with_their_batch_weighted_values():
+    """``{stage}/aux_attn_reg`` is the epoch mean of MSViT's regulariser, weighted by batch size.
+
+    lr = 0 keeps the weights fixed and ViT-Tiny has no dropout, so the values the trainer logs
+    can be computed beforehand from the net itself; batches of 3 and 1 samples make the
+    batch-size weighting visible (an unweighted mean of the two batches would differ).
+    """
+    from dermfuse_models.nets.msvit import MSViT
+
+    torch.manual_seed(0)
+    net = MSViT(num_classes=3, backbone="vit_tiny_patch16_224", img_size=32, attn_reg_weight=0.5)
+    data = _MaskedSet(4)
+    batches = [slice(0, 3), slice(3, 4)]
+    net.eval()
+    with torch.no_grad():
+        outs = [net(data.images[b], mask=data.masks[b]) for b in batches]
+    aux = [o["aux_losses"]["attn_reg"].item() for o in outs]
+    ce = [F.cross_entropy(o["logits"], data.labels[b]).item() for o, b in zip(outs, batches, strict=True)]
+    sizes = [3, 1]
+    assert abs(aux[0] - aux[1]) > 1e-3  # the two batches differ, so the weighting matters
+
+    def weighted(values: list[float]) -> float:
+        return sum(v * n for v, n in zip(values, sizes, strict=True)) / sum(sizes)
+
+    task = ClassificationTask(net, num_classes=3, class_weights=None, lr=0.0)
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    loader = DataLoader(data, batch_size=3)
+    trainer.fit(task, loader, loader)
+    metrics = trainer.callback_metrics
+    for stage in ("train", "val"):
+        assert metrics[f"{stage}/aux_attn_reg"].item() == pytest.approx(weighted(aux), rel=1e-4), stage
+        total = [c + a for c, a in zip(ce, aux, strict=True)]
+        assert metrics[f"{stage}/loss"].item() == pytest.approx(weighted(total), rel=1e-4), stage
+    test_metrics = trainer.test(task, loader, verbose=False)[0]
+    assert test_metrics["test/aux_attn_reg"] == pytest.approx(weighted(aux), rel=1e-4)
+    assert {k for k in metrics if "/aux_" in k} == {"train/aux_attn_reg", "val/aux_attn_reg"}

@@ -168,3 +168,36 @@ def test_predict_masks_clear_errors():
         predict_masks(conv, torch.randn(1, 3, 4, 4), threshold=1.5)
     with pytest.raises(ValueError, match="one-channel"):
         predict_masks(conv, torch.randn(1, 3, 4, 4))
+
+
+# ----------------------------------------------------------------------------- local weights file
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_weights_path_loads_the_encoder_from_a_local_file(tmp_path, suffix):
+    """A classification state dict saved from timm loads into the ``features_only`` encoder.
+
+    The file holds the whole classifier (head included, as downloaded checkpoints do); every
+    encoder tensor must equal the file's, and a net built from the same seed without the file
+    differs, so the equality can only come from loading.
+    """
+    torch.manual_seed(0)
+    source = timm.create_model(TINY, pretrained=False)
+    state = {k: v.contiguous() for k, v in source.state_dict().items()}
+    path = tmp_path / f"{TINY}{suffix}"
+    if suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, str(path))
+    else:
+        torch.save(state, path)
+    torch.manual_seed(1)  # another seed than the file's
+    loaded = DeepUNet(encoder=TINY, decoder_channels=DECODER, weights_path=str(path))
+    torch.manual_seed(1)
+    random = DeepUNet(encoder=TINY, decoder_channels=DECODER)
+
+    encoder_state = loaded.encoder.state_dict()
+    assert set(encoder_state) < set(state)  # the head (conv_head, bn2, classifier) is not in the encoder
+    for key, value in encoder_state.items():
+        torch.testing.assert_close(value, state[key], rtol=0, atol=0, msg=key)
+    assert not torch.equal(random.encoder.conv_stem.weight, state["conv_stem.weight"])
+    with pytest.raises(FileNotFoundError, match="weights_path"):
+        DeepUNet(encoder=TINY, decoder_channels=DECODER, weights_path=str(tmp_path / "missing.pth"))

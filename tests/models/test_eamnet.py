@@ -94,6 +94,45 @@ def test_each_module_switch_removes_its_module_and_changes_the_output(switch, mo
             assert not torch.allclose(on(x)["logits"], off.eval()(x)["logits"])
 
 
+def test_memory_size_changes_the_output():
+    """k memory units all take part: a k = 32 memory that repeats the k = 16 memory unit by unit
+    reproduces the k = 16 output exactly (double normalisation splits each token's weight over the
+    copies), and replacing the second copy with other units changes the output."""
+    x = torch.randn(2, 3, 32, 32)
+    k16, k32 = _small(memory_size=16).eval(), _small(memory_size=32).eval()
+    state = k16.state_dict()
+    memories = {k for k in k32.state_dict() if ".memory_" in k}
+    assert len(memories) == 2 * 3  # M_k and M_v of each of the three bridges
+    result = k32.load_state_dict({k: v for k, v in state.items() if k not in memories}, strict=False)
+    assert set(result.missing_keys) == memories and result.unexpected_keys == []
+    with torch.no_grad():
+        for small, large in zip(k16.bridges, k32.bridges, strict=True):
+            large.memory_key.weight.copy_(torch.cat([small.memory_key.weight] * 2, dim=0))  # (k, C, 1)
+            large.memory_value.weight.copy_(torch.cat([small.memory_value.weight] * 2, dim=1))  # (C, k, 1)
+        reference = k16(x)["logits"]
+        torch.testing.assert_close(k32(x)["logits"], reference, atol=1e-5, rtol=1e-5)
+        for bridge in k32.bridges:  # 16 new units next to the original 16
+            torch.nn.init.normal_(bridge.memory_key.weight[16:], std=0.5)
+            torch.nn.init.normal_(bridge.memory_value.weight[:, 16:], std=0.5)
+        assert (k32(x)["logits"] - reference).abs().max() > 1e-3
+
+
+def test_cmam_mode_changes_the_output_with_shared_weights():
+    """cross / parallel / serial share gates and projection weights; only the mixing differs."""
+    x = torch.randn(2, 3, 32, 32)
+    nets = {mode: _small(cmam_mode=mode).eval() for mode in ("cross", "parallel", "serial")}
+    cross_state = nets["cross"].state_dict()
+    assert set(nets["parallel"].state_dict()) == set(nets["serial"].state_dict()) < set(cross_state)
+    extra = set(cross_state) - set(nets["parallel"].state_dict())
+    assert extra and all(".spatial_queries." in k or ".channel_queries." in k for k in extra)
+    for mode in ("parallel", "serial"):
+        nets[mode].load_state_dict({k: v for k, v in cross_state.items() if k not in extra})
+    with torch.no_grad():
+        logits = {mode: net(x)["logits"] for mode, net in nets.items()}
+    for a, b in (("cross", "parallel"), ("cross", "serial"), ("parallel", "serial")):
+        assert (logits[a] - logits[b]).abs().max() > 1e-4, (a, b)
+
+
 def test_memory_size_changes_the_bridge_parameters():
     sizes = {k: _params(_small(memory_size=k)) for k in (16, 32, 64, 128)}
     skip_widths = 8 + 16 + 32
@@ -132,3 +171,18 @@ def test_clear_errors_for_bad_sizes_and_widths():
         EAMNet(base_channels=30)
     with pytest.raises(ValueError, match="blocks_per_stage"):
         EAMNet(blocks_per_stage=(2, 2))
+
+
+def test_default_net_flops_at_224_match_the_paper_counted_as_macs():
+    """Paper Table I: 16.85 G "FLOPs". FlopCounterMode on the meta device (as ``profile`` does),
+    batch 1 at 224 x 224: 15.85 GMACs, within 10 % of the paper read as multiply-adds
+    (true FLOPs, 2 x MACs, would be 31.7 G and match no input size; see the README)."""
+    from dermfuse_models.profile import count_flops, select
+
+    with torch.device("meta"):
+        flops = count_flops(EAMNet(), {"image": torch.empty(1, 3, 224, 224)})
+    gmacs = flops / 2e9
+    assert abs(gmacs - 16.85) / 16.85 < 0.10, gmacs
+    assert gmacs == pytest.approx(15.85, abs=0.01)  # the figure experiments/eamnet/README.md states
+    spec = select(["eamnet"])[0]
+    assert spec.input_size == 224 and spec.paper_gflops == 16.85

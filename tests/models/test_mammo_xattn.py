@@ -1,20 +1,25 @@
 """MammoXAttn (arXiv 2508.16000): fusion switches, modality dropout, ResNet-50 branch, FreezeBackbone."""
 
+import math
+
 import pytest
 import pytorch_lightning as pl
 import timm
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from dermfuse_models.blocks.fusion import ClinicalTokenProjection, CrossAttentionFusion, ModalityDropout
 from dermfuse_models.callbacks import FreezeBackbone
 from dermfuse_models.encoders import create_encoder
-from dermfuse_models.nets.mammo_xattn import MammoXAttn
+from dermfuse_models.nets.mammo_xattn import FUSIONS, MammoXAttn
 from dermfuse_models.tasks.classification import ClassificationTask
 
 GROUPS = [5, 9, 6, 15, 6]  # CBIS-DDSM density, mass shape/margins, calc type/distribution (+ missing flags)
 SMALL = "resnet10t"  # timm ResNet with layer4, fast on CPU
-SIZE = 32
+SIZE = 32  # layer-4 grid 1 x 1
+GRID_SIZE = 64  # layer-4 grid 2 x 2: four image tokens, so attention over image locations is not trivial
 
 
 def _meta(batch: int, seed: int = 0) -> torch.Tensor:
@@ -34,8 +39,28 @@ def _net(fusion: str = "cross", **kwargs) -> MammoXAttn:
     return MammoXAttn(num_classes=2, meta_groups=groups, backbone=SMALL, fusion=fusion, **kwargs)
 
 
-def _images(batch: int, seed: int = 0) -> torch.Tensor:
-    return torch.randn(batch, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(seed))
+def _images(batch: int, seed: int = 0, size: int = SIZE) -> torch.Tensor:
+    return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def _unzero_residual_gammas(net: nn.Module) -> None:
+    """Give every zero-initialised BatchNorm scale the value 1.
+
+    timm ResNets start the last BN of each residual branch at gamma = 0 (``zero_init_last``), so
+    at initialisation the branch's earlier convs and BNs get exactly zero gradient. ImageNet
+    weights (the paper's setting) have non-zero gammas; with them every parameter must train.
+    """
+    for module in net.modules():
+        if isinstance(module, nn.BatchNorm2d) and not module.weight.detach().any():
+            nn.init.ones_(module.weight)
+
+
+def _attention_modules(net: MammoXAttn) -> list[nn.MultiheadAttention]:
+    if net.cross_attention is not None:
+        return [net.cross_attention.attention]
+    if net.co_attention is not None:
+        return [net.co_attention.a_to_b.attention, net.co_attention.b_to_a.attention]
+    return []
 
 
 # ----------------------------------------------------------------------------- modality dropout
@@ -77,14 +102,24 @@ def test_net_modality_dropout_zeroes_embeddings_in_training_and_never_in_eval():
 
 
 # ----------------------------------------------------------------------------- fusion switches
-@pytest.mark.parametrize("fusion", ["cross", "co", "concat", "image", "clinical"])
-def test_forward_backward_every_parameter_trains(fusion):
+@pytest.mark.parametrize("fusion", FUSIONS)
+def test_forward_backward_every_parameter_gets_a_nonzero_gradient(fusion):
     net = _net(fusion, modality_dropout=0.0).train()
-    out = net(_images(2), _meta(2))
+    _unzero_residual_gammas(net)
+    out = net(_images(2, size=GRID_SIZE), _meta(2))
     assert out["logits"].shape == (2, 2)
-    out["logits"].sum().backward()
-    missing = [n for n, p in net.named_parameters() if p.grad is None]
-    assert missing == []
+    F.cross_entropy(out["logits"], torch.tensor([0, 1])).backward()
+    params = list(net.named_parameters())
+    assert all(p.requires_grad for _, p in params)
+    no_grad = [n for n, p in params if p.grad is None or not torch.isfinite(p.grad).all()]
+    zero_grad = [n for n, p in params if p.grad is not None and p.grad.abs().sum() == 0]
+    assert no_grad == [] and zero_grad == []
+    # Inside nn.MultiheadAttention's packed in_proj_bias the *key* bias adds the same amount to
+    # every score of a query, which softmax ignores: its gradient is zero by construction (up to
+    # rounding). The query and value biases train.
+    for attention in _attention_modules(net):
+        q_bias, k_bias, v_bias = attention.in_proj_bias.grad.view(3, -1).abs().sum(dim=1)
+        assert q_bias > 0 and v_bias > 0 and k_bias < 1e-6 * v_bias
 
 
 def test_each_fusion_uses_the_inputs_it_names():
@@ -113,13 +148,113 @@ def test_fusions_differ_in_structure_and_keep_attention_maps():
     weights = cross.attention_maps["image_to_clinical"]
     assert weights.shape == (2, 4, 1, len(GROUPS)) and not weights.requires_grad
     torch.testing.assert_close(weights.sum(-1), torch.ones(2, 4, 1))
-    grid = 1  # resnet10t at 32 px: layer4 is 1 x 1
+    grid = 1  # resnet10t at 32 px: layer4 is 1 x 1 (see the GRID_SIZE tests for 2 x 2)
     assert co.attention_maps["image_to_clinical"].shape == (2, 4, grid, len(GROUPS))
     assert co.attention_maps["clinical_to_image"].shape == (2, 4, len(GROUPS), grid)
     assert _net("concat").attention_maps == {} and _net("concat").cross_attention is None
     assert co.classifier[0].in_features == 4 * 100 and cross.classifier[0].in_features == 2 * 100
     assert isinstance(cross.clinical_tokens, ClinicalTokenProjection)
     assert isinstance(cross.cross_attention, CrossAttentionFusion)
+
+
+def _record_attention_inputs(attention: nn.MultiheadAttention, store: list) -> object:
+    """Forward pre-hook keeping the (query, key, value) an attention module is called with."""
+    return attention.register_forward_pre_hook(lambda module, args, kwargs: store.append(args[:3]), with_kwargs=True)
+
+
+def _reference_weights(attention: nn.MultiheadAttention, query: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+    """``softmax(Q K^T / sqrt(d_h))`` per head, recomputed from the module's own projections."""
+    d, heads = attention.embed_dim, attention.num_heads
+    w_q, w_k, _ = attention.in_proj_weight.chunk(3)
+    b_q, b_k, _ = attention.in_proj_bias.chunk(3)
+
+    def split(x: torch.Tensor) -> torch.Tensor:  # (B, N, d) -> (B, heads, N, d / heads)
+        return x.view(x.shape[0], x.shape[1], heads, d // heads).transpose(1, 2)
+
+    q, k = split(query @ w_q.T + b_q), split(context @ w_k.T + b_k)
+    return (q @ k.transpose(-2, -1) / math.sqrt(d // heads)).softmax(dim=-1)
+
+
+@pytest.mark.parametrize("num_heads", [4, 5])
+@pytest.mark.parametrize("fusion", ["cross", "co"])
+def test_attention_queries_and_keys_come_from_the_named_modality(fusion, num_heads):
+    """At 64 px (four layer-4 image tokens): ``cross`` = Q image embedding, K/V clinical tokens;
+    ``co`` = image locations -> clinical tokens and clinical tokens -> image locations."""
+    net = _net(fusion, num_heads=num_heads).eval()
+    x, meta = _images(2, size=GRID_SIZE), _meta(2)
+    calls: list[list] = [[] for _ in _attention_modules(net)]
+    handles = [_record_attention_inputs(a, c) for a, c in zip(_attention_modules(net), calls, strict=True)]
+    try:
+        with torch.no_grad():
+            net(x, meta)
+            fmap = net.backbone.forward_features(x)
+            image_embedding = net.image_proj(fmap.mean(dim=(2, 3)))  # e, (B, d)
+            image_tokens = net.image_proj(fmap.flatten(2).transpose(1, 2))  # (B, 4, d)
+            clinical_tokens = net.clinical_tokens(meta)  # (B, 5, d)
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert image_tokens.shape == (2, 4, 100) and clinical_tokens.shape == (2, len(GROUPS), 100)
+    maps = net.attention_maps
+    if fusion == "cross":
+        ((query, key, value),) = calls[0]
+        torch.testing.assert_close(query, image_embedding[:, None])
+        torch.testing.assert_close(key, clinical_tokens)
+        torch.testing.assert_close(value, clinical_tokens)
+        assert set(maps) == {"image_to_clinical"} and maps["image_to_clinical"].shape == (2, num_heads, 1, 5)
+        expected = _reference_weights(net.cross_attention.attention, image_embedding[:, None], clinical_tokens)
+        torch.testing.assert_close(maps["image_to_clinical"], expected, atol=1e-5, rtol=1e-4)
+        return
+    ((q_ab, k_ab, v_ab),), ((q_ba, k_ba, v_ba),) = calls
+    torch.testing.assert_close(q_ab, image_tokens)  # image locations query ...
+    torch.testing.assert_close(k_ab, clinical_tokens)  # ... the clinical tokens
+    torch.testing.assert_close(v_ab, clinical_tokens)
+    torch.testing.assert_close(q_ba, clinical_tokens)  # clinical tokens query ...
+    torch.testing.assert_close(k_ba, image_tokens)  # ... the image locations
+    torch.testing.assert_close(v_ba, image_tokens)
+    assert maps["image_to_clinical"].shape == (2, num_heads, 4, 5)
+    assert maps["clinical_to_image"].shape == (2, num_heads, 5, 4)
+    a_to_b, b_to_a = net.co_attention.a_to_b.attention, net.co_attention.b_to_a.attention
+    torch.testing.assert_close(maps["image_to_clinical"], _reference_weights(a_to_b, image_tokens, clinical_tokens),
+                               atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(maps["clinical_to_image"], _reference_weights(b_to_a, clinical_tokens, image_tokens),
+                               atol=1e-5, rtol=1e-4)
+    # with four keys the clinical -> image attention is a real distribution, not the constant 1
+    assert maps["clinical_to_image"].amax() < 0.999 and maps["clinical_to_image"].std(dim=-1).min() > 0
+
+
+@pytest.mark.parametrize("fusion", ["cross", "co"])
+def test_num_heads_switch_changes_the_attention_with_the_same_weights(fusion):
+    four, five = _net(fusion, num_heads=4).eval(), _net(fusion, num_heads=5).eval()
+    five.load_state_dict(four.state_dict())  # head count has no parameters of its own
+    x, meta = _images(2, size=GRID_SIZE), _meta(2)
+    with torch.no_grad():
+        logits_four, logits_five = four(x, meta)["logits"], five(x, meta)["logits"]
+    assert four.attention_maps["image_to_clinical"].shape[1] == 4
+    assert five.attention_maps["image_to_clinical"].shape[1] == 5
+    assert not torch.allclose(logits_four, logits_five, atol=1e-6)
+    assert [a.head_dim for a in _attention_modules(five)] == [20] * len(_attention_modules(five))
+
+
+@pytest.mark.parametrize("fusion", ["cross", "co", "concat"])
+def test_latent_dim_switch_sets_the_width_of_every_embedding(fusion):
+    net = _net(fusion, latent_dim=40, num_heads=4).eval()
+    seen: dict[str, list[torch.Tensor]] = {"image": [], "clinical": []}
+    handles = [net.image_proj.register_forward_hook(lambda m, i, o: seen["image"].append(o) and None)]
+    tokens = net.clinical_tokens if net.clinical_tokens is not None else net.clinical_proj
+    handles.append(tokens.register_forward_hook(lambda m, i, o: seen["clinical"].append(o) and None))
+    try:
+        with torch.no_grad():
+            out = net(_images(2, size=GRID_SIZE), _meta(2))
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert out["logits"].shape == (2, 2)
+    image_shapes = [tuple(t.shape) for t in seen["image"]]
+    assert image_shapes == ([(2, 40), (2, 4, 40)] if fusion == "co" else [(2, 40)])  # e (+ layer-4 tokens)
+    assert [t.shape[-1] for t in seen["clinical"]] == [40]
+    assert all(a.embed_dim == 40 and a.head_dim == 10 for a in _attention_modules(net))
+    assert net.classifier[0].in_features == {"cross": 80, "co": 160, "concat": 80}[fusion]
 
 
 def test_cam_layers_and_clear_errors():
@@ -142,8 +277,14 @@ def test_paper_resnet50_branch_has_timms_parameter_count():
     with torch.device("meta"):
         with_head = create_encoder("resnet50")
         net = MammoXAttn(num_classes=2, meta_groups=[4, 8, 5, 14, 5], fusion="cross")
-    assert sum(p.numel() for p in with_head.parameters()) == 25_557_032
-    assert sum(p.numel() for p in net.backbone.parameters()) == 23_508_032
+        timm_resnet50 = timm.create_model("resnet50", pretrained=False)
+        timm_headless = timm.create_model("resnet50", pretrained=False, num_classes=0)
+    timm_count = sum(p.numel() for p in timm_resnet50.parameters())
+    headless_count = sum(p.numel() for p in timm_headless.parameters())
+    assert 25.5e6 < timm_count < 25.6e6  # the ResNet-50 everyone quotes (25.6 M)
+    assert sum(p.numel() for p in with_head.parameters()) == timm_count
+    assert sum(p.numel() for p in net.backbone.parameters()) == headless_count
+    assert timm_count - headless_count == 2048 * 1000 + 1000  # only the ImageNet classifier is dropped
     assert net.image_proj[0].in_features == 2048 and net.latent_dim == 100
     assert net.cross_attention.attention.num_heads == 4
 

@@ -81,10 +81,15 @@ def test_forward_backward_shapes_and_every_parameter_gets_a_gradient(net):
     assert out["logits"].shape == (2, 3)
     assert set(out["aux_losses"]) == {"attn_reg"} and out["aux_losses"]["attn_reg"].ndim == 0
     net.zero_grad()
-    (out["logits"].sum() + out["aux_losses"]["attn_reg"]).backward()
-    missing = [name for name, p in net.named_parameters() if p.requires_grad and p.grad is None]
-    assert missing == []
+    loss = F.cross_entropy(out["logits"], torch.tensor([0, 2])) + out["aux_losses"]["attn_reg"]
+    loss.backward()
+    trainable = [(name, p) for name, p in net.named_parameters() if p.requires_grad]
+    assert len(trainable) == len(list(net.parameters()))  # nothing is frozen by default
+    no_grad = [name for name, p in trainable if p.grad is None or not torch.isfinite(p.grad).all()]
+    zero_grad = [name for name, p in trainable if p.grad is not None and p.grad.abs().sum() == 0]
+    assert no_grad == [] and zero_grad == []
     assert all(attn.scale_logits.grad.abs().sum() > 0 for attn in net.attention_blocks)
+    net.zero_grad()
 
 
 def test_eval_is_deterministic_and_other_sizes_work(net):
@@ -172,6 +177,61 @@ def test_attn_reg_gradient_reaches_the_attention_parameters():
 
 
 def test_attn_reg_layers_choose_which_blocks_are_regularised():
+    """``"last"``, ``"all"`` and index lists penalise the class-token attention of those blocks only.
+
+    Same weights in every variant (the switch has no parameters): the aux loss must equal the
+    outside-mask share of the class token's patch attention, averaged over heads and over the
+    chosen blocks, read independently from the attention capture API.
+    """
+    x, mask = torch.randn(2, 3, SIZE, SIZE), _centre_mask()
+    reference = _tiny(attn_reg_weight=1.0).eval()
+    reference.set_attention_capture(True)
+    with torch.no_grad():
+        reference(x)
+    cls_rows = [a[:, :, 0, 1:].mean(dim=1) for a in reference.attentions]  # (B, 16) per block
+    reference.set_attention_capture(False)
+
+    def expected(blocks: list[int]) -> float:
+        mean_row = torch.stack([cls_rows[i] for i in blocks]).mean(dim=0)
+        return attention_outside_mask_loss(mean_row, mask, (4, 4)).item()
+
+    losses = {}
+    for layers, blocks in (("last", [11]), ("all", list(range(12))), ([0, 5], [0, 5])):
+        model = _tiny(attn_reg_weight=1.0, attn_reg_layers=layers).eval()
+        model.load_state_dict(reference.state_dict())
+        with torch.no_grad():
+            losses[str(layers)] = model(x, mask=mask)["aux_losses"]["attn_reg"].item()
+        assert losses[str(layers)] == pytest.approx(expected(blocks), abs=1e-5), layers
+    assert abs(losses["last"] - losses["all"]) > 1e-4  # near-uniform random attention: small but real
+
+    # constructed case: the last block attends inside the lesion, every other block outside it
+    mask = torch.zeros(1, 1, SIZE, SIZE)
+    mask[..., : SIZE // 2, : SIZE // 2] = 1.0  # patches 0, 1, 4, 5 of the 4 x 4 grid
+
+    def force(index: int):
+        patches = [0, 1, 4, 5] if index == 11 else [10, 11, 14, 15]
+
+        def hook(module, inputs, output):
+            if module.last_attention is not None:
+                attn = module.last_attention.clone()
+                attn[:, :, 0] = 0.0
+                attn[:, :, 0, [1 + p for p in patches]] = 0.25
+                module.last_attention = attn
+
+        return hook
+
+    constructed = {}
+    for layers in ("last", "all", [0, 5]):
+        model = _tiny(attn_reg_weight=1.0, attn_reg_layers=layers).eval()
+        handles = [attn.register_forward_hook(force(i)) for i, attn in enumerate(model.attention_blocks)]
+        with torch.no_grad():
+            constructed[str(layers)] = model(x[:1], mask=mask)["aux_losses"]["attn_reg"].item()
+        for handle in handles:
+            handle.remove()
+    assert constructed["last"] == pytest.approx(0.0, abs=1e-6)
+    assert constructed["all"] == pytest.approx(11 / 12, abs=1e-6)
+    assert constructed["[0, 5]"] == pytest.approx(1.0, abs=1e-6)
+
     assert _tiny(attn_reg_layers="all").attn_reg_layers == tuple(range(12))
     assert _tiny(attn_reg_layers=[0, -1]).attn_reg_layers == (0, 11)
     with pytest.raises(ValueError, match="attn_reg_layers"):

@@ -260,3 +260,50 @@ def test_task_trains_eamnet_with_deep_supervision():
     with torch.no_grad():
         task.validation_step(batch, 0)
     assert set(segmentation_scores(task.val_stats.compute())) == set(METRIC_NAMES)
+
+
+def test_loss_terms_and_aux_losses_are_logged_with_their_values():
+    """``train/loss_main``, ``train/loss_deep``, ``{stage}/aux_<name>`` and ``{stage}/loss`` values.
+
+    lr = 0 keeps the net fixed, so the logged epoch means (weighted by batch size: batches of
+    3 and 1 images) can be computed beforehand. In eval mode the net returns no deep outputs:
+    ``val/loss`` is the main loss + aux, and the deep/main split is only logged in training.
+    """
+    torch.manual_seed(0)
+    images = torch.randn(4, 3, 16, 16)
+    masks = (torch.rand(4, 1, 16, 16) > 0.6).float()
+    base = DiceCELoss(sigmoid=True)
+
+    def up(t: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(t, size=(16, 16), mode="bilinear", align_corners=False)
+
+    sizes, main, deep = [3, 1], [], []
+    for b in (slice(0, 3), slice(3, 4)):
+        logits, target = images[b, :1], masks[b]
+        main.append(base(logits, target).item())
+        coarse, fine = up(F.avg_pool2d(logits, 4)), up(F.avg_pool2d(logits, 2))  # halving weights 1/4, 1/2
+        deep.append((0.25 * base(coarse, target) + 0.5 * base(fine, target)).item())
+
+    def weighted(values: list[float]) -> float:
+        return sum(v * n for v, n in zip(values, sizes, strict=True)) / sum(sizes)
+
+    class Pairs(Dataset):
+        def __len__(self) -> int:
+            return 4
+
+        def __getitem__(self, i: int) -> dict:
+            return {"image": images[i], "mask": masks[i]}
+
+    task = SegmentationTask(LogitsFromImage(deep_sizes=(4, 8), aux=0.3), lr=0.0, scheduler=None)
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    loader = DataLoader(Pairs(), batch_size=3)
+    trainer.fit(task, loader, loader)
+    metrics = {k: v.item() for k, v in trainer.callback_metrics.items()}
+    assert metrics["train/loss_main"] == pytest.approx(weighted(main), rel=1e-5)
+    assert metrics["train/loss_deep"] == pytest.approx(weighted(deep), rel=1e-5)
+    assert metrics["train/aux_reg"] == pytest.approx(0.3, rel=1e-6)
+    assert metrics["train/loss"] == pytest.approx(weighted(main) + weighted(deep) + 0.3, rel=1e-5)
+    assert metrics["val/aux_reg"] == pytest.approx(0.3, rel=1e-6)
+    assert metrics["val/loss"] == pytest.approx(weighted(main) + 0.3, rel=1e-5)
+    assert not {"val/loss_main", "val/loss_deep"} & set(metrics)
