@@ -1,6 +1,7 @@
 """dermfuse_xai: explanations users can check.
 
-Methods: Grad-CAM for CNN nets (:func:`grad_cam`), TMME transformer relevancy and attention rollout
+Methods: Grad-CAM for CNN nets (:func:`grad_cam`), Seg-Grad-CAM for the segmentation nets EAM-Net and
+Deep-UNet (:func:`seg_grad_cam`), TMME transformer relevancy and attention rollout
 for ViT nets (:func:`transformer_relevancy`, :func:`attention_rollout`), fusion cross-attention maps
 (:func:`cross_attention_maps`), SHAP / LIME over named clinical features
 (:func:`clinical_attributions`). Checks: localisation against lesion masks, deletion faithfulness and
@@ -27,6 +28,7 @@ from dermfuse_xai.metrics import (
 from dermfuse_xai.model_io import LogitsModel, cam_layers_of
 from dermfuse_xai.relevancy import TokenRelevance, attention_rollout, transformer_relevancy
 from dermfuse_xai.sanity import randomized_copy
+from dermfuse_xai.segmentation import is_segmentation_net, predicted_region, seg_cam_layers_of, seg_grad_cam
 
 
 def explain_checkpoint(*args, **kwargs):
@@ -40,6 +42,7 @@ __all__ = [
     "AttentionSummary", "ExplainReport", "ExplainSettings", "FeatureAttribution", "LogitsModel", "TokenRelevance",
     "attention_rollout", "cam_layers_of", "clinical_attributions", "cross_attention_maps", "default_methods",
     "deletion_curve", "deletion_scores", "energy_in_mask", "explain_batches", "explain_checkpoint", "grad_cam",
-    "group_feature_mask", "mask_fraction", "missing_baseline", "pointing_hit", "randomized_copy", "spearman",
+    "group_feature_mask", "is_segmentation_net", "mask_fraction", "missing_baseline", "pointing_hit",
+    "predicted_region", "randomized_copy", "seg_cam_layers_of", "seg_grad_cam", "spearman",
     "transformer_relevancy", "write_report",
 ]

@@ -14,6 +14,11 @@ receives; rows sum to 1, so a mean over keys would be constant):
   ``cross``: segmented-lesion locations; mammo_xattn ``clinical_to_image``: layer-4 locations);
 * else ``K == len(net.meta_names)``: feature scores; anything else (e.g. a single key, whose
   weight is always 1) is skipped.
+
+Channel attention is not spatial: maps whose name mentions ``channel`` (EAM-Net's CMAM,
+``decoder<i>/spatial_to_channel`` and ``channel_to_spatial``, whose queries and keys are both
+channel tokens, ``(B, heads, C/h, C/h)``) are skipped even when ``K`` happens to fit a grid, and
+:func:`has_cross_attention` is False for nets that keep only such maps (EAM-Net).
 """
 from __future__ import annotations
 
@@ -27,6 +32,19 @@ import torch.nn.functional as F
 from dermfuse_xai.model_io import LogitsModel, meta_names_of
 
 _FEATURE_KEY_WORDS = ("clinical", "meta", "feature")
+_CHANNEL_WORDS = ("channel",)
+
+
+def _channel_attention_only(net: nn.Module) -> bool:
+    """Nets whose ``attention_maps`` are channel attention only (EAM-Net's CMAM): no spatial map to show."""
+    from dermfuse_models.nets.eamnet import EAMNet
+
+    return isinstance(net, EAMNet)
+
+
+def is_channel_attention(name: str) -> bool:
+    """Whether an ``attention_maps`` entry attends over channels (queries/keys are channel tokens)."""
+    return any(word in name.lower() for word in _CHANNEL_WORDS)
 
 
 @dataclass
@@ -49,8 +67,9 @@ class AttentionSummary:
 
 
 def has_cross_attention(net: nn.Module) -> bool:
-    """Whether the net keeps fusion attention weights in ``attention_maps``."""
-    return isinstance(getattr(LogitsModel(net).net, "attention_maps", None), dict)
+    """Whether the net keeps fusion attention weights in ``attention_maps`` (not channel attention only)."""
+    inner = LogitsModel(net).net
+    return isinstance(getattr(inner, "attention_maps", None), dict) and not _channel_attention_only(inner)
 
 
 @torch.no_grad()
@@ -64,6 +83,8 @@ def cross_attention_maps(net: nn.Module, image: torch.Tensor, meta: torch.Tensor
     hw = tuple(int(s) for s in image.shape[-2:])
     out: dict[str, AttentionSummary] = {}
     for key, attn in maps.items():
+        if is_channel_attention(key):
+            continue
         summary = summarise_attention(key, attn, names, hw)
         if summary is not None:
             out[key] = summary
@@ -72,7 +93,10 @@ def cross_attention_maps(net: nn.Module, image: torch.Tensor, meta: torch.Tensor
 
 def summarise_attention(name: str, attn: torch.Tensor, meta_names: list[str],
                         image_hw: tuple[int, int]) -> AttentionSummary | None:
-    """Summarise one ``(B, heads, Q, K)`` (or ``(B, Q, K)``) map; ``None`` if its keys are neither kind."""
+    """Summarise one ``(B, heads, Q, K)`` (or ``(B, Q, K)``) map; ``None`` if its keys are neither kind
+    (or it is channel attention, :func:`is_channel_attention`)."""
+    if is_channel_attention(name):
+        return None
     if attn.ndim == 3:
         attn = attn[:, None]
     if attn.ndim != 4:

@@ -9,6 +9,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 from dermfuse_data.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 
@@ -25,18 +26,23 @@ def _unit(saliency: np.ndarray) -> np.ndarray:
     return (s - lo) / (hi - lo) if hi > lo else np.zeros_like(s)
 
 
-def save_heatmap_grid(path: str | Path, images: torch.Tensor, maps: torch.Tensor, titles: list[str],
-                      masks: torch.Tensor | None = None, method: str = "", alpha: float = 0.5,
-                      captions: list[str] | None = None) -> Path:
+def heatmap_grid_figure(images: torch.Tensor, maps: torch.Tensor, titles: list[str],
+                        masks: torch.Tensor | None = None, method: str = "", alpha: float = 0.5,
+                        captions: list[str] | None = None, outlines: torch.Tensor | None = None) -> Figure:
     """One row per image: image | lesion mask | heatmap (min-max scaled per image) over the image.
 
     Args:
-        path: PNG to write (folders are created).
         images: ``(N, 3, H, W)`` normalised images. maps: ``(N, H, W)`` heatmaps.
-        titles: one caption per row (e.g. ``"pred MEL (0.83) | true NEV"``).
+        titles: one caption per row, over the image (classification: ``"id: pred MEL (0.83) | true
+            NEV"``; segmentation: ``"id: Dice 0.87 (pred area 0.21)"``).
         masks: ``(N, 1, H, W)`` lesion masks, or ``None`` (the column says "no mask").
         method: shown in the figure title.
         captions: one caption per heatmap (e.g. its scores); default the method name.
+        outlines: ``(N, H, W)`` or ``(N, 1, H, W)`` binary masks drawn as a white contour over the
+            heatmap (the predicted lesion of a segmentation net), or ``None``.
+
+    Returns:
+        the open matplotlib ``Figure`` (``N x 3`` axes, row-major); close it when done.
     """
     n = images.shape[0]
     fig, axes = plt.subplots(n, 3, figsize=(7.5, 2.6 * n + 0.4), squeeze=False)
@@ -51,27 +57,48 @@ def save_heatmap_grid(path: str | Path, images: torch.Tensor, maps: torch.Tensor
             axes[i, 1].text(0.5, 0.5, "no mask", ha="center", va="center", fontsize=9)
         axes[i, 2].imshow(rgb)
         axes[i, 2].imshow(_unit(maps[i].detach().cpu().numpy()), cmap="jet", alpha=alpha, vmin=0, vmax=1)
+        if outlines is not None:
+            outline = outlines[i].detach().float().cpu().reshape(maps[i].shape).numpy()
+            if 0 < outline.mean() < 1:
+                axes[i, 2].contour(outline, levels=[0.5], colors="white", linewidths=0.8)
         axes[i, 2].set_title(captions[i] if captions else method, fontsize=7)
         for ax in axes[i]:
             ax.set_xticks([])
             ax.set_yticks([])
     fig.suptitle(f"{method}: image | mask | heatmap", fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+def save_heatmap_grid(path: str | Path, images: torch.Tensor, maps: torch.Tensor, titles: list[str],
+                      masks: torch.Tensor | None = None, method: str = "", alpha: float = 0.5,
+                      captions: list[str] | None = None, outlines: torch.Tensor | None = None) -> Path:
+    """Write :func:`heatmap_grid_figure` as a PNG at ``path`` (folders are created)."""
+    fig = heatmap_grid_figure(images, maps, titles, masks, method, alpha, captions, outlines)
+    return _save(fig, path)
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:
+        fig.savefig(path, dpi=100)
+    finally:
+        plt.close(fig)
     return path
 
 
-def save_feature_bars(path: str | Path, importances: dict[str, tuple[list[str], np.ndarray]],
-                      title: str = "clinical feature importance") -> Path:
+def feature_bars_figure(importances: dict[str, tuple[list[str], np.ndarray]],
+                        title: str = "clinical feature importance") -> Figure:
     """One horizontal bar chart per method: mean attribution per clinical feature over the images.
 
     Args:
         importances: method -> ``(feature names, values (N, F))``; bars show the mean (sign kept,
             red = raises the explained output, blue = lowers it) with the standard deviation over
-            images, features sorted by mean absolute value.
+            images, features sorted by mean absolute value (largest at the top), labelled by name.
+
+    Returns:
+        the open ``Figure`` (one axis per method, titled ``"<method> (n=N)"``); close it when done.
     """
     k = max(1, len(importances))
     n_features = max((len(names) for names, _ in importances.values()), default=1)
@@ -87,8 +114,10 @@ def save_feature_bars(path: str | Path, importances: dict[str, tuple[list[str], 
         ax.set_title(f"{method} (n={v.shape[0]})", fontsize=9)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return fig
+
+
+def save_feature_bars(path: str | Path, importances: dict[str, tuple[list[str], np.ndarray]],
+                      title: str = "clinical feature importance") -> Path:
+    """Write :func:`feature_bars_figure` as a PNG at ``path`` (folders are created)."""
+    return _save(feature_bars_figure(importances, title), path)

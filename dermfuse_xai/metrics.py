@@ -65,16 +65,18 @@ def energy_in_mask(saliency: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 def pointing_hit(saliency: torch.Tensor, mask: torch.Tensor, tolerance: int = 0) -> torch.Tensor:
     """``(B,)`` 1.0 if the map's maximum lies inside the mask (dilated by ``tolerance`` pixels), else 0.0.
 
-    Ties: the hit counts if *any* maximal pixel is inside (a flat map hits whenever the mask is
-    non-empty, which is why it is read together with :func:`energy_in_mask`). NaN for an empty mask.
+    Ties: the hit counts if *any* maximal pixel is inside. NaN for an empty mask and for a constant
+    map (e.g. an all-zero Grad-CAM: it points nowhere, and counting every tie would score it a hit).
     """
     s = _maps(saliency)
     m = _masks(mask, s)
     if tolerance > 0:
         m = F.max_pool2d(m[:, None], 2 * tolerance + 1, stride=1, padding=tolerance)[:, 0]
-    peak = s == s.flatten(1).amax(1)[:, None, None]
+    flat = s.flatten(1)
+    peak = s == flat.amax(1)[:, None, None]
     hit = (peak & (m > 0)).flatten(1).any(1).float()
-    return torch.where(m.flatten(1).sum(1) == 0, torch.full_like(hit, float("nan")), hit)
+    invalid = (m.flatten(1).sum(1) == 0) | (flat.amax(1) == flat.amin(1))
+    return torch.where(invalid, torch.full_like(hit, float("nan")), hit)
 
 
 def deletion_order(saliency: torch.Tensor, order: str = "saliency", seed: int = 0) -> torch.Tensor:

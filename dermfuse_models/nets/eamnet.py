@@ -224,7 +224,9 @@ class EAMNet(nn.Module):
                 f"EAMNet needs H and W divisible by {factor}; got an image of {h}x{w}. Resize or pad the input."
             )
         encoded = []
-        x = image
+        # channels-last input (e.g. a permuted HWC batch) crashes this net's CPU backward with a heap
+        # corruption in torch 2.15 (double free in the conv/BN autograd kernels); NCHW is safe.
+        x = image.contiguous()
         for stage, fusion in zip(self.encoder, self.multi_scale, strict=True):
             x = fusion(stage(x))
             encoded.append(x)

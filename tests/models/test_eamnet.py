@@ -186,3 +186,22 @@ def test_default_net_flops_at_224_match_the_paper_counted_as_macs():
     assert gmacs == pytest.approx(15.85, abs=0.01)  # the figure experiments/eamnet/README.md states
     spec = select(["eamnet"])[0]
     assert spec.input_size == 224 and spec.paper_gflops == 16.85
+
+
+def test_channels_last_input_trains_without_crashing_the_process():
+    """A permuted HWC batch (channels-last strides) used to corrupt the heap in the CPU backward.
+
+    Run in a subprocess: the failure this guards against kills the interpreter, not just the test.
+    """
+    import subprocess
+    import sys
+
+    code = ("import torch\nfrom dermfuse_models.nets.eamnet import EAMNet\ntorch.manual_seed(0)\n"
+            "net = EAMNet(base_channels=8, blocks_per_stage=1)\n"
+            "x = torch.randn(4, 64, 64, 3).permute(0, 3, 1, 2)\n"
+            "assert x.is_contiguous(memory_format=torch.channels_last)\n"
+            "out = net(x)\nout['logits'].sum().backward()\n"
+            "ref = EAMNet(base_channels=8, blocks_per_stage=1)\nref.load_state_dict(net.state_dict())\n"
+            "assert torch.allclose(ref(x.contiguous())['logits'], out['logits'], atol=1e-5)\nprint('ok')\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

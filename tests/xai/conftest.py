@@ -1,4 +1,5 @@
-"""Small versions of every paper's classification net (32-64 px, CPU-fast) for the explanation tests."""
+"""Small versions of every paper's net (classifiers and the segmentation nets EAM-Net / Deep-UNet; 32-64 px,
+CPU-fast) for the explanation tests."""
 from __future__ import annotations
 
 import os
@@ -55,7 +56,8 @@ def lesion_batch(n: int, n_classes: int = 3, size: int = SIZE, seed: int = 0):
         masks.append(mask)
     x = torch.from_numpy(np.stack(pics)).permute(0, 3, 1, 2).float() / 255
     x = (x - torch.tensor(IMAGENET_MEAN)[:, None, None]) / torch.tensor(IMAGENET_STD)[:, None, None]
-    return x, torch.from_numpy(np.stack(masks))[:, None].float(), labels
+    # contiguous NCHW: permuted (channels-last strided) input makes EAMNet's CPU backward crash (torch 2.15)
+    return x.contiguous(), torch.from_numpy(np.stack(masks))[:, None].float(), labels
 
 
 def fit_briefly(net: nn.Module, steps: int = 20, n_classes: int = 3, seed: int = 0, lr: float = 2e-3) -> nn.Module:
@@ -71,6 +73,44 @@ def fit_briefly(net: nn.Module, steps: int = 20, n_classes: int = 3, seed: int =
     for _ in range(steps):
         idx = torch.randperm(24)[:12]
         loss = nn.functional.cross_entropy(model(x[idx], meta[idx], masks[idx]), labels[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return net.eval()
+
+
+def make_seg_net(kind: str) -> nn.Module:
+    """A small, seeded, eval-mode segmentation net: ``"eamnet"`` (EAM-Net, every module on, 8 base
+    channels) or ``"deepunet"`` (DualNet's stage-1 Deep-UNet on timm's ``test_efficientnet``)."""
+    torch.manual_seed(0)
+    if kind == "eamnet":
+        from dermfuse_models.nets.eamnet import EAMNet
+
+        net = EAMNet(base_channels=8, blocks_per_stage=1, memory_size=16, fusion_channels=8)
+    elif kind == "deepunet":
+        from dermfuse_models.nets.dualnet_unet import DeepUNet
+
+        net = DeepUNet(encoder="test_efficientnet", decoder_channels=(32, 16, 16, 8), aspp_rates=(2, 4))
+    else:
+        raise ValueError(kind)
+    return net.eval()
+
+
+def fit_seg_briefly(net: nn.Module, steps: int = 15, seed: int = 0, lr: float = 3e-3, batch: int = 8) -> nn.Module:
+    """A few Adam steps of BCE + soft Dice on synthetic lesion masks (64 px): enough for Dice > 0.8."""
+    from dermfuse_xai.model_io import LogitsModel
+
+    torch.manual_seed(seed)
+    x, masks, _ = lesion_batch(32, 3, SIZE, seed)
+    model = LogitsModel(net)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    net.train()
+    for _ in range(steps):
+        idx = torch.randperm(32)[:batch]
+        logits = model(x[idx])
+        prob, target = logits.sigmoid().flatten(1), masks[idx].flatten(1)
+        soft_dice = 1 - (2 * (prob * target).sum(1) + 1) / (prob.sum(1) + target.sum(1) + 1)
+        loss = nn.functional.binary_cross_entropy_with_logits(logits, masks[idx]) + soft_dice.mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -114,4 +154,5 @@ def kit():
     from types import SimpleNamespace
 
     return SimpleNamespace(make_net=make_net, lesion_batch=lesion_batch, one_hot_meta=one_hot_meta,
-                           fit_briefly=fit_briefly, GROUPS=GROUPS, NAMES=NAMES, SIZE=SIZE)
+                           fit_briefly=fit_briefly, make_seg_net=make_seg_net, fit_seg_briefly=fit_seg_briefly,
+                           GROUPS=GROUPS, NAMES=NAMES, SIZE=SIZE)

@@ -128,3 +128,32 @@ def test_explain_cli_end_to_end_on_a_tiny_vitatt_fit(tmp_path):
     with (out / "feature_attributions.csv").open() as fh:
         features = {r["feature"] for r in csv.DictReader(fh)}
     assert features == set(shap["names"])
+
+
+@pytest.mark.slow
+def test_explain_cli_end_to_end_on_a_tiny_eamnet_segmentation_fit(tmp_path):
+    """A segmentation checkpoint (EAM-Net on the synthetic PH2 miniature) is explained with Seg-Grad-CAM,
+    scored against the lesion masks, and reported with Dice instead of classes; no crash, no traceback."""
+    env = _env(tmp_path / "cache")
+    run = tmp_path / "run"
+    fit = [sys.executable, "-m", "dermfuse_models.cli", "fit",
+           "--config", "experiments/eamnet/config.yaml", "--config", "experiments/eamnet/smoke.yaml",
+           "--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
+           "--trainer.limit_test_batches=1", "--trainer.enable_progress_bar=false", f"--run_dir={run}"]
+    done = subprocess.run(fit, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    explain = [sys.executable, "-m", "dermfuse_xai", "explain", "--ckpt", str(run / "checkpoints" / "last.ckpt"),
+               "--n", "3", "--deletion-steps", "4", "--quiet"]
+    done = subprocess.run(explain, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    out = run / "explain"
+    for name in ("seg_gradcam-bottleneck.png", "seg_gradcam-decoder.png", "scores.json", "scores.csv"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    assert not list(out.glob("cross_attention*"))  # CMAM channel attention is not drawn as a heatmap
+    payload = json.loads((out / "scores.json").read_text())
+    assert payload["task"] == "segmentation" and payload["methods"] == ["seg_gradcam"]
+    assert payload["dataset"] == "ph2" and payload["n_images"] == 3
+    rows = payload["per_image"]
+    assert len(rows) == 3 * 2 and all(0.0 <= r["dice"] <= 1.0 for r in rows)
+    decoder = [r for r in rows if r["map"] == "seg_gradcam/decoder"]
+    assert all(r["mask_fraction"] is not None and r["energy_in_mask"] is not None for r in decoder)

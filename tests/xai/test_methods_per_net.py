@@ -2,7 +2,7 @@
 clinical attributions named by feature. Nets are small (64 px) and briefly fitted on synthetic lesions
 so that maps are those of a model that has learnt something (a random net's Grad-CAM can be all zero).
 
-Not covered: eamnet (a segmentation net; the issue asks for classification explanations).
+The segmentation nets (EAM-Net, DualNet's Deep-UNet) get Seg-Grad-CAM: tests/xai/test_segmentation.py.
 """
 from __future__ import annotations
 
@@ -33,12 +33,13 @@ EXPECTED_MAPS = {
 
 @pytest.fixture(scope="module")
 def fitted(kit):
-    """kind -> briefly fitted net (built lazily, once per module)."""
+    """kind -> briefly fitted net (built lazily, once per module). 40 steps: at 20, dualnet's segmented branch
+    (its tokens are attention keys only) can still have no positive Grad-CAM evidence on an image."""
     cache: dict = {}
 
     def get(kind: str):
         if kind not in cache:
-            cache[kind] = kit.fit_briefly(kit.make_net(kind), steps=20)
+            cache[kind] = kit.fit_briefly(kit.make_net(kind), steps=40)
         return cache[kind]
 
     return get
@@ -71,15 +72,12 @@ def test_every_method_gives_image_sized_finite_varying_maps(kind, fitted, batch,
     for name, heat in maps.items():
         assert heat.shape == (3, kit.SIZE, kit.SIZE), name
         assert torch.isfinite(heat).all(), name
-        varies = heat.flatten(1).std(dim=1) > 0
-        if name.startswith("gradcam/"):
-            # Grad-CAM's ReLU legitimately zeroes an image with no positive evidence at a 2x2 layer;
-            # the signed map (before the ReLU) must still vary on every image
-            assert varies.any(), f"{name} is constant on every image"
+        spread = heat.flatten(1).std(dim=1)
+        # per image, for every method (Grad-CAM included: one flat map in the batch is a failure)
+        assert (spread > 1e-8).all(), f"{name} is constant for image(s) {(spread <= 1e-8).nonzero().flatten().tolist()}"
+        if name.startswith("gradcam/"):  # the signed map (before the ReLU) varies too
             signed = grad_cam(net, x, predicted, name.split("/", 1)[1], meta=meta, mask=masks, relu=False)
-            assert (signed.flatten(1).std(dim=1) > 0).all(), f"signed {name} is constant for some image"
-        else:
-            assert varies.all(), f"{name} is constant for some image"
+            assert (signed.flatten(1).std(dim=1) > 1e-8).all(), f"signed {name} is constant for some image"
     for name, (names, values, _) in features.items():
         assert names == kit.NAMES, name
         assert values.shape == (3, len(kit.NAMES)) and torch.isfinite(values).all(), name

@@ -52,7 +52,9 @@ def test_pointing_hit_and_tolerance():
     assert pointing_hit(inside, mask).item() == 1.0
     assert pointing_hit(outside, mask).item() == 0.0
     assert pointing_hit(outside, mask, tolerance=2).item() == 1.0
-    assert pointing_hit(torch.ones(2, 16, 16), torch.cat([mask, mask])).tolist() == [1.0, 1.0]
+    # a constant map (e.g. an all-zero Grad-CAM) points nowhere: NaN, not a hit on every tie
+    flat = pointing_hit(torch.stack([torch.ones(16, 16), torch.zeros(16, 16), inside[0]]), torch.cat([mask] * 3))
+    assert torch.isnan(flat[:2]).all() and flat[2].item() == 1.0
 
 
 class RegionScore(nn.Module):
