@@ -3,14 +3,18 @@
 (DESIGN data flow step 4.) The file name carries a key computed from what it was built from (each
 file's path, size and modification time, the target size and the cache format version), so a changed
 dataset gets a new cache and an unchanged one is reused. It is written to a temporary file and
-renamed when complete: a killed build leaves no file that looks valid. Reads are zero-copy views of
-the memory map, so DDP ranks and DataLoader workers share one copy through the page cache.
+renamed when complete: a killed build leaves no file that looks valid, only a ``*.partial`` file
+that the next build deletes (:func:`remove_stale_partials`). Reads are zero-copy views of the memory
+map, so DDP ranks and DataLoader workers share one copy through the page cache.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import re
+import socket
 import tempfile
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +27,58 @@ from dermfuse_data.images import load_image
 
 CACHE_VERSION = 1
 BATCH_ROWS = 256
+#: by default a build shows its progress bar from this many images on
+PROGRESS_MIN_IMAGES = 64
+#: a ``*.partial`` file not written to for this long (seconds) belongs to a dead build
+STALE_PARTIAL_S = 3600
+_PARTIAL = re.compile(r"\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[^.]+\.partial$")
+
+
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname()) or "host"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def new_partial(path: Path) -> str:
+    """Create an empty ``<path>.<host>.<pid>.<random>.partial`` next to ``path``; returns its name.
+
+    Write there and ``os.replace`` it onto ``path`` when complete; the host and pid let
+    :func:`remove_stale_partials` tell a killed writer's leftover from a running one's file.
+    """
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.{_host()}.{os.getpid()}.",
+                               suffix=".partial")
+    os.close(fd)
+    return tmp
+
+
+def remove_stale_partials(directory: str | Path, max_idle_s: float = STALE_PARTIAL_S) -> list[Path]:
+    """Delete the ``*.partial`` files in ``directory`` that killed builds left; returns them.
+
+    A partial is stale when its writer (host and pid are in its name) was on this host and is no
+    longer running, or when nothing has written to it for ``max_idle_s`` seconds (a live build
+    writes every :data:`BATCH_ROWS` images). Partials of running builds are left alone.
+    """
+    removed, now = [], time.time()
+    for partial in Path(directory).glob("*.partial"):
+        match = _PARTIAL.search(partial.name)
+        try:
+            idle = now - partial.stat().st_mtime
+            dead = bool(match and match["host"] == _host() and not _alive(int(match["pid"])))
+            if dead or idle > max_idle_s:
+                partial.unlink()
+                removed.append(partial)
+        except FileNotFoundError:  # finished or removed meanwhile
+            continue
+    return removed
 
 
 def cache_key(image_paths: Sequence[str], mask_paths: Sequence[str | None], size: tuple[int, int]) -> str:
@@ -58,17 +114,23 @@ def _decode(args):
 
 def build_cache(path: Path, sample_ids: Sequence[str], image_paths: Sequence[str],
                 mask_paths: Sequence[str | None], size: tuple[int, int], workers: int = 2,
-                desc: str = "caching images") -> Path:
-    """Decode, resize and write every image (and mask) to ``path`` atomically; returns ``path``."""
+                desc: str = "caching images", progress: bool | None = None) -> Path:
+    """Decode, resize and write every image (and mask) to ``path`` atomically; returns ``path``.
+
+    Written to a :func:`new_partial` file and renamed when complete; stale partials of killed
+    builds are deleted first. ``progress``: show a tqdm bar on stderr (default: from
+    :data:`PROGRESS_MIN_IMAGES` images on).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".partial")
-    os.close(fd)
+    remove_stale_partials(path.parent)
+    tmp = new_partial(path)
     schema = _schema(size)
     jobs = [(i, m, size) for i, m in zip(image_paths, mask_paths)]
+    show = len(jobs) >= PROGRESS_MIN_IMAGES if progress is None else progress
     try:
         with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, schema) as writer, \
-                ThreadPoolExecutor(max(1, workers)) as pool:
-            bar = tqdm(total=len(jobs), desc=desc, unit="img", disable=len(jobs) < 64)
+                ThreadPoolExecutor(max(1, workers)) as pool, \
+                tqdm(total=len(jobs), desc=desc, unit="img", disable=not show) as bar:
             for start in range(0, len(jobs), BATCH_ROWS):
                 decoded = list(pool.map(_decode, jobs[start:start + BATCH_ROWS]))
                 bar.update(len(decoded))
@@ -79,7 +141,6 @@ def build_cache(path: Path, sample_ids: Sequence[str], image_paths: Sequence[str
                              schema.field("mask").type),
                     pa.array([d[2][0] for d in decoded], pa.int32()),
                     pa.array([d[2][1] for d in decoded], pa.int32())], schema=schema))
-            bar.close()
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -133,12 +194,15 @@ class ImageCache:
 
 def open_or_build(directory: str | Path, name: str, sample_ids: Sequence[str], image_paths: Sequence[str],
                   mask_paths: Sequence[str | None], size: int | tuple[int, int],
-                  workers: int = 2) -> ImageCache:
-    """The cache for these inputs at this size, built first if no valid one exists."""
+                  workers: int = 2, progress: bool | None = None) -> ImageCache:
+    """The cache for these inputs at this size, built first if no valid one exists.
+
+    Only a completed ``<name>-<size>-<key>.arrow`` counts; ``progress`` as in :func:`build_cache`.
+    """
     size = (size, size) if isinstance(size, int) else tuple(size)
     key = cache_key(image_paths, mask_paths, size)
     path = Path(directory) / f"{name}-{size[0]}x{size[1]}-{key}.arrow"
     if not path.exists():
         build_cache(path, list(sample_ids), image_paths, mask_paths, size, workers,
-                    desc=f"caching {name} at {size[0]}x{size[1]}")
+                    desc=f"caching {name} at {size[0]}x{size[1]}", progress=progress)
     return ImageCache(path)

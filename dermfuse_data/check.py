@@ -4,8 +4,10 @@ Works for any :class:`~dermfuse_data.sources.base.DatasetSource`: indexes the da
 source's ``read`` (which raises :class:`~dermfuse_data.errors.DatasetError` for what makes it
 unreadable), then reports rows, per-class counts, groups, split sizes (official, else the default
 grouped split of :func:`dermfuse_data.splits.make_splits`), missing values per metadata column and
-problems: images or masks that are missing or cannot be decoded, labels outside the class list,
-duplicate ids. Dataset-specific rules live in the source modules, not here.
+problems: images or masks that are missing or cannot be decoded, masks of another size than their
+image, labels outside the class list, duplicate ids. It also reports the width of the tabular encoding
+of the dataset's non-leaking metadata features (:func:`encoding_widths`). Dataset-specific rules live
+in the source modules, not here.
 
 Exit status (:func:`exit_code`): 0 no problems, 1 problems found, 2 the dataset could not be read.
 """
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from dermfuse_data.errors import DatasetError
 from dermfuse_data.schema import META_PREFIX, SPLITS, validate_table
@@ -29,6 +32,11 @@ from dermfuse_data.sources.base import MISSING_TOKENS, DatasetSource
 PROGRESS_THRESHOLD = 100
 #: individual problems listed per kind before summarising the rest
 MAX_LISTED = 10
+#: what to do, appended to each listed problem of these kinds
+UNREADABLE_HINT = "the file is truncated or not an image: re-download it, or remove its row"
+NOT_A_NUMBER_HINT = "fix the cell in the metadata file, or leave it empty (missing)"
+MISSING_HINT = "restore the file, or remove its row"
+MASK_SIZE_HINT = "a mask must have its image's size: restore the publisher's mask or re-export it"
 
 
 def verify_image(path: str | Path) -> str | None:
@@ -94,8 +102,45 @@ def _mask_size_problems(pairs: list[tuple[str, str]]) -> list[str]:
     for image, mask in pairs:
         i, m = image_size(image), image_size(mask)
         if i and m and i != m:
-            wrong.append(f"{mask} is {m[0]}x{m[1]} but its image is {i[0]}x{i[1]}")
-    return _listed("mask size differs from its image", wrong)
+            wrong.append(f"{mask} is {m[0]}x{m[1]} but its image {image} is {i[0]}x{i[1]}")
+    return _listed("mask size differs from its image", wrong, hint=MASK_SIZE_HINT)
+
+
+def _non_numbers(table: pa.Table, source: DatasetSource) -> list[str]:
+    """``<sample_id>: column 'age' holds 'forty'`` for every numeric metadata cell (any split) that
+    is neither a number nor one of the feature's missing tokens."""
+    ids, bad = table.column("sample_id").to_pylist(), []
+    for f in source.features:
+        name = META_PREFIX + f.column
+        if f.kind != "numeric" or name not in table.column_names:
+            continue
+        for sample, value in zip(ids, table.column(name).to_pylist()):
+            if value is None or value.strip() in f.missing:
+                continue
+            try:
+                float(value)
+            except ValueError:
+                bad.append(f"{sample}: column {f.column!r} holds {value!r}")
+    return bad
+
+
+def encoding_widths(table: pa.Table, source: DatasetSource) -> dict[str, int]:
+    """Encoded width of each non-leaking metadata feature of ``source``, in order ({} if none).
+
+    The :class:`~dermfuse_data.tabular.TabularEncoder` is fitted as the DataModule fits it by
+    default: on the training rows of :func:`~dermfuse_data.splits.make_splits` (seed 0), so the
+    widths are those a model's metadata input gets. Raises :class:`DatasetError` for a cell the
+    encoder cannot read (e.g. a word in a numeric column).
+    """
+    from dermfuse_data.splits import make_splits
+    from dermfuse_data.tabular import TabularEncoder, select_features
+
+    features = select_features(source, "all")
+    if not features:
+        return {}
+    split = make_splits(table, seed=0).column("split")
+    encoder = TabularEncoder(features).fit(table.filter(pc.equal(split, "train")))
+    return dict(zip(encoder.feature_names, encoder.group_widths))
 
 
 def _missing_counts(table: pa.Table, source: DatasetSource) -> dict[str, int]:
@@ -146,8 +191,10 @@ def _split_summary(table: pa.Table, warnings: list[str]) -> tuple[str, dict[str,
     return kind, ordered
 
 
-def _listed(kind: str, items: list[str]) -> list[str]:
-    lines = [f"{kind}: {item}" for item in items[:MAX_LISTED]]
+def _listed(kind: str, items: list[str], hint: str | None = None) -> list[str]:
+    """One problem line per item (the first :data:`MAX_LISTED`), each ending in ``-> hint``."""
+    suffix = f"\n  -> {hint}" if hint else ""
+    lines = [f"{kind}: {item}{suffix}" for item in items[:MAX_LISTED]]
     if len(items) > MAX_LISTED:
         lines.append(f"{kind}: ... and {len(items) - MAX_LISTED} more ({len(items)} in all)")
     return lines
@@ -166,7 +213,7 @@ def _verify_files(paths: list[tuple[str, str]], progress: bool | None) -> list[s
             bad.setdefault(kind, []).append(f"{path} ({reason})")
     problems = []
     for kind, items in bad.items():
-        problems += _listed(f"unreadable {kind}", items)
+        problems += _listed(f"unreadable {kind}", items, hint=UNREADABLE_HINT)
     return problems
 
 
@@ -176,7 +223,9 @@ def check_dataset(source: DatasetSource | str, root: str | Path, *, verify_image
 
     Keys: ``dataset``, ``title``, ``root``, ``readable``, ``rows``, ``classes`` {name: count},
     ``groups``, ``group_unit``, ``split_kind``, ``splits`` {split: count}, ``missing``
-    {raw column: count}, ``images_verified``, ``problems`` [str], ``warnings`` [str]. A
+    {raw column: count}, ``encoded_width`` (columns of the tabular encoding of the non-leaking
+    metadata features; 0 without any), ``encoded_widths`` {feature: columns} (see
+    :func:`encoding_widths`), ``images_verified``, ``problems`` [str], ``warnings`` [str]. A
     :class:`DatasetError` from ``read`` gives ``readable=False`` and its message as the only problem.
     ``options`` are passed to ``source.read`` (see :attr:`DatasetSource.options`).
     """
@@ -184,7 +233,8 @@ def check_dataset(source: DatasetSource | str, root: str | Path, *, verify_image
     report: dict[str, Any] = {
         "dataset": source.name, "title": source.title, "root": str(Path(root).expanduser().absolute()),
         "readable": False, "rows": None, "classes": {}, "groups": None, "group_unit": source.group,
-        "split_kind": None, "splits": {}, "missing": {}, "images_verified": 0,
+        "split_kind": None, "splits": {}, "missing": {}, "encoded_width": None,
+        "encoded_widths": {}, "images_verified": 0,
         "problems": [], "warnings": [],
     }
     try:
@@ -220,6 +270,17 @@ def check_dataset(source: DatasetSource | str, root: str | Path, *, verify_image
     report["groups"] = len(set(table.column("group_id").to_pylist()))
     report["split_kind"], report["splits"] = _split_summary(table, warnings)
     report["missing"] = _missing_counts(table, source)
+    not_numbers = _non_numbers(table, source)
+    problems.extend(_listed("not a number in a numeric metadata column", not_numbers,
+                            hint=NOT_A_NUMBER_HINT))
+    try:
+        report["encoded_widths"] = encoding_widths(table, source)
+        report["encoded_width"] = sum(report["encoded_widths"].values())
+    except DatasetError as exc:
+        if not not_numbers:  # already listed, per sample
+            problems.append(f"metadata cannot be encoded: {exc}")
+    except Exception as exc:  # noqa: BLE001 - a report, not a crash (e.g. the split failed)
+        warnings.append(f"encoded metadata width unknown: {type(exc).__name__}: {exc}")
 
     files = [("image", p) for p in table.column("image_path").to_pylist()]
     files += [("mask", p) for p in table.column("mask_path").to_pylist() if p is not None]
@@ -231,7 +292,7 @@ def check_dataset(source: DatasetSource | str, root: str | Path, *, verify_image
         else:
             absent.setdefault(kind, []).append(path)
     for kind, items in absent.items():
-        problems.extend(_listed(f"missing {kind}", items))
+        problems.extend(_listed(f"missing {kind}", items, hint=MISSING_HINT))
     if verify_images:
         problems.extend(_verify_files(present, progress))
         problems.extend(_mask_size_problems(
@@ -278,8 +339,16 @@ def print_report(report: dict[str, Any], file=None) -> None:
     summary.add_row(f"groups ({report['group_unit']})", str(report["groups"]))
     splits = ", ".join(f"{k} {v}" for k, v in report["splits"].items()) or "-"
     summary.add_row("split", Text(f"{report['split_kind']}: {splits}"))
+    widths = report["encoded_widths"]
+    summary.add_row("encoded metadata", "unknown (see problems)" if report["encoded_width"] is None
+                    else f"{report['encoded_width']} columns, {len(widths)} features")
     summary.add_row("images verified", str(report["images_verified"]))
     console.print(summary)
+    if widths:
+        console.print(Text("encoded metadata widths: " + ", ".join(f"{k} {v}" for k, v in widths.items())),
+                      soft_wrap=True)
+    elif report["encoded_width"] == 0:
+        console.print(Text("no non-leaking metadata features to encode"))
 
     classes = Table(title="classes")
     classes.add_column("class")

@@ -10,13 +10,13 @@ that looks valid), and reads are zero-copy views of a memory map shared by DDP r
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
+from dermfuse_data.cache import new_partial
 from dermfuse_data.errors import DatasetError
 
 MASK_FILE_VERSION = 1
@@ -39,8 +39,7 @@ def write_mask_file(path: str | Path, sample_ids: Sequence[str], masks: Iterable
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     schema = _schema(tuple(size), {str(k): str(v) for k, v in (metadata or {}).items()})
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".partial")
-    os.close(fd)
+    tmp = new_partial(path)  # host and pid in its name: a cache build leaves it alone while we run
     ids = list(sample_ids)
     try:
         with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:

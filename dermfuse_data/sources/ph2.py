@@ -157,15 +157,19 @@ def read_xlsx(path: Path) -> list[Record]:
     """Records of ``PH2_dataset.xlsx`` (first sheet; header row found by its ``Image Name`` cell)."""
     import openpyxl
 
-    try:
+    try:  # read-only sheets parse lazily: a damaged sheet fails while iterating, not on open
         workbook = openpyxl.load_workbook(path, read_only=True, data_only=True)
+        try:
+            sheets = workbook.worksheets
+            rows = list(sheets[0].iter_rows(values_only=True)) if sheets else None
+        finally:
+            workbook.close()
     except Exception as exc:  # noqa: BLE001 - zip/XML errors of a damaged file
         raise DatasetError(f"not a readable Excel file ({type(exc).__name__}: {exc})", path=path,
                            hint="restore the original PH2_dataset.xlsx (or use metadata=txt)") from None
-    try:
-        rows = list(workbook.worksheets[0].iter_rows(values_only=True))
-    finally:
-        workbook.close()
+    if rows is None:
+        raise DatasetError("the workbook has no worksheet", path=path,
+                           hint="restore the original PH2_dataset.xlsx (or use metadata=txt)")
     header_at = next((i for i, cells in enumerate(rows[:HEADER_SEARCH_ROWS])
                       if "image_name" in {_key(c) for c in cells}), None)
     if header_at is None:

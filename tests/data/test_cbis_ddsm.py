@@ -190,6 +190,40 @@ def test_check_real_metadata_json(real_cbis_root, capsys):
                for w in report["warnings"]), report["warnings"]
     assert report["missing"]["mass_margins"] == 1872 + 60     # calc rows (null) + written NA
     assert report["missing"]["breast_density"] == 2 and "Traceback" not in err  # density 0
+    # the mammography paper's 36-d clinical vector, plus one missing indicator per feature
+    assert report["encoded_widths"] == {"breast_density": 5, "mass_shape": 9, "mass_margins": 6,
+                                        "calc_type": 15, "calc_distribution": 6}
+    assert report["encoded_width"] == sum(report["encoded_widths"].values()) == 36 + 5
+
+
+#: per abnormality type: rows per official split, classes, patients (README; classes and patients
+#: counted from the four CSVs: pathology MALIGNANT vs the rest, distinct patient_id)
+REAL_PER_TYPE = {"mass": ({"train": 1318, "val": 0, "test": 378}, {"BENIGN": 912, "MALIGNANT": 784}, 892),
+                 "calc": ({"train": 1546, "val": 0, "test": 326}, {"BENIGN": 1199, "MALIGNANT": 673}, 753)}
+REAL_WIDTHS_PER_TYPE = {
+    "mass": {"breast_density": 5, "mass_shape": 9, "mass_margins": 6, "calc_type": 1, "calc_distribution": 1},
+    "calc": {"breast_density": 5, "mass_shape": 1, "mass_margins": 1, "calc_type": 15, "calc_distribution": 6}}
+
+
+@pytest.mark.parametrize("kind", ["mass", "calc"])
+def test_check_real_metadata_json_per_abnormality_type(real_cbis_root, capsys, kind):
+    rc, out, err = run_cli(capsys, "check", "--dataset", "cbis_ddsm", "--root", real_cbis_root, "--json",
+                           "--no-verify-images", "--option", f"abnormality={kind}")
+    report = json.loads(out)
+    assert rc == 0 and report["problems"] == [] and "Traceback" not in err, report["problems"]
+    splits, classes, patients = REAL_PER_TYPE[kind]
+    assert report["splits"] == splits and report["split_kind"] == "official"
+    assert report["rows"] == sum(splits.values()) and report["classes"] == classes
+    assert report["groups"] == patients and report["group_unit"] == "patient"
+    # no patient is in both official splits of one abnormality type (they cross only between types)
+    assert report["warnings"] == ["image decoding not verified (--no-verify-images)"]
+    rows = [r for split in ("train", "test") for r in read_rows(REAL_CBIS / csv_name(kind, split))[1:]]
+    header = read_rows(REAL_CBIS / csv_name(kind, "train"))[0]
+    assert len({r[header.index("patient_id")] for r in rows}) == patients
+    assert Counter(r[header.index("pathology")] == "MALIGNANT" for r in rows)[True] == classes["MALIGNANT"]
+    # the other type's descriptors are all null: a lone missing column each
+    widths = REAL_WIDTHS_PER_TYPE[kind]
+    assert report["encoded_widths"] == widths and report["encoded_width"] == sum(widths.values())
 
 
 def test_real_counts_per_file_and_abnormality_type(real_cbis_root, real_table):

@@ -54,6 +54,10 @@ BAD_INPUTS = {
                      ["1 of 160 images listed in metadata.csv are not on disk"]),
     "duplicate img_id": (lambda root: _rewrite(root / "metadata.csv", lambda r: r + [r[1]]),
                          ["metadata.csv (row 162)", "duplicate img_id", "(also on row 2)"]),
+    "UTF-16 metadata.csv": (lambda root: (root / "metadata.csv").write_text(
+                                (root / "metadata.csv").read_text(), encoding="utf-16"),
+                            ["metadata.csv: not UTF-8 text (invalid start byte at byte 0)",
+                             "save as CSV UTF-8"]),
 }
 
 
@@ -71,6 +75,13 @@ def test_check_real_metadata_json(real_pad_root, cli):
     assert report["missing"]["smoke"] == 804 and report["missing"]["grew"] == 402  # empty and UNK
     assert report["missing"]["age"] == 0 and len(report["missing"]) == 23
     assert "verifying images" in err                                    # progress bar on stderr
+    # tabular encoding of the 21 non-leaking clinical features (categories seen in train + missing)
+    assert report["encoded_widths"] == {
+        "smoke": 3, "drink": 3, "background_father": 13, "background_mother": 11, "age": 2, "pesticide": 3,
+        "gender": 3, "skin_cancer_history": 3, "cancer_history": 3, "has_piped_water": 3,
+        "has_sewage_system": 3, "fitspatrick": 6, "region": 15, "diameter_1": 2, "diameter_2": 2,
+        "itch": 3, "grew": 3, "hurt": 3, "changed": 3, "bleed": 3, "elevation": 3}
+    assert report["encoded_width"] == 93
 
 
 def test_check_miniature_human_report(pad_synth_root, cli):
@@ -157,6 +168,23 @@ def test_unreadable_images_exit_1_naming_files(pad_copy, cli):
 
     rc, out, _ = cli("check", "--dataset", "pad_ufes_20", "--root", pad_copy, "--no-verify-images")
     assert rc == 0                                                      # only decoding finds them
+
+
+def test_word_in_numeric_metadata_column_named_by_sample(pad_copy, cli):
+    def edit(rows):
+        rows[7][rows[0].index("age")] = "forty"
+        return rows
+    _rewrite(pad_copy / "metadata.csv", edit)
+    with open(pad_copy / "metadata.csv", newline="") as fh:
+        rows = list(csv.reader(fh))
+    img_id = rows[7][rows[0].index("img_id")]
+    rc, out, err = cli("check", "--dataset", "pad_ufes_20", "--root", pad_copy, "--json",
+                       "--no-verify-images")
+    report = json.loads(out)
+    assert rc == 1 and "Traceback" not in out + err
+    assert report["problems"] == [f"not a number in a numeric metadata column: {img_id}: column 'age' "
+                                  "holds 'forty'\n  -> fix the cell in the metadata file, or leave it "
+                                  "empty (missing)"]
 
 
 # ------------------------------------------------------------------ generic parts

@@ -1,9 +1,13 @@
 """DermDataModule: batches in the documented format, grouped split, train-only encoder, synthetic default."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+from torchvision import tv_tensors
 
 from dermfuse_data.datamodule import DermDataModule
 from dermfuse_data.splits import crossing_groups
@@ -77,3 +81,60 @@ def test_masks_requested_on_dataset_without_masks_is_clear(dm):
     no_masks = DermDataModule("pad_ufes_20", image_size=32, use_masks=True, cache_dir=str(dm.cache_dir))
     with pytest.raises(DatasetError, match="use_masks=false"):
         no_masks.setup()
+
+
+# ------------------------------------------------------------------ segmentation: joint augmentation
+def _l_shaped_lesions(root: Path) -> Path:
+    """ISIC 2018 Task 1 layout of 64x64 JPEGs: a bright L-shaped lesion off-centre, its 0/255 mask.
+
+    No flip or quarter turn maps an L onto itself, so an image and mask moved differently disagree.
+    """
+    from dermfuse_data.sources.isic2018_task1 import ground_truth_dir, input_dir
+
+    k = 0
+    for split, n in (("train", 6), ("val", 2), ("test", 2)):
+        input_dir(root, split).mkdir(parents=True)
+        ground_truth_dir(root, split).mkdir(parents=True)
+        for j in range(n):
+            lesion = np.zeros((64, 64), bool)
+            r, c = 6 + 3 * j, 8 + 2 * j
+            lesion[r:r + 20, c:c + 8] = lesion[r + 14:r + 20, c:c + 26] = True
+            image = np.full((64, 64, 3), 60, np.uint8)
+            image[lesion] = 230
+            Image.fromarray(image).save(input_dir(root, split) / f"ISIC_{k:07d}.jpg", quality=95)
+            Image.fromarray(lesion.astype(np.uint8) * 255).save(
+                ground_truth_dir(root, split) / f"ISIC_{k:07d}_segmentation.png")
+            k += 1
+    return root
+
+
+def _overlap(image: torch.Tensor, mask: torch.Tensor) -> float:
+    """IoU of the image's bright (lesion) pixels and the mask (normalised image: lesion > 0)."""
+    bright, inside = image.mean(0) > 0, mask[0] > 0.5
+    return float((bright & inside).sum() / (bright | inside).sum().clamp(min=1))
+
+
+def test_segmentation_augmentation_moves_image_and_mask_together(tmp_path):
+    root = _l_shaped_lesions(tmp_path / "ISIC2018")
+    dm = DermDataModule("isic2018_task1", root=str(root), task="segmentation", image_size=32,
+                        augment="standard", cache_dir=str(tmp_path / "cache"))
+    train = dm.dataset("train")
+    assert len(train) == 6
+    joint, apart, places = [], [], set()
+    for seed in range(48):
+        torch.manual_seed(seed)
+        item = train[seed % len(train)]
+        assert item["image"].shape == (3, 32, 32) and item["mask"].shape == (1, 32, 32)
+        joint.append(_overlap(item["image"], item["mask"]))
+        ys, xs = np.nonzero(item["mask"][0].numpy())
+        places.add((round(ys.mean()), round(xs.mean())))
+        # control: the same transform drawn separately for image and mask
+        row = int(train.rows[seed % len(train)])
+        image = tv_tensors.Image(torch.from_numpy(np.array(train.cache.image(row))).permute(2, 0, 1))
+        mask = tv_tensors.Mask(torch.from_numpy(np.array(train.cache.mask(row)))[None])
+        apart.append(_overlap(train.transform(image), train.transform(mask).float()))
+    assert len(places) > 10                                              # the lesion really moves
+    assert min(joint) > 0.6, sorted(joint)[:5]                           # ~0.8-1.0: edges blur in rotation
+    assert np.mean(apart) < 0.4 and sum(a < 0.6 for a in apart) > 24     # what a non-joint transform gives
+    val = dm.dataset("val")[0]
+    assert _overlap(val["image"], val["mask"]) > 0.9                     # evaluation: no augmentation

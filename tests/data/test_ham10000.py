@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from dermfuse_data.check import encoding_widths
 from dermfuse_data.errors import DatasetError
 from dermfuse_data.schema import CORE_COLUMNS, validate_table
 from dermfuse_data.sources import get_source
@@ -173,6 +174,14 @@ def test_check_json_on_real_metadata(real_root, cli):
     assert report["missing"] == {"dx_type": 0, "age": 57, "sex": 57, "localization": 234, "dataset": 0}
     assert report["problems"] == [] and report["warnings"] == []          # no group crosses splits
     assert report["images_verified"] == 10015 and report["split_kind"].startswith("grouped")
+    assert report["encoded_widths"] == {"age": 2, "sex": 3, "localization": 15}  # 14 sites + missing
+    assert report["encoded_width"] == 20                                 # dx_type, dataset leak: refused
+
+
+def test_real_encoded_width(real_table):
+    """The width ``check`` reports, fitted on the default split's training rows (no leaking column)."""
+    widths = encoding_widths(real_table, SOURCE)
+    assert widths == {"age": 2, "sex": 3, "localization": 15} and sum(widths.values()) == 20
 
 
 @pytest.mark.slow  # ~7 s alone (StratifiedGroupKFold over 7470 lesions)

@@ -22,6 +22,7 @@ from dermfuse_data.sources.isic2017 import (CLASSES, LABEL_COLUMNS, METADATA_COL
 from dermfuse_data.splits import crossing_groups, make_splits
 from dermfuse_data.synthetic import image_class_of
 from dermfuse_data.tabular import TabularEncoder, select_features
+from tests.data._damage import cut, halve_width
 
 REAL = Path(__file__).resolve().parents[2].parent / "shared" / "real_metadata" / "isic2017"
 REAL_COUNTS = {"train": {"melanoma": 374, "seborrheic_keratosis": 254, "nevus": 1372},
@@ -111,6 +112,7 @@ def test_real_check_json_counts(real_root, cli):
     assert report["splits"] == {"train": 2000, "val": 150, "test": 600}
     # training metadata: 256 'unknown' ages, 229 'unknown' sexes; val/test have no metadata file
     assert report["missing"] == {"age_approximate": 256 + 750, "sex": 229 + 750}
+    assert report["encoded_widths"] == {"age_approximate": 2, "sex": 3} and report["encoded_width"] == 5
 
 
 def test_real_read_per_split_classes_and_raw_metadata(real_root):
@@ -245,6 +247,57 @@ def test_unreadable_mask_found_by_check(mini, cli):
     rc, report, _ = _check(cli, mini)
     assert rc == 1 and len(report["problems"]) == 1
     assert report["problems"][0].startswith("unreadable mask: ") and str(mask) in report["problems"][0]
+
+
+def test_mask_of_wrong_size_found_by_check(mini, cli):
+    mask = sorted(mask_dir(mini, "train").glob("*_segmentation.png"))[1]
+    image = data_dir(mini, "train") / mask.name.replace("_segmentation.png", ".jpg")
+    (w, h), (w2, _) = halve_width(mask)
+    rc, report, _ = _check(cli, mini)
+    assert rc == 1 and len(report["problems"]) == 1, report["problems"]
+    problem = report["problems"][0]
+    assert problem.startswith(f"mask size differs from its image: {mask} is {w2}x{h} but its image "
+                              f"{image} is {w}x{h}")
+    assert problem.endswith("-> a mask must have its image's size: restore the publisher's mask or "
+                            "re-export it")
+    rc, out, err = cli("check", "--dataset", "isic2017", "--root", mini)
+    assert rc == 1 and mask.name in out and "re-export" in out and "Traceback" not in out + err
+
+
+@pytest.mark.parametrize("damage", ["cut", "not an image"])
+def test_unreadable_image_found_by_check(mini, cli, damage):
+    jpg = sorted(data_dir(mini, "test").glob("ISIC_???????.jpg"))[3]
+    if damage == "cut":
+        cut(jpg)
+    else:
+        jpg.write_bytes(b"<html>404 Not Found</html>" * 20)
+    SOURCE.read(mini)                                                    # read() does not decode
+    rc, report, _ = _check(cli, mini)
+    assert rc == 1 and len(report["problems"]) == 1, report["problems"]
+    problem = report["problems"][0]
+    assert problem.startswith(f"unreadable image: {jpg} (")
+    assert ("truncated" if damage == "cut" else "cannot identify image file") in problem
+    assert problem.endswith("-> the file is truncated or not an image: re-download it, or remove its row")
+    rc, _, _ = _check(cli, mini, "--no-verify-images")
+    assert rc == 0                                                       # only decoding finds it
+
+
+def test_metadata_renamed_column_named_by_check(mini, cli):
+    meta = data_dir(mini, "train") / metadata_name("train")
+    meta.write_text(meta.read_text().replace("image_id,age_approximate,sex", "image_id,age,sex", 1))
+    rc, out, err = cli("check", "--dataset", "isic2017", "--root", mini)
+    assert rc == 2 and "Traceback" not in out + err
+    assert f"{meta} (row 1): missing column(s) ['age_approximate']" in err
+    assert "the header has ['image_id', 'age', 'sex']" in err and "rename the columns back" in err
+
+
+def test_non_utf8_metadata_named_by_check(mini, cli):
+    meta = data_dir(mini, "val") / metadata_name("val")
+    meta.write_bytes(meta.read_bytes().replace(b"female", "f\xe9male".encode("cp1252"), 1))
+    rc, report, _ = _check(cli, mini)
+    assert rc == 2 and report["readable"] is False and len(report["problems"]) == 1
+    assert report["problems"][0].startswith(f"{meta}: not UTF-8 text (invalid continuation byte")
+    assert "restore the original file" in report["problems"][0]
 
 
 # ------------------------------------------------------------------ clear errors

@@ -18,6 +18,7 @@ from dermfuse_data.sources import get_source
 from dermfuse_data.sources.isic2018_task1 import (REAL_SPLIT_SIZES, SOURCE, ground_truth_dir, input_dir,
                                                   synthesize)
 from dermfuse_data.splits import crossing_groups, make_splits
+from tests.data._damage import halve_width
 
 REAL = Path(__file__).resolve().parents[2].parent / "shared" / "real_metadata" / "isic2018_task1"
 IMAGE_LISTING = "ISIC2018_Task1-2_Training_Input.derived_listing.txt"
@@ -93,6 +94,7 @@ def test_real_training_part_check_json(real_root, cli):
     assert report["rows"] == 2594 and report["groups"] == 2594 and report["classes"] == {"lesion": 2594}
     assert report["split_kind"] == "official" and report["splits"] == {"train": 2594, "val": 0, "test": 0}
     assert report["problems"] == [] and report["missing"] == {}
+    assert report["encoded_width"] == 0 and report["encoded_widths"] == {}   # no metadata shipped
 
 
 def test_real_training_rows_each_with_its_mask(real_root):
@@ -176,6 +178,19 @@ def test_unreadable_mask_found_by_check(mini, cli):
     rc, report = _check(cli, mini)
     assert rc == 1 and len(report["problems"]) == 1
     assert report["problems"][0].startswith("unreadable mask: ") and mask.name in report["problems"][0]
+
+
+def test_mask_of_wrong_size_found_by_check(mini, cli):
+    mask = sorted(ground_truth_dir(mini, "val").glob("*_segmentation.png"))[2]
+    image = input_dir(mini, "val") / mask.name.replace("_segmentation.png", ".jpg")
+    (w, h), (w2, _) = halve_width(mask)
+    rc, report = _check(cli, mini)
+    assert rc == 1 and len(report["problems"]) == 1, report["problems"]
+    problem = report["problems"][0]
+    assert problem.startswith(f"mask size differs from its image: {mask} is {w2}x{h} but its image "
+                              f"{image} is {w}x{h}")
+    assert problem.endswith("-> a mask must have its image's size: restore the publisher's mask or "
+                            "re-export it")
 
 
 def test_nested_unzip_folder_is_entered(mini):

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from dermfuse_data.check import encoding_widths
 from dermfuse_data.errors import DatasetError
 from dermfuse_data.schema import CORE_COLUMNS, validate_table
 from dermfuse_data.sources import get_source
@@ -178,6 +179,14 @@ def test_check_json_on_real_metadata(real_root, cli):
     assert report["warnings"] == ["classes without samples: ['UNK']",
                                   "image decoding not verified (--no-verify-images)"]
     assert sum(report["splits"].values()) == 25331
+    assert report["encoded_widths"] == {"age_approx": 2, "anatom_site_general": 9, "sex": 3}
+    assert report["encoded_width"] == 14
+
+
+def test_real_encoded_width(real_table):
+    """The width ``check`` reports, fitted on the default split's training rows (no leaking column)."""
+    widths = encoding_widths(real_table, SOURCE)
+    assert widths == {"age_approx": 2, "anatom_site_general": 9, "sex": 3} and sum(widths.values()) == 14
 
 
 @pytest.mark.slow  # ~30-60 s, as above

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import json
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -14,6 +15,7 @@ from dermfuse_data.schema import CORE_COLUMNS, validate_table
 from dermfuse_data.sources import get_source
 from dermfuse_data.sources.pad_ufes_20 import (CLASSES, COLUMNS, METADATA_ONLY_PAIRS, META_COLUMNS,
                                                SOURCE, synthesize)
+from dermfuse_data.splits import make_splits
 from dermfuse_data.synthetic import image_class_of
 
 REAL_PAD_CSV = (Path(__file__).resolve().parents[2].parent / "shared" / "real_metadata"
@@ -76,6 +78,28 @@ def test_real_metadata_biopsed_leaks_as_documented(real_pad_root):
     for cancer in ("BCC", "SCC", "MEL"):
         assert pairs[(cancer, "False")] == 0 and pairs[(cancer, "True")] == REAL_COUNTS[cancer]
     assert sum(n for (dx, b), n in pairs.items() if dx in ("ACK", "NEV", "SEK") and b == "True") == 253
+
+
+def test_real_no_patient_crosses_splits(real_pad_root, cli):
+    """Patients (read from the raw CSV, not from group_id) never straddle train/val/test."""
+    _, rows = read_csv(real_pad_root / "metadata.csv")
+    patient_of = {r[COLUMNS.index("img_id")]: r[COLUMNS.index("patient_id")] for r in rows}
+    images_per_patient = Counter(patient_of.values())
+    assert len(images_per_patient) == 1373 and max(images_per_patient.values()) > 1
+    table = SOURCE.read(real_pad_root)
+    for seed in (0, 1, 2):
+        split = make_splits(table, seed=seed)                           # no official split
+        splits_of: dict[str, set[str]] = {}
+        for sid, s in zip(split.column("sample_id").to_pylist(), split.column("split").to_pylist()):
+            splits_of.setdefault(patient_of[sid], set()).add(s)
+        assert all(len(s) == 1 for s in splits_of.values())
+        sizes = Counter(split.column("split").to_pylist())
+        assert sum(sizes.values()) == 2298 and min(sizes.values()) > 200
+    rc, out, _ = cli("check", "--dataset", "pad_ufes_20", "--root", real_pad_root, "--json",
+                     "--no-verify-images")
+    report = json.loads(out)
+    assert rc == 0 and report["group_unit"] == "patient" and report["groups"] == 1373
+    assert report["warnings"] == ["image decoding not verified (--no-verify-images)"]  # none crossing
 
 
 def test_real_header_is_the_declared_one():

@@ -6,6 +6,7 @@ import io
 import json
 import re
 import shutil
+import zipfile
 from collections import Counter
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from dermfuse_data.sources.ph2 import (CLASSES, COLOURS, IMAGE_FOLDERS, META_COL
 from dermfuse_data.splits import crossing_groups, make_splits
 from dermfuse_data.synthetic import image_class_of
 from dermfuse_data.tabular import select_features
+from tests.data._damage import cut, halve_width
 
 REAL = Path(__file__).resolve().parents[2].parent / "shared" / "real_metadata" / "ph2"
 REAL_XLSX = REAL / XLSX_FILE
@@ -118,6 +120,7 @@ def test_real_check_json_counts(real_root, cli):
     assert report["images_verified"] == 400 and report["problems"] == []
     assert report["split_kind"].startswith("grouped") and sum(report["splits"].values()) == 200
     assert report["missing"]["histological_diagnosis"] == 159 and report["missing"]["asymmetry"] == 0
+    assert report["encoded_width"] == 0 and report["encoded_widths"] == {}   # every feature leaks
 
 
 def test_real_xlsx_raw_values_back_the_leak_claims(real_root):
@@ -211,6 +214,35 @@ def test_unreadable_mask_found_by_check(mini, cli):
     assert report["problems"][0].startswith("unreadable mask: ") and row["sample_id"] in report["problems"][0]
 
 
+def test_mask_of_wrong_size_found_by_check(mini, cli):
+    row = SOURCE.read(mini).to_pylist()[7]
+    (w, h), (w2, _) = halve_width(Path(row["mask_path"]))
+    with Image.open(row["mask_path"]) as m:
+        assert (m.format, m.mode) == ("BMP", "1")                          # still a 1-bit BMP
+    rc, report = _check(cli, mini)
+    assert rc == 1 and len(report["problems"]) == 1, report["problems"]
+    problem = report["problems"][0]
+    assert problem.startswith(f"mask size differs from its image: {row['mask_path']} is {w2}x{h} but "
+                              f"its image {row['image_path']} is {w}x{h}")
+    assert problem.endswith("-> a mask must have its image's size: restore the publisher's mask or "
+                            "re-export it")
+
+
+@pytest.mark.parametrize("damage", ["cut mid pixel data", "header only", "not an image"])
+def test_unreadable_image_found_by_check(mini, cli, damage):
+    row = SOURCE.read(mini).to_pylist()[11]
+    bmp = Path(row["image_path"])
+    if damage == "not an image":
+        bmp.write_bytes(b"PK\x03\x04 a zip, not a bitmap" * 30)
+    else:
+        cut(bmp, 0.5 if damage == "cut mid pixel data" else 60 / bmp.stat().st_size)
+    rc, report = _check(cli, mini)
+    assert rc == 1 and len(report["problems"]) == 1, report["problems"]
+    problem = report["problems"][0]
+    assert problem.startswith(f"unreadable image: {bmp} (") and row["sample_id"] in problem
+    assert problem.endswith("-> the file is truncated or not an image: re-download it, or remove its row")
+
+
 def test_underscore_image_folder_accepted(mini):
     (mini / IMAGE_FOLDERS[0]).rename(mini / IMAGE_FOLDERS[1])
     table = SOURCE.read(mini)
@@ -252,6 +284,22 @@ def _first_case(root: Path) -> str:
     return openpyxl.load_workbook(root / XLSX_FILE).worksheets[0]["A14"].value
 
 
+def _edit_xlsx_zip(member: str, edit):
+    """Damage one XML part inside the xlsx zip (``edit`` None deletes it); the zip stays valid."""
+    def mutate(root: Path) -> None:
+        with zipfile.ZipFile(root / XLSX_FILE) as z:
+            parts = {name: z.read(name) for name in z.namelist()}
+        assert member in parts, sorted(parts)
+        if edit is None:
+            del parts[member]
+        else:
+            parts[member] = edit(parts[member])
+        with zipfile.ZipFile(root / XLSX_FILE, "w") as z:
+            for name, data in parts.items():
+                z.writestr(name, data)
+    return mutate
+
+
 def _delete_mask(root: Path) -> None:
     mask_path(root / IMAGE_FOLDERS[0], _first_case(root)).unlink()
 
@@ -281,6 +329,12 @@ BAD_INPUTS = {
                      ["6 of 100 images listed in PH2_dataset.xlsx are not on disk", ", ..."]),
     "mask absent": (_delete_mask,
                     ["1 of 100 masks listed in PH2_dataset.xlsx are not on disk", "_lesion.bmp"]),
+    "xlsx cut": (lambda r: cut(r / XLSX_FILE),
+                 ["PH2_dataset.xlsx: not a readable Excel file (BadZipFile", "metadata=txt"]),
+    "xlsx sheet cut": (_edit_xlsx_zip("xl/worksheets/sheet1.xml", lambda xml: xml[: len(xml) // 2]),
+                       ["PH2_dataset.xlsx: not a readable Excel file (ParseError"]),
+    "xlsx without sheet": (_edit_xlsx_zip("xl/worksheets/sheet1.xml", None),
+                           ["PH2_dataset.xlsx: the workbook has no worksheet"]),
     "txt unknown code": (_edit_txt(lambda lines: _replace_line(lines, 1, "||                  0 ||",
                                                                "||                  3 ||")),
                          ["PH2_dataset.txt (row 2)", "unknown Clinical Diagnosis '3'"]),

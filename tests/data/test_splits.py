@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dermfuse_data.errors import DatasetError
-from dermfuse_data.schema import build_table
+from dermfuse_data.schema import SPLITS, build_table
 from dermfuse_data.splits import assert_no_leak, crossing_groups, load_or_make_splits, make_splits
 
 
@@ -31,6 +31,47 @@ def test_no_group_crosses_splits_under_generated_tables(rows, seed):
     assert crossing_groups(out) == {}
     assert set(out.column("split").to_pylist()) <= {"train", "val", "test"}
     assert len(out) == len(rows)
+
+
+ROWS = st.lists(st.tuples(st.integers(0, 3), st.integers(0, 40)), min_size=4, max_size=300)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ROWS, st.lists(st.sampled_from(SPLITS), min_size=41, max_size=41), st.booleans(),
+       st.integers(0, 10_000))
+def test_official_split_kept_val_carved_from_train_no_leak_under_generated_tables(
+        rows, split_of_group, publisher_has_val, seed):
+    """A grouped publisher split (with or without val): kept, val only from train, never leaky."""
+    labels = [r[0] for r in rows]
+    groups = [r[1] for r in rows]
+    official = [split_of_group[g] if publisher_has_val or split_of_group[g] != "val" else "train"
+                for g in groups]
+    split = make_splits(_table(labels, groups, official), seed=seed)
+    assert crossing_groups(split) == {}
+    split = split.column("split").to_pylist()
+    if "val" in official:
+        assert split == official                                         # the publisher's val is kept
+        return
+    assert [s for s, o in zip(split, official) if o == "test"] == [o for o in official if o == "test"]
+    assert {s for s, o in zip(split, official) if o == "train"} <= {"train", "val"}
+    train_groups = {g for g, o in zip(groups, official) if o == "train"}
+    if len(train_groups) >= 2:                                           # val carved, train left
+        assert "val" in split and "train" in split
+
+
+@settings(max_examples=60, deadline=None)
+@given(ROWS, st.data(), st.integers(0, 10_000))
+def test_resplit_ignores_any_official_split_and_never_leaks(rows, data, seed):
+    """``use_official=False`` regroups even a publisher split that puts one group in two splits."""
+    labels = [r[0] for r in rows]
+    groups = [r[1] for r in rows]
+    official = data.draw(st.lists(st.sampled_from(SPLITS), min_size=len(rows), max_size=len(rows)))
+    table = _table(labels, groups, official)
+    out = make_splits(table, seed=seed, use_official=False)
+    assert crossing_groups(out) == {} and len(out) == len(rows)
+    assert set(out.column("split").to_pylist()) <= set(SPLITS)
+    if len(set(groups)) >= 3:                                            # test and val both held out
+        assert set(out.column("split").to_pylist()) == set(SPLITS)
 
 
 def test_fractions_stratification_and_seed():
@@ -64,6 +105,12 @@ def test_official_split_with_val_is_untouched():
     official = ["train"] * 6 + ["val"] * 2 + ["test"] * 2
     out = make_splits(_table([0, 1] * 5, range(10), official))
     assert out.column("split").to_pylist() == official
+
+
+def test_official_split_without_train_rows_is_kept():
+    """E.g. ISIC 2017 read with ``splits=test``: nothing to carve val from, no crash."""
+    out = make_splits(_table([0, 1, 0, 1], range(4), ["test"] * 4))
+    assert out.column("split").to_pylist() == ["test"] * 4
 
 
 def test_leaking_official_split_warns_and_resplit_fixes(tmp_path):
