@@ -21,3 +21,12 @@ def cut(path: Path, keep: float = 0.5) -> None:
     """Truncate the file at ``path`` to ``keep`` of its bytes (a download cut mid pixel data)."""
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * keep)])
+
+
+def assert_one_mask_size_problem(report: dict, mask, image, old: tuple[int, int], new: tuple[int, int]) -> None:
+    """``check --json``'s report has exactly one problem: ``mask`` (now ``new``) vs ``image`` (``old``)."""
+    assert len(report["problems"]) == 1, report["problems"]
+    problem = report["problems"][0]
+    assert problem.startswith(f"mask size differs from its image: {mask} is {new[0]}x{new[1]} but its image "
+                              f"{image} is {old[0]}x{old[1]}"), problem
+    assert problem.endswith("-> a mask must have its image's size: restore the publisher's mask or re-export it")

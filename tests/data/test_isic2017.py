@@ -22,7 +22,7 @@ from dermfuse_data.sources.isic2017 import (CLASSES, LABEL_COLUMNS, METADATA_COL
 from dermfuse_data.splits import crossing_groups, make_splits
 from dermfuse_data.synthetic import image_class_of
 from dermfuse_data.tabular import TabularEncoder, select_features
-from tests.data._damage import cut, halve_width
+from tests.data._damage import assert_one_mask_size_problem, cut, halve_width
 
 REAL = Path(__file__).resolve().parents[2].parent / "shared" / "real_metadata" / "isic2017"
 REAL_COUNTS = {"train": {"melanoma": 374, "seborrheic_keratosis": 254, "nevus": 1372},
@@ -254,12 +254,8 @@ def test_mask_of_wrong_size_found_by_check(mini, cli):
     image = data_dir(mini, "train") / mask.name.replace("_segmentation.png", ".jpg")
     (w, h), (w2, _) = halve_width(mask)
     rc, report, _ = _check(cli, mini)
-    assert rc == 1 and len(report["problems"]) == 1, report["problems"]
-    problem = report["problems"][0]
-    assert problem.startswith(f"mask size differs from its image: {mask} is {w2}x{h} but its image "
-                              f"{image} is {w}x{h}")
-    assert problem.endswith("-> a mask must have its image's size: restore the publisher's mask or "
-                            "re-export it")
+    assert rc == 1
+    assert_one_mask_size_problem(report, mask, image, (w, h), (w2, h))
     rc, out, err = cli("check", "--dataset", "isic2017", "--root", mini)
     assert rc == 1 and mask.name in out and "re-export" in out and "Traceback" not in out + err
 

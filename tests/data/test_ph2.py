@@ -24,7 +24,7 @@ from dermfuse_data.sources.ph2 import (CLASSES, COLOURS, IMAGE_FOLDERS, META_COL
 from dermfuse_data.splits import crossing_groups, make_splits
 from dermfuse_data.synthetic import image_class_of
 from dermfuse_data.tabular import select_features
-from tests.data._damage import cut, halve_width
+from tests.data._damage import assert_one_mask_size_problem, cut, halve_width
 
 REAL = Path(__file__).resolve().parents[2].parent / "shared" / "real_metadata" / "ph2"
 REAL_XLSX = REAL / XLSX_FILE
@@ -220,12 +220,8 @@ def test_mask_of_wrong_size_found_by_check(mini, cli):
     with Image.open(row["mask_path"]) as m:
         assert (m.format, m.mode) == ("BMP", "1")                          # still a 1-bit BMP
     rc, report = _check(cli, mini)
-    assert rc == 1 and len(report["problems"]) == 1, report["problems"]
-    problem = report["problems"][0]
-    assert problem.startswith(f"mask size differs from its image: {row['mask_path']} is {w2}x{h} but "
-                              f"its image {row['image_path']} is {w}x{h}")
-    assert problem.endswith("-> a mask must have its image's size: restore the publisher's mask or "
-                            "re-export it")
+    assert rc == 1
+    assert_one_mask_size_problem(report, row["mask_path"], row["image_path"], (w, h), (w2, h))
 
 
 @pytest.mark.parametrize("damage", ["cut mid pixel data", "header only", "not an image"])
