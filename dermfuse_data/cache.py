@@ -15,7 +15,8 @@ import re
 import socket
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -81,6 +82,33 @@ def remove_stale_partials(directory: str | Path, max_idle_s: float = STALE_PARTI
     return removed
 
 
+@contextmanager
+def atomic_arrow_file(path: Path, schema: pa.Schema) -> Iterator[pa.ipc.RecordBatchFileWriter]:
+    """Arrow IPC file writer on a :func:`new_partial` next to ``path``, renamed onto ``path`` when
+    the block completes; on any error the partial file is removed and ``path`` is left untouched."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = new_partial(path)
+    try:
+        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
+            yield writer
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def fixed_size_rows(chunk: pa.FixedSizeBinaryArray, shape: tuple[int, ...]) -> np.ndarray:
+    """Zero-copy ``(len(chunk), *shape)`` uint8 view of a fixed-size binary Arrow chunk."""
+    arr = np.frombuffer(chunk.buffers()[1], dtype=np.uint8, count=(chunk.offset + len(chunk)) * chunk.type.byte_width)
+    return arr.reshape(-1, *shape)[chunk.offset:]
+
+
+def locate(starts: Sequence[int], i: int) -> tuple[int, int]:
+    """(chunk, row in chunk) of row ``i`` given each chunk's first row ``starts`` (plus the total)."""
+    c = int(np.searchsorted(starts, i, side="right")) - 1
+    return c, i - starts[c]
+
+
 def cache_key(image_paths: Sequence[str], mask_paths: Sequence[str | None], size: tuple[int, int]) -> str:
     """Hex key over the inputs' paths, byte sizes and mtimes, the size and the format version."""
     h = hashlib.sha256(f"v{CACHE_VERSION}|{size[0]}x{size[1]}".encode())
@@ -123,28 +151,21 @@ def build_cache(path: Path, sample_ids: Sequence[str], image_paths: Sequence[str
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(path.parent)
-    tmp = new_partial(path)
     schema = _schema(size)
     jobs = [(i, m, size) for i, m in zip(image_paths, mask_paths)]
     show = len(jobs) >= PROGRESS_MIN_IMAGES if progress is None else progress
-    try:
-        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, schema) as writer, \
-                ThreadPoolExecutor(max(1, workers)) as pool, \
-                tqdm(total=len(jobs), desc=desc, unit="img", disable=not show) as bar:
-            for start in range(0, len(jobs), BATCH_ROWS):
-                decoded = list(pool.map(_decode, jobs[start:start + BATCH_ROWS]))
-                bar.update(len(decoded))
-                writer.write_batch(pa.record_batch([
-                    pa.array(sample_ids[start:start + BATCH_ROWS], pa.string()),
-                    pa.array([d[0].tobytes() for d in decoded], schema.field("image").type),
-                    pa.array([None if d[1] is None else d[1].tobytes() for d in decoded],
-                             schema.field("mask").type),
-                    pa.array([d[2][0] for d in decoded], pa.int32()),
-                    pa.array([d[2][1] for d in decoded], pa.int32())], schema=schema))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_arrow_file(path, schema) as writer, ThreadPoolExecutor(max(1, workers)) as pool, \
+            tqdm(total=len(jobs), desc=desc, unit="img", disable=not show) as bar:
+        for start in range(0, len(jobs), BATCH_ROWS):
+            decoded = list(pool.map(_decode, jobs[start:start + BATCH_ROWS]))
+            bar.update(len(decoded))
+            writer.write_batch(pa.record_batch([
+                pa.array(sample_ids[start:start + BATCH_ROWS], pa.string()),
+                pa.array([d[0].tobytes() for d in decoded], schema.field("image").type),
+                pa.array([None if d[1] is None else d[1].tobytes() for d in decoded],
+                         schema.field("mask").type),
+                pa.array([d[2][0] for d in decoded], pa.int32()),
+                pa.array([d[2][1] for d in decoded], pa.int32())], schema=schema))
     return path
 
 
@@ -161,33 +182,22 @@ class ImageCache:
         self.size = (int(meta[b"height"]), int(meta[b"width"]))
         self._images, self._masks, self._starts = [], [], [0]
         for chunk_img, chunk_mask in zip(table.column("image").chunks, table.column("mask").chunks):
-            self._images.append(self._view(chunk_img, (*self.size, 3)))
+            self._images.append(fixed_size_rows(chunk_img, (*self.size, 3)))
             valid = chunk_mask.is_valid().to_numpy(zero_copy_only=False)
-            self._masks.append((self._view(chunk_mask, self.size) if valid.any() else None, valid))
+            self._masks.append((fixed_size_rows(chunk_mask, self.size) if valid.any() else None, valid))
             self._starts.append(self._starts[-1] + len(chunk_img))
-
-    @staticmethod
-    def _view(chunk: pa.FixedSizeBinaryArray, shape: tuple[int, ...]) -> np.ndarray:
-        data = chunk.buffers()[1]
-        width = chunk.type.byte_width
-        arr = np.frombuffer(data, dtype=np.uint8, count=(chunk.offset + len(chunk)) * width)
-        return arr.reshape(-1, *shape)[chunk.offset:]
 
     def __len__(self) -> int:
         return len(self.sample_ids)
 
-    def _locate(self, i: int) -> tuple[int, int]:
-        c = int(np.searchsorted(self._starts, i, side="right")) - 1
-        return c, i - self._starts[c]
-
     def image(self, i: int) -> np.ndarray:
         """Row ``i``'s image, (H, W, 3) uint8 (a read-only view of the memory map)."""
-        c, j = self._locate(i)
+        c, j = locate(self._starts, i)
         return self._images[c][j]
 
     def mask(self, i: int) -> np.ndarray | None:
         """Row ``i``'s mask, (H, W) uint8 0/1, or None where the sample has none."""
-        c, j = self._locate(i)
+        c, j = locate(self._starts, i)
         view, valid = self._masks[c]
         return view[j] if valid[j] else None
 

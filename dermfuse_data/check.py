@@ -27,6 +27,8 @@ from dermfuse_data.errors import DatasetError
 from dermfuse_data.schema import META_PREFIX, SPLITS, validate_table
 from dermfuse_data.sources import get_source
 from dermfuse_data.sources.base import MISSING_TOKENS, DatasetSource
+from dermfuse_data.splits import crossing_groups, make_splits
+from dermfuse_data.tabular import TabularEncoder, select_features
 
 #: show a progress bar when verifying more images than this
 PROGRESS_THRESHOLD = 100
@@ -111,16 +113,8 @@ def _non_numbers(table: pa.Table, source: DatasetSource) -> list[str]:
     is neither a number nor one of the feature's missing tokens."""
     ids, bad = table.column("sample_id").to_pylist(), []
     for f in source.features:
-        name = META_PREFIX + f.column
-        if f.kind != "numeric" or name not in table.column_names:
-            continue
-        for sample, value in zip(ids, table.column(name).to_pylist()):
-            if value is None or value.strip() in f.missing:
-                continue
-            try:
-                float(value)
-            except ValueError:
-                bad.append(f"{sample}: column {f.column!r} holds {value!r}")
+        if f.kind == "numeric" and META_PREFIX + f.column in table.column_names:
+            bad += [f"{ids[i]}: column {f.column!r} holds {cell!r}" for i, cell in TabularEncoder.non_numbers(table, f)]
     return bad
 
 
@@ -132,9 +126,6 @@ def encoding_widths(table: pa.Table, source: DatasetSource) -> dict[str, int]:
     widths are those a model's metadata input gets. Raises :class:`DatasetError` for a cell the
     encoder cannot read (e.g. a word in a numeric column).
     """
-    from dermfuse_data.splits import make_splits
-    from dermfuse_data.tabular import TabularEncoder, select_features
-
     features = select_features(source, "all")
     if not features:
         return {}
@@ -167,25 +158,16 @@ def _split_summary(table: pa.Table, warnings: list[str]) -> tuple[str, dict[str,
             ["unassigned" if s is None else s for s in official], pa.string()))
     else:
         try:
-            from dermfuse_data.splits import make_splits
-        except ImportError:
-            return "no official split", {}
-        try:
             split_table = make_splits(table, seed=0)
         except Exception as exc:  # noqa: BLE001 - a report, not a crash
             warnings.append(f"no official split, and the default grouped split failed: {exc}")
             return "no official split", {}
         counts = Counter(split_table.column("split").to_pylist())
         kind = "grouped (no official split; make_splits seed=0)"
-    try:
-        from dermfuse_data.splits import crossing_groups
-
-        crossing = crossing_groups(split_table)
-        if crossing:
-            warnings.append(f"{len(crossing)} groups appear in more than one {kind} split "
-                            f"(e.g. {next(iter(crossing))}); a leak-free split regroups them")
-    except ImportError:
-        pass
+    crossing = crossing_groups(split_table)
+    if crossing:
+        warnings.append(f"{len(crossing)} groups appear in more than one {kind} split "
+                        f"(e.g. {next(iter(crossing))}); a leak-free split regroups them")
     ordered = {s: counts.get(s, 0) for s in SPLITS}
     ordered.update({s: n for s, n in counts.items() if s not in ordered})
     return kind, ordered

@@ -9,14 +9,13 @@ that looks valid), and reads are zero-copy views of a memory map shared by DDP r
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from dermfuse_data.cache import new_partial
+from dermfuse_data.cache import atomic_arrow_file, fixed_size_rows, locate
 from dermfuse_data.errors import DatasetError
 
 MASK_FILE_VERSION = 1
@@ -37,34 +36,30 @@ def write_mask_file(path: str | Path, sample_ids: Sequence[str], masks: Iterable
     ``metadata``: extra string key/values stored in the schema (e.g. the checkpoint hash).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     schema = _schema(tuple(size), {str(k): str(v) for k, v in (metadata or {}).items()})
-    tmp = new_partial(path)  # host and pid in its name: a cache build leaves it alone while we run
     ids = list(sample_ids)
-    try:
-        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
-            buffer: list[bytes] = []
-            n = 0
-            for mask in masks:
-                m = np.asarray(mask)
-                if m.shape != tuple(size):
-                    raise ValueError(f"mask {n} ({ids[n] if n < len(ids) else '?'}) has shape {m.shape}, "
-                                     f"expected {tuple(size)}")
-                buffer.append((m != 0).astype(np.uint8).tobytes())
-                n += 1
-                if len(buffer) == batch_rows:
-                    writer.write_batch(pa.record_batch([pa.array(ids[n - len(buffer):n], pa.string()),
-                                                        pa.array(buffer, schema.field("mask").type)], schema=schema))
-                    buffer = []
-            if buffer:
-                writer.write_batch(pa.record_batch([pa.array(ids[n - len(buffer):n], pa.string()),
-                                                    pa.array(buffer, schema.field("mask").type)], schema=schema))
-            if n != len(ids):
-                raise ValueError(f"{len(ids)} sample ids but {n} masks")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    def batch(n: int, buffer: list[bytes]) -> pa.RecordBatch:
+        return pa.record_batch([pa.array(ids[n - len(buffer):n], pa.string()),
+                                pa.array(buffer, schema.field("mask").type)], schema=schema)
+
+    with atomic_arrow_file(path, schema) as writer:
+        buffer: list[bytes] = []
+        n = 0
+        for mask in masks:
+            m = np.asarray(mask)
+            if m.shape != tuple(size):
+                raise ValueError(f"mask {n} ({ids[n] if n < len(ids) else '?'}) has shape {m.shape}, "
+                                 f"expected {tuple(size)}")
+            buffer.append((m != 0).astype(np.uint8).tobytes())
+            n += 1
+            if len(buffer) == batch_rows:
+                writer.write_batch(batch(n, buffer))
+                buffer = []
+        if buffer:
+            writer.write_batch(batch(n, buffer))
+        if n != len(ids):
+            raise ValueError(f"{len(ids)} sample ids but {n} masks")
     return path
 
 
@@ -92,9 +87,7 @@ class MaskFile:
         self.index = {sid: i for i, sid in enumerate(self.sample_ids)}
         self._chunks, self._starts = [], [0]
         for chunk in table.column("mask").chunks:
-            width = chunk.type.byte_width
-            arr = np.frombuffer(chunk.buffers()[1], dtype=np.uint8, count=(chunk.offset + len(chunk)) * width)
-            self._chunks.append(arr.reshape(-1, *self.size)[chunk.offset:])
+            self._chunks.append(fixed_size_rows(chunk, self.size))
             self._starts.append(self._starts[-1] + len(chunk))
 
     def __len__(self) -> int:
@@ -110,8 +103,8 @@ class MaskFile:
         except KeyError:
             raise DatasetError(f"no mask for sample {sample_id!r}", path=self.path,
                                hint="the mask file was made for another dataset or split: predict again") from None
-        c = int(np.searchsorted(self._starts, i, side="right")) - 1
-        return self._chunks[c][i - self._starts[c]]
+        c, j = locate(self._starts, i)
+        return self._chunks[c][j]
 
     def missing(self, sample_ids: Iterable[str]) -> list[str]:
         """The ids among ``sample_ids`` that have no mask here."""

@@ -72,6 +72,19 @@ class FeatureBlock:
         return values + [f"{self.name}=missing"]
 
 
+def parse_numbers(cells: list[str | None]) -> tuple[np.ndarray, list[int]]:
+    """Cells as floats (NaN where ``None``) and the indices of the cells that are not numbers."""
+    out, bad = np.full(len(cells), np.nan), []
+    for i, v in enumerate(cells):
+        if v is None:
+            continue
+        try:
+            out[i] = float(v)
+        except ValueError:
+            bad.append(i)
+    return out, bad
+
+
 class TabularEncoder:
     """Encodes ``meta_*`` columns of the common table into a float32 matrix (see module doc)."""
 
@@ -92,16 +105,17 @@ class TabularEncoder:
 
     @staticmethod
     def _numbers(cells: list[str | None], feature: MetaFeature) -> np.ndarray:
-        out = np.full(len(cells), np.nan)
-        for i, v in enumerate(cells):
-            if v is None:
-                continue
-            try:
-                out[i] = float(v)
-            except ValueError:
-                raise DatasetError(f"column {feature.column!r} holds {v!r}, not a number", row=i + 1,
-                                   path="metadata", hint="fix the cell or mark it missing") from None
+        out, bad = parse_numbers(cells)
+        if bad:
+            raise DatasetError(f"column {feature.column!r} holds {cells[bad[0]]!r}, not a number", row=bad[0] + 1,
+                               path="metadata", hint="fix the cell or mark it missing")
         return out
+
+    @classmethod
+    def non_numbers(cls, table: pa.Table, feature: MetaFeature) -> list[tuple[int, str]]:
+        """``(row, cell)`` of every cell of numeric ``feature`` that is neither missing nor a number."""
+        cells = cls._cells(table, feature)
+        return [(i, cells[i]) for i in parse_numbers(cells)[1]]
 
     @staticmethod
     def _tokens(value: str | None, feature: MetaFeature) -> list[str]:
