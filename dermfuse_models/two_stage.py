@@ -180,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
         masks = prepare_predicted_masks(fit_args, own.seg_ckpt or None, own.seg_experiment, own.mask_threshold)
         if not own.predict_only:
             cli_main(["fit", *fit_args, f"--data.predicted_masks={masks}"])
-    except (DatasetError, MissingStageError, FileNotFoundError) as err:
+    except (DatasetError, MissingStageError, FileNotFoundError, ValueError) as err:
         print(f"\n{type(err).__name__}: {err}", file=sys.stderr)
         raise SystemExit(2) from None
 

@@ -9,16 +9,12 @@ loggers or a new run folder.
 """
 from __future__ import annotations
 
-import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import yaml
 
-#: top-level config keys the ``run=False`` DermCLI parser accepts (``fit`` adds ckpt_path etc.)
-_CONFIG_KEYS = ("seed_everything", "model", "data", "optimizer", "lr_scheduler")
 
 
 @dataclass
@@ -58,14 +54,11 @@ def find_run_config(checkpoint: str | Path, max_levels: int = 3) -> Path:
 
 
 def _sanitised_config(config_path: Path, use_masks: bool | None) -> dict:
-    """The run's model/data config without fit-only keys, loggers or accelerator settings."""
-    cfg = yaml.safe_load(config_path.read_text()) or {}
-    if "model" not in cfg or "data" not in cfg:
-        raise ValueError(f"{config_path} has no model/data sections; is it a dermfuse run's resolved config.yaml?")
-    out = {k: cfg[k] for k in _CONFIG_KEYS if k in cfg}
-    # a bare Trainer (not used for explanation) on the CPU; no loggers, no checkpoint callbacks
-    out["trainer"] = {"accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False,
-                      "enable_progress_bar": False, "enable_model_summary": False}
+    """The run's model/data config for rebuilding (:func:`dermfuse_models.runs.rebuildable_config`),
+    with ``data.use_masks`` set when ``use_masks`` is given."""
+    from dermfuse_models.runs import rebuildable_config
+
+    out = rebuildable_config(yaml.safe_load(config_path.read_text()) or {}, config_path)
     if use_masks is not None:
         out["data"] = {**out["data"], "use_masks": bool(use_masks)}
     return out
@@ -90,43 +83,22 @@ def load_run(checkpoint: str | Path, overrides: list[str] | tuple[str, ...] = ()
     config_path = find_run_config(ckpt_path)  # fails fast, before the heavy imports below
 
     from dermfuse_data.sources import get_source
-    from dermfuse_models.cli import DermCLI
+    from dermfuse_models.runs import build_from_config, load_checkpoint_weights
 
     run_dir = config_path.parent
-    raw = yaml.safe_load(config_path.read_text()) or {}
-    data_cfg = raw.get("data") or {}
+    data_cfg = (yaml.safe_load(config_path.read_text()) or {}).get("data") or {}
     if use_masks is None:
         task = data_cfg.get("task", "classification")
         use_masks = bool(data_cfg.get("use_masks")) or (
             task == "classification" and get_source(data_cfg.get("dataset", "pad_ufes_20")).has_masks)
-    cfg = _sanitised_config(config_path, use_masks)
     args = [a if a.startswith("--") else f"--{a}" for a in overrides]
-    with tempfile.TemporaryDirectory(prefix="dermfuse-explain-") as tmp:
-        tmp_cfg = Path(tmp) / "config.yaml"
-        tmp_cfg.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        argv, sys.argv = sys.argv, sys.argv[:1]  # LightningCLI warns when it also sees our own argv
-        try:
-            cli = DermCLI(args=["--config", str(tmp_cfg), "--run_dir", str(run_dir), *args], run=False)
-        except SystemExit as exit_:
-            raise ValueError(f"could not rebuild the run from {config_path} (with overrides {list(args)}); "
-                             "see the argument error printed above.") from exit_
-        finally:
-            sys.argv = argv
-    model, datamodule = cli.model, cli.datamodule
-
     try:
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    except Exception:  # Lightning checkpoints may pickle callback states; the file is the user's own run
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    if "state_dict" not in state:
-        raise ValueError(f"{ckpt_path} is not a Lightning checkpoint (no 'state_dict').")
-    missing, unexpected = model.load_state_dict(state["state_dict"], strict=False)
-    if missing or unexpected:
-        raise RuntimeError(
-            f"{ckpt_path} does not match the model built from {config_path}: missing {missing[:5]}"
-            f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}. "
-            "Was the config edited after training?"
-        )
+        cli = build_from_config(_sanitised_config(config_path, use_masks), run_dir, args)
+    except SystemExit as exit_:
+        raise ValueError(f"could not rebuild the run from {config_path} (with overrides {list(args)}); "
+                         "see the argument error printed above.") from exit_
+    model, datamodule = cli.model, cli.datamodule
+    state = load_checkpoint_weights(model, ckpt_path, config_path)
     dm_state = state.get(type(datamodule).__qualname__)
     if dm_state is not None:
         _ = datamodule.table  # builds the table (and fits the encoder) first so the restore is not overwritten
