@@ -12,9 +12,9 @@ names) and gives every run its own folder ``runs/<experiment>/<time>-<dataset>/`
   :class:`~dermfuse_models.preview.SegmentationSamplesFigure`, added here for segmentation data).
 
 Trainer defaults filled in here: a checkpoint callback saving ``last.ckpt`` (if the config has none:
-``save_last`` only), a learning-rate monitor when there is a logger, ``strategy=ddp`` when more
-than one device is requested with ``strategy: auto``, and ``bf16``/``16`` precision replaced by fp32
-when the run lands on a CPU (bf16 on CPU is ~14x slower here). ``--resume=true`` (``make ...
+``save_last`` only), a learning-rate monitor when there is a logger, and ``bf16``/``16`` precision
+replaced by fp32 when the run lands on a CPU (bf16 on CPU is ~14x slower here); several devices with
+``strategy: auto`` get Lightning's own choice, DDP. ``--resume=true`` (``make ...
 RESUME=1``) continues the latest run of the same experiment, dataset and data root from its
 ``checkpoints/last.ckpt`` in the same folder, up to the configured ``max_epochs``.
 
@@ -80,21 +80,6 @@ def _unique(path: Path) -> Path:
     while candidate.exists():
         candidate, n = path.with_name(f"{path.name}-{n}"), n + 1
     return candidate
-
-
-def _device_count(accelerator: str, devices) -> int:
-    if isinstance(devices, (list, tuple)):
-        return len(devices)
-    if isinstance(devices, int):
-        return devices if devices > 0 else _device_count(accelerator, "auto")
-    text = str(devices).strip()
-    if text.lstrip("-").isdigit():
-        return _device_count(accelerator, int(text))
-    if "," in text:
-        return len([d for d in text.split(",") if d.strip()])
-    if accelerator in ("cpu",) or not torch.cuda.is_available():
-        return 1
-    return torch.cuda.device_count()
 
 
 def _on_cpu(accelerator: str) -> bool:
@@ -185,9 +170,6 @@ class DermCLI(LightningCLI):
             print(f"precision={precision} requested but the run is on CPU: using 32-true "
                   "(bf16 on CPU is much slower here)", file=sys.stderr)
             trainer_cfg.precision = "32-true"
-        strategy = trainer_cfg.get("strategy")
-        if (strategy in (None, "auto")) and _device_count(accelerator, trainer_cfg.get("devices", "auto")) > 1:
-            trainer_cfg.strategy = "ddp"
 
     def _instantiate_trainer(self, config: dict, callbacks: list) -> pl.Trainer:
         """Add the default callbacks (checkpoint with last, LR monitor, segmentation samples)."""

@@ -276,7 +276,7 @@ def explain_batches(model: nn.Module, batches: Iterable[Mapping[str, Any]], n: i
         if seen >= n:
             break
         take = min(n - seen, int(batch["image"].shape[0]))
-        image = batch["image"][:take].to(device).float().contiguous()  # channels-last strides: see seg_grad_cam
+        image = batch["image"][:take].to(device).float()
         meta = batch["meta"][:take].to(device).float() if batch.get("meta") is not None else None
         mask = batch["mask"][:take].to(device).float() if batch.get("mask") is not None else None
         ids = [str(s) for s in (batch.get("sample_id") or [seen + j for j in range(take)])[:take]]

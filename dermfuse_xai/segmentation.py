@@ -11,15 +11,9 @@ and the map is Grad-CAM of ``y`` at a convolutional layer ``A``: ``ReLU(sum_c al
 image. ``R`` is the net's own predicted lesion (``sigmoid(logit) >= threshold``; all pixels when the
 prediction is empty) or, with ``target="label"``, the ground-truth mask.
 
-Layers (:func:`seg_cam_layers_of`): ``bottleneck`` (the deepest encoder features, as in the paper)
-and ``decoder`` (the last decoder stage, the finest features before the output head):
-
-* :class:`~dermfuse_models.nets.eamnet.EAMNet`: ``multi_scale[-1]`` (stage-4 MRCF output, stride 8)
-  and ``decoder[-1]`` (stride 1, after its CMAM);
-* :class:`~dermfuse_models.nets.dualnet_unet.DeepUNet`: ``bottleneck`` (ASPP, stride 32) and
-  ``decoder[-1]`` (stride 2).
-
-Any other net can declare ``seg_cam_layers() -> {name: module}``. EAM-Net's CMAM attention maps
+Layers: the net's ``seg_cam_layers() -> {name: module}`` (:func:`seg_cam_layers_of`), ``bottleneck``
+(the deepest encoder features, as in the paper) and ``decoder`` (the last decoder stage, the finest
+features before the output head); EAM-Net and Deep-UNet declare theirs. EAM-Net's CMAM attention maps
 are channel-token attention (``(B, heads, C/h, C/h)``), not spatial: they are not shown as heatmaps.
 """
 from __future__ import annotations
@@ -27,40 +21,22 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 from captum.attr import LayerAttribution, LayerGradCam
+from monai.metrics import compute_dice
 
 from dermfuse_xai.model_io import LogitsModel, unwrap_net
 
 
-def _segmentation_classes() -> tuple[type, ...]:
-    from dermfuse_models.nets.dualnet_unet import DeepUNet
-    from dermfuse_models.nets.eamnet import EAMNet
-
-    return (EAMNet, DeepUNet)
-
-
 def is_segmentation_net(model: nn.Module) -> bool:
-    """A ``SegmentationTask``, EAM-Net, Deep-UNet, or a net declaring ``seg_cam_layers()``."""
+    """A ``SegmentationTask``, or a net declaring ``seg_cam_layers()`` (EAM-Net, Deep-UNet)."""
     from dermfuse_models.tasks.segmentation import SegmentationTask
 
-    if isinstance(model, SegmentationTask):
-        return True
-    net = unwrap_net(model)
-    return callable(getattr(net, "seg_cam_layers", None)) or isinstance(net, _segmentation_classes())
+    return isinstance(model, SegmentationTask) or bool(seg_cam_layers_of(model))
 
 
 def seg_cam_layers_of(model: nn.Module) -> dict[str, nn.Module]:
-    """Layers Seg-Grad-CAM hooks (module doc): ``{"bottleneck": ..., "decoder": ...}``, or ``{}``."""
-    from dermfuse_models.nets.dualnet_unet import DeepUNet
-    from dermfuse_models.nets.eamnet import EAMNet
-
+    """The net's ``seg_cam_layers()`` (module doc: ``{"bottleneck": ..., "decoder": ...}``), or ``{}``."""
     net = unwrap_net(model)
-    if callable(getattr(net, "seg_cam_layers", None)):
-        return dict(net.seg_cam_layers())
-    if isinstance(net, EAMNet):
-        return {"bottleneck": net.multi_scale[-1], "decoder": net.decoder[-1]}
-    if isinstance(net, DeepUNet):
-        return {"bottleneck": net.bottleneck, "decoder": net.decoder[-1]}
-    return {}
+    return dict(net.seg_cam_layers()) if callable(getattr(net, "seg_cam_layers", None)) else {}
 
 
 def lesion_logits(output: torch.Tensor) -> torch.Tensor:
@@ -86,11 +62,9 @@ def predicted_region(logits: torch.Tensor, threshold: float = 0.5) -> torch.Tens
 
 
 def dice(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``(B,)`` Dice of binary ``(B, H, W)`` / ``(B, 1, H, W)`` masks; 1 where both are empty."""
-    p = (pred.float().flatten(1) > 0.5).float()
-    t = (target.float().flatten(1) > 0.5).float()
-    inter, total = (p * t).sum(1), p.sum(1) + t.sum(1)
-    return torch.where(total > 0, 2 * inter / total.clamp_min(1), torch.ones_like(total))
+    """``(B,)`` Dice of binary ``(B, H, W)`` / ``(B, 1, H, W)`` masks; 1 where both are empty (MONAI ``compute_dice``)."""
+    p, t = ((x.float().flatten(1) > 0.5).float().reshape(x.shape[0], 1, -1) for x in (pred, target))
+    return compute_dice(p, t, include_background=True, ignore_empty=False)[:, 0]
 
 
 class RegionScore(nn.Module):
@@ -128,7 +102,6 @@ def seg_grad_cam(net: nn.Module, image: torch.Tensor, region: torch.Tensor | Non
         ``(B, H, W)`` float maps (not normalised; zero where no positive evidence).
     """
     model = LogitsModel(net)
-    image = image.contiguous()  # EAM-Net's CPU backward crashes on channels-last strided input (torch 2.15)
     if layer is None or isinstance(layer, str):
         layers = seg_cam_layers_of(model.net)
         if not layers:

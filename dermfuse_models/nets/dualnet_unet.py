@@ -127,6 +127,11 @@ class DeepUNet(nn.Module):
         """The skip attention gates, coarse to fine (empty when ``attention_gates=False``)."""
         return [block.gate for block in self.decoder if block.gate is not None]
 
+    def seg_cam_layers(self) -> dict[str, nn.Module]:
+        """Seg-Grad-CAM layers (``dermfuse_xai.segmentation``): the ASPP bottleneck (stride 32) and
+        the last decoder stage (stride 2)."""
+        return {"bottleneck": self.bottleneck, "decoder": self.decoder[-1]}
+
     def forward(self, image: torch.Tensor) -> dict[str, Any]:
         """Mask logits at the input size: ``{"logits": (B, 1, H, W)[, "deep_logits": [...]]}``."""
         if image.ndim != 4:

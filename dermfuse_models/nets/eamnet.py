@@ -246,6 +246,11 @@ class EAMNet(nn.Module):
         self.attention_maps = self.cmam_attention_maps()
         return out
 
+    def seg_cam_layers(self) -> dict[str, nn.Module]:
+        """Seg-Grad-CAM layers (``dermfuse_xai.segmentation``): the stage-4 MRCF output (stride 8)
+        and the last decoder stage (stride 1, after its CMAM)."""
+        return {"bottleneck": self.multi_scale[-1], "decoder": self.decoder[-1]}
+
     def cmam_attention_maps(self) -> dict[str, torch.Tensor]:
         """Last CMAM cross-attention weights per decoder stage (``decoder<i>/<direction>``), detached."""
         maps: dict[str, torch.Tensor] = {}
