@@ -76,6 +76,11 @@ def synthetic_banner(dataset: str, root: Path) -> None:
           f"(--data.root) for real data.\n{line}\n", file=sys.stderr, flush=True)
 
 
+def cached_image(cache: ImageCache, row: int) -> tv_tensors.Image:
+    """Row ``row`` of ``cache`` as a writable (3, H, W) uint8 ``tv_tensors.Image`` (copied off the memory map)."""
+    return tv_tensors.Image(torch.from_numpy(np.array(cache.image(row))).permute(2, 0, 1))
+
+
 class SampleDataset(Dataset):
     """Rows of the cache as model-ready dicts (see module doc).
 
@@ -93,7 +98,7 @@ class SampleDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         row = int(self.rows[i])
-        image = tv_tensors.Image(torch.from_numpy(np.array(self.cache.image(row))).permute(2, 0, 1))
+        image = cached_image(self.cache, row)
         out = {"label": int(self.labels[i]), "sample_id": self.sample_ids[i]}
         if self.with_mask:
             m = self.masks.mask(self.sample_ids[i]) if self.masks is not None else self.cache.mask(row)
@@ -207,12 +212,6 @@ class DermDataModule(pl.LightningDataModule):
         shown = ", ".join(f"{n} ({s:.3f})" for n, s in self.feature_ranking[:self.top_k])
         print(f"meta_features=top{self.top_k} on the training split of {self.hparams.dataset}: {shown}",
               file=sys.stderr, flush=True)
-
-    @property
-    def image_cache(self) -> ImageCache:
-        """The decoded image cache at ``image_size`` (opened, built first if needed)."""
-        self.setup()
-        return self._cache
 
     @property
     def num_classes(self) -> int:

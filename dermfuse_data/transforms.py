@@ -1,6 +1,7 @@
 """Augmentation applied jointly to image and mask (torchvision ``transforms.v2``), then normalised."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torchvision import tv_tensors
 from torchvision.transforms import v2
@@ -28,3 +29,10 @@ def build_transform(train: bool, augment: str = "standard") -> v2.Compose:
     steps += [v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True),
               v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
     return v2.Compose(steps)
+
+
+def denormalise(image: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
+    """``(3, H, W)`` normalised tensor -> ``(H, W, 3)`` float RGB in [0, 1]: the inverse of the
+    normalisation above, for figures."""
+    x = image.detach().float().cpu() * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]
+    return x.clamp(0, 1).permute(1, 2, 0).numpy()

@@ -14,7 +14,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from dermfuse_data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from dermfuse_data.transforms import denormalise
 
 
 def mask_logits(module: pl.LightningModule, image: torch.Tensor) -> torch.Tensor:
@@ -26,13 +26,6 @@ def mask_logits(module: pl.LightningModule, image: torch.Tensor) -> torch.Tensor
         logits = torch.nn.functional.interpolate(logits.float(), size=image.shape[-2:], mode="bilinear",
                                                  align_corners=False)
     return logits
-
-
-def denormalise(image: torch.Tensor) -> np.ndarray:
-    """(3,H,W) ImageNet-normalised tensor -> (H,W,3) float in [0, 1] for display."""
-    mean = torch.tensor(IMAGENET_MEAN, device=image.device).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=image.device).view(3, 1, 1)
-    return (image.float() * std + mean).clamp(0, 1).permute(1, 2, 0).cpu().numpy()
 
 
 class SegmentationSamplesFigure(pl.Callback):

@@ -26,10 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision import tv_tensors
 
 from dermfuse_data.cache import ImageCache, open_or_build
-from dermfuse_data.datamodule import DermDataModule
+from dermfuse_data.datamodule import DermDataModule, cached_image
 from dermfuse_data.errors import DatasetError
 from dermfuse_data.mask_file import write_mask_file
 from dermfuse_data.transforms import build_transform
@@ -85,8 +84,7 @@ def find_segmenter_checkpoint(seg_experiment: str, synthetic: bool) -> Path:
 
 
 def _images(cache: ImageCache, rows: range, transform) -> torch.Tensor:
-    return torch.stack([transform(tv_tensors.Image(torch.from_numpy(np.array(cache.image(i))).permute(2, 0, 1)))
-                        .as_subclass(torch.Tensor) for i in rows])
+    return torch.stack([transform(cached_image(cache, i)).as_subclass(torch.Tensor) for i in rows])
 
 
 def predicted_mask_path(datamodule: DermDataModule, seg_image_size: int, checkpoint_sha: str,

@@ -11,13 +11,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from dermfuse_data.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
-
-
-def denormalise(image: torch.Tensor, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> np.ndarray:
-    """``(3, H, W)`` normalised tensor -> ``(H, W, 3)`` float RGB in [0, 1] (the DataModule's normalisation)."""
-    x = image.detach().float().cpu() * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]
-    return x.clamp(0, 1).permute(1, 2, 0).numpy()
+from dermfuse_data.transforms import denormalise  # noqa: E402,F401 (re-exported for figure users)
 
 
 def _unit(saliency: np.ndarray) -> np.ndarray:
