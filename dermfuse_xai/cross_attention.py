@@ -18,7 +18,7 @@ receives; rows sum to 1, so a mean over keys would be constant):
 Channel attention is not spatial: maps whose name mentions ``channel`` (EAM-Net's CMAM,
 ``decoder<i>/spatial_to_channel`` and ``channel_to_spatial``, whose queries and keys are both
 channel tokens, ``(B, heads, C/h, C/h)``) are skipped even when ``K`` happens to fit a grid, and
-:func:`has_cross_attention` is False for nets that keep only such maps (EAM-Net).
+:func:`has_cross_attention` is False for segmentation nets (EAM-Net), whose maps are all such.
 """
 from __future__ import annotations
 
@@ -33,13 +33,6 @@ from dermfuse_xai.model_io import LogitsModel, meta_names_of
 
 _FEATURE_KEY_WORDS = ("clinical", "meta", "feature")
 _CHANNEL_WORDS = ("channel",)
-
-
-def _channel_attention_only(net: nn.Module) -> bool:
-    """Nets whose ``attention_maps`` are channel attention only (EAM-Net's CMAM): no spatial map to show."""
-    from dermfuse_models.nets.eamnet import EAMNet
-
-    return isinstance(net, EAMNet)
 
 
 def is_channel_attention(name: str) -> bool:
@@ -67,9 +60,12 @@ class AttentionSummary:
 
 
 def has_cross_attention(net: nn.Module) -> bool:
-    """Whether the net keeps fusion attention weights in ``attention_maps`` (not channel attention only)."""
+    """Whether the net keeps fusion attention weights in ``attention_maps``: a classifier's; a
+    segmentation net's maps (EAM-Net's CMAM) are channel attention, with no spatial map to show."""
+    from dermfuse_xai.segmentation import is_segmentation_net
+
     inner = LogitsModel(net).net
-    return isinstance(getattr(inner, "attention_maps", None), dict) and not _channel_attention_only(inner)
+    return isinstance(getattr(inner, "attention_maps", None), dict) and not is_segmentation_net(inner)
 
 
 @torch.no_grad()
@@ -83,8 +79,6 @@ def cross_attention_maps(net: nn.Module, image: torch.Tensor, meta: torch.Tensor
     hw = tuple(int(s) for s in image.shape[-2:])
     out: dict[str, AttentionSummary] = {}
     for key, attn in maps.items():
-        if is_channel_attention(key):
-            continue
         summary = summarise_attention(key, attn, names, hw)
         if summary is not None:
             out[key] = summary

@@ -172,7 +172,7 @@ def check_methods(net: nn.Module, methods: Iterable[str], meta_groups: list[int]
         why = {m: (False, not_seg) for m in ALL_METHODS}
         why["seg_gradcam"] = (bool(seg_cam_layers_of(model.net)),
                               "the net is not EAM-Net / Deep-UNet and declares no seg_cam_layers()")
-        if has_cross_attention(model.net) or hasattr(model.net, "attention_maps"):
+        if hasattr(model.net, "attention_maps"):
             why["cross_attention"] = (False, "its attention_maps are channel attention (CMAM), not spatial maps")
     else:
         why = {"gradcam": (bool(cam_layers_of(model.net)), "the net declares no cam_layers() and is not a timm CNN"),
