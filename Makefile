@@ -72,7 +72,7 @@ endef
 
 train-%: $(STAMP) ## train a paper: make train-vitatt [DATASET=isic2019] [DATA_ROOT=...] [RESUME=1] [ARGS=...]
 	$(call check_paper,$*)
-	$(PY) -m dermfuse_models.cli fit $(call CONFIGS,$*) $(RESUME_ARG) $(ARGS)
+	$(PY) -m dermfuse_models.runner.cli fit $(call CONFIGS,$*) $(RESUME_ARG) $(ARGS)
 
 SEG_CONFIGS = --config experiments/dualnet/segmenter.yaml $(if $(strip $(SEG_DATA_ROOT)),--data.root=$(SEG_DATA_ROOT),--config experiments/dualnet/segmenter_smoke.yaml)
 
@@ -82,21 +82,21 @@ train-dualnet: $(STAMP) ## DualNet, both stages: segmenter, masks predicted once
 	$(MAKE) --no-print-directory train-dualnet-cls
 
 train-dualnet-seg: $(STAMP) ## DualNet stage 1: Deep-UNet on ISIC 2018 Task 1 [SEG_DATA_ROOT=...] [SEG_ARGS=...]
-	$(PY) -m dermfuse_models.cli fit $(SEG_CONFIGS) $(RESUME_ARG) $(SEG_ARGS)
+	$(PY) -m dermfuse_models.runner.cli fit $(SEG_CONFIGS) $(RESUME_ARG) $(SEG_ARGS)
 
 train-dualnet-cls: $(STAMP) ## DualNet stage 2 on image + predicted mask [SEG_CKPT=... default: latest finished segmenter]
 	$(call check_paper,dualnet)
-	$(PY) -m dermfuse_models.two_stage $(if $(strip $(SEG_CKPT)),--seg_ckpt=$(SEG_CKPT)) $(call CONFIGS,dualnet) $(RESUME_ARG) $(ARGS)
+	$(PY) -m dermfuse_models.runner.two_stage $(if $(strip $(SEG_CKPT)),--seg_ckpt=$(SEG_CKPT)) $(call CONFIGS,dualnet) $(RESUME_ARG) $(ARGS)
 
 sweep-%: $(STAMP) ## a paper's ablations (experiments/<paper>/sweep.yaml): wandb agent if online, else run locally
 	$(call check_paper,$*)
-	$(PY) -m dermfuse_models.sweep experiments/$*/sweep.yaml --dataset $(call dataset_of,$*) $(if $(strip $(DATA_ROOT)),--data_root=$(DATA_ROOT)) $(SWEEP_ARGS) $(if $(strip $(ARGS)),-- $(ARGS))
+	$(PY) -m dermfuse_models.runner.sweep experiments/$*/sweep.yaml --dataset $(call dataset_of,$*) $(if $(strip $(DATA_ROOT)),--data_root=$(DATA_ROOT)) $(SWEEP_ARGS) $(if $(strip $(ARGS)),-- $(ARGS))
 
 explain-%: $(STAMP) ## explanations of a trained run into <run>/explain/: make explain-vitatt [CKPT=...] [N=16] [XAI_ARGS=...]
-	$(PY) -m dermfuse_xai explain $(if $(strip $(CKPT)),--ckpt=$(CKPT),--experiment=$*) --n=$(N) $(XAI_ARGS)
+	$(PY) -m dermfuse_models.runner explain $(if $(strip $(CKPT)),--ckpt=$(CKPT),--experiment=$*) --n=$(N) $(XAI_ARGS)
 
 report: $(STAMP) ## runs/report.md (+ runs/report_<paper>.png): finished runs beside the papers' numbers
-	$(PY) -m dermfuse_models.report
+	$(PY) -m dermfuse_models.runner.report
 
 clean: ## remove caches and run outputs (keeps .venv)
 	rm -rf .cache runs wandb lightning_logs .pytest_cache

@@ -6,7 +6,7 @@ for ViT nets (:func:`transformer_relevancy`, :func:`attention_rollout`), fusion 
 (:func:`cross_attention_maps`), SHAP / LIME over named clinical features
 (:func:`clinical_attributions`). Checks: localisation against lesion masks, deletion faithfulness and
 the model-randomisation test (:mod:`dermfuse_xai.metrics`, :mod:`dermfuse_xai.sanity`). Runner:
-:func:`explain_batches` / :func:`explain_checkpoint` and ``python -m dermfuse_xai explain``.
+:func:`explain_batches` (the command: ``python -m dermfuse_models.runner explain``).
 """
 from dermfuse_xai.cross_attention import AttentionSummary, cross_attention_maps
 from dermfuse_xai.explain import ExplainReport, ExplainSettings, default_methods, explain_batches, write_report
@@ -31,17 +31,10 @@ from dermfuse_xai.sanity import randomized_copy
 from dermfuse_xai.segmentation import is_segmentation_net, predicted_region, seg_cam_layers_of, seg_grad_cam
 
 
-def explain_checkpoint(*args, **kwargs):
-    """See :func:`dermfuse_xai.cli.explain_checkpoint` (imported lazily: it pulls in Lightning's CLI)."""
-    from dermfuse_xai.cli import explain_checkpoint as _explain_checkpoint
-
-    return _explain_checkpoint(*args, **kwargs)
-
-
 __all__ = [
     "AttentionSummary", "ExplainReport", "ExplainSettings", "FeatureAttribution", "LogitsModel", "TokenRelevance",
     "attention_rollout", "cam_layers_of", "clinical_attributions", "cross_attention_maps", "default_methods",
-    "deletion_curve", "deletion_scores", "energy_in_mask", "explain_batches", "explain_checkpoint", "grad_cam",
+    "deletion_curve", "deletion_scores", "energy_in_mask", "explain_batches", "grad_cam",
     "group_feature_mask", "is_segmentation_net", "mask_fraction", "missing_baseline", "pointing_hit",
     "predicted_region", "randomized_copy", "seg_cam_layers_of", "seg_grad_cam", "spearman",
     "transformer_relevancy", "write_report",

@@ -1,6 +1,6 @@
 """Explain a batch stream with every method that fits the net, score the maps, write figures and tables.
 
-The Python API behind ``python -m dermfuse_xai explain``: :func:`explain_batches` runs the methods
+The Python API behind ``python -m dermfuse_models.runner explain``: :func:`explain_batches` runs the methods
 on the first ``n`` images of any iterable of dermfuse batches (dicts with ``image``, ``label``, and
 optionally ``meta``, ``mask``, ``sample_id``) and returns an :class:`ExplainReport`;
 :func:`write_report` writes it into a folder:

@@ -41,7 +41,7 @@ class RankRecorder(pl.Callback):
 
 
 def main(out: str) -> None:
-    from dermfuse_models.cli import main as cli_main
+    from dermfuse_models.runner.cli import main as cli_main
 
     experiments = REPO / "experiments" / "vitatt"
     cli_main(["fit", "--config", str(experiments / "config.yaml"), "--config", str(experiments / "smoke.yaml"),

@@ -49,7 +49,7 @@ def _configs(paper: str, dataset: str, smoke: bool) -> list[str]:
 
 @pytest.mark.parametrize(("paper", "dataset"), DATA_CONFIGS)
 def test_config_overlay_and_smoke_parse(paper, dataset):
-    from dermfuse_models.two_stage import _ParseOnlyCLI
+    from dermfuse_models.runner.two_stage import _ParseOnlyCLI
 
     folder = require_paper(paper)
     if dataset == "<none>":
@@ -70,7 +70,7 @@ def test_config_overlay_and_smoke_parse(paper, dataset):
 @pytest.mark.slow
 @pytest.mark.parametrize(("paper", "dataset"), DATA_CONFIGS)
 def test_smoke_config_builds_data_and_model(paper, dataset, runs_dir, tmp_path):
-    from dermfuse_models.cli import main
+    from dermfuse_models.runner.cli import main
 
     folder = require_paper(paper)
     net_class = _net_class(yaml.safe_load((folder / "config.yaml").read_text()))
@@ -91,7 +91,7 @@ def test_smoke_config_builds_data_and_model(paper, dataset, runs_dir, tmp_path):
 @pytest.mark.parametrize("paper", PAPERS)
 def test_real_config_builds_without_download(paper, runs_dir, tmp_path):
     """The paper-size model of config.yaml builds (pretrained off: no hub in tests)."""
-    from dermfuse_models.cli import main
+    from dermfuse_models.runner.cli import main
 
     folder = require_paper(paper)
     config = yaml.safe_load((folder / "config.yaml").read_text())
@@ -109,7 +109,7 @@ def test_real_config_builds_without_download(paper, runs_dir, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("paper", ["dualnet"])
 def test_dualnet_segmenter_configs_build(paper, runs_dir, tmp_path):
-    from dermfuse_models.cli import main
+    from dermfuse_models.runner.cli import main
 
     folder = require_paper(paper)
     seg = folder / "segmenter.yaml"
@@ -118,6 +118,6 @@ def test_dualnet_segmenter_configs_build(paper, runs_dir, tmp_path):
     cli = main(["--config", str(seg), "--config", str(folder / "segmenter_smoke.yaml"), "--trainer.logger=false",
                 f"--run_dir={tmp_path}/r"], run=False)
     assert cli.datamodule.hparams.task == "segmentation"
-    from dermfuse_models.preview import SegmentationSamplesFigure
+    from dermfuse_models.runner.figures import SegmentationSamplesFigure
 
     assert any(isinstance(c, SegmentationSamplesFigure) for c in cli.trainer.callbacks)

@@ -5,7 +5,7 @@ import json
 
 import yaml
 
-from dermfuse_models.report import build_report, collect_runs, known_papers, paper_of
+from dermfuse_models.runner.report import build_report, collect_runs, known_papers, paper_of
 from tests.experiments._support import EXPERIMENTS, PAPERS
 
 

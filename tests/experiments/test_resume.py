@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from dermfuse_models.runs import find_resumable_run, latest_finished_run
+from dermfuse_models.runner.runs import find_resumable_run, latest_finished_run
 from tests.experiments._support import EXPERIMENTS, QUIET
 
 SMOKE = ["--config", str(EXPERIMENTS / "vitatt" / "config.yaml"), "--config", str(EXPERIMENTS / "vitatt" / "smoke.yaml"),
@@ -23,7 +23,7 @@ def _epochs_with_val(run_dir: Path) -> list[int]:
 
 @pytest.mark.slow
 def test_resume_ends_at_max_epochs(runs_dir):
-    from dermfuse_models.cli import main
+    from dermfuse_models.runner.cli import main
 
     first = main(["fit", *SMOKE, "--trainer.max_epochs=1"])  # the "interrupted" run: 1 of 3 epochs done
     run_dir = Path(first.trainer.default_root_dir)
@@ -42,7 +42,7 @@ def test_resume_ends_at_max_epochs(runs_dir):
 
 
 def test_resume_without_a_run_says_what_to_do(runs_dir):
-    from dermfuse_models.cli import main
+    from dermfuse_models.runner.cli import main
 
     with pytest.raises(RuntimeError, match="RESUME=1 but no run of 'vitatt'.*without RESUME"):
         main([*SMOKE, "--resume=true"], run=False)

@@ -14,7 +14,7 @@ from tests.experiments._support import EXPERIMENTS, QUIET, metrics_of, overlays,
 @pytest.mark.slow
 @pytest.mark.parametrize("paper", ["vitatt", "msvit", "mammo_xattn", "eamnet"])
 def test_smoke_fast_dev_run(paper, runs_dir):
-    from dermfuse_models.cli import main
+    from dermfuse_models.runner.cli import main
 
     folder = require_paper(paper)
     first = overlays(paper)[0]

@@ -7,7 +7,7 @@ import sys
 import pytest
 import yaml
 
-from dermfuse_models.sweep import expand_command, format_value, grid_runs, load_sweep, main, profile_command, run_local
+from dermfuse_models.runner.sweep import expand_command, format_value, grid_runs, load_sweep, main, profile_command, run_local
 from tests.experiments._support import EXPERIMENTS, PAPERS, QUIET, require_paper
 
 NET = "model.init_args.net.init_args"
@@ -40,7 +40,7 @@ def test_sweep_file_is_a_wandb_grid(paper):
 @pytest.mark.parametrize("paper", PAPERS)
 def test_sweep_parameters_are_cli_keys(paper):
     """Every override (with the smoke profile, as run offline) parses in LightningCLI."""
-    from dermfuse_models.two_stage import _ParseOnlyCLI
+    from dermfuse_models.runner.two_stage import _ParseOnlyCLI
 
     require_paper(paper)
     path = EXPERIMENTS / paper / "sweep.yaml"

@@ -17,10 +17,10 @@ def test_segment_then_classify(runs_dir, monkeypatch):
     from dermfuse_data.datamodule import DermDataModule
     from dermfuse_data.mask_file import MaskFile
     from dermfuse_data.transforms import build_transform
-    from dermfuse_models import two_stage
-    from dermfuse_models.cli import main
+    from dermfuse_models.runner import two_stage
+    from dermfuse_models.runner.cli import main
     from dermfuse_models.nets.dualnet_unet import predict_masks
-    from dermfuse_models.runs import load_trained_module
+    from dermfuse_models.runner.runs import load_trained_module
 
     folder = require_paper("dualnet")
     seg = main(["fit", "--config", str(folder / "segmenter.yaml"), "--config", str(folder / "segmenter_smoke.yaml"),
@@ -60,7 +60,7 @@ def test_segment_then_classify(runs_dir, monkeypatch):
 
 
 def test_missing_segmenter_run_is_a_clear_error(runs_dir, capsys):
-    from dermfuse_models import two_stage
+    from dermfuse_models.runner import two_stage
 
     require_paper("dualnet")
     folder = EXPERIMENTS / "dualnet"

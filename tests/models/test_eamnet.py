@@ -177,7 +177,7 @@ def test_default_net_flops_at_224_match_the_paper_counted_as_macs():
     """Paper Table I: 16.85 G "FLOPs". FlopCounterMode on the meta device (as ``profile`` does),
     batch 1 at 224 x 224: 15.85 GMACs, within 10 % of the paper read as multiply-adds
     (true FLOPs, 2 x MACs, would be 31.7 G and match no input size; see the README)."""
-    from dermfuse_models.profile import count_flops, select
+    from dermfuse_models.runner.profile import count_flops, select
 
     with torch.device("meta"):
         flops = count_flops(EAMNet(), {"image": torch.empty(1, 3, 224, 224)})

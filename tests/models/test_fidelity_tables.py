@@ -42,12 +42,12 @@ PAPERS: dict[str, list[str]] = {
     "msvit": ["dermfuse_models.nets.msvit.MSViT", "dermfuse_models.tasks.classification.ClassificationTask"],
     "mammo_xattn": ["dermfuse_models.nets.mammo_xattn.MammoXAttn",
                     "dermfuse_models.tasks.classification.ClassificationTask",
-                    "dermfuse_models.callbacks.FreezeBackbone"],
+                    "dermfuse_models.runner.callbacks.FreezeBackbone"],
     "vitatt": ["dermfuse_models.nets.vitatt.ViTAtt", "dermfuse_models.tasks.classification.ClassificationTask"],
 }
 #: Modules whose classes/functions a bare ``Name`` may refer to.
 INDEXED_PACKAGES = ("dermfuse_models.nets", "dermfuse_models.blocks", "dermfuse_models.tasks")
-INDEXED_MODULES = ("dermfuse_models.callbacks", "dermfuse_models.encoders", "dermfuse_models.losses")
+INDEXED_MODULES = ("dermfuse_models.runner.callbacks", "dermfuse_models.encoders", "dermfuse_models.losses")
 #: Library classes the tables name (checked too: importable, keywords in the signature).
 EXTERNAL = {
     "SimpleASPP": "monai.networks.blocks.SimpleASPP",

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from dermfuse_models.blocks.fusion import ClinicalTokenProjection, CrossAttentionFusion, ModalityDropout
-from dermfuse_models.callbacks import FreezeBackbone
+from dermfuse_models.runner.callbacks import FreezeBackbone
 from dermfuse_models.encoders import create_encoder
 from dermfuse_models.nets.mammo_xattn import FUSIONS, MammoXAttn
 from dermfuse_models.tasks.classification import ClassificationTask

@@ -298,7 +298,7 @@ def test_paper_backbone_builds_with_timm_parameter_count():
 
 def test_paper_size_cost_on_the_meta_device():
     """Shape-only forward at 224 px: multi-scale attention costs ~1.4 % more MACs than ViT-B/16."""
-    from dermfuse_models.profile import count_flops
+    from dermfuse_models.runner.profile import count_flops
 
     with torch.device("meta"):
         image = {"image": torch.empty(1, 3, 224, 224)}

@@ -1,4 +1,4 @@
-"""``python -m dermfuse_xai explain``: end to end on a checkpoint of a tiny vitatt fit, and its clear errors."""
+"""``python -m dermfuse_models.runner explain``: end to end on a checkpoint of a tiny vitatt fit, and its clear errors."""
 from __future__ import annotations
 
 import csv
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from dermfuse_xai.checkpoint import find_run_config
-from dermfuse_xai.cli import main
+from dermfuse_models.runner.rebuild import find_run_config
+from dermfuse_models.runner.explain import main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -46,7 +46,7 @@ def test_experiment_without_a_finished_run_says_what_to_train(tmp_path, capsys, 
 
 
 def test_experiment_picks_the_best_checkpoint_of_the_latest_finished_run(tmp_path, monkeypatch):
-    from dermfuse_xai.cli import latest_checkpoint
+    from dermfuse_models.runner.explain import latest_checkpoint
 
     monkeypatch.setenv("DERMFUSE_RUNS", str(tmp_path / "runs"))
     for name, age in (("old", 1000), ("new", 2000), ("unfinished", 3000)):
@@ -61,7 +61,7 @@ def test_experiment_picks_the_best_checkpoint_of_the_latest_finished_run(tmp_pat
 
 
 def test_run_config_is_rebuilt_without_fit_only_keys_loggers_or_accelerator(tmp_path):
-    from dermfuse_xai.checkpoint import _sanitised_config
+    from dermfuse_models.runner.rebuild import _sanitised_config
 
     config = tmp_path / "config.yaml"
     config.write_text("seed_everything: 0\nckpt_path: null\nresume: false\nrun_dir: /x\n"
@@ -90,7 +90,7 @@ def test_a_cuda_device_that_is_not_there_is_a_clear_error(tmp_path, capsys):
 def test_explain_cli_end_to_end_on_a_tiny_vitatt_fit(tmp_path):
     env = _env(tmp_path / "cache")
     run = tmp_path / "run"
-    fit = [sys.executable, "-m", "dermfuse_models.cli", "fit",
+    fit = [sys.executable, "-m", "dermfuse_models.runner.cli", "fit",
            "--config", "experiments/vitatt/config.yaml", "--config", "experiments/vitatt/smoke.yaml",
            "--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
            "--trainer.limit_test_batches=1", "--trainer.enable_progress_bar=false", f"--run_dir={run}"]
@@ -99,7 +99,7 @@ def test_explain_cli_end_to_end_on_a_tiny_vitatt_fit(tmp_path):
     ckpt = run / "checkpoints" / "last.ckpt"
     assert ckpt.is_file()
 
-    explain = [sys.executable, "-m", "dermfuse_xai", "explain", "--ckpt", str(ckpt), "--n", "3",
+    explain = [sys.executable, "-m", "dermfuse_models.runner", "explain", "--ckpt", str(ckpt), "--n", "3",
                "--n-samples", "16", "--deletion-steps", "5", "--quiet"]
     done = subprocess.run(explain, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -136,13 +136,13 @@ def test_explain_cli_end_to_end_on_a_tiny_eamnet_segmentation_fit(tmp_path):
     scored against the lesion masks, and reported with Dice instead of classes; no crash, no traceback."""
     env = _env(tmp_path / "cache")
     run = tmp_path / "run"
-    fit = [sys.executable, "-m", "dermfuse_models.cli", "fit",
+    fit = [sys.executable, "-m", "dermfuse_models.runner.cli", "fit",
            "--config", "experiments/eamnet/config.yaml", "--config", "experiments/eamnet/smoke.yaml",
            "--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
            "--trainer.limit_test_batches=1", "--trainer.enable_progress_bar=false", f"--run_dir={run}"]
     done = subprocess.run(fit, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    explain = [sys.executable, "-m", "dermfuse_xai", "explain", "--ckpt", str(run / "checkpoints" / "last.ckpt"),
+    explain = [sys.executable, "-m", "dermfuse_models.runner", "explain", "--ckpt", str(run / "checkpoints" / "last.ckpt"),
                "--n", "3", "--deletion-steps", "4", "--quiet"]
     done = subprocess.run(explain, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]

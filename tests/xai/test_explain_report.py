@@ -1,4 +1,4 @@
-"""The Python API behind ``python -m dermfuse_xai explain``: methods picked per net, scores per image and on
+"""The Python API behind ``python -m dermfuse_models.runner explain``: methods picked per net, scores per image and on
 average, figures and tables written with the documented keys."""
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""``python -m dermfuse_models.report``: finished runs beside the papers' reported numbers.
+"""``python -m dermfuse_models.runner.report``: finished runs beside the papers' reported numbers.
 
-Gathers every finished run (``runs/**/metrics.json``, written by ``python -m dermfuse_models.cli
+Gathers every finished run (``runs/**/metrics.json``, written by ``python -m dermfuse_models.runner.cli
 fit``) and, per paper, writes one Markdown table to ``runs/report.md`` and one bar plot to
 ``runs/report_<paper>.png``. Each table lists the paper's own figures first (from
 ``experiments/<paper>/reported.yaml``, machine-readable, taken from the paper summaries in
@@ -85,7 +85,7 @@ def load_reported(experiments: Path, paper: str) -> tuple[dict, list[Row]]:
 def _variant(run_dir: Path, metrics: dict) -> str:
     sweep = run_dir / "sweep_run.json"
     if sweep.is_file():
-        from dermfuse_models.sweep import describe
+        from dermfuse_models.runner.sweep import describe
 
         return "sweep: " + describe(json.loads(sweep.read_text()).get("overrides") or {})
     parts = []
@@ -211,7 +211,7 @@ def build_report(runs: str | Path = "runs", experiments: str | Path = "experimen
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``--runs``, ``--experiments``, ``--out``."""
-    parser = argparse.ArgumentParser(prog="python -m dermfuse_models.report", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m dermfuse_models.runner.report", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", default="runs", help="folder of run folders (default runs)")
     parser.add_argument("--experiments", default="experiments", help="experiments folder (reported.yaml)")

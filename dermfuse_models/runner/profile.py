@@ -1,4 +1,4 @@
-"""Parameters and FLOPs of every paper's net at its paper input size (``python -m dermfuse_models profile``).
+"""Parameters and FLOPs of every paper's net at its paper input size (``python -m dermfuse_models.runner profile``).
 
 FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` on one forward pass of batch 1
 in eval mode (no gradients, ``pretrained=False``). It counts matrix multiplications,
@@ -204,7 +204,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """``profile [--json] [--only NAME ...] [--size N]``: print the table (or JSON rows)."""
-    parser = argparse.ArgumentParser(prog="python -m dermfuse_models profile", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m dermfuse_models.runner profile", description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", action="store_true", help="print a JSON list of rows instead of a table")
     parser.add_argument("--only", action="append", metavar="NAME",
                         help=f"profile only this net or paper (repeatable): {', '.join(s.name for s in NETS)}")

@@ -1,4 +1,4 @@
-"""``python -m dermfuse_models.cli fit --config experiments/<paper>/config.yaml [--key=value ...]``.
+"""``python -m dermfuse_models.runner.cli fit --config experiments/<paper>/config.yaml [--key=value ...]``.
 
 A LightningCLI over any task (``model.class_path``) and the one :class:`DermDataModule`. It links
 what the data knows to the model (number of classes, class names, metadata feature widths and
@@ -9,7 +9,7 @@ names) and gives every run its own folder ``runs/<experiment>/<time>-<dataset>/`
 * ``checkpoints/`` with the best (the config's ``ModelCheckpoint`` monitor) and ``last.ckpt``;
 * ``metrics.json`` (after ``fit`` the best checkpoint is tested) and ``figures/`` (the tasks'
   confusion matrix / ROC; segmentation sample predictions from
-  :class:`~dermfuse_models.preview.SegmentationSamplesFigure`, added here for segmentation data).
+  :class:`~dermfuse_models.runner.figures.SegmentationSamplesFigure`, added here for segmentation data).
 
 Trainer defaults filled in here: a checkpoint callback saving ``last.ckpt`` (if the config has none:
 ``save_last`` only), a learning-rate monitor when there is a logger, and ``bf16``/``16`` precision
@@ -38,7 +38,7 @@ from pytorch_lightning.cli import LightningCLI
 from dermfuse_data.datamodule import DermDataModule
 from dermfuse_data.errors import DatasetError
 from dermfuse_data.splits import uses_official
-from dermfuse_models.runs import dataset_tag, find_resumable_run, runs_root, wandb_mode
+from dermfuse_models.runner.runs import dataset_tag, find_resumable_run, runs_root, wandb_mode
 
 RUN_DIR_ENV = "DERMFUSE_RUN_DIR"  # handed to DDP child processes so every rank uses one folder
 
@@ -151,7 +151,7 @@ class DermCLI(LightningCLI):
         return run_dir
 
     def _loggers(self, run_dir: Path, experiment: str) -> list[dict]:
-        loggers = [{"class_path": "dermfuse_models.csv_logger.ResumableCSVLogger",
+        loggers = [{"class_path": "dermfuse_models.runner.csv_logger.ResumableCSVLogger",
                     "init_args": {"save_dir": str(run_dir), "name": "", "version": "",
                                   "resume_step": self.resume_step}}]
         mode = wandb_mode()
@@ -188,7 +188,7 @@ class DermCLI(LightningCLI):
             extra.append(LearningRateMonitor(logging_interval="epoch"))
         data_cfg = (self.config[self.subcommand] if self.subcommand else self.config).get("data")
         if data_cfg is not None and data_cfg.get("task") == "segmentation":
-            from dermfuse_models.preview import SegmentationSamplesFigure
+            from dermfuse_models.runner.figures import SegmentationSamplesFigure
             if not any(isinstance(c, SegmentationSamplesFigure) for c in configured):
                 extra.append(SegmentationSamplesFigure())
         return super()._instantiate_trainer(config, list(callbacks) + extra)
@@ -228,14 +228,14 @@ class DermCLI(LightningCLI):
 
 
 def main(args: list[str] | None = None, **kwargs) -> DermCLI:
-    """Entry point (``python -m dermfuse_models.cli``); ``kwargs`` go to :class:`DermCLI`."""
+    """Entry point (``python -m dermfuse_models.runner.cli``); ``kwargs`` go to :class:`DermCLI`."""
     return DermCLI(args=args, **kwargs)
 
 
-def run_from_command_line() -> None:
+def run_from_command_line(args: list[str] | None = None) -> None:
     """``main()`` for shells: dataset problems print their message, not a traceback (exit 2)."""
     try:
-        main()
+        main(args)
     except DatasetError as err:
         print(f"\ndataset error: {err}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -1,4 +1,4 @@
-"""``python -m dermfuse_models profile``: parameter counts, FLOP convention, lazy nets, CLI."""
+"""``python -m dermfuse_models.runner profile``: parameter counts, FLOP convention, lazy nets, CLI."""
 
 import json
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from dermfuse_models import profile
-from dermfuse_models.__main__ import main as package_main
+from dermfuse_models.runner import profile
+from dermfuse_models.runner.__main__ import main as package_main
 
 
 def test_json_only_mammo_xattn_matches_the_built_net(capsys):

@@ -1,6 +1,6 @@
 """Stage 2 of a segment-then-classify pipeline (DualNet, arXiv 2510.17773, Sec. 3): classify with predicted masks.
 
-``python -m dermfuse_models.two_stage [--seg_ckpt=PATH] [--seg_experiment=dualnet_segmenter]
+``python -m dermfuse_models.runner.two_stage [--seg_ckpt=PATH] [--seg_experiment=dualnet_segmenter]
 [--mask_threshold=0.5] [fit] --config experiments/dualnet/config.yaml [--key=value ...]``
 
 1. Finds the stage-1 segmenter: ``--seg_ckpt`` (a checkpoint inside its run folder) or, by default,
@@ -12,7 +12,7 @@
    stores it as a mask file (:mod:`dermfuse_data.mask_file`) in the dataset's cache folder, keyed by
    the checkpoint's content hash, the dataset's image cache key, both sizes and the threshold: a
    rerun (or another DDP rank, or a sweep run) reuses it.
-3. Runs ``python -m dermfuse_models.cli fit`` with the remaining arguments plus
+3. Runs ``python -m dermfuse_models.runner.cli fit`` with the remaining arguments plus
    ``--data.predicted_masks=<file>``: the DataModule serves the predicted masks as ``mask``.
 """
 from __future__ import annotations
@@ -32,9 +32,9 @@ from dermfuse_data.datamodule import DermDataModule, cached_image
 from dermfuse_data.errors import DatasetError
 from dermfuse_data.mask_file import write_mask_file
 from dermfuse_data.transforms import build_transform
-from dermfuse_models.cli import DermCLI, main as cli_main
+from dermfuse_models.runner.cli import DermCLI, main as cli_main
 from dermfuse_models.nets.dualnet_unet import predict_masks
-from dermfuse_models.runs import best_checkpoint, latest_finished_run, load_trained_module, run_config
+from dermfuse_models.runner.runs import best_checkpoint, latest_finished_run, load_trained_module, run_config
 
 
 class _ParseOnlyCLI(DermCLI):
@@ -164,7 +164,7 @@ def prepare_predicted_masks(fit_args: list[str], seg_ckpt: str | None = None,
 
 def main(argv: list[str] | None = None) -> None:
     """Command line (see module doc)."""
-    parser = argparse.ArgumentParser(prog="python -m dermfuse_models.two_stage", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m dermfuse_models.runner.two_stage", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seg_ckpt", default=None, help="stage-1 checkpoint (default: latest finished run)")
     parser.add_argument("--seg_experiment", default="dualnet_segmenter",

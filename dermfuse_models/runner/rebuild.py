@@ -1,6 +1,6 @@
 """Rebuild a trained run (task + DataModule) from a checkpoint and the run folder's resolved ``config.yaml``.
 
-``python -m dermfuse_models.cli fit`` writes ``<run>/config.yaml`` (the fully resolved LightningCLI
+``python -m dermfuse_models.runner.cli fit`` writes ``<run>/config.yaml`` (the fully resolved LightningCLI
 config) and ``<run>/checkpoints/*.ckpt``. :func:`load_run` finds the config next to or above the
 checkpoint, rebuilds the model and the data through ``DermCLI`` (so the data -> model links --
 number of classes, metadata blocks and names -- are applied exactly as in training), restores the
@@ -40,7 +40,7 @@ def find_run_config(checkpoint: str | Path, max_levels: int = 3) -> Path:
     ckpt = Path(checkpoint).expanduser().resolve()
     if not ckpt.is_file():
         raise FileNotFoundError(f"checkpoint {ckpt} does not exist; pass the .ckpt written by "
-                                "`python -m dermfuse_models.cli fit` (e.g. <run>/checkpoints/last.ckpt).")
+                                "`python -m dermfuse_models.runner.cli fit` (e.g. <run>/checkpoints/last.ckpt).")
     folder = ckpt.parent
     for _ in range(max_levels + 1):
         candidate = folder / "config.yaml"
@@ -49,14 +49,14 @@ def find_run_config(checkpoint: str | Path, max_levels: int = 3) -> Path:
         folder = folder.parent
     raise FileNotFoundError(
         f"no config.yaml next to or up to {max_levels} folders above {ckpt}; the explain command needs the "
-        "run folder written by `python -m dermfuse_models.cli fit` (it holds the resolved config.yaml)."
+        "run folder written by `python -m dermfuse_models.runner.cli fit` (it holds the resolved config.yaml)."
     )
 
 
 def _sanitised_config(config_path: Path, use_masks: bool | None) -> dict:
-    """The run's model/data config for rebuilding (:func:`dermfuse_models.runs.rebuildable_config`),
+    """The run's model/data config for rebuilding (:func:`dermfuse_models.runner.runs.rebuildable_config`),
     with ``data.use_masks`` set when ``use_masks`` is given."""
-    from dermfuse_models.runs import rebuildable_config
+    from dermfuse_models.runner.runs import rebuildable_config
 
     out = rebuildable_config(yaml.safe_load(config_path.read_text()) or {}, config_path)
     if use_masks is not None:
@@ -83,7 +83,7 @@ def load_run(checkpoint: str | Path, overrides: list[str] | tuple[str, ...] = ()
     config_path = find_run_config(ckpt_path)  # fails fast, before the heavy imports below
 
     from dermfuse_data.sources import get_source
-    from dermfuse_models.runs import build_from_config, load_checkpoint_weights
+    from dermfuse_models.runner.runs import build_from_config, load_checkpoint_weights
 
     run_dir = config_path.parent
     data_cfg = (yaml.safe_load(config_path.read_text()) or {}).get("data") or {}

@@ -1,6 +1,6 @@
 """Run a paper's ablation sweep (``experiments/<paper>/sweep.yaml``, wandb sweep format).
 
-``python -m dermfuse_models.sweep experiments/vitatt/sweep.yaml [--dataset isic2019]
+``python -m dermfuse_models.runner.sweep experiments/vitatt/sweep.yaml [--dataset isic2019]
 [--data_root /data/ISIC2019] [--dry-run] [--max-runs N] [--local] [-- <extra CLI args>]``
 
 The YAML is a wandb sweep: ``command`` (a block list with wandb's macros ``${env}``,
@@ -11,7 +11,7 @@ arguments reach the model. Before running, the command gets the dataset overlay
 ``experiments/<paper>/smoke.yaml`` on the synthetic miniature (both inserted after the command's
 last ``--config``); with ``--data_root`` it gets ``--data.root=<path>``.
 
-* wandb reachable (:func:`dermfuse_models.runs.wandb_mode` is ``online``: an API key configured and
+* wandb reachable (:func:`dermfuse_models.runner.runs.wandb_mode` is ``online``: an API key configured and
   ``WANDB_MODE`` not offline/disabled) and no ``--local``: the sweep is created on the server and a
   ``wandb agent`` runs it (``--max-runs`` -> ``--count``).
 * otherwise the grid is enumerated here (:func:`grid_runs`) and every run is executed locally, one
@@ -35,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from dermfuse_models.runs import run_metrics, runs_root, wandb_mode
+from dermfuse_models.runner.runs import run_metrics, runs_root, wandb_mode
 
 #: test metrics shown in the summary when a run has them
 SUMMARY_KEYS = ("test/bal_acc", "test/acc", "test/auroc_macro", "test/f1_macro", "test/dice", "test/iou")
@@ -239,7 +239,7 @@ def run_wandb_agent(sweep_path: str | Path, dataset: str | None, data_root: str 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line (see module doc)."""
-    parser = argparse.ArgumentParser(prog="python -m dermfuse_models.sweep", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m dermfuse_models.runner.sweep", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sweep", help="experiments/<paper>/sweep.yaml")
     parser.add_argument("--dataset", default=None, help="dataset overlay experiments/<paper>/data/<dataset>.yaml")

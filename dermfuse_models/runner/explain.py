@@ -1,7 +1,7 @@
-"""``python -m dermfuse_xai explain (--ckpt PATH | --experiment NAME) [--n 16] [--methods ...] [--out DIR]``.
+"""``python -m dermfuse_models.runner explain (--ckpt PATH | --experiment NAME) [--n 16] [--methods ...] [--out DIR]``.
 
 Rebuilds the run of a checkpoint (``--experiment vitatt``: the best checkpoint of that experiment's
-latest finished run under ``runs/``) (:func:`dermfuse_xai.checkpoint.load_run`), explains ``n`` images
+latest finished run under ``runs/``) (:func:`dermfuse_models.runner.rebuild.load_run`), explains ``n`` images
 of a split with every method that fits the net (or ``--methods``), and writes figures, scores and
 feature attributions into ``<run>/explain/`` (see :mod:`dermfuse_xai.explain`). ``make
 explain-<paper> [CKPT=path] [N=16]`` calls it.
@@ -76,7 +76,7 @@ def explain_checkpoint(ckpt: str | Path, n: int = 16, methods: list[str] | None 
     from torch.utils.data import DataLoader, Subset
 
     from dermfuse_data.transforms import build_transform
-    from dermfuse_xai.checkpoint import load_run
+    from dermfuse_models.runner.rebuild import load_run
 
     if n < 1:
         raise ValueError(f"--n must be at least 1, got {n}.")
@@ -102,7 +102,7 @@ def explain_checkpoint(ckpt: str | Path, n: int = 16, methods: list[str] | None 
 
 def latest_checkpoint(experiment: str) -> Path:
     """Best checkpoint of the latest finished run of ``experiment`` (real or synthetic data)."""
-    from dermfuse_models.runs import best_checkpoint, latest_finished_run, runs_root
+    from dermfuse_models.runner.runs import best_checkpoint, latest_finished_run, runs_root
 
     run = latest_finished_run(experiment)
     if run is None:

@@ -1,4 +1,4 @@
-"""Run folders written by ``python -m dermfuse_models.cli fit``: find them and rebuild their model.
+"""Run folders written by ``python -m dermfuse_models.runner.cli fit``: find them and rebuild their model.
 
 A run folder (``runs/<experiment>/<time>-<dataset>/``) holds the resolved ``config.yaml``,
 ``checkpoints/{best-*,last}.ckpt`` and, once the run finished (fit + test), ``metrics.json``.
@@ -112,7 +112,7 @@ def rebuildable_config(raw: dict, source: str | Path) -> dict:
     """
     if "model" not in raw or "data" not in raw:
         raise ValueError(f"{source} is missing or has no model/data sections; a checkpoint must stay inside the "
-                         "run folder written by `python -m dermfuse_models.cli fit` (it holds the resolved config.yaml).")
+                         "run folder written by `python -m dermfuse_models.runner.cli fit` (it holds the resolved config.yaml).")
     cfg = {k: raw[k] for k in _MODEL_DATA_KEYS if k in raw}
     net_args = (((cfg["model"].get("init_args") or {}).get("net") or {}).get("init_args") or {})
     if "pretrained" in net_args:
@@ -132,7 +132,7 @@ def build_from_config(cfg: dict, run_dir: str | Path, extra_args: Sequence[str] 
     """
     import sys
 
-    from dermfuse_models.cli import DermCLI
+    from dermfuse_models.runner.cli import DermCLI
 
     with tempfile.TemporaryDirectory(prefix="dermfuse-rebuild-") as tmp:
         path = Path(tmp) / "config.yaml"
