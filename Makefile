@@ -86,7 +86,7 @@ train-dualnet-seg: $(STAMP) ## DualNet stage 1: Deep-UNet on ISIC 2018 Task 1 [S
 
 train-dualnet-cls: $(STAMP) ## DualNet stage 2 on image + predicted mask [SEG_CKPT=... default: latest finished segmenter]
 	$(call check_paper,dualnet)
-	$(PY) -m dermfuse_models.runner.two_stage $(if $(strip $(SEG_CKPT)),--seg_ckpt=$(SEG_CKPT)) $(call CONFIGS,dualnet) $(RESUME_ARG) $(ARGS)
+	$(PY) -m dermfuse_models.runner two-stage fit $(call CONFIGS,dualnet) $(if $(strip $(SEG_CKPT)),--seg_ckpt=$(SEG_CKPT)) $(RESUME_ARG) $(ARGS)
 
 sweep-%: $(STAMP) ## a paper's ablations (experiments/<paper>/sweep.yaml): wandb agent if online, else run locally
 	$(call check_paper,$*)

@@ -1,22 +1,20 @@
-"""``python -m dermfuse_models.runner.cli fit --config experiments/<paper>/config.yaml [--key=value ...]``.
+"""``python -m dermfuse_models.runner fit --config experiments/<paper>/config.yaml [--key=value ...]``.
 
 A LightningCLI over any task (``model.class_path``) and the one :class:`DermDataModule`. It links
 what the data knows to the model (number of classes, class names, metadata feature widths and
-names) and gives every run its own folder ``runs/<experiment>/<time>-<dataset>/`` holding:
+names, image size) and gives every run its own folder ``runs/<experiment>/<time>-<dataset>/`` holding:
 
 * ``config.yaml`` (the resolved config), ``metrics.csv`` (CSV log), ``wandb/`` (offline unless
-  wandb is configured, see :func:`wandb_mode`);
+  wandb is configured, see :func:`~dermfuse_models.runner.runs.wandb_mode`);
 * ``checkpoints/`` with the best (the config's ``ModelCheckpoint`` monitor) and ``last.ckpt``;
 * ``metrics.json`` (after ``fit`` the best checkpoint is tested) and ``figures/`` (the tasks'
-  confusion matrix / ROC; segmentation sample predictions from
-  :class:`~dermfuse_models.runner.figures.SegmentationSamplesFigure`, added here for segmentation data).
+  confusion matrix / ROC; segmentation configs add :class:`~dermfuse_models.runner.figures.SegmentationSamplesFigure`).
 
-Trainer defaults filled in here: a checkpoint callback saving ``last.ckpt`` (if the config has none:
-``save_last`` only), a learning-rate monitor when there is a logger, and ``bf16``/``16`` precision
-replaced by fp32 when the run lands on a CPU (bf16 on CPU is ~14x slower here); several devices with
-``strategy: auto`` get Lightning's own choice, DDP. ``--resume=true`` (``make ...
-RESUME=1``) continues the latest run of the same experiment, dataset and data root from its
-``checkpoints/last.ckpt`` in the same folder, up to the configured ``max_epochs``.
+Trainer defaults (loggers, checkpointing, LR monitor) are configuration: ``experiments/defaults.yaml``
+is layered under every ``--config``; the CLI only points the configured loggers at the run folder and
+replaces ``bf16``/``16`` precision by fp32 when the run lands on a CPU (bf16 on CPU is ~14x slower
+here). ``--resume=true`` (``make ... RESUME=1``) continues the latest run of the same experiment,
+dataset and data root from its ``checkpoints/last.ckpt`` in the same folder, up to ``max_epochs``.
 
 Experiment name: the folder of the first ``--config`` (``experiments/vitatt/config.yaml`` ->
 ``vitatt``), suffixed with the file's stem unless it is ``config`` (``experiments/dualnet/
@@ -32,15 +30,16 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from pytorch_lightning.cli import LightningCLI
 
 from dermfuse_data.datamodule import DermDataModule
 from dermfuse_data.errors import DatasetError
 from dermfuse_data.splits import uses_official
-from dermfuse_models.runner.runs import dataset_tag, find_resumable_run, runs_root, wandb_mode
+from dermfuse_models.runner.runs import dataset_tag, find_resumable_run, runs_root
 
-RUN_DIR_ENV = "DERMFUSE_RUN_DIR"  # handed to DDP child processes so every rank uses one folder
+RUN_DIR_ENV = "DERMFUSE_RUN_DIR"
+#: trainer defaults every run shares (loggers, checkpointing, LR monitor), layered under every --config
+DEFAULTS = Path(__file__).resolve().parents[2] / "experiments" / "defaults.yaml"  # handed to DDP child processes so every rank uses one folder
 
 
 def experiment_name(config_paths: list | None) -> str:
@@ -92,7 +91,10 @@ class DermCLI(LightningCLI):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
-        kwargs.setdefault("parser_kwargs", {"default_env": False})
+        # the defaults go to the parser that holds the trainer's arguments: the subcommand's, or the only one
+        parser = {"default_env": False, "default_config_files": [str(DEFAULTS)]}
+        main_parser = parser if kwargs.get("run") is False else {"default_env": False}
+        kwargs.setdefault("parser_kwargs", {**main_parser, **{c: parser for c in self.subcommands()}})
         self.resume_step: int | None = None
         super().__init__(None, DermDataModule, *args, **kwargs)
 
@@ -110,16 +112,27 @@ class DermCLI(LightningCLI):
             for target in targets:
                 parser.link_arguments(source, target, apply_on="instantiate")
 
-    # -- run folder, resume, trainer defaults --------------------------------------------------
+    # -- run folder, resume, loggers -----------------------------------------------------------
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         experiment = experiment_name(cfg.get("config"))
         run_dir = self._resolve_run_dir(cfg, experiment)
         cfg.run_dir = str(run_dir)
         cfg.trainer.default_root_dir = str(run_dir)
-        if cfg.trainer.get("logger") in (None, True):
-            cfg.trainer.logger = self._loggers(run_dir, experiment)
-        self._trainer_defaults(cfg.trainer)
+        self._point_loggers_at(cfg.trainer, run_dir)
+        self._cpu_precision(cfg.trainer)
+
+    def _point_loggers_at(self, trainer_cfg, run_dir: Path) -> None:
+        """Every configured logger writes into the run folder; the CSV log continues on resume."""
+        loggers = trainer_cfg.get("logger")
+        for logger in loggers if isinstance(loggers, list) else []:
+            init_args = logger.get("init_args") if hasattr(logger, "get") else None
+            if init_args is None:
+                continue
+            if init_args.get("save_dir") in (None, "", "."):
+                init_args["save_dir"] = str(run_dir)
+            if "resume_step" in init_args:
+                init_args["resume_step"] = self.resume_step
 
     def _resolve_run_dir(self, cfg, experiment: str) -> Path:
         if _is_ddp_child() and os.environ.get(RUN_DIR_ENV):
@@ -150,48 +163,15 @@ class DermCLI(LightningCLI):
         os.environ[RUN_DIR_ENV] = str(run_dir)
         return run_dir
 
-    def _loggers(self, run_dir: Path, experiment: str) -> list[dict]:
-        loggers = [{"class_path": "dermfuse_models.runner.csv_logger.ResumableCSVLogger",
-                    "init_args": {"save_dir": str(run_dir), "name": "", "version": "",
-                                  "resume_step": self.resume_step}}]
-        mode = wandb_mode()
-        if mode != "disabled":
-            loggers.append({"class_path": "pytorch_lightning.loggers.WandbLogger",
-                            "init_args": {"save_dir": str(run_dir), "project": "dermfuse",
-                                          "offline": mode != "online", "name": run_dir.name,
-                                          "group": experiment}})
-        return loggers
-
     @staticmethod
-    def _trainer_defaults(trainer_cfg) -> None:
+    def _cpu_precision(trainer_cfg) -> None:
+        """bf16/16-bit precision asked for a run that lands on a CPU becomes fp32 (bf16 is ~14x slower there)."""
         accelerator = str(trainer_cfg.get("accelerator") or "auto")
         precision = str(trainer_cfg.get("precision") or "32-true")
         if _on_cpu(accelerator) and ("bf16" in precision or precision.startswith("16")):
             print(f"precision={precision} requested but the run is on CPU: using 32-true "
                   "(bf16 on CPU is much slower here)", file=sys.stderr)
             trainer_cfg.precision = "32-true"
-
-    def _instantiate_trainer(self, config: dict, callbacks: list) -> pl.Trainer:
-        """Add the default callbacks (checkpoint with last, LR monitor, segmentation samples)."""
-        configured = list(config.get("callbacks") or []) + list(callbacks)
-        run_dir = Path(config["default_root_dir"])
-        extra = []
-        checkpoints = [c for c in configured if isinstance(c, ModelCheckpoint)]
-        if not checkpoints and config.get("enable_checkpointing", True) is not False:
-            extra.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True))
-        for c in checkpoints:
-            if c.dirpath is None:
-                c.dirpath = str(run_dir / "checkpoints")
-            if not c.save_last:
-                c.save_last = True
-        if config.get("logger") and not any(isinstance(c, LearningRateMonitor) for c in configured):
-            extra.append(LearningRateMonitor(logging_interval="epoch"))
-        data_cfg = (self.config[self.subcommand] if self.subcommand else self.config).get("data")
-        if data_cfg is not None and data_cfg.get("task") == "segmentation":
-            from dermfuse_models.runner.figures import SegmentationSamplesFigure
-            if not any(isinstance(c, SegmentationSamplesFigure) for c in configured):
-                extra.append(SegmentationSamplesFigure())
-        return super()._instantiate_trainer(config, list(callbacks) + extra)
 
     # -- after fit: test and summarise ---------------------------------------------------------
     def after_fit(self) -> None:
@@ -225,6 +205,28 @@ class DermCLI(LightningCLI):
             print(f"\nrun folder: {trainer.default_root_dir}{banner}")
             for k, v in summary["test"].items():
                 print(f"  {k:<28} {v:.4f}")
+
+
+class _ParseOnlyCLI(DermCLI):
+    """DermCLI that only parses (no run folder, no instantiation, no training)."""
+
+    def before_instantiate_classes(self) -> None:
+        pass
+
+    def instantiate_classes(self) -> None:
+        pass
+
+    def _add_configure_optimizers_method_to_model(self, subcommand) -> None:
+        pass
+
+    def _run_subcommand(self, subcommand) -> None:
+        pass
+
+
+def parse_config(args: list[str]):
+    """The config ``cli <args>`` would run (e.g. ``["fit", "--config", ...]``), parsed and validated, nothing built."""
+    cli = _ParseOnlyCLI(args=args)
+    return cli.config[cli.subcommand] if cli.subcommand else cli.config
 
 
 def main(args: list[str] | None = None, **kwargs) -> DermCLI:

@@ -1,7 +1,7 @@
 """``python -m dermfuse_models.runner explain (--ckpt PATH | --experiment NAME) [--n 16] [--methods ...] [--out DIR]``.
 
 Rebuilds the run of a checkpoint (``--experiment vitatt``: the best checkpoint of that experiment's
-latest finished run under ``runs/``) (:func:`dermfuse_models.runner.rebuild.load_run`), explains ``n`` images
+latest finished run under ``runs/``) (:func:`dermfuse_models.runner.rebuild.rebuild`), explains ``n`` images
 of a split with every method that fits the net (or ``--methods``), and writes figures, scores and
 feature attributions into ``<run>/explain/`` (see :mod:`dermfuse_xai.explain`). ``make
 explain-<paper> [CKPT=path] [N=16]`` calls it.
@@ -76,11 +76,11 @@ def explain_checkpoint(ckpt: str | Path, n: int = 16, methods: list[str] | None 
     from torch.utils.data import DataLoader, Subset
 
     from dermfuse_data.transforms import build_transform
-    from dermfuse_models.runner.rebuild import load_run
+    from dermfuse_models.runner.rebuild import rebuild
 
     if n < 1:
         raise ValueError(f"--n must be at least 1, got {n}.")
-    run = load_run(ckpt, overrides, use_masks=use_masks)
+    run = rebuild(ckpt, overrides, use_masks="auto" if use_masks is None else use_masks)
     dm = run.datamodule
     dataset = dm.dataset(split)
     dataset.transform = build_transform(False, "none")

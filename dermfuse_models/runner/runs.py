@@ -1,4 +1,4 @@
-"""Run folders written by ``python -m dermfuse_models.runner.cli fit``: find them and rebuild their model.
+"""Run folders written by ``python -m dermfuse_models.runner fit``: where they go and how to find them.
 
 A run folder (``runs/<experiment>/<time>-<dataset>/``) holds the resolved ``config.yaml``,
 ``checkpoints/{best-*,last}.ckpt`` and, once the run finished (fit + test), ``metrics.json``.
@@ -7,15 +7,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
 
 RUNS_DIR_ENV = "DERMFUSE_RUNS"
-#: top-level keys the ``run=False`` DermCLI parser accepts (``fit`` adds ckpt_path, resume, ...)
-_MODEL_DATA_KEYS = ("seed_everything", "model", "data", "optimizer", "lr_scheduler")
 
 
 def wandb_mode() -> str:
@@ -100,81 +96,3 @@ def best_checkpoint(run_dir: str | Path) -> Path:
         return last
     raise FileNotFoundError(f"{run_dir} has no checkpoint (neither metrics.json's best_checkpoint nor "
                             "checkpoints/last.ckpt): did the run finish?")
-
-
-def rebuildable_config(raw: dict, source: str | Path) -> dict:
-    """A run's resolved config reduced to what rebuilding its model and data needs.
-
-    Keeps the model/data sections (no fit-only keys, loggers or callbacks), adds a bare CPU trainer
-    and turns ``pretrained``/``weights_path`` of the net off: the checkpoint holds the weights, so
-    no hub download is attempted. ``source`` names the config in the error for a config without
-    model/data sections (``ValueError``).
-    """
-    if "model" not in raw or "data" not in raw:
-        raise ValueError(f"{source} is missing or has no model/data sections; a checkpoint must stay inside the "
-                         "run folder written by `python -m dermfuse_models.runner.cli fit` (it holds the resolved config.yaml).")
-    cfg = {k: raw[k] for k in _MODEL_DATA_KEYS if k in raw}
-    net_args = (((cfg["model"].get("init_args") or {}).get("net") or {}).get("init_args") or {})
-    if "pretrained" in net_args:
-        net_args["pretrained"] = False
-    if "weights_path" in net_args:
-        net_args["weights_path"] = None
-    cfg["trainer"] = {"accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False,
-                      "enable_progress_bar": False, "enable_model_summary": False}
-    return cfg
-
-
-def build_from_config(cfg: dict, run_dir: str | Path, extra_args: Sequence[str] = ()):
-    """``DermCLI(run=False)`` on ``cfg`` (see :func:`rebuildable_config`): model and DataModule, nothing trained.
-
-    ``extra_args``: LightningCLI overrides (``--data.root=...``). ``sys.argv`` is hidden from
-    LightningCLI meanwhile (it warns when it also sees the caller's own arguments).
-    """
-    import sys
-
-    from dermfuse_models.runner.cli import DermCLI
-
-    with tempfile.TemporaryDirectory(prefix="dermfuse-rebuild-") as tmp:
-        path = Path(tmp) / "config.yaml"
-        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
-        argv, sys.argv = sys.argv, sys.argv[:1]
-        try:
-            return DermCLI(args=["--config", str(path), "--run_dir", str(run_dir), *extra_args], run=False)
-        finally:
-            sys.argv = argv
-
-
-def load_checkpoint_weights(model, checkpoint: str | Path, config_path: str | Path) -> dict:
-    """Load a Lightning checkpoint's ``state_dict`` into ``model`` (strict); returns the checkpoint dict.
-
-    A mismatch raises ``RuntimeError`` naming the checkpoint and the config the model came from.
-    """
-    import torch
-
-    try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except Exception:  # Lightning checkpoints may pickle callback states; the file is the user's own run
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    if "state_dict" not in state:
-        raise ValueError(f"{checkpoint} is not a Lightning checkpoint (no 'state_dict').")
-    missing, unexpected = model.load_state_dict(state["state_dict"], strict=False)
-    if missing or unexpected:
-        raise RuntimeError(
-            f"{checkpoint} does not match the model built from {config_path}: missing {missing[:5]}"
-            f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}. "
-            "Was the config edited after training?")
-    return state
-
-
-def load_trained_module(checkpoint: str | Path, run_dir: str | Path | None = None):
-    """The run's LightningModule rebuilt from its ``config.yaml`` with ``checkpoint``'s weights, in eval mode.
-
-    ``run_dir`` defaults to the checkpoint's ``checkpoints/`` parent (see :func:`rebuildable_config`).
-    """
-    checkpoint = Path(checkpoint).expanduser().resolve()
-    run_dir = Path(run_dir) if run_dir is not None else checkpoint.parent.parent
-    config_path = run_dir / "config.yaml"
-    with tempfile.TemporaryDirectory(prefix="dermfuse-load-") as tmp:
-        model = build_from_config(rebuildable_config(run_config(run_dir), config_path), Path(tmp) / "run").model
-    load_checkpoint_weights(model, checkpoint, config_path)
-    return model.eval()

@@ -1,7 +1,7 @@
 """Stage 2 of a segment-then-classify pipeline (DualNet, arXiv 2510.17773, Sec. 3): classify with predicted masks.
 
-``python -m dermfuse_models.runner.two_stage [--seg_ckpt=PATH] [--seg_experiment=dualnet_segmenter]
-[--mask_threshold=0.5] [fit] --config experiments/dualnet/config.yaml [--key=value ...]``
+``python -m dermfuse_models.runner two-stage fit --config experiments/dualnet/config.yaml [--key=value ...]
+[--seg_ckpt=PATH] [--seg_experiment=dualnet_segmenter] [--mask_threshold=0.5] [--predict_only=true]``
 
 1. Finds the stage-1 segmenter: ``--seg_ckpt`` (a checkpoint inside its run folder) or, by default,
    the best checkpoint of the latest *finished* run of ``--seg_experiment`` (a run with
@@ -12,12 +12,11 @@
    stores it as a mask file (:mod:`dermfuse_data.mask_file`) in the dataset's cache folder, keyed by
    the checkpoint's content hash, the dataset's image cache key, both sizes and the threshold: a
    rerun (or another DDP rank, or a sweep run) reuses it.
-3. Runs ``python -m dermfuse_models.runner.cli fit`` with the remaining arguments plus
-   ``--data.predicted_masks=<file>``: the DataModule serves the predicted masks as ``mask``.
+3. Fits the classifier with ``data.predicted_masks=<file>`` (:class:`TwoStageCLI`: the same parse of the
+   same CLI): the DataModule serves the predicted masks as ``mask``.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import sys
 from collections.abc import Callable, Iterator
@@ -26,37 +25,17 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+import yaml
 
 from dermfuse_data.cache import ImageCache, open_or_build
 from dermfuse_data.datamodule import DermDataModule, cached_image
 from dermfuse_data.errors import DatasetError
 from dermfuse_data.mask_file import write_mask_file
 from dermfuse_data.transforms import build_transform
-from dermfuse_models.runner.cli import DermCLI, main as cli_main
 from dermfuse_models.nets.dualnet_unet import predict_masks
-from dermfuse_models.runner.runs import best_checkpoint, latest_finished_run, load_trained_module, run_config
-
-
-class _ParseOnlyCLI(DermCLI):
-    """DermCLI that only parses (no run folder, no instantiation, no training)."""
-
-    def before_instantiate_classes(self) -> None:
-        pass
-
-    def instantiate_classes(self) -> None:
-        pass
-
-    def _add_configure_optimizers_method_to_model(self, subcommand) -> None:
-        pass
-
-    def _run_subcommand(self, subcommand) -> None:
-        pass
-
-
-def parse_fit_data_config(fit_args: list[str]) -> dict:
-    """The ``data`` section that ``cli fit <fit_args>`` would use, as a plain dict."""
-    cli = _ParseOnlyCLI(args=["fit", *fit_args])
-    return cli.config["fit"]["data"].as_dict()
+from dermfuse_models.runner.cli import DermCLI
+from dermfuse_models.runner.rebuild import find_run_config, rebuild
+from dermfuse_models.runner.runs import best_checkpoint, latest_finished_run
 
 
 def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -142,42 +121,54 @@ def predict_mask_file(segmenter: torch.nn.Module | Callable[[], torch.nn.Module]
     return out
 
 
-def prepare_predicted_masks(fit_args: list[str], seg_ckpt: str | None = None,
-                            seg_experiment: str = "dualnet_segmenter", threshold: float = 0.5) -> Path:
-    """Steps 1-2 of the module doc for the classification run ``cli fit <fit_args>``; returns the mask file."""
-    data = parse_fit_data_config(fit_args)
-    data.pop("predicted_masks", None)
+def prepare_predicted_masks(data: dict, seg_ckpt: str | None = None, seg_experiment: str = "dualnet_segmenter",
+                            threshold: float = 0.5) -> Path:
+    """Steps 1-2 of the module doc for a classifier's parsed ``data`` section; returns the mask file."""
+    data = {k: v for k, v in data.items() if k != "predicted_masks"}
     datamodule = DermDataModule(**data)
     checkpoint = Path(seg_ckpt) if seg_ckpt else find_segmenter_checkpoint(seg_experiment, datamodule.is_synthetic)
     if not checkpoint.is_file():
         raise FileNotFoundError(f"segmenter checkpoint {checkpoint} does not exist")
-    run_dir = checkpoint.resolve().parent.parent
-    seg_size = int((run_config(run_dir).get("data") or {}).get("image_size") or data["image_size"])
+    seg_data = (yaml.safe_load(find_run_config(checkpoint).read_text()) or {}).get("data") or {}
+    seg_size = int(seg_data.get("image_size") or data["image_size"])
     print(f"stage 1 segmenter: {checkpoint}", file=sys.stderr)
+    return predict_mask_file(lambda: rebuild(checkpoint).model.net, seg_size, datamodule, file_sha256(checkpoint),
+                             threshold)
 
-    def load_segmenter() -> torch.nn.Module:
-        module = load_trained_module(checkpoint, run_dir)
-        return getattr(module, "net", module)
 
-    return predict_mask_file(load_segmenter, seg_size, datamodule, file_sha256(checkpoint), threshold)
+class TwoStageCLI(DermCLI):
+    """``DermCLI`` whose ``fit`` first serves the stage-1 masks (predicted once) as ``data.predicted_masks``.
+
+    One parse: the classifier's own parsed ``data`` section is what the masks are predicted for.
+    Extra arguments: ``--seg_ckpt`` (default: the latest finished ``--seg_experiment`` run),
+    ``--mask_threshold`` and ``--predict_only`` (predict and stop).
+    """
+
+    def add_arguments_to_parser(self, parser) -> None:
+        super().add_arguments_to_parser(parser)
+        parser.add_argument("--seg_ckpt", type=str | None, default=None,
+                            help="stage-1 checkpoint (default: best of the latest finished --seg_experiment run)")
+        parser.add_argument("--seg_experiment", type=str, default="dualnet_segmenter",
+                            help="experiment name of the stage-1 runs (runs/<name>/)")
+        parser.add_argument("--mask_threshold", type=float, default=0.5, help="lesion probability threshold")
+        parser.add_argument("--predict_only", type=bool, default=False, help="predict the masks, do not train")
+
+    def before_instantiate_classes(self) -> None:
+        cfg = self.config[self.subcommand]
+        masks = prepare_predicted_masks(cfg.data.as_dict(), cfg.seg_ckpt, cfg.seg_experiment, cfg.mask_threshold)
+        if cfg.predict_only:
+            raise SystemExit(0)
+        cfg.data.predicted_masks = str(masks)
+        super().before_instantiate_classes()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command line (see module doc)."""
-    parser = argparse.ArgumentParser(prog="python -m dermfuse_models.runner.two_stage", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seg_ckpt", default=None, help="stage-1 checkpoint (default: latest finished run)")
-    parser.add_argument("--seg_experiment", default="dualnet_segmenter",
-                        help="experiment name of the stage-1 runs (runs/<name>/)")
-    parser.add_argument("--mask_threshold", type=float, default=0.5, help="lesion probability threshold")
-    parser.add_argument("--predict_only", action="store_true", help="predict the masks, do not train")
-    own, fit_args = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
-    if fit_args and fit_args[0] == "fit":
-        fit_args = fit_args[1:]
+    """Command line (see module doc): ``[fit] --config ... [--seg_ckpt=...]``; clear errors exit 2."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-"):
+        argv = ["fit", *argv]
     try:
-        masks = prepare_predicted_masks(fit_args, own.seg_ckpt or None, own.seg_experiment, own.mask_threshold)
-        if not own.predict_only:
-            cli_main(["fit", *fit_args, f"--data.predicted_masks={masks}"])
+        TwoStageCLI(args=argv)
     except (DatasetError, MissingStageError, FileNotFoundError, ValueError) as err:
         print(f"\n{type(err).__name__}: {err}", file=sys.stderr)
         raise SystemExit(2) from None

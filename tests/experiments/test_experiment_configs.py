@@ -49,13 +49,13 @@ def _configs(paper: str, dataset: str, smoke: bool) -> list[str]:
 
 @pytest.mark.parametrize(("paper", "dataset"), DATA_CONFIGS)
 def test_config_overlay_and_smoke_parse(paper, dataset):
-    from dermfuse_models.runner.two_stage import _ParseOnlyCLI
+    from dermfuse_models.runner.cli import parse_config
 
     folder = require_paper(paper)
     if dataset == "<none>":
         pytest.fail(f"experiments/{paper}/data/ has no overlay")
     for smoke in (False, True):
-        cfg = _ParseOnlyCLI(args=["fit", *_configs(paper, dataset, smoke)]).config["fit"]
+        cfg = parse_config(["fit", *_configs(paper, dataset, smoke)])
         overlay = yaml.safe_load((folder / "data" / f"{dataset}.yaml").read_text())["data"]
         assert cfg.data.dataset == overlay["dataset"]
         for key, value in overlay.items():

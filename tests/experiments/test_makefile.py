@@ -45,7 +45,7 @@ def test_dualnet_pipeline_targets(paper):
     seg = make("-n", "train-dualnet-seg").stdout
     assert "segmenter.yaml" in seg and "segmenter_smoke.yaml" in seg
     cls = make("-n", "train-dualnet-cls", "SEG_CKPT=/x/last.ckpt", "DATASET=isic2019").stdout
-    assert "dermfuse_models.runner.two_stage --seg_ckpt=/x/last.ckpt" in cls and "dualnet/data/isic2019.yaml" in cls
+    assert "dermfuse_models.runner two-stage fit" in cls and "--seg_ckpt=/x/last.ckpt" in cls and "dualnet/data/isic2019.yaml" in cls
     refused = make("train-dualnet", "DATA_ROOT=/data/HAM10000")
     assert refused.returncode != 0 and "SEG_DATA_ROOT" in refused.stderr
 

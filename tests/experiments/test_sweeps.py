@@ -40,7 +40,7 @@ def test_sweep_file_is_a_wandb_grid(paper):
 @pytest.mark.parametrize("paper", PAPERS)
 def test_sweep_parameters_are_cli_keys(paper):
     """Every override (with the smoke profile, as run offline) parses in LightningCLI."""
-    from dermfuse_models.runner.two_stage import _ParseOnlyCLI
+    from dermfuse_models.runner.cli import parse_config
 
     require_paper(paper)
     path = EXPERIMENTS / paper / "sweep.yaml"
@@ -49,7 +49,7 @@ def test_sweep_parameters_are_cli_keys(paper):
     for overrides in grid_runs(sweep):
         command = expand_command(base, overrides, sweep.get("program"))
         args = command[command.index("fit") + 1:]
-        cfg = _ParseOnlyCLI(args=["fit", *args]).config["fit"]
+        cfg = parse_config(["fit", *args])
         for key, value in overrides.items():
             node = cfg
             for part in key.split("."):

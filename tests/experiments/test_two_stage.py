@@ -18,9 +18,9 @@ def test_segment_then_classify(runs_dir, monkeypatch):
     from dermfuse_data.mask_file import MaskFile
     from dermfuse_data.transforms import build_transform
     from dermfuse_models.runner import two_stage
-    from dermfuse_models.runner.cli import main
+    from dermfuse_models.runner.cli import main, parse_config
     from dermfuse_models.nets.dualnet_unet import predict_masks
-    from dermfuse_models.runner.runs import load_trained_module
+    from dermfuse_models.runner.rebuild import rebuild
 
     folder = require_paper("dualnet")
     seg = main(["fit", "--config", str(folder / "segmenter.yaml"), "--config", str(folder / "segmenter_smoke.yaml"),
@@ -42,7 +42,7 @@ def test_segment_then_classify(runs_dir, monkeypatch):
     # one mask per HAM10000 sample, at the classifier's size, equal to the segmenter's prediction
     dm = DermDataModule("ham10000", image_size=masks.size[0])
     assert set(masks.sample_ids) == set(dm.table.column("sample_id").to_pylist())
-    net = load_trained_module(ckpt).net
+    net = rebuild(ckpt).model.net
     seg_size = seg.datamodule.hparams.image_size
     path, seg_cache = two_stage.predicted_mask_path(dm, seg_size, masks.metadata["checkpoint_sha256"], 0.5)
     assert path == Path(metrics["predicted_masks"])
@@ -54,8 +54,8 @@ def test_segment_then_classify(runs_dir, monkeypatch):
     def no_reload(*args, **kwargs):
         raise AssertionError("masks should come from the cache")
 
-    monkeypatch.setattr(two_stage, "load_trained_module", no_reload)
-    again = two_stage.prepare_predicted_masks(cls_args[1:])
+    monkeypatch.setattr(two_stage, "rebuild", no_reload)
+    again = two_stage.prepare_predicted_masks(parse_config(cls_args).data.as_dict())
     assert again == path
 
 

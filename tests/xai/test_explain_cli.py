@@ -61,20 +61,20 @@ def test_experiment_picks_the_best_checkpoint_of_the_latest_finished_run(tmp_pat
 
 
 def test_run_config_is_rebuilt_without_fit_only_keys_loggers_or_accelerator(tmp_path):
-    from dermfuse_models.runner.rebuild import _sanitised_config
+    from dermfuse_models.runner.rebuild import rebuildable_config
 
     config = tmp_path / "config.yaml"
     config.write_text("seed_everything: 0\nckpt_path: null\nresume: false\nrun_dir: /x\n"
                       "trainer: {accelerator: gpu, devices: 8, logger: [{class_path: a.B}]}\n"
                       "model: {class_path: m.M}\ndata: {dataset: isic2017, use_masks: false}\n")
-    cfg = _sanitised_config(config, use_masks=True)
+    cfg = rebuildable_config(config, use_masks=True)
     assert set(cfg) == {"seed_everything", "model", "data", "trainer"}
     assert cfg["trainer"]["accelerator"] == "cpu" and cfg["trainer"]["logger"] is False
     assert cfg["data"] == {"dataset": "isic2017", "use_masks": True}
-    assert _sanitised_config(config, use_masks=None)["data"]["use_masks"] is False
+    assert rebuildable_config(config, use_masks=None)["data"]["use_masks"] is False
     config.write_text("trainer: {}\n")
     with pytest.raises(ValueError, match="no model/data sections"):
-        _sanitised_config(config, None)
+        rebuildable_config(config, None)
 
 
 def test_a_cuda_device_that_is_not_there_is_a_clear_error(tmp_path, capsys):

@@ -1,4 +1,8 @@
-"""A CSV logger that continues a run's ``metrics.csv`` when the run is resumed from a checkpoint.
+"""The loggers every run gets (``experiments/defaults.yaml``): a resumable CSV log and wandb (offline by default).
+
+:class:`RunWandbLogger` picks its mode from :func:`~dermfuse_models.runner.runs.wandb_mode` (``WANDB_MODE``,
+else online only when an API key is configured, else offline) and names the wandb run after its run
+folder, grouped by the folder above (the experiment, or the sweep).
 
 Lightning's ``CSVLogger`` deletes an existing ``metrics.csv`` when it starts writing in a folder that
 already has one. A resumed run (``RESUME=1``) writes into the same run folder, so that would lose the
@@ -10,9 +14,13 @@ from __future__ import annotations
 import csv
 import os
 
-from pytorch_lightning.loggers import CSVLogger
+from pathlib import Path
+
+from pytorch_lightning.loggers import CSVLogger, WandbLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
+
+from dermfuse_models.runner.runs import wandb_mode
 
 
 class _AppendingExperimentWriter(ExperimentWriter):
@@ -58,7 +66,7 @@ class ResumableCSVLogger(CSVLogger):
             (the plain ``CSVLogger`` behaviour).
     """
 
-    def __init__(self, save_dir: str, name: str = "", version: str | int | None = "",
+    def __init__(self, save_dir: str = ".", name: str = "", version: str | int | None = "",
                  resume_step: int | None = None, **kwargs) -> None:
         super().__init__(save_dir, name=name, version=version, **kwargs)
         self.resume_step = resume_step
@@ -72,3 +80,26 @@ class ResumableCSVLogger(CSVLogger):
         self._fs.makedirs(self.root_dir, exist_ok=True)
         self._experiment = _AppendingExperimentWriter(self.log_dir, self.resume_step)
         return self._experiment
+
+
+class RunWandbLogger(WandbLogger):
+    """``WandbLogger`` for a run folder: offline unless wandb is configured, ``disabled`` with ``WANDB_MODE=disabled``.
+
+    Args:
+        save_dir: the run folder (the CLI fills it in); the wandb run is named after it and grouped
+            by its parent folder (the experiment or sweep).
+        project: wandb project (``$WANDB_PROJECT``, else ``dermfuse``).
+        **kwargs: passed to ``WandbLogger`` / ``wandb.init``.
+    """
+
+    def __init__(self, save_dir: str = ".", project: str | None = None, **kwargs) -> None:
+        mode = wandb_mode()
+        folder = Path(save_dir).resolve()
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}  # the CLI passes every wandb.init key
+        kwargs.setdefault("name", folder.name)
+        kwargs.setdefault("group", folder.parent.name)
+        if mode == "disabled":
+            kwargs["mode"] = "disabled"
+        super().__init__(save_dir=str(folder), project=project or os.environ.get("WANDB_PROJECT", "dermfuse"),
+                         offline=mode != "online", **kwargs)
+        self._wandb_init.pop("anonymous", None)  # None is not a setting: wandb warns about it
