@@ -26,12 +26,10 @@ N ?= 16
 XAI_ARGS ?=
 PYTEST_ARGS ?=
 
-DEFAULT_DATASET_dualnet     := ham10000
-DEFAULT_DATASET_vitatt      := pad_ufes_20
-DEFAULT_DATASET_eamnet      := ph2
-DEFAULT_DATASET_msvit       := isic2017
-DEFAULT_DATASET_mammo_xattn := cbis_ddsm
-dataset_of = $(or $(strip $(DATASET)),$(DEFAULT_DATASET_$(1)))
+# A paper's default dataset is the one its experiments/<paper>/config.yaml trains on (data.dataset).
+config_dataset = $(shell awk '/^[^ \#]/{d=($$1=="data:")} d && $$1=="dataset:"{print $$2; exit}' experiments/$(1)/config.yaml 2>/dev/null)
+dataset_of = $(or $(strip $(DATASET)),$(call config_dataset,$(1)))
+PAPERS := $(patsubst experiments/%/config.yaml,%,$(wildcard experiments/*/config.yaml))
 overlay_of = experiments/$(1)/data/$(call dataset_of,$(1)).yaml
 RESUME_ARG = $(if $(filter 1 true yes,$(RESUME)),--resume=true)
 
@@ -42,8 +40,8 @@ help: ## list the targets
 	@echo "  variables: DATA_ROOT=<dataset folder>  DATASET=<name>  ARGS='<LightningCLI overrides>'  RESUME=1"
 	@echo "             SEG_DATA_ROOT / SEG_ARGS / SEG_CKPT (DualNet stage 1)  SWEEP_ARGS='--dry-run --max-runs N'"
 	@echo "             CKPT=<checkpoint> N=16 XAI_ARGS='--methods gradcam kernel_shap' (explain-<paper>)"
-	@echo "  datasets:  dualnet ham10000|isic2019 (segmenter: isic2018_task1)  vitatt pad_ufes_20|isic2019|ham10000"
-	@echo "             eamnet ph2|isic2018_task1|isic2017  msvit isic2017  mammo_xattn cbis_ddsm|cbis_ddsm_mass|cbis_ddsm_calc"
+	@echo "  papers and their datasets (DATASET=, default first: experiments/<paper>/config.yaml, data/<dataset>.yaml):"
+	@$(foreach p,$(PAPERS),echo "             $(p): $(call config_dataset,$(p)) $(filter-out $(call config_dataset,$(p)),$(patsubst experiments/$(p)/data/%.yaml,%,$(wildcard experiments/$(p)/data/*.yaml)))";)
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -72,7 +70,7 @@ endef
 
 train-%: $(STAMP) ## train a paper: make train-vitatt [DATASET=isic2019] [DATA_ROOT=...] [RESUME=1] [ARGS=...]
 	$(call check_paper,$*)
-	$(PY) -m dermfuse_models.runner.cli fit $(call CONFIGS,$*) $(RESUME_ARG) $(ARGS)
+	$(PY) -m dermfuse_models.runner fit $(call CONFIGS,$*) $(RESUME_ARG) $(ARGS)
 
 SEG_CONFIGS = --config experiments/dualnet/segmenter.yaml $(if $(strip $(SEG_DATA_ROOT)),--data.root=$(SEG_DATA_ROOT),--config experiments/dualnet/segmenter_smoke.yaml)
 
@@ -82,7 +80,7 @@ train-dualnet: $(STAMP) ## DualNet, both stages: segmenter, masks predicted once
 	$(MAKE) --no-print-directory train-dualnet-cls
 
 train-dualnet-seg: $(STAMP) ## DualNet stage 1: Deep-UNet on ISIC 2018 Task 1 [SEG_DATA_ROOT=...] [SEG_ARGS=...]
-	$(PY) -m dermfuse_models.runner.cli fit $(SEG_CONFIGS) $(RESUME_ARG) $(SEG_ARGS)
+	$(PY) -m dermfuse_models.runner fit $(SEG_CONFIGS) $(RESUME_ARG) $(SEG_ARGS)
 
 train-dualnet-cls: $(STAMP) ## DualNet stage 2 on image + predicted mask [SEG_CKPT=... default: latest finished segmenter]
 	$(call check_paper,dualnet)
@@ -90,13 +88,13 @@ train-dualnet-cls: $(STAMP) ## DualNet stage 2 on image + predicted mask [SEG_CK
 
 sweep-%: $(STAMP) ## a paper's ablations (experiments/<paper>/sweep.yaml): wandb agent if online, else run locally
 	$(call check_paper,$*)
-	$(PY) -m dermfuse_models.runner.sweep experiments/$*/sweep.yaml --dataset $(call dataset_of,$*) $(if $(strip $(DATA_ROOT)),--data_root=$(DATA_ROOT)) $(SWEEP_ARGS) $(if $(strip $(ARGS)),-- $(ARGS))
+	$(PY) -m dermfuse_models.runner sweep experiments/$*/sweep.yaml --dataset $(call dataset_of,$*) $(if $(strip $(DATA_ROOT)),--data_root=$(DATA_ROOT)) $(SWEEP_ARGS) $(if $(strip $(ARGS)),-- $(ARGS))
 
 explain-%: $(STAMP) ## explanations of a trained run into <run>/explain/: make explain-vitatt [CKPT=...] [N=16] [XAI_ARGS=...]
 	$(PY) -m dermfuse_models.runner explain $(if $(strip $(CKPT)),--ckpt=$(CKPT),--experiment=$*) --n=$(N) $(XAI_ARGS)
 
 report: $(STAMP) ## runs/report.md (+ runs/report_<paper>.png): finished runs beside the papers' numbers
-	$(PY) -m dermfuse_models.runner.report
+	$(PY) -m dermfuse_models.runner report
 
 clean: ## remove caches and run outputs (keeps .venv)
 	rm -rf .cache runs wandb lightning_logs .pytest_cache

@@ -9,6 +9,7 @@ loggers or a new run folder. The two-stage pipeline, the explain command and the
 """
 from __future__ import annotations
 
+import copy
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -58,17 +59,20 @@ def find_run_config(checkpoint: str | Path, max_levels: int = 3) -> Path:
     )
 
 
-def rebuildable_config(config_path: str | Path, use_masks: bool | None = None) -> dict:
+def rebuildable_config(config: str | Path | dict, source: str | Path | None = None,
+                       use_masks: bool | None = None) -> dict:
     """A run's resolved config reduced to what rebuilding its model and data needs.
 
     Keeps the model/data sections (no fit-only keys, loggers or callbacks), adds a bare CPU trainer
     and turns ``pretrained``/``weights_path`` of the net off: the checkpoint holds the weights, so no
-    hub download is attempted. ``use_masks`` sets ``data.use_masks`` when given. A config without
+    hub download is attempted. ``config``: a run's ``config.yaml`` or an already parsed config
+    (``source`` names it in errors). ``use_masks`` sets ``data.use_masks`` when given. A config without
     model/data sections is a ``ValueError`` naming the file.
     """
-    raw = yaml.safe_load(Path(config_path).read_text()) or {}
+    source = source or config
+    raw = copy.deepcopy(config) if isinstance(config, dict) else (yaml.safe_load(Path(config).read_text()) or {})
     if "model" not in raw or "data" not in raw:
-        raise ValueError(f"{config_path} is missing or has no model/data sections; a checkpoint must stay inside "
+        raise ValueError(f"{source} is missing or has no model/data sections; a checkpoint must stay inside "
                          "the run folder written by `python -m dermfuse_models.runner fit` (it holds the resolved "
                          "config.yaml).")
     cfg = {k: raw[k] for k in _MODEL_DATA_KEYS if k in raw}

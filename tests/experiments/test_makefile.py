@@ -23,12 +23,12 @@ def test_help_lists_targets():
 
 def test_train_uses_overlay_smoke_and_resume():
     out = make("-n", "train-vitatt", "DATASET=isic2019", "RESUME=1", "ARGS=--trainer.max_epochs=2").stdout
-    line = next(x for x in out.splitlines() if "dermfuse_models.runner.cli fit" in x)
+    line = next(x for x in out.splitlines() if "dermfuse_models.runner fit" in x)
     assert line.index("experiments/vitatt/config.yaml") < line.index("experiments/vitatt/data/isic2019.yaml") \
         < line.index("experiments/vitatt/smoke.yaml")
     assert line.rstrip().endswith("--resume=true --trainer.max_epochs=2")
     real = make("-n", "train-vitatt", "DATA_ROOT=/data/PAD").stdout
-    line = next(x for x in real.splitlines() if "dermfuse_models.runner.cli fit" in x)
+    line = next(x for x in real.splitlines() if "dermfuse_models.runner fit" in x)
     assert "data/pad_ufes_20.yaml" in line and "--data.root=/data/PAD" in line and "smoke" not in line
     assert "--resume" not in line
 
@@ -52,9 +52,9 @@ def test_dualnet_pipeline_targets(paper):
 
 def test_sweep_and_report_targets():
     out = make("-n", "sweep-msvit", "SWEEP_ARGS=--dry-run", "ARGS=--trainer.max_epochs=1").stdout
-    assert "dermfuse_models.runner.sweep experiments/msvit/sweep.yaml --dataset isic2017" in out
+    assert "dermfuse_models.runner sweep experiments/msvit/sweep.yaml --dataset isic2017" in out
     assert out.rstrip().endswith("--dry-run -- --trainer.max_epochs=1")
-    assert "dermfuse_models.runner.report" in make("-n", "report").stdout
+    assert "dermfuse_models.runner report" in make("-n", "report").stdout
 
 
 def test_explain_target_defaults_to_the_latest_run():

@@ -7,6 +7,7 @@ import torch
 import torch.nn as nn
 
 from dermfuse_models.runner import profile
+from tests.experiments._support import EXPERIMENTS, PAPERS
 from dermfuse_models.runner.__main__ import main as package_main
 
 
@@ -16,6 +17,7 @@ def test_json_only_mammo_xattn_matches_the_built_net(capsys):
     assert [r["name"] for r in rows] == ["mammo_xattn"]
     row = rows[0]
     spec = profile.select(["mammo_xattn"])[0]
+    assert spec.config == EXPERIMENTS / "mammo_xattn" / "config.yaml"  # built from the paper's own config
     net, _ = profile.build_net(spec, 32)
     assert row["status"] == "ok" and row["input_size"] == 32
     assert row["params"] == sum(p.numel() for p in net.parameters())
@@ -37,13 +39,19 @@ class _ImageOnly(nn.Module):
         return self.inner(image)
 
 
-def test_missing_net_module_is_skipped_with_a_note(monkeypatch, capsys):
-    ghost = profile.NetSpec("ghost", "ghost (0000.00000)", "dermfuse_models.nets.ghost_net", 32, lambda m, s: None)
-    monkeypatch.setattr(profile, "NETS", (ghost,))
-    row = profile.profile_spec(ghost)
-    assert row["status"] == "skipped" and "does not exist yet" in row["reason"]
-    assert profile.main([]) == 0
-    assert "skipped" in capsys.readouterr().out
+def test_a_config_that_does_not_build_is_an_error_naming_it(tmp_path, monkeypatch, capsys):
+    paper = tmp_path / "ghost"
+    paper.mkdir()
+    (paper / "config.yaml").write_text("model:\n  class_path: dermfuse_models.tasks.classification.ClassificationTask\n"
+                                       "  init_args:\n    net: {class_path: dermfuse_models.nets.ghost_net.Ghost}\n"
+                                       "data: {dataset: pad_ufes_20}\n")
+    specs = profile.discover(tmp_path)
+    assert [s.name for s in specs] == ["ghost"]
+    row = profile.profile_spec(specs[0])
+    assert row["status"] == "error" and str(paper / "config.yaml") in row["reason"]
+    monkeypatch.setattr(profile, "discover", lambda: specs)
+    assert profile.main([]) == 1
+    assert "error" in capsys.readouterr().out
 
 
 def test_table_states_the_flop_convention_and_paper_figures():
@@ -52,8 +60,9 @@ def test_table_states_the_flop_convention_and_paper_figures():
              "gmacs": 1.0}]
     table = profile.format_table(rows)
     assert "FLOPs = 2 x MACs" in table and "4.6M" in table and "16.85" in table
-    assert {s.name for s in profile.NETS} >= {"vitatt", "eamnet", "msvit", "mammo_xattn"}
-    assert next(s for s in profile.NETS if s.name == "eamnet").paper_gflops == 16.85
+    specs = profile.discover()
+    assert {s.name for s in specs} == {*PAPERS, "dualnet_segmenter"}
+    assert next(s for s in specs if s.name == "eamnet").paper_gflops == 16.85
 
 
 def test_unknown_net_is_a_usage_error(capsys):

@@ -74,7 +74,7 @@ def test_run_config_is_rebuilt_without_fit_only_keys_loggers_or_accelerator(tmp_
     assert rebuildable_config(config, use_masks=None)["data"]["use_masks"] is False
     config.write_text("trainer: {}\n")
     with pytest.raises(ValueError, match="no model/data sections"):
-        rebuildable_config(config, None)
+        rebuildable_config(config)
 
 
 def test_a_cuda_device_that_is_not_there_is_a_clear_error(tmp_path, capsys):
