@@ -23,6 +23,8 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from dermfuse_models.protocol import call_net
+
 #: PAD-UFES-20 encoded widths per clinical feature (ViTAtt's metadata tokens), computed from the
 #: published metadata.csv with the project's TabularEncoder rules (categories seen + a missing
 #: indicator; numeric = value + indicator), leaking ``biopsed`` excluded: 21 features, 94 columns.
@@ -145,12 +147,11 @@ def build_net(spec: NetSpec, size: int | None = None) -> tuple[nn.Module, dict[s
 
 
 def count_flops(net: nn.Module, inputs: dict[str, torch.Tensor]) -> int:
-    """Total FLOPs (2 per multiply-add) of one eval-mode forward, by ``FlopCounterMode``."""
+    """Total FLOPs (2 per multiply-add) of one eval-mode forward (``protocol.call_net`` on the example
+    batch ``inputs``), by ``FlopCounterMode``."""
     net.eval()
-    image = inputs["image"]
-    kwargs = {k: v for k, v in inputs.items() if k != "image"}
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        net(image, **kwargs)
+        call_net(net, inputs)
     return int(counter.get_total_flops())
 
 
