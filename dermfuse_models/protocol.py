@@ -102,7 +102,17 @@ def call_net(net: nn.Module, batch: Mapping[str, Any], *, mask_input: bool = Tru
     image = batch["image"]
     check_input_size(net, image)
     mask = batch.get("mask") if mask_input else None
-    return as_output(net(image, meta=batch.get("meta"), mask=mask))
+    try:
+        out = net(image, meta=batch.get("meta"), mask=mask)
+    except TypeError as err:  # a plain module: forward(x) takes neither meta nor mask
+        if "unexpected keyword argument 'meta'" not in str(err):
+            raise
+        raise TypeError(
+            f"{type(net).__name__}.forward takes no meta/mask: a dermfuse net is forward(image, meta=None, "
+            "mask=None) -> NetOutput (dermfuse_models.protocol); wrap a plain image -> logits module in "
+            "protocol.ImageOnlyNet."
+        ) from err
+    return as_output(out)
 
 
 class ImageOnlyNet(nn.Module):

@@ -17,7 +17,7 @@ their chance level ``mask_fraction`` (images with masks), ``deletion_auc`` /
 ``deletion_auc_random`` / ``deletion_auc_gain``, and ``randomization_spearman`` (the same map from
 the re-initialised model, :mod:`dermfuse_xai.sanity`).
 
-Segmentation nets (EAM-Net, DualNet's Deep-UNet, any ``SegmentationTask``; logits ``(B, 1, H, W)``)
+Segmentation nets (EAM-Net, DualNet's Deep-UNet: ``output_kind = "mask_logits"``; logits ``(B, 1, H, W)``)
 are explained by Seg-Grad-CAM (:mod:`dermfuse_xai.segmentation`): the target is the sum of the lesion
 logits over the predicted lesion (``target="pred"``; all pixels when the prediction is empty) or over
 the ground-truth mask (``target="label"``); the deletion curve tracks the mean lesion probability over
@@ -289,8 +289,8 @@ def explain_batches(model: nn.Module, batches: Iterable[Mapping[str, Any]], n: i
             if output.ndim != 2:
                 raise ValueError(
                     f"{type(net).__name__} returns outputs of shape {tuple(output.shape)}, not class logits (B, K); "
-                    "a segmentation net is explained when it is an EAM-Net / Deep-UNet, wrapped in a "
-                    "SegmentationTask, or declares seg_cam_layers().")
+                    "a segmentation net is explained when it sets output_kind = 'mask_logits' "
+                    "(dermfuse_models.protocol) and declares seg_cam_layers().")
             labels = torch.as_tensor(batch["label"][:take]).long()
             probs = output.softmax(-1).cpu()
             preds = probs.argmax(-1)

@@ -129,7 +129,7 @@ def clinical_attributions(
         output: explain the ``"probability"`` (softmax) or the ``"logit"`` of the target.
         n_samples: per sample: coalitions (KernelShap, Lime), path samples (GradientShap) or
             forward evaluations (Shapley sampling: ``n_samples // F`` permutations, at least 1).
-        mask: lesion masks, passed only to nets that take them.
+        mask: lesion masks (a net ignores them where it does not use them).
         batch_size: perturbed copies evaluated per forward pass.
         seed: seeds the sampling (results are reproducible for a given seed).
 
@@ -141,9 +141,9 @@ def clinical_attributions(
     if output not in ("probability", "logit"):
         raise ValueError(f"output must be 'probability' or 'logit', got {output!r}.")
     model = LogitsModel(net)
-    if not model.takes_meta:
-        raise TypeError(f"{type(model.net).__name__}.forward takes no `meta`: "
-                        "there are no clinical features to attribute.")
+    if not model.uses_meta:
+        raise TypeError(f"{type(model.net).__name__} uses no clinical features (no `meta_names`, "
+                        "dermfuse_models.protocol.UsesMetadata): there are no clinical features to attribute.")
     groups = [int(w) for w in meta_groups]
     if meta.ndim != 2 or meta.shape[1] != sum(groups):
         raise ValueError(f"meta has shape {tuple(meta.shape)} but meta_groups {groups} sum to {sum(groups)} columns.")

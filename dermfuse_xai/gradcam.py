@@ -32,7 +32,7 @@ def grad_cam(net: nn.Module, image: torch.Tensor, target: torch.Tensor | int, la
         image: ``(B, 3, H, W)`` normalised images.
         target: class index per image ``(B,)`` or one int for all.
         layer: the module to hook, or a name of ``cam_layers_of(net)``; default its first entry.
-        meta, mask: extra inputs, passed only if the net takes them.
+        meta, mask: extra inputs (a net ignores those it does not use).
         relu: keep only positive evidence (standard Grad-CAM); False gives the signed map.
 
     Returns:

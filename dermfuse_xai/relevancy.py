@@ -14,18 +14,19 @@ against is the attention itself; here plain attention rollout (Abnar & Zuidema 2
 *Quantifying Attention Flow in Transformers*): ``R <- (0.5 * mean_heads(A_b) + 0.5 * I)_rownorm @ R``.
 
 Both need the attention maps that timm's fused attention hides: the nets' capture API
-(``set_attention_capture(True, keep_grad=True)``, ``attentions``, ``token_layout`` and, where
-defined, ``grid_size``) provides them.
+(``dermfuse_models.protocol.AttentionCapture``: ``set_attention_capture(True, keep_grad=True)``,
+``attentions``, and ``token_layout``, a ``TokenLayout`` with the class token, patch tokens and
+their grid, and the metadata tokens) provides them.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dermfuse_models.protocol import TokenLayout
 from dermfuse_xai.model_io import LogitsModel, has_attention_capture, meta_names_of
 
 
@@ -58,7 +59,7 @@ def transformer_relevancy(net: nn.Module, image: torch.Tensor, target: torch.Ten
             one; put it in ``eval()`` mode first. Capture is switched on for the call and off after.
         image: ``(B, 3, H, W)`` normalised images.
         target: class per image ``(B,)`` or one int; ``y_t`` is its logit.
-        meta, mask: extra inputs, passed only if the net takes them.
+        meta, mask: extra inputs (a net ignores those it does not use).
 
     Returns:
         :class:`TokenRelevance` (detached).
@@ -78,7 +79,7 @@ def transformer_relevancy(net: nn.Module, image: torch.Tensor, target: torch.Ten
                 raise RuntimeError(f"{type(core).__name__} captured no attention maps during forward.")
             score = logits.gather(1, target[:, None]).sum()
             grads = torch.autograd.grad(score, attentions, allow_unused=True)
-        layout = dict(core.token_layout)
+        layout = core.token_layout
         relevancy = _eye_like(attentions[0])
         for attn, grad in zip(attentions, grads, strict=True):
             if grad is None:
@@ -87,7 +88,7 @@ def transformer_relevancy(net: nn.Module, image: torch.Tensor, target: torch.Ten
             relevancy = relevancy + torch.bmm(cam.float(), relevancy)
     finally:
         core.set_attention_capture(False)
-    return _split_row(core, relevancy[:, layout.get("cls", 0)], layout, image.shape[-2:])
+    return _split_row(core, relevancy[:, layout.cls], layout, image.shape[-2:])
 
 
 def attention_rollout(net: nn.Module, image: torch.Tensor, meta: torch.Tensor | None = None,
@@ -105,7 +106,7 @@ def attention_rollout(net: nn.Module, image: torch.Tensor, meta: torch.Tensor | 
         with torch.no_grad():
             model(image, meta, mask)
             attentions = [a.detach().float() for a in core.attentions]
-        layout = dict(core.token_layout)
+        layout = core.token_layout
     finally:
         core.set_attention_capture(False)
     if not attentions:
@@ -116,14 +117,14 @@ def attention_rollout(net: nn.Module, image: torch.Tensor, meta: torch.Tensor | 
         a = residual * eye + (1.0 - residual) * attn.mean(dim=1)
         a = a / a.sum(dim=-1, keepdim=True)
         rollout = torch.bmm(a, rollout)
-    return _split_row(core, rollout[:, layout.get("cls", 0)], layout, image.shape[-2:])
+    return _split_row(core, rollout[:, layout.cls], layout, image.shape[-2:])
 
 
 def _capturing_net(net: nn.Module) -> nn.Module:
     if not has_attention_capture(net):
         raise TypeError(
             f"{type(net).__name__} has no attention capture API (set_attention_capture / attentions / "
-            "token_layout, see dermfuse_models.nets.vitatt.ViTAtt); transformer relevancy needs it. "
+            "token_layout, dermfuse_models.protocol.AttentionCapture); transformer relevancy needs it. "
             "Use Grad-CAM for CNNs."
         )
     return net
@@ -134,30 +135,17 @@ def _eye_like(attn: torch.Tensor) -> torch.Tensor:
     return torch.eye(t, device=attn.device, dtype=torch.float32).expand(b, t, t).clone()
 
 
-def _split_row(core: nn.Module, row: torch.Tensor, layout: dict, image_hw) -> TokenRelevance:
+def _split_row(core: nn.Module, row: torch.Tensor, layout: TokenLayout, image_hw) -> TokenRelevance:
     """Cut the class-token row into the patch grid (upsampled) and the metadata tokens."""
-    patches = row[:, layout["patches"]].detach()
-    grid = _grid_shape(core, patches.shape[1], tuple(int(s) for s in image_hw))
-    patch_scores = patches.reshape(patches.shape[0], *grid)
+    patches = row[:, layout.patches].detach()
+    patch_scores = patches.reshape(patches.shape[0], *layout.grid)
     image_map = F.interpolate(patch_scores[:, None], size=tuple(int(s) for s in image_hw), mode="bilinear",
                               align_corners=False)[:, 0]
     meta_scores, names = None, []
-    meta_slice = layout.get("meta")
+    meta_slice = layout.meta
     if meta_slice is not None and meta_slice.stop > meta_slice.start:
         meta_scores = row[:, meta_slice].detach()
         names = meta_names_of(core) or [f"meta_{i}" for i in range(meta_scores.shape[1])]
     return TokenRelevance(image_map=image_map, patch_scores=patch_scores, meta_scores=meta_scores,
                           meta_names=names, cls_row=row.detach())
 
-
-def _grid_shape(core: nn.Module, n_patches: int, image_hw: tuple[int, int]) -> tuple[int, int]:
-    """The patch grid ``(rows, cols)``: the net's ``grid_size`` if it matches, else from the aspect ratio."""
-    grid = getattr(core, "grid_size", None)
-    if grid and int(grid[0]) * int(grid[1]) == n_patches:
-        return int(grid[0]), int(grid[1])
-    h, w = image_hw
-    side = math.sqrt(h * w / n_patches)
-    rows, cols = round(h / side), round(w / side)
-    if rows * cols != n_patches:
-        raise ValueError(f"cannot lay {n_patches} patch tokens out on a grid for a {h}x{w} image.")
-    return rows, cols

@@ -23,14 +23,8 @@ import torch.nn as nn
 from captum.attr import LayerAttribution, LayerGradCam
 from monai.metrics import compute_dice
 
+from dermfuse_models.protocol import is_segmentation_net  # noqa: F401  (re-exported: the protocol's rule)
 from dermfuse_xai.model_io import LogitsModel, unwrap_net
-
-
-def is_segmentation_net(model: nn.Module) -> bool:
-    """A ``SegmentationTask``, or a net declaring ``seg_cam_layers()`` (EAM-Net, Deep-UNet)."""
-    from dermfuse_models.tasks.segmentation import SegmentationTask
-
-    return isinstance(model, SegmentationTask) or bool(seg_cam_layers_of(model))
 
 
 def seg_cam_layers_of(model: nn.Module) -> dict[str, nn.Module]:
@@ -95,7 +89,7 @@ def seg_grad_cam(net: nn.Module, image: torch.Tensor, region: torch.Tensor | Non
         region: ``(B, H, W)`` or ``(B, 1, H, W)`` pixels whose lesion logits are summed; default the
             net's predicted lesion (:func:`predicted_region`, all pixels where it is empty).
         layer: a module or a name of :func:`seg_cam_layers_of`; default ``"bottleneck"``.
-        meta, mask: extra inputs, passed only if the net takes them.
+        meta, mask: extra inputs (a net ignores those it does not use).
         relu: keep only positive evidence (standard); False gives the signed map.
 
     Returns:

@@ -6,6 +6,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from dermfuse_models.protocol import AttentionMap
+
 CMAM_MODES = ("cross", "parallel", "serial")
 
 
@@ -97,7 +99,7 @@ class CrossMixAttention(nn.Module):
 
     Attention maps: after each forward in ``"cross"`` mode ``self.attention_maps`` holds the
     detached ``(B, heads, C/h, C/h)`` weights under ``"spatial_to_channel"`` and
-    ``"channel_to_spatial"``.
+    ``"channel_to_spatial"``, as ``AttentionMap(keys="channels")`` (channel tokens, not spatial).
     """
 
     def __init__(self, channels: int, heads: int = 4, mode: str = "cross") -> None:
@@ -113,7 +115,7 @@ class CrossMixAttention(nn.Module):
             self.spatial_queries = CrossAttention(channels, heads)  # SA: Q from X_s, K/V from X_c
             self.channel_queries = CrossAttention(channels, heads)  # CA: Q from X_c, K/V from X_s
         self.proj = nn.Sequential(nn.Conv2d(channels, channels, 1, bias=False), nn.BatchNorm2d(channels))
-        self.attention_maps: dict[str, torch.Tensor] = {}
+        self.attention_maps: dict[str, AttentionMap] = {}
 
     def mixed_terms(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The two terms summed before the projection: ``(SA, CA)`` in cross mode.
@@ -128,7 +130,8 @@ class CrossMixAttention(nn.Module):
             return x_s, x_c
         sa, attn_sa = self.spatial_queries(x_s, x_c)
         ca, attn_ca = self.channel_queries(x_c, x_s)
-        self.attention_maps = {"spatial_to_channel": attn_sa.detach(), "channel_to_spatial": attn_ca.detach()}
+        self.attention_maps = {"spatial_to_channel": AttentionMap(attn_sa.detach(), keys="channels"),
+                               "channel_to_spatial": AttentionMap(attn_ca.detach(), keys="channels")}
         return sa, ca
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

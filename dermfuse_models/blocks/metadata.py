@@ -67,3 +67,17 @@ class MetadataTokenizer(nn.Module):
         slices = torch.split(meta, self.group_widths, dim=1)
         tokens = [norm(proj(x)) for x, proj, norm in zip(slices, self.projections, self.norms, strict=True)]
         return torch.stack(tokens, dim=1) + self.feature_embed
+
+
+def feature_names(owner: str, meta_groups: Sequence[int], meta_names: Sequence[str] | None) -> list[str]:
+    """One name per clinical feature: ``meta_names`` (one per entry of ``meta_groups``) or ``meta_<i>``.
+
+    Raises:
+        ValueError: the counts differ (``owner`` names the net).
+    """
+    names = list(meta_names) if meta_names is not None else [f"meta_{i}" for i in range(len(meta_groups))]
+    if len(names) != len(meta_groups):
+        raise ValueError(
+            f"{owner} got {len(names)} meta_names for {len(meta_groups)} meta_groups; give one name per feature."
+        )
+    return names

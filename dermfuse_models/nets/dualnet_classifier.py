@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from torchvision.ops import masks_to_boxes, roi_align
 
 from dermfuse_models.blocks.cross_attention import CrossAttentionFusion
-from dermfuse_models.blocks.metadata import MetadataTokenizer
+from dermfuse_models.blocks.metadata import MetadataTokenizer, feature_names
 from dermfuse_models.encoders import create_encoder
+from dermfuse_models.protocol import AttentionMap, NetOutput
 
 FUSIONS = ("cross_attention", "concat")
 SEGMENTED_INPUTS = ("masked", "masked_crop")
@@ -32,7 +33,8 @@ class DualNetClassifier(nn.Module):
           original-image tokens, key from the segmented-lesion tokens**, i.e. per head
           ``softmax(Q_orig K_seg^T / sqrt(d)) V_orig`` (:class:`CrossAttentionFusion` with
           ``value_source="query"``): the lesion decides where the model looks in the original
-          image. The weights ``(B, heads, h*w, h*w)`` are kept in ``self.attention_maps["cross"]``.
+          image. The weights ``(B, heads, h*w, h*w)`` are kept in ``self.attention_maps["cross"]``
+          (an ``AttentionMap`` whose keys are the ``image_grid`` of segmented-lesion positions).
         * Metadata (age, sex, anatomical site) through a transformer encoder: one token per
           clinical feature (:class:`MetadataTokenizer`) -> ``torch.nn.TransformerEncoder``.
         * Additive fusion: mean-pooled image-fusion vector + mean-pooled metadata vector (both
@@ -83,13 +85,14 @@ class DualNetClassifier(nn.Module):
 
     Forward:
         ``forward(image (B,3,H,W), meta (B, sum(meta_groups)) | None, mask (B,1,H,W) | None)
-        -> {"logits": (B, num_classes)}``.
+        -> {"logits": (B, num_classes)}`` (``meta`` / ``mask`` ignored by the ablations without them).
 
     Explainability:
         ``cam_layers()`` -> ``{"image": ..., "segmented": ...}`` (DenseNet ``features.norm5`` of
-        each branch); ``attention_maps["cross"]`` ``(B, heads, h*w, h*w)`` after each
-        cross-attention forward, queries = image positions and keys = segmented-lesion positions,
-        both row-major over the ``h x w`` feature grid (``{}`` without cross-attention; set
+        each branch); ``attention_maps["cross"]``, an ``AttentionMap`` of weights
+        ``(B, heads, h*w, h*w)`` after each cross-attention forward, queries = image positions and
+        keys = segmented-lesion positions (``keys="image_grid"``, ``grid=(h, w)``), both row-major
+        over the ``h x w`` feature grid (``{}`` without cross-attention; set
         ``cross_attention.keep_attention_grad = True`` to keep it differentiable).
     """
 
@@ -165,13 +168,7 @@ class DualNetClassifier(nn.Module):
         groups = [int(w) for w in (meta_groups or [])]
         self.use_metadata = bool(use_metadata) and len(groups) > 0
         if self.use_metadata:
-            names = list(meta_names) if meta_names is not None else [f"meta_{i}" for i in range(len(groups))]
-            if len(names) != len(groups):
-                raise ValueError(
-                    f"DualNetClassifier got {len(names)} meta_names for {len(groups)} meta_groups; "
-                    "give one name per feature."
-                )
-            self.meta_names: list[str] = names
+            self.meta_names: list[str] = feature_names("DualNetClassifier", groups, meta_names)
             self.meta_tokenizer: MetadataTokenizer | None = MetadataTokenizer(groups, embed_dim)
             layer = nn.TransformerEncoderLayer(
                 embed_dim, meta_heads, dim_feedforward=4 * embed_dim, dropout=attention_dropout,
@@ -190,7 +187,7 @@ class DualNetClassifier(nn.Module):
             nn.Dropout(dropout), nn.Linear(embed_dim, hidden), nn.GELU(), nn.Dropout(dropout),
             nn.Linear(hidden, num_classes),
         )
-        self.attention_maps: dict[str, torch.Tensor] = {}
+        self.attention_maps: dict[str, AttentionMap] = {}
 
     # ------------------------------------------------------------------ inputs
     def segmented_image(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -212,7 +209,7 @@ class DualNetClassifier(nn.Module):
     # ------------------------------------------------------------------ forward
     def forward(
         self, image: torch.Tensor, meta: torch.Tensor | None = None, mask: torch.Tensor | None = None
-    ) -> dict[str, torch.Tensor]:
+    ) -> NetOutput:
         """``{"logits": (B, num_classes)}``; ``mask`` needed with segmentation, ``meta`` with metadata."""
         self.attention_maps = {}
         image_features = self.image_encoder.forward_features(image)  # (B, C, h, w)
@@ -232,7 +229,10 @@ class DualNetClassifier(nn.Module):
                     self.image_projection(_tokens(image_features)),
                     self.segmented_projection(_tokens(segmented_features)),
                 )
-                self.attention_maps["cross"] = self.cross_attention.last_attention
+                self.attention_maps["cross"] = AttentionMap(
+                    self.cross_attention.last_attention, keys="image_grid",
+                    grid=(int(segmented_features.shape[-2]), int(segmented_features.shape[-1])),
+                )
                 image_vector = fused.mean(dim=1)
             else:
                 pooled = torch.cat([image_features.mean(dim=(2, 3)), segmented_features.mean(dim=(2, 3))], dim=1)

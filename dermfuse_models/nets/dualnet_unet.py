@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -13,6 +13,7 @@ from monai.networks.blocks import Convolution
 from dermfuse_models.blocks.aspp import ASPPBottleneck
 from dermfuse_models.blocks.attention_gates import DepthwiseAttentionGate
 from dermfuse_models.encoders import create_encoder
+from dermfuse_models.protocol import NetOutput, call_net
 
 
 class UNetDecoderBlock(nn.Module):
@@ -77,10 +78,13 @@ class DeepUNet(nn.Module):
         encoder_kwargs: extra ``timm.create_model`` arguments (e.g. ``drop_path_rate``).
 
     Forward:
-        ``forward(image (B, 3, H, W)) -> {"logits": (B, 1, H, W)}`` (+ ``"deep_logits"``: list of
-        ``(B, 1, H, W)``, coarse to fine, with ``deep_supervision`` in training mode). Logits, not
-        probabilities.
+        ``forward(image (B, 3, H, W), meta=None, mask=None) -> {"logits": (B, 1, H, W)}`` (+
+        ``"deep_logits"``: list of ``(B, 1, H, W)``, coarse to fine, with ``deep_supervision`` in
+        training mode); ``meta`` and ``mask`` are ignored (``output_kind = "mask_logits"``: the
+        batch's mask is the target). Logits, not probabilities.
     """
+
+    output_kind = "mask_logits"
 
     def __init__(
         self,
@@ -132,7 +136,8 @@ class DeepUNet(nn.Module):
         the last decoder stage (stride 2)."""
         return {"bottleneck": self.bottleneck, "decoder": self.decoder[-1]}
 
-    def forward(self, image: torch.Tensor) -> dict[str, Any]:
+    def forward(self, image: torch.Tensor, meta: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> NetOutput:
         """Mask logits at the input size: ``{"logits": (B, 1, H, W)[, "deep_logits": [...]]}``."""
         if image.ndim != 4:
             raise ValueError(f"DeepUNet expects images (B, C, H, W), got shape {tuple(image.shape)}.")
@@ -143,7 +148,7 @@ class DeepUNet(nn.Module):
         for block, skip in zip(self.decoder, features[-2::-1], strict=True):
             x = block(x, skip)
             stage_outputs.append(x)
-        out: dict[str, Any] = {"logits": _resize(self.head(x), size)}
+        out: NetOutput = {"logits": _resize(self.head(x), size)}
         if self.deep_heads is not None and self.training:
             out["deep_logits"] = [_resize(head(f), size) for head, f in zip(self.deep_heads, stage_outputs, strict=False)]
         return out
@@ -169,8 +174,9 @@ def predict_masks(
     produce the segmented-lesion input of the second DenseNet201).
 
     Args:
-        segmenter: a net returning ``{"logits": (B, 1, h, w)}`` (e.g. :class:`DeepUNet`) or a
-            bare ``(B, 1, h, w)`` tensor of mask logits.
+        segmenter: a protocol net returning ``{"logits": (B, 1, h, w)}`` (e.g. :class:`DeepUNet`;
+            a plain module returning mask logits goes in ``protocol.ImageOnlyNet``), called through
+            ``protocol.call_net``.
         images: ``(B, 3, H, W)`` normalised images, on the segmenter's device.
         threshold: probability above which a pixel is lesion, in (0, 1).
         batch_size: run the images in chunks of this size (``None``: one pass).
@@ -191,8 +197,7 @@ def predict_masks(
     try:
         masks = []
         for chunk in images.split(batch_size or len(images)):
-            out = segmenter(chunk)
-            logits = out["logits"] if isinstance(out, Mapping) else out
+            logits = call_net(segmenter, {"image": chunk}, mask_input=False)["logits"]
             if logits.ndim != 4 or logits.shape[1] != 1:
                 raise ValueError(
                     f"predict_masks needs one-channel mask logits (B, 1, h, w) from the segmenter, got "

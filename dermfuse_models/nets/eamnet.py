@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from dermfuse_models.blocks.cmam import CMAM_MODES, CrossMixAttention
 from dermfuse_models.blocks.external_attention import ExternalAttentionBridge
 from dermfuse_models.blocks.mrcf import MultiResolutionChannelFusion
+from dermfuse_models.protocol import AttentionMap, NetOutput
 
 NUM_STAGES = 4
 
@@ -140,15 +141,19 @@ class EAMNet(nn.Module):
         fusion_channels: width of the MSEF/MSDF fusion heads.
 
     Forward:
-        ``forward(image (B, in_channels, H, W)) -> {"logits": (B, 1, H, W)}`` plus
-        ``"deep_logits": list[(B, 1, h, w)]`` when training with ``deep_supervision``.
-        H and W must be divisible by 8.
+        ``forward(image (B, in_channels, H, W), meta=None, mask=None) -> {"logits": (B, 1, H, W)}``
+        plus ``"deep_logits": list[(B, 1, h, w)]`` when training with ``deep_supervision``;
+        ``meta`` and ``mask`` are ignored (``output_kind = "mask_logits"``: the batch's mask is the
+        target). H and W must be divisible by 8.
 
     Explainability: after each forward ``self.attention_maps`` holds every CMAM's last
     cross-attention weights ``(B, heads, C/h, C/h)`` (detached) under
     ``decoder<i>/spatial_to_channel`` and ``decoder<i>/channel_to_spatial`` (``i`` = 0 is the
-    deepest decoder stage; empty without CMAM or in parallel/serial mode).
+    deepest decoder stage; empty without CMAM or in parallel/serial mode), each an
+    ``AttentionMap`` with ``keys="channels"`` (never drawn as a heatmap).
     """
+
+    output_kind = "mask_logits"
 
     def __init__(
         self,
@@ -213,9 +218,10 @@ class EAMNet(nn.Module):
             self.side_heads: nn.ModuleList | None = nn.ModuleList(nn.Conv2d(w, 1, 1) for w in decoder_widths)
         else:
             self.msef, self.side_heads = None, None
-        self.attention_maps: dict[str, torch.Tensor] = {}
+        self.attention_maps: dict[str, AttentionMap] = {}
 
-    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor | list[torch.Tensor]]:
+    def forward(self, image: torch.Tensor, meta: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> NetOutput:
         """Mask logits at input size; ``deep_logits`` (coarse to fine) in training with deep supervision."""
         h, w = image.shape[-2:]
         factor = 2 ** (NUM_STAGES - 1)
@@ -238,7 +244,7 @@ class EAMNet(nn.Module):
             x = stage(x, skip)
             decoded.append(x)
         logits = self.msdf(decoded)
-        out: dict[str, torch.Tensor | list[torch.Tensor]] = {"logits": logits}
+        out: NetOutput = {"logits": logits}
         if self.training and self.deep_supervision:
             assert self.msef is not None and self.side_heads is not None
             side = [head(f) for head, f in zip(self.side_heads, decoded, strict=True)]
@@ -251,9 +257,9 @@ class EAMNet(nn.Module):
         and the last decoder stage (stride 1, after its CMAM)."""
         return {"bottleneck": self.multi_scale[-1], "decoder": self.decoder[-1]}
 
-    def cmam_attention_maps(self) -> dict[str, torch.Tensor]:
+    def cmam_attention_maps(self) -> dict[str, AttentionMap]:
         """Last CMAM cross-attention weights per decoder stage (``decoder<i>/<direction>``), detached."""
-        maps: dict[str, torch.Tensor] = {}
+        maps: dict[str, AttentionMap] = {}
         for i, stage in enumerate(self.decoder):
             for name, value in getattr(stage.attention, "attention_maps", {}).items():
                 maps[f"decoder{i}/{name}"] = value

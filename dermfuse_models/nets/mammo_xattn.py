@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn as nn
 
@@ -14,7 +12,9 @@ from dermfuse_models.blocks.fusion import (
     CrossAttentionFusion,
     ModalityDropout,
 )
+from dermfuse_models.blocks.metadata import feature_names
 from dermfuse_models.encoders import create_encoder
+from dermfuse_models.protocol import AttentionMap, NetOutput
 
 FUSIONS = ("cross", "co", "concat", "image", "clinical")
 
@@ -66,13 +66,14 @@ class MammoXAttn(nn.Module):
         dropout: dropout in the classifier. attn_dropout: dropout on attention weights.
 
     Forward:
-        ``forward(image (B,3,H,W), meta (B, sum(meta_groups)) | None) -> {"logits": (B, K)}``.
+        ``forward(image (B,3,H,W), meta (B, sum(meta_groups)) | None, mask=None) -> {"logits": (B, K)}``
+        (``mask`` is ignored).
 
     Explainability: ``cam_layers() -> {"image": backbone.layer4}`` (Grad-CAM); after each forward
-    ``attention_maps`` holds detached ``(B, heads, Q, K)`` weights: ``"image_to_clinical"``
-    (``cross``: Q = the pooled image query; ``co``: Q = layer-4 locations, row-major; K =
-    clinical features in ``meta_names`` order) and, for ``co``, ``"clinical_to_image"``
-    (Q = features, K = layer-4 locations).
+    ``attention_maps`` holds ``AttentionMap``s of detached ``(B, heads, Q, K)`` weights:
+    ``"image_to_clinical"`` (``cross``: Q = the pooled image query; ``co``: Q = layer-4 locations,
+    row-major; K = clinical features in ``meta_names`` order, ``keys="feature_tokens"``) and, for
+    ``co``, ``"clinical_to_image"`` (Q = features, K = layer-4 locations, ``keys="image_grid"``).
     """
 
     def __init__(
@@ -108,12 +109,7 @@ class MammoXAttn(nn.Module):
         self.num_classes = int(num_classes)
         self.latent_dim = int(latent_dim)
         self.meta_groups = groups if fusion != "image" else []
-        names = list(meta_names) if meta_names is not None else [f"meta_{i}" for i in range(len(groups))]
-        if fusion != "image" and len(names) != len(groups):
-            raise ValueError(
-                f"MammoXAttn got {len(names)} meta_names for {len(groups)} meta_groups; give one per feature."
-            )
-        self.meta_names = names if fusion != "image" else []
+        self.meta_names = feature_names("MammoXAttn", groups, meta_names) if fusion != "image" else []
 
         uses_image = fusion != "clinical"
         self.backbone: nn.Module | None = None
@@ -140,7 +136,7 @@ class MammoXAttn(nn.Module):
         self.classifier = nn.Sequential(
             nn.Linear(fused_dim, d), nn.ReLU(), nn.Dropout(dropout), nn.Linear(d, num_classes)
         )
-        self.attention_maps: dict[str, torch.Tensor] = {}
+        self.attention_maps: dict[str, AttentionMap] = {}
 
     def cam_layers(self) -> dict[str, nn.Module]:
         """Grad-CAM target layers: ``{"image": backbone.layer4}`` (empty for the clinical-only model)."""
@@ -165,12 +161,15 @@ class MammoXAttn(nn.Module):
             )
         return meta
 
-    def forward(self, image: torch.Tensor, meta: torch.Tensor | None = None) -> dict[str, Any]:
+    def forward(self, image: torch.Tensor, meta: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> NetOutput:
         """Class logits ``{"logits": (B, num_classes)}`` (see the class docstring per fusion)."""
         self.attention_maps = {}
         image_parts: list[torch.Tensor] = []
+        grid = (0, 0)
         if self.backbone is not None:
             fmap = self.backbone.forward_features(image)  # (B, C, h, w)
+            grid = (int(fmap.shape[-2]), int(fmap.shape[-1]))
             image_parts.append(self.image_proj(fmap.mean(dim=(2, 3))))
             if self.fusion == "co":
                 image_parts.append(self.image_proj(fmap.flatten(2).transpose(1, 2)))  # (B, h*w, d)
@@ -184,10 +183,12 @@ class MammoXAttn(nn.Module):
 
         if image_parts and clinical_parts:
             image_parts, clinical_parts = self.modality_dropout([image_parts, clinical_parts])
-        fused = self._fuse(image_parts, clinical_parts)
+        fused = self._fuse(image_parts, clinical_parts, grid)
         return {"logits": self.classifier(fused)}
 
-    def _fuse(self, image_parts: list[torch.Tensor], clinical_parts: list[torch.Tensor]) -> torch.Tensor:
+    def _fuse(self, image_parts: list[torch.Tensor], clinical_parts: list[torch.Tensor],
+              grid: tuple[int, int]) -> torch.Tensor:
+        """The fused vector of ``fusion``; ``grid`` is the layer-4 grid (co-attention's image keys)."""
         if self.fusion == "image":
             return image_parts[0]
         if self.fusion == "clinical":
@@ -197,10 +198,14 @@ class MammoXAttn(nn.Module):
         e, tokens = image_parts[0], clinical_parts[0]
         if self.fusion == "cross":
             attended, weights = self.cross_attention(e[:, None], tokens)
-            self.attention_maps["image_to_clinical"] = weights.detach()
+            self.attention_maps["image_to_clinical"] = self._clinical_keys(weights)
             return self.concat(e, attended[:, 0])
         image_tokens = image_parts[1]
         image_att, tokens_att, weights = self.co_attention(image_tokens, tokens)
-        self.attention_maps["image_to_clinical"] = weights["a_to_b"].detach()
-        self.attention_maps["clinical_to_image"] = weights["b_to_a"].detach()
+        self.attention_maps["image_to_clinical"] = self._clinical_keys(weights["a_to_b"])
+        self.attention_maps["clinical_to_image"] = AttentionMap(weights["b_to_a"].detach(), "image_grid", grid=grid)
         return self.concat(e, image_att.mean(dim=1), tokens.mean(dim=1), tokens_att.mean(dim=1))
+
+    def _clinical_keys(self, weights: torch.Tensor) -> AttentionMap:
+        """Detached attention over the clinical feature tokens, named by ``meta_names``."""
+        return AttentionMap(weights.detach(), "feature_tokens", names=tuple(self.meta_names))

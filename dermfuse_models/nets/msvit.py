@@ -13,11 +13,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dermfuse_models.blocks.multiscale_attention import MultiScaleSelfAttention
-from dermfuse_models.encoders import create_encoder
+from dermfuse_models.blocks.vit import create_vit, patch_tokens
+from dermfuse_models.blocks.vit_attention import AttentionRecorder, CapturesViTAttention
+from dermfuse_models.protocol import NetOutput, TokenLayout
 
 log = logging.getLogger(__name__)
-
-_REQUIRED_VIT_PARTS = ("patch_embed", "_pos_embed", "blocks", "norm", "cls_token", "embed_dim")
 
 
 def attention_outside_mask_loss(
@@ -68,7 +68,7 @@ def resolve_backbone(backbone: str, patch_size: int | None) -> tuple[str, dict[s
     return backbone, {"patch_size": int(patch_size)}
 
 
-class MSViT(nn.Module):
+class MSViT(CapturesViTAttention, nn.Module):
     """Vision Transformer with multi-scale self-attention and attention-guided regularisation.
 
     Architecture (paper Sec. 3, "Architecture Onboarding"): image -> patch embedding + position
@@ -106,14 +106,15 @@ class MSViT(nn.Module):
           variant of the backbone when it exists, else passes ``patch_size`` to timm (see
           :func:`resolve_backbone`).
         * ``drop_rate`` is dropout on the class token before the classifier (default 0).
-        * Built with ``dynamic_img_size=True``: other input sizes interpolate the position
-          embedding; the patch grid is set on every attention block at each forward.
+        * The position embedding is sized for ``img_size`` (``input_size``, linked by the CLI to
+          ``data.image_size`` and checked by ``protocol.call_net``); the patch grid is set on every
+          attention block at each forward.
 
     Args:
         num_classes: number of classes (ISIC 2017: 3).
         backbone: timm ViT with a class token (paper: ViT-B/16 ``vit_base_patch16_224``).
         pretrained / weights_path: ImageNet weights from the hub / a local file (``create_encoder``).
-        img_size: input size the position embedding is built for.
+        img_size: input size the position embedding is built for (the CLI sets it from ``data.image_size``).
         patch_size: patch side (16 or 32 in the paper's ablation); ``None`` keeps the backbone's.
         scales: pooling windows of the multi-scale attention (``(1,)`` = plain ViT).
         attn_reg_weight: lambda of the attention regulariser (0 = off).
@@ -123,12 +124,14 @@ class MSViT(nn.Module):
             image-only and metadata is not used (a warning is logged if features are given).
 
     Forward:
-        ``forward(image (B,3,H,W), mask (B,1,H,W) | None) -> {"logits": (B, K), "aux_losses"?: {"attn_reg"}}``.
+        ``forward(image (B,3,H,W), meta=None, mask (B,1,H,W) | None) -> {"logits": (B, K), "aux_losses"?:
+        {"attn_reg"}}`` (``meta`` is ignored).
 
-    Explainability (same API as ``ViTAtt``):
+    Explainability (same API as ``ViTAtt``, :class:`CapturesViTAttention`):
         ``set_attention_capture(True, keep_grad)`` stores each block's effective attention
-        ``(B, heads, T, T)`` in ``self.attentions``; ``self.token_layout`` = ``dict(cls=0,
-        patches=slice)`` and ``self.grid_size`` describe the last forward's tokens.
+        ``(B, heads, T, T)`` (the ``attn_drop`` input of :class:`MultiScaleSelfAttention`) in
+        ``self.attentions``; ``self.token_layout`` (``cls=0``, ``patches``, ``grid``) describes the
+        last forward's tokens.
     """
 
     def __init__(
@@ -154,21 +157,9 @@ class MSViT(nn.Module):
         if meta_groups:
             log.warning("MSViT is image-only (paper 2502.06243); ignoring %d metadata features.", len(meta_groups))
         self.backbone_name, extra = resolve_backbone(backbone, patch_size)
-        self.vit = create_encoder(
-            self.backbone_name,
-            pretrained=pretrained,
-            weights_path=weights_path,
-            num_classes=0,
-            img_size=img_size,
-            dynamic_img_size=True,
-            **extra,
-        )
-        missing = [part for part in _REQUIRED_VIT_PARTS if not hasattr(self.vit, part)]
-        if missing or self.vit.cls_token is None:
-            raise TypeError(
-                f"MSViT needs a timm VisionTransformer with a class token; backbone {backbone!r} "
-                f"lacks {missing or ['cls_token']}. Use e.g. 'vit_base_patch16_224'."
-            )
+        self.vit = create_vit("MSViT", self.backbone_name, img_size, pretrained=pretrained,
+                              weights_path=weights_path, **extra)
+        self.input_size = int(img_size)
         self.num_prefix_tokens = int(self.vit.num_prefix_tokens)
         self.scales = tuple(int(s) for s in scales)
         for block in self.vit.blocks:
@@ -181,12 +172,8 @@ class MSViT(nn.Module):
         self.head = nn.Linear(embed_dim, num_classes)
         self.num_classes = num_classes
 
-        self.grid_size: tuple[int, int] = (0, 0)
-        self.attentions: list[torch.Tensor] = []
-        self.token_layout: dict[str, Any] = {}
-        self._attn_hooks: list[Any] = []
-        self._fused_backup: list[bool] = []
-        self._keep_attention_grad = False
+        self.attention_recorder = AttentionRecorder()
+        self.token_layout: TokenLayout | None = None
 
     @staticmethod
     def _resolve_layers(layers: str | Sequence[int], depth: int) -> tuple[int, ...]:
@@ -207,17 +194,9 @@ class MSViT(nn.Module):
 
     def forward_tokens(self, image: torch.Tensor, keep_attention_of: Sequence[int] = ()) -> torch.Tensor:
         """Normed token sequence ``(B, T, D)``; blocks in ``keep_attention_of`` keep ``last_attention``."""
-        if self._attn_hooks:
-            self.attentions = []
-        x = self.vit.patch_embed(image)
-        if x.ndim == 4:  # dynamic_img_size: (B, rows, cols, D)
-            grid = (int(x.shape[1]), int(x.shape[2]))
-        else:
-            grid = tuple(int(g) for g in self.vit.patch_embed.grid_size)
-        x = self.vit._pos_embed(x)
-        x = self.vit.patch_drop(x)
-        self.grid_size = grid
-        self.token_layout = {"cls": 0, "patches": slice(self.num_prefix_tokens, x.shape[1])}
+        self.attention_recorder.new_forward()
+        x, grid = patch_tokens(self.vit, image)
+        self.token_layout = TokenLayout(cls=0, patches=slice(self.num_prefix_tokens, x.shape[1]), grid=grid)
         keep = set(keep_attention_of)
         for i, attn in enumerate(self.attention_blocks):
             attn.grid_size = grid
@@ -230,60 +209,20 @@ class MSViT(nn.Module):
                 attn.keep_attention = False
         return self.vit.norm(x)
 
-    def forward(self, image: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, Any]:
-        """Logits from the class token, plus ``aux_losses["attn_reg"]`` when a mask is given."""
+    def forward(self, image: torch.Tensor, meta: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> NetOutput:
+        """Logits from the class token, plus ``aux_losses["attn_reg"]`` when a mask is given (``meta`` ignored)."""
         regularise = mask is not None and self.attn_reg_weight > 0
         tokens = self.forward_tokens(image, self.attn_reg_layers if regularise else ())
-        out: dict[str, Any] = {"logits": self.head(self.head_drop(tokens[:, 0]))}
+        out: NetOutput = {"logits": self.head(self.head_drop(tokens[:, 0]))}
         if regularise:
             blocks = self.attention_blocks
-            patches = self.token_layout["patches"]
+            layout = self.token_layout
             cls_attn = torch.stack(
-                [blocks[i].last_attention[:, :, 0, patches].mean(dim=1) for i in self.attn_reg_layers]
+                [blocks[i].last_attention[:, :, layout.cls, layout.patches].mean(dim=1) for i in self.attn_reg_layers]
             ).mean(dim=0)
             for i in self.attn_reg_layers:
                 blocks[i].last_attention = None
-            loss = attention_outside_mask_loss(cls_attn.float(), mask, self.grid_size)
+            loss = attention_outside_mask_loss(cls_attn.float(), mask, layout.grid)
             out["aux_losses"] = {"attn_reg": self.attn_reg_weight * loss}
         return out
-
-    # ----------------------------------------------------------------- attention capture
-    def set_attention_capture(self, enabled: bool = True, keep_grad: bool = False) -> None:
-        """Record every block's effective attention ``(B, heads, T, T)`` in ``self.attentions``.
-
-        Same contract as ``ViTAtt.set_attention_capture``: enabling switches the blocks to the
-        explicit (non-fused) path and hooks ``attn.attn_drop``, whose input is the effective
-        multi-scale attention ``sum_s w_s A_s P_s`` over the original tokens (rows sum to 1);
-        disabling restores the fused flags. Logits are the same either way.
-
-        Args:
-            enabled: turn capture on or off.
-            keep_grad: keep the maps in the autograd graph with ``retain_grad()`` (for
-                attention x gradient relevancy); otherwise they are detached.
-        """
-        blocks = self.attention_blocks
-        if enabled:
-            self._keep_attention_grad = keep_grad
-            if self._attn_hooks:
-                return
-            self._fused_backup = [attn.fused_attn for attn in blocks]
-            for attn in blocks:
-                attn.fused_attn = False
-                self._attn_hooks.append(attn.attn_drop.register_forward_hook(self._store_attention))
-        else:
-            for handle in self._attn_hooks:
-                handle.remove()
-            self._attn_hooks = []
-            for attn, fused in zip(blocks, self._fused_backup, strict=False):
-                attn.fused_attn = fused
-            self._fused_backup = []
-            self.attentions = []
-
-    def _store_attention(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        """Forward hook on ``attn.attn_drop``: keep its input, the effective attention."""
-        attn = inputs[0]
-        if self._keep_attention_grad and attn.requires_grad:
-            attn.retain_grad()
-        else:
-            attn = attn.detach()
-        self.attentions.append(attn)

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn as nn
 
-from dermfuse_models.blocks.metadata import MetadataTokenizer
-from dermfuse_models.encoders import create_encoder
+from dermfuse_models.blocks.metadata import MetadataTokenizer, feature_names
+from dermfuse_models.blocks.vit import create_vit, patch_tokens
+from dermfuse_models.blocks.vit_attention import AttentionRecorder, CapturesViTAttention
+from dermfuse_models.protocol import NetOutput, TokenLayout
 
-_REQUIRED_VIT_PARTS = ("patch_embed", "_pos_embed", "blocks", "norm", "cls_token", "embed_dim")
 
-
-class ViTAtt(nn.Module):
+class ViTAtt(CapturesViTAttention, nn.Module):
     """Vision Transformer whose self-attention fuses image patches and clinical metadata.
 
     Token sequence (paper Sec. 3, "single-stage multi-modal fusion via the attention
@@ -30,9 +28,9 @@ class ViTAtt(nn.Module):
         * Metadata tokens get a learned per-feature type embedding instead of a position
           embedding (see ``MetadataTokenizer``); they are appended after the patch tokens, i.e.
           after timm's ``_pos_embed`` and ``patch_drop``, and before ``norm_pre``.
-        * The backbone is built with ``dynamic_img_size=True`` and ``img_size``: the position
-          embedding is sized for ``img_size`` (pretrained/local weights are resampled by timm)
-          and other input sizes are interpolated at run time.
+        * The position embedding is sized for ``img_size`` (pretrained/local weights are
+          resampled by timm); ``input_size = img_size``, which the CLI links to
+          ``data.image_size`` and ``protocol.call_net`` checks against every batch.
         * ``drop_rate`` is dropout on the class token before the linear classifier.
         * ``use_metadata=False`` or empty ``meta_groups`` gives the image-only ViT baseline
           (paper's ablation) through the same code path, with no metadata parameters.
@@ -45,18 +43,20 @@ class ViTAtt(nn.Module):
         backbone: timm ViT name with a class token (``vit_base_patch16_224`` in the paper).
         pretrained: load hub weights (see ``create_encoder``; default False works offline).
         weights_path: local weights file for the backbone (implies pretrained).
-        img_size: image size the position embedding is built for.
+        img_size: image size the position embedding is built for (the CLI sets it from ``data.image_size``).
         use_metadata: add metadata tokens (False = image-only ViT).
         drop_rate: dropout before the classifier.
 
     Forward:
-        ``forward(image (B,3,H,W), meta (B, sum(meta_groups)) | None) -> {"logits": (B, K)}``.
+        ``forward(image (B,3,H,W), meta (B, sum(meta_groups)) | None, mask=None) -> {"logits": (B, K)}``
+        (``mask`` is ignored).
 
     Explainability:
-        ``set_attention_capture(True)`` switches every block to the non-fused attention path and
-        stores each block's post-softmax attention ``(B, heads, T, T)`` in ``self.attentions``
-        (reset at each forward). ``self.token_layout`` = ``dict(cls=0, patches=slice,
-        meta=slice)`` describes the token order of the last forward.
+        ``set_attention_capture(True)`` (:class:`CapturesViTAttention`) switches every block to the
+        non-fused attention path and stores each block's post-softmax attention ``(B, heads, T, T)``
+        in ``self.attentions`` (reset at each forward). ``self.token_layout`` (a ``TokenLayout``:
+        ``cls=0``, ``patches``, ``grid``, ``meta`` slice or ``None`` for the image-only model)
+        describes the token order of the last forward.
     """
 
     def __init__(
@@ -72,32 +72,15 @@ class ViTAtt(nn.Module):
         drop_rate: float = 0.0,
     ) -> None:
         super().__init__()
-        self.vit = create_encoder(
-            backbone,
-            pretrained=pretrained,
-            weights_path=weights_path,
-            num_classes=0,
-            img_size=img_size,
-            dynamic_img_size=True,
-        )
-        missing = [part for part in _REQUIRED_VIT_PARTS if not hasattr(self.vit, part)]
-        if missing or self.vit.cls_token is None:
-            raise TypeError(
-                f"ViTAtt needs a timm VisionTransformer with a class token; backbone {backbone!r} "
-                f"lacks {missing or ['cls_token']}. Use e.g. 'vit_base_patch16_224'."
-            )
+        self.vit = create_vit("ViTAtt", backbone, img_size, pretrained=pretrained, weights_path=weights_path)
+        self.input_size = int(img_size)
         embed_dim = int(self.vit.embed_dim)
 
         groups = [int(w) for w in (meta_groups or [])]
         self.use_metadata = bool(use_metadata) and len(groups) > 0
         if self.use_metadata:
-            names = list(meta_names) if meta_names is not None else [f"meta_{i}" for i in range(len(groups))]
-            if len(names) != len(groups):
-                raise ValueError(
-                    f"ViTAtt got {len(names)} meta_names for {len(groups)} meta_groups; give one name per feature."
-                )
+            self.meta_names: list[str] = feature_names("ViTAtt", groups, meta_names)
             self.meta_tokenizer: MetadataTokenizer | None = MetadataTokenizer(groups, embed_dim)
-            self.meta_names: list[str] = names
         else:
             self.meta_tokenizer = None
             self.meta_names = []
@@ -106,11 +89,8 @@ class ViTAtt(nn.Module):
         self.head = nn.Linear(embed_dim, num_classes)
         self.num_classes = num_classes
 
-        self.attentions: list[torch.Tensor] = []
-        self.token_layout: dict[str, Any] = {}
-        self._attn_hooks: list[Any] = []
-        self._fused_backup: list[bool] = []
-        self._keep_attention_grad = False
+        self.attention_recorder = AttentionRecorder()
+        self.token_layout: TokenLayout | None = None
 
     @property
     def num_meta_tokens(self) -> int:
@@ -119,13 +99,10 @@ class ViTAtt(nn.Module):
 
     def forward_tokens(self, image: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor:
         """Run the fused token sequence through the ViT; returns normed tokens ``(B, T, D)``."""
-        if self._attn_hooks:
-            self.attentions = []
-        x = self.vit.patch_embed(image)
-        x = self.vit._pos_embed(x)  # prepends [CLS] (+ register tokens), adds position embedding
-        x = self.vit.patch_drop(x)
+        self.attention_recorder.new_forward()
+        x, grid = patch_tokens(self.vit, image)
         n_prefix_and_patches = x.shape[1]
-        first_patch = int(self.vit.num_prefix_tokens)
+        meta_slice = None
         if self.meta_tokenizer is not None:
             if meta is None:
                 raise ValueError(
@@ -135,64 +112,17 @@ class ViTAtt(nn.Module):
                 )
             meta_tokens = self.meta_tokenizer(meta.to(dtype=x.dtype))
             x = torch.cat([x, meta_tokens], dim=1)
-        self.token_layout = {
-            "cls": 0,
-            "patches": slice(first_patch, n_prefix_and_patches),
-            "meta": slice(n_prefix_and_patches, n_prefix_and_patches + self.num_meta_tokens),
-        }
+            meta_slice = slice(n_prefix_and_patches, n_prefix_and_patches + self.num_meta_tokens)
+        self.token_layout = TokenLayout(cls=0, patches=slice(int(self.vit.num_prefix_tokens), n_prefix_and_patches),
+                                        grid=grid, meta=meta_slice)
         x = self.vit.norm_pre(x)
         x = self.vit.blocks(x)
         return self.vit.norm(x)
 
-    def forward(self, image: torch.Tensor, meta: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """Classify from the class token: ``{"logits": (B, num_classes)}``; ``meta`` ignored if unused."""
+    def forward(self, image: torch.Tensor, meta: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> NetOutput:
+        """Classify from the class token: ``{"logits": (B, num_classes)}``; ``mask`` is ignored, and ``meta``
+        too for the image-only model."""
         tokens = self.forward_tokens(image, meta)
         cls = self.head_drop(tokens[:, 0])
         return {"logits": self.head(cls)}
-
-    def set_attention_capture(self, enabled: bool = True, keep_grad: bool = False) -> None:
-        """Record post-softmax attention of every block in ``self.attentions`` during forward.
-
-        Enabling sets ``block.attn.fused_attn = False`` (fused SDPA returns no attention map) and
-        hooks ``block.attn.attn_drop``, whose input is the softmax output. Disabling removes the
-        hooks and restores the previous ``fused_attn`` flags; logits are identical either way.
-
-        Args:
-            enabled: turn capture on or off.
-            keep_grad: keep the stored maps in the autograd graph and ``retain_grad()`` them, so
-                that ``attn.grad`` is available after ``backward()`` (attention x gradient
-                relevancy such as TMME, paper Sec. 3.3). Otherwise maps are detached.
-        """
-        blocks = list(self.vit.blocks)
-        if enabled:
-            self._keep_attention_grad = keep_grad
-            if self._attn_hooks:
-                return
-            for i, block in enumerate(blocks):
-                attn = getattr(block, "attn", None)
-                if attn is None or not hasattr(attn, "attn_drop") or not hasattr(attn, "fused_attn"):
-                    raise NotImplementedError(
-                        f"Attention capture needs timm's Attention (with attn_drop and fused_attn) in "
-                        f"every block; block {i} has {type(attn).__name__}."
-                    )
-            self._fused_backup = [block.attn.fused_attn for block in blocks]
-            for block in blocks:
-                block.attn.fused_attn = False
-                self._attn_hooks.append(block.attn.attn_drop.register_forward_hook(self._store_attention))
-        else:
-            for handle in self._attn_hooks:
-                handle.remove()
-            self._attn_hooks = []
-            for block, fused in zip(blocks, self._fused_backup, strict=False):
-                block.attn.fused_attn = fused
-            self._fused_backup = []
-            self.attentions = []
-
-    def _store_attention(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        """Forward hook on ``attn.attn_drop``: keep its input, the softmax probabilities."""
-        attn = inputs[0]
-        if self._keep_attention_grad and attn.requires_grad:
-            attn.retain_grad()
-        else:
-            attn = attn.detach()
-        self.attentions.append(attn)

@@ -111,6 +111,8 @@ class DermCLI(LightningCLI):
         for source, targets in links.items():
             for target in targets:
                 parser.link_arguments(source, target, apply_on="instantiate")
+        # one image size: the data's, also the ViTs' position-embedding size (protocol.IMAGE_SIZE_KEYS)
+        parser.link_arguments("data.image_size", "model.init_args.net.init_args.img_size", apply_on="parse")
 
     # -- run folder, resume, loggers -----------------------------------------------------------
     def before_instantiate_classes(self) -> None:

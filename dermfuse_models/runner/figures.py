@@ -2,8 +2,8 @@
 
 Every segmentation run gets ``<run_dir>/figures/segmentation_samples.png`` (the CLI adds this
 callback when ``data.task`` is ``segmentation``), so a reader sees at a glance whether a Dice score
-comes from sensible masks. Uses the net's output protocol (``net(image) -> {"logits": (B,1,H,W)}``
-or a bare tensor), matplotlib's Agg backend (no display needed) and only the first test batches.
+comes from sensible masks. Calls the net through ``protocol.call_net`` (``{"logits": (B,1,H,W)}``),
+uses matplotlib's Agg backend (no display needed) and only the first test batches.
 """
 from __future__ import annotations
 
@@ -15,13 +15,12 @@ import pytorch_lightning as pl
 import torch
 
 from dermfuse_data.transforms import denormalise
+from dermfuse_models.protocol import call_net, net_of
 
 
 def mask_logits(module: pl.LightningModule, image: torch.Tensor) -> torch.Tensor:
     """(B,1,H,W) mask logits of ``module`` (its ``net`` if it has one) for normalised ``image``."""
-    net = getattr(module, "net", module)
-    out = net(image)
-    logits = out["logits"] if isinstance(out, dict) else out
+    logits = call_net(net_of(module), {"image": image}, mask_input=False)["logits"]
     if logits.shape[-2:] != image.shape[-2:]:
         logits = torch.nn.functional.interpolate(logits.float(), size=image.shape[-2:], mode="bilinear",
                                                  align_corners=False)

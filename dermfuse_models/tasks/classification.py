@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -24,26 +23,25 @@ from torchmetrics.classification import (
     MulticlassROC,
 )
 
+from dermfuse_models.protocol import NetOutput, call_net
 from dermfuse_models.tasks.classification_report import write_test_report
 
 log = logging.getLogger(__name__)
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = (None, "cosine", "plateau", "step")
-_OPTIONAL_NET_INPUTS = ("meta", "mask")
 
 
 class ClassificationTask(pl.LightningModule):
     """Train/evaluate any classification net on dict batches (DESIGN.md, Models: ``tasks/``).
 
-    Net-output protocol (every paper net follows it, so the task has no per-paper cases):
-        ``net(image, [meta=...], [mask=...]) -> {"logits": (B, K), "aux_losses": {name: scalar}}``.
-        ``aux_losses`` is optional; its values are already weighted scalar tensors (attention
-        regularisation, deep supervision, ...). The optimised loss is
-        ``CE(logits, label; class weights, label smoothing) + sum(aux_losses.values())``.
-        A net returning a bare tensor is treated as ``{"logits": tensor}``. ``meta`` and ``mask``
-        are passed only if the net's ``forward`` names them (or takes ``**kwargs``) and the batch
-        has them.
+    Net protocol (``dermfuse_models.protocol``; every paper net follows it, so the task has no
+    per-paper cases): the batch reaches the net through ``call_net``, i.e.
+    ``net(image, meta=batch.get("meta"), mask=batch.get("mask")) -> {"logits": (B, K), "aux_losses"?:
+    {name: scalar}}``; a net ignores the inputs it does not use. ``aux_losses`` values are already
+    weighted scalar tensors (attention regularisation, ...). The optimised loss is
+    ``CE(logits, label; class weights, label smoothing) + sum(aux_losses.values())``. A plain
+    ``image -> logits`` module goes in ``protocol.ImageOnlyNet``.
 
     Batches: dicts with ``image`` (B,3,H,W), ``label`` (B,), optional ``meta`` (B,F),
     ``mask`` (B,1,H,W) and ``sample_id`` (list).
@@ -115,8 +113,6 @@ class ClassificationTask(pl.LightningModule):
             raise ValueError(f"class_names has {len(names)} entries but num_classes={self.num_classes}.")
         self.class_names = names
 
-        self._net_inputs = _accepted_inputs(net)
-
         # Persistent buffer (moves with the device, saved in checkpoints); ones = unweighted.
         self.register_buffer("class_weight", torch.ones(self.num_classes))
         if isinstance(class_weights, str):
@@ -186,13 +182,9 @@ class ClassificationTask(pl.LightningModule):
         self.class_weight.copy_(self.inverse_frequency_weights(counts).to(self.class_weight.device))
 
     # ----------------------------------------------------------------- forward / loss
-    def forward(self, batch: Mapping[str, Any]) -> dict[str, Any]:
-        """Call the net with ``image`` and whichever of ``meta``/``mask`` it accepts."""
-        kwargs = {k: batch[k] for k in self._net_inputs if batch.get(k) is not None}
-        out = self.net(batch["image"], **kwargs)
-        if isinstance(out, torch.Tensor):
-            out = {"logits": out}
-        return out
+    def forward(self, batch: Mapping[str, Any]) -> NetOutput:
+        """The net's output for a batch (``protocol.call_net``: image, meta and mask where present)."""
+        return call_net(self.net, batch)
 
     def _shared_step(self, batch: Mapping[str, Any], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Loss (CE + aux) and logits for a batch, logging ``{stage}/loss`` and aux terms."""
@@ -310,14 +302,6 @@ def _check_choice(what: str, value: Any, valid: Sequence[Any]) -> None:
     if value not in valid:
         shown = ", ".join("None" if v is None else repr(v) for v in valid)
         raise ValueError(f"Unknown {what} {value!r}; valid choices: {shown}.")
-
-
-def _accepted_inputs(net: torch.nn.Module) -> tuple[str, ...]:
-    """Which optional batch keys (``meta``, ``mask``) ``net.forward`` accepts."""
-    params = inspect.signature(net.forward).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return _OPTIONAL_NET_INPUTS
-    return tuple(k for k in _OPTIONAL_NET_INPUTS if k in params)
 
 
 def _key_safe(name: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -11,6 +10,7 @@ import torch
 from torchmetrics.classification import BinaryStatScores
 
 from dermfuse_models.losses import DeepSupervisionLoss, dice_bce_loss, resize_logits
+from dermfuse_models.protocol import NetOutput, call_net
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = (None, "cosine", "cosine_warm_restarts", "plateau")
@@ -47,10 +47,11 @@ def segmentation_scores(stats: torch.Tensor) -> dict[str, torch.Tensor]:
 class SegmentationTask(pl.LightningModule):
     """Train/evaluate any binary segmentation net on dict batches (DESIGN.md, Models: ``tasks/``).
 
-    Net-output protocol (no per-net cases): ``net(image, [meta=...]) -> {"logits": (B,1,H,W),
-    "deep_logits"?: [coarse ... fine], "aux_losses"?: {name: weighted scalar}}``; a bare tensor
-    is taken as the logits. ``meta`` is passed only if ``net.forward`` names it (or takes
-    ``**kwargs``); the mask is never passed to the net.
+    Net protocol (``dermfuse_models.protocol``, no per-net cases): the batch reaches the net through
+    ``call_net(net, batch, mask_input=False)``, i.e. ``net(image, meta=batch.get("meta"), mask=None)
+    -> {"logits": (B,1,H,W), "deep_logits"?: [coarse ... fine], "aux_losses"?: {name: weighted
+    scalar}}``: the mask is the target and never reaches the net. A plain ``image -> logits``
+    module goes in ``protocol.ImageOnlyNet``.
 
     Loss: ``L(logits) + sum_i w_i L(up(deep_i)) + sum(aux_losses)`` with
     ``L = dice_weight * soft Dice + bce_weight * BCE`` (MONAI ``DiceCELoss(sigmoid=True)``,
@@ -113,16 +114,13 @@ class SegmentationTask(pl.LightningModule):
         self.threshold = threshold
         self.max_epochs_hint = max_epochs_hint
         self.criterion = DeepSupervisionLoss(dice_bce_loss(dice_weight, bce_weight), deep_supervision_weights)
-        self._passes_meta = _accepts_meta(net)
         self.val_stats = BinaryStatScores(threshold=threshold, multidim_average="samplewise")
         self.test_stats = BinaryStatScores(threshold=threshold, multidim_average="samplewise")
 
     # ----------------------------------------------------------------- forward / loss
-    def forward(self, batch: Mapping[str, Any]) -> dict[str, Any]:
-        """Call the net with ``image`` (and ``meta`` if it accepts it); always return a dict."""
-        kwargs = {"meta": batch["meta"]} if self._passes_meta and batch.get("meta") is not None else {}
-        out = self.net(batch["image"], **kwargs)
-        return {"logits": out} if isinstance(out, torch.Tensor) else out
+    def forward(self, batch: Mapping[str, Any]) -> NetOutput:
+        """The net's output for a batch (``protocol.call_net`` with the image and meta, never the mask)."""
+        return call_net(self.net, batch, mask_input=False)
 
     def _shared_step(self, batch: Mapping[str, Any], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Total loss and main logits for a batch, logging the loss terms."""
@@ -229,9 +227,3 @@ def _normalise_choice(what: str, value: Any, valid: Sequence[Any]) -> Any:
         shown = ", ".join("None" if v is None else repr(v) for v in valid)
         raise ValueError(f"Unknown {what} {value!r}; valid choices: {shown}.")
     return value
-
-
-def _accepts_meta(net: torch.nn.Module) -> bool:
-    """Whether ``net.forward`` takes a ``meta`` argument (or ``**kwargs``)."""
-    params = inspect.signature(net.forward).parameters
-    return "meta" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())

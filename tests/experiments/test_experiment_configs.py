@@ -120,3 +120,42 @@ def test_dualnet_segmenter_configs_build(paper, runs_dir, tmp_path):
     from dermfuse_models.runner.figures import SegmentationSamplesFigure
 
     assert any(isinstance(c, SegmentationSamplesFigure) for c in cli.trainer.callbacks)
+
+
+@pytest.mark.parametrize("paper", PAPERS)
+def test_image_size_is_set_once_and_linked_to_the_net(paper):
+    """``data.image_size`` is the one image size: no config sets the net's ``img_size``; the CLI links it
+    to the ViTs and the link is harmless for nets without ``img_size`` (as ``meta_groups`` is for EAM-Net)."""
+    from dermfuse_models.runner.two_stage import _ParseOnlyCLI
+
+    folder = require_paper(paper)
+    for name in ("config.yaml", "smoke.yaml"):
+        net = (yaml.safe_load((folder / name).read_text()).get("model") or {}).get("init_args", {}).get("net") or {}
+        assert "img_size" not in (net.get("init_args") or {}), f"experiments/{paper}/{name} sets img_size"
+    cfg = _ParseOnlyCLI(args=["fit", *_configs(paper, "<none>", smoke=True), "--data.image_size=48"]).config["fit"]
+    assert cfg.data.image_size == 48
+    net_args = cfg.model.init_args.net.init_args
+    if paper in ("vitatt", "msvit"):
+        assert net_args.img_size == 48
+    else:
+        assert net_args.get("img_size") is None
+
+
+def test_vitatt_smoke_net_is_built_for_data_image_size(runs_dir, tmp_path):
+    """``--data.image_size=32`` builds the smoke ViTAtt for 32 px (position embedding for a 2 x 2 patch grid)."""
+    import torch
+
+    from dermfuse_models.protocol import call_net
+    from dermfuse_models.runner.cli import main
+
+    cli = main([*_configs("vitatt", "<none>", smoke=True), "--data.image_size=32", "--trainer.logger=false",
+                f"--run_dir={tmp_path}/r"], run=False)
+    net = cli.model.net
+    assert cli.datamodule.hparams.image_size == 32
+    assert net.input_size == 32 and tuple(net.vit.patch_embed.img_size) == (32, 32)
+    assert net.vit.pos_embed.shape[1] == net.vit.num_prefix_tokens + (32 // 16) ** 2
+    meta = torch.zeros(2, sum(cli.datamodule.meta_groups))
+    with torch.no_grad():
+        assert call_net(net.eval(), {"image": torch.randn(2, 3, 32, 32), "meta": meta})["logits"].shape[0] == 2
+        with pytest.raises(ValueError, match=r"data\.image_size"):
+            call_net(net, {"image": torch.randn(2, 3, 64, 64), "meta": meta})

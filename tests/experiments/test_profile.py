@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from dermfuse_models.protocol import ImageOnlyNet
 from dermfuse_models.runner import profile
 from tests.experiments._support import EXPERIMENTS, PAPERS
 from dermfuse_models.runner.__main__ import main as package_main
@@ -27,16 +28,7 @@ def test_json_only_mammo_xattn_matches_the_built_net(capsys):
 
 def test_flops_are_two_per_multiply_add():
     linear = nn.Linear(10, 20)
-    assert profile.count_flops(_ImageOnly(linear), {"image": torch.randn(1, 10)}) == 2 * 10 * 20
-
-
-class _ImageOnly(nn.Module):
-    def __init__(self, inner: nn.Module) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.inner(image)
+    assert profile.count_flops(ImageOnlyNet(linear), {"image": torch.randn(1, 10)}) == 2 * 10 * 20
 
 
 def test_a_config_that_does_not_build_is_an_error_naming_it(tmp_path, monkeypatch, capsys):

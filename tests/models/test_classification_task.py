@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader, Dataset
 
+from dermfuse_models.protocol import ImageOnlyNet
 from dermfuse_models.tasks.classification import ClassificationTask
 
 
@@ -19,7 +20,8 @@ class TinyConvNet(nn.Module):
         self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.head = nn.Linear(4, num_classes)
 
-    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, image: torch.Tensor, meta: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         return {"logits": self.head(self.features(image))}
 
 
@@ -31,9 +33,13 @@ class MetaNetWithAux(nn.Module):
         self.linear = nn.Linear(3 + 2, 2)
         self.aux_value = aux_value
         self.seen_meta = False
+        self.seen_mask: torch.Tensor | None = None
 
-    def forward(self, image: torch.Tensor, meta: torch.Tensor) -> dict:
-        self.seen_meta = True
+    def forward(self, image: torch.Tensor, meta: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> dict:
+        self.seen_meta = meta is not None
+        self.seen_mask = mask
+        meta = meta if meta is not None else image.new_zeros(image.shape[0], 2)
         out = {"logits": self.linear(torch.cat([image.mean(dim=(2, 3)), meta], dim=1))}
         if self.aux_value is not None:
             out["aux_losses"] = {"reg": torch.tensor(self.aux_value)}
@@ -94,13 +100,24 @@ def test_training_step_returns_finite_scalar_with_grad():
     assert loss.ndim == 0 and torch.isfinite(loss) and loss.requires_grad
 
 
-def test_meta_is_passed_only_to_nets_that_accept_it():
+def test_meta_and_mask_reach_every_net_which_ignores_what_it_does_not_use():
     net = MetaNetWithAux()
     task = ClassificationTask(net, class_weights=None)
-    task.training_step(_batch(), 0)
-    assert net.seen_meta
-    # TinyConvNet.forward(image) would raise TypeError if meta/mask were passed
-    ClassificationTask(TinyConvNet(), class_weights=None).training_step(_batch(), 0)
+    batch = _batch()
+    task.training_step(batch, 0)
+    assert net.seen_meta and net.seen_mask is batch["mask"]
+    task.training_step({k: v for k, v in batch.items() if k not in ("meta", "mask")}, 0)
+    assert not net.seen_meta and net.seen_mask is None  # absent keys arrive as None
+    # an image-only net ignores meta and mask
+    ClassificationTask(TinyConvNet(), class_weights=None).training_step(batch, 0)
+
+
+def test_a_bare_module_is_a_clear_error_and_image_only_net_adapts_it():
+    bare = nn.Sequential(nn.Conv2d(3, 2, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())  # image -> logits tensor
+    with pytest.raises(TypeError, match="ImageOnlyNet"):
+        ClassificationTask(bare, class_weights=None).training_step(_batch(), 0)
+    loss = ClassificationTask(ImageOnlyNet(bare), class_weights=None).training_step(_batch(), 0)
+    assert loss.ndim == 0 and torch.isfinite(loss)
 
 
 def test_aux_losses_are_added_to_the_loss():
@@ -203,7 +220,8 @@ class FixedLogitsNet(nn.Module):
         super().__init__()
         self.dummy = nn.Parameter(torch.zeros(()))
 
-    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, image: torch.Tensor, meta: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         return {"logits": image[:, 0, 0, :3] + self.dummy}
 
 

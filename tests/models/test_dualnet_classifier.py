@@ -6,6 +6,7 @@ import torch
 
 from dermfuse_models.blocks.cross_attention import CrossAttentionFusion
 from dermfuse_models.nets.dualnet_classifier import DualNetClassifier, _crop_to_mask
+from dermfuse_models.protocol import AttentionMap, AttentionMaps, GradCamLayers, UsesMetadata
 from dermfuse_models.tasks.classification import ClassificationTask
 
 # A DenseNet with the paper's layout (features.norm5, BatchNormAct) but one layer per block.
@@ -52,10 +53,14 @@ def _run(net, batch, **override):
 def test_logits_and_cross_attention_maps(net, batch):
     out = net(batch["image"], meta=batch["meta"], mask=batch["mask"])
     assert set(out) == {"logits"} and out["logits"].shape == (2, 3)
-    attn = net.attention_maps["cross"]
+    cross = net.attention_maps["cross"]
+    # keys = the segmented-lesion positions on the (2 x 2) feature grid
+    assert isinstance(cross, AttentionMap) and cross.keys == "image_grid" and cross.grid == (2, 2)
+    attn = cross.weights
     assert attn.shape == (2, 4, 4, 4) and not attn.requires_grad
     torch.testing.assert_close(attn.sum(-1), torch.ones(2, 4, 4))
     assert net.meta_names == ["age", "sex", "site"]
+    assert isinstance(net, AttentionMaps) and isinstance(net, GradCamLayers) and isinstance(net, UsesMetadata)
 
 
 @pytest.mark.parametrize(
@@ -94,11 +99,11 @@ def test_query_value_from_image_key_from_segmented_stream(net, batch):
     """The mask only reaches the fusion through the keys: it changes the attention map."""
     assert isinstance(net.cross_attention, CrossAttentionFusion) and net.cross_attention.value_source == "query"
     _run(net, batch)
-    first = net.attention_maps["cross"].clone()
+    first = net.attention_maps["cross"].weights.clone()
     other_mask = torch.zeros_like(batch["mask"])
     other_mask[:, :, 40:, 40:] = 1.0
     logits_other = _run(net, batch, mask=other_mask)
-    assert not torch.allclose(first, net.attention_maps["cross"], atol=1e-6)
+    assert not torch.allclose(first, net.attention_maps["cross"].weights, atol=1e-6)
     assert not torch.allclose(_run(net, batch), logits_other, atol=1e-6)
 
 
@@ -195,7 +200,7 @@ def test_metadata_switch(net, batch):
 def test_head_count_switch(batch, heads):
     net = _net(num_heads=heads).eval()
     _run(net, batch)
-    assert net.attention_maps["cross"].shape == (2, heads, 4, 4)
+    assert net.attention_maps["cross"].weights.shape == (2, heads, 4, 4)
 
 
 def test_shared_encoders_halve_encoder_parameters(net, batch):
@@ -226,8 +231,13 @@ def test_eval_mode_is_deterministic(net, batch):
 
 def test_classification_task_passes_mask_and_meta(batch):
     task = ClassificationTask(_net(), num_classes=3, class_weights=None)
-    assert set(task._net_inputs) == {"meta", "mask"}
-    loss = task.training_step({**batch, "label": torch.tensor([0, 2])}, 0)
+    seen = {}
+    handle = task.net.register_forward_pre_hook(lambda m, args, kwargs: seen.update(kwargs), with_kwargs=True)
+    try:
+        loss = task.training_step({**batch, "label": torch.tensor([0, 2])}, 0)
+    finally:
+        handle.remove()
+    assert seen["meta"] is batch["meta"] and seen["mask"] is batch["mask"]
     assert loss.ndim == 0 and torch.isfinite(loss)
 
 

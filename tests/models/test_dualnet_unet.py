@@ -8,6 +8,7 @@ from monai.networks.blocks import SimpleASPP
 
 from dermfuse_models.blocks.attention_gates import DepthwiseAttentionGate
 from dermfuse_models.nets.dualnet_unet import DeepUNet, predict_masks
+from dermfuse_models.protocol import ImageOnlyNet, SegGradCamLayers, is_segmentation_net
 
 TINY = "test_efficientnet"  # timm's 82k-parameter EfficientNet: same 5-stage layout as B3
 DECODER = (32, 16, 16, 8)
@@ -97,6 +98,14 @@ def test_eval_mode_is_deterministic(net, image):
         torch.testing.assert_close(net(image)["logits"], net(image)["logits"], rtol=0, atol=0)
 
 
+def test_a_segmentation_net_under_the_protocol_ignores_meta_and_mask(net, image):
+    assert is_segmentation_net(net) and isinstance(net, SegGradCamLayers)
+    with torch.no_grad():
+        plain = net(image)["logits"]
+        other = net(image, meta=torch.randn(2, 4), mask=torch.ones(2, 1, IMG, IMG))["logits"]
+    torch.testing.assert_close(plain, other, rtol=0, atol=0)
+
+
 def test_encoder_stage_mismatch_is_a_clear_error():
     with pytest.raises(ValueError, match="feature stages"):
         _net(encoder="test_convnext")  # 4 stages
@@ -126,7 +135,7 @@ class _DropoutSegmenter(nn.Module):
         self.drop = nn.Dropout(0.9)
         self.conv = nn.Conv2d(3, 1, 1)
 
-    def forward(self, image):
+    def forward(self, image, meta=None, mask=None):
         return {"logits": self.conv(self.drop(image[:, :, ::2, ::2]))}
 
 
@@ -145,10 +154,13 @@ def test_predict_masks_thresholds_in_eval_mode_at_input_size():
     assert not masks.requires_grad
 
 
-def test_predict_masks_threshold_chunks_and_bare_tensor_output():
+def test_predict_masks_threshold_chunks_and_image_only_net():
     torch.manual_seed(0)
-    conv = nn.Conv2d(3, 1, 3, padding=1)  # returns a bare tensor
+    bare = nn.Conv2d(3, 1, 3, padding=1)  # returns a bare tensor: not a protocol net
     images = torch.randn(5, 3, 8, 8)
+    with pytest.raises(TypeError, match="ImageOnlyNet"):
+        predict_masks(bare, images)
+    conv = ImageOnlyNet(bare)
     low, high = predict_masks(conv, images, threshold=0.2), predict_masks(conv, images, threshold=0.8)
     assert bool((high <= low).all()) and low.sum() > high.sum()
     torch.testing.assert_close(predict_masks(conv, images, batch_size=2), predict_masks(conv, images))
@@ -163,7 +175,7 @@ def test_predict_masks_with_deep_unet(net, image):
 
 
 def test_predict_masks_clear_errors():
-    conv = nn.Conv2d(3, 2, 1)
+    conv = ImageOnlyNet(nn.Conv2d(3, 2, 1))
     with pytest.raises(ValueError, match="threshold"):
         predict_masks(conv, torch.randn(1, 3, 4, 4), threshold=1.5)
     with pytest.raises(ValueError, match="one-channel"):

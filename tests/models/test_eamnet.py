@@ -7,6 +7,7 @@ from dermfuse_models.blocks.cmam import CrossMixAttention
 from dermfuse_models.blocks.external_attention import ExternalAttentionBridge
 from dermfuse_models.blocks.mrcf import MultiResolutionChannelFusion
 from dermfuse_models.nets.eamnet import EAMNet
+from dermfuse_models.protocol import is_segmentation_net
 
 PAPER_PARAMS = 4.6e6
 SMALL = dict(base_channels=8, blocks_per_stage=1, memory_size=8, fusion_channels=4)
@@ -157,7 +158,9 @@ def test_cmam_mode_switch_and_attention_maps():
     cross.eval()(torch.randn(2, 3, 32, 32))
     directions = ("spatial_to_channel", "channel_to_spatial")
     assert set(cross.attention_maps) == {f"decoder{i}/{d}" for i in range(3) for d in directions}
-    assert cross.attention_maps["decoder0/spatial_to_channel"].shape == (2, 4, 8, 8)  # 32 ch, 4 heads
+    assert cross.attention_maps["decoder0/spatial_to_channel"].weights.shape == (2, 4, 8, 8)  # 32 ch, 4 heads
+    assert {m.keys for m in cross.attention_maps.values()} == {"channels"}  # channel tokens, never a heatmap
+    assert is_segmentation_net(cross) and cross.output_kind == "mask_logits"
     parallel.eval()(torch.randn(1, 3, 32, 32))
     assert parallel.attention_maps == {}
     with pytest.raises(ValueError, match="cmam_mode"):

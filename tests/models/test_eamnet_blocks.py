@@ -109,8 +109,10 @@ def test_cmam_gradients_reach_both_cross_attentions_and_maps_are_softmax():
         assert all(g is not None and g.abs().sum() > 0 for g in grads), name
     maps = block.attention_maps
     assert set(maps) == {"spatial_to_channel", "channel_to_spatial"}
-    assert maps["spatial_to_channel"].shape == (2, 2, 4, 4) and not maps["spatial_to_channel"].requires_grad
-    _assert_close(maps["channel_to_spatial"].sum(-1), torch.ones(2, 2, 4))
+    assert all(m.keys == "channels" for m in maps.values())
+    weights = maps["spatial_to_channel"].weights
+    assert weights.shape == (2, 2, 4, 4) and not weights.requires_grad
+    _assert_close(maps["channel_to_spatial"].weights.sum(-1), torch.ones(2, 2, 4))
 
 
 def test_cmam_parallel_and_serial_modes_have_no_cross_attention():

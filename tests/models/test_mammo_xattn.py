@@ -145,12 +145,18 @@ def test_fusions_differ_in_structure_and_keep_attention_maps():
     with torch.no_grad():
         cross(_images(2), _meta(2))
         co(_images(2), _meta(2))
-    weights = cross.attention_maps["image_to_clinical"]
+    names = tuple(f"meta_{i}" for i in range(len(GROUPS)))
+    to_clinical = cross.attention_maps["image_to_clinical"]
+    assert to_clinical.keys == "feature_tokens" and to_clinical.names == names  # keys = the clinical features
+    weights = to_clinical.weights
     assert weights.shape == (2, 4, 1, len(GROUPS)) and not weights.requires_grad
     torch.testing.assert_close(weights.sum(-1), torch.ones(2, 4, 1))
     grid = 1  # resnet10t at 32 px: layer4 is 1 x 1 (see the GRID_SIZE tests for 2 x 2)
-    assert co.attention_maps["image_to_clinical"].shape == (2, 4, grid, len(GROUPS))
-    assert co.attention_maps["clinical_to_image"].shape == (2, 4, len(GROUPS), grid)
+    assert co.attention_maps["image_to_clinical"].weights.shape == (2, 4, grid, len(GROUPS))
+    assert co.attention_maps["image_to_clinical"].keys == "feature_tokens"
+    assert co.attention_maps["clinical_to_image"].weights.shape == (2, 4, len(GROUPS), grid)
+    assert co.attention_maps["clinical_to_image"].keys == "image_grid"
+    assert co.attention_maps["clinical_to_image"].grid == (grid, grid)
     assert _net("concat").attention_maps == {} and _net("concat").cross_attention is None
     assert co.classifier[0].in_features == 4 * 100 and cross.classifier[0].in_features == 2 * 100
     assert isinstance(cross.clinical_tokens, ClinicalTokenProjection)
@@ -195,7 +201,12 @@ def test_attention_queries_and_keys_come_from_the_named_modality(fusion, num_hea
         for handle in handles:
             handle.remove()
     assert image_tokens.shape == (2, 4, 100) and clinical_tokens.shape == (2, len(GROUPS), 100)
-    maps = net.attention_maps
+    assert {name: m.keys for name, m in net.attention_maps.items()} == (
+        {"image_to_clinical": "feature_tokens"} if fusion == "cross"
+        else {"image_to_clinical": "feature_tokens", "clinical_to_image": "image_grid"})
+    if fusion == "co":
+        assert net.attention_maps["clinical_to_image"].grid == (2, 2)  # the four layer-4 locations
+    maps = {name: m.weights for name, m in net.attention_maps.items()}
     if fusion == "cross":
         ((query, key, value),) = calls[0]
         torch.testing.assert_close(query, image_embedding[:, None])
@@ -230,8 +241,8 @@ def test_num_heads_switch_changes_the_attention_with_the_same_weights(fusion):
     x, meta = _images(2, size=GRID_SIZE), _meta(2)
     with torch.no_grad():
         logits_four, logits_five = four(x, meta)["logits"], five(x, meta)["logits"]
-    assert four.attention_maps["image_to_clinical"].shape[1] == 4
-    assert five.attention_maps["image_to_clinical"].shape[1] == 5
+    assert four.attention_maps["image_to_clinical"].weights.shape[1] == 4
+    assert five.attention_maps["image_to_clinical"].weights.shape[1] == 5
     assert not torch.allclose(logits_four, logits_five, atol=1e-6)
     assert [a.head_dim for a in _attention_modules(five)] == [20] * len(_attention_modules(five))
 

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 
 from dermfuse_models.blocks.multiscale_attention import MultiScaleSelfAttention, scale_windows
 from dermfuse_models.nets.msvit import MSViT, attention_outside_mask_loss, resolve_backbone
+from dermfuse_models.protocol import AttentionCapture, TokenLayout, UsesMetadata, uses_metadata
 
 TINY = "vit_tiny_patch16_224"
 SIZE = 64  # 4 x 4 patch grid with patch 16
@@ -98,7 +99,7 @@ def test_eval_is_deterministic_and_other_sizes_work(net):
     with torch.no_grad():
         torch.testing.assert_close(net(x)["logits"], net(x)["logits"])
         assert net(torch.randn(1, 3, 80, 48))["logits"].shape == (1, 3)  # 5 x 3 grid
-    assert net.grid_size == (5, 3)
+    assert net.token_layout.grid == (5, 3) and net.token_layout.patches == slice(1, 16)
 
 
 def test_regulariser_is_low_inside_the_mask_high_outside_and_zero_without_lesion():
@@ -259,7 +260,7 @@ def test_patch_size_switch_picks_the_timm_variant_or_passes_patch_size():
     coarse = _tiny(patch_size=32)
     with torch.no_grad():
         coarse(torch.randn(1, 3, SIZE, SIZE))
-    assert coarse.grid_size == (2, 2) and coarse.vit.patch_embed.patch_size == (32, 32)
+    assert coarse.token_layout.grid == (2, 2) and coarse.vit.patch_embed.patch_size == (32, 32)
 
 
 def test_attention_capture_api_matches_vitatt(net):
@@ -276,7 +277,9 @@ def test_attention_capture_api_matches_vitatt(net):
     n_tokens = 1 + 16
     assert net.attentions[-1].shape == (2, 3, n_tokens, n_tokens)
     torch.testing.assert_close(net.attentions[-1].sum(-1), torch.ones(2, 3, n_tokens))
-    assert net.token_layout == {"cls": 0, "patches": slice(1, n_tokens)}
+    assert net.token_layout == TokenLayout(cls=0, patches=slice(1, n_tokens), grid=(4, 4), meta=None)
+    assert isinstance(net, AttentionCapture) and net.input_size == SIZE
+    assert not isinstance(net, UsesMetadata) and not uses_metadata(net)  # image-only paper
     net.set_attention_capture(True, keep_grad=True)
     net(x)["logits"][:, 0].sum().backward()
     assert net.attentions[-1].grad is not None

@@ -15,6 +15,7 @@ from torchmetrics.classification import BinaryStatScores
 
 from dermfuse_data.synthetic import draw_lesion
 from dermfuse_models.losses import halving_weights
+from dermfuse_models.protocol import ImageOnlyNet
 from dermfuse_models.tasks.segmentation import METRIC_NAMES, SegmentationTask, segmentation_scores
 
 
@@ -35,7 +36,10 @@ class LogitsFromImage(nn.Module):
         self.scale = nn.Parameter(torch.ones(()))
         self.deep_sizes, self.aux = deep_sizes, aux
 
-    def forward(self, image: torch.Tensor) -> dict:
+    output_kind = "mask_logits"
+
+    def forward(self, image: torch.Tensor, meta: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> dict:
         logits = image[:, :1] * self.scale
         out: dict = {"logits": logits}
         if self.training and self.deep_sizes:
@@ -156,14 +160,27 @@ def test_loss_weights_and_aux_losses():
         SegmentationTask(LogitsFromImage()).training_step({"image": batch["image"]}, 0)
 
 
-def test_meta_is_passed_only_to_nets_that_accept_it_and_never_the_mask():
+def test_meta_is_passed_to_the_net_and_never_the_mask():
     class MetaNet(nn.Module):
-        def forward(self, image: torch.Tensor, meta: torch.Tensor) -> torch.Tensor:
-            return image[:, :1] + meta.sum(1).view(-1, 1, 1, 1)
+        output_kind = "mask_logits"
+
+        def forward(self, image: torch.Tensor, meta: torch.Tensor | None = None,
+                    mask: torch.Tensor | None = None) -> dict:
+            assert mask is None, "the mask is the segmentation target, not an input"
+            return {"logits": image[:, :1] + meta.sum(1).view(-1, 1, 1, 1)}
 
     batch = {"image": torch.randn(2, 3, 8, 8), "meta": torch.ones(2, 3), "mask": torch.zeros(2, 1, 8, 8)}
     assert torch.allclose(SegmentationTask(MetaNet())(batch)["logits"], batch["image"][:, :1] + 3)
     assert SegmentationTask(LogitsFromImage())(batch)["logits"].shape == (2, 1, 8, 8)
+    SegmentationTask(MetaNet()).training_step(batch, 0)  # the loss still sees the mask
+
+
+def test_a_bare_tensor_output_is_a_clear_error():
+    conv = nn.Conv2d(3, 1, 1)
+    batch = {"image": torch.randn(2, 3, 8, 8), "mask": torch.zeros(2, 1, 8, 8)}
+    with pytest.raises(TypeError, match="ImageOnlyNet"):
+        SegmentationTask(conv)(batch)
+    assert SegmentationTask(ImageOnlyNet(conv))(batch)["logits"].shape == (2, 1, 8, 8)
 
 
 # ------------------------------------------------------------------------------------ optimisation
@@ -224,7 +241,7 @@ class LesionMasks(Dataset):
 def test_tiny_unet_learns_to_segment_synthetic_lesions():
     torch.manual_seed(0)
     train, val = LesionMasks(96, seed=0), LesionMasks(32, seed=1)
-    net = BasicUNet(spatial_dims=2, in_channels=3, out_channels=1, features=(8, 8, 16, 16, 32, 8))
+    net = ImageOnlyNet(BasicUNet(spatial_dims=2, in_channels=3, out_channels=1, features=(8, 8, 16, 16, 32, 8)))
     task = SegmentationTask(net, lr=1e-2, scheduler=None)
     trainer = pl.Trainer(
         max_epochs=8, accelerator="cpu", logger=False, enable_checkpointing=False,

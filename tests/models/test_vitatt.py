@@ -5,6 +5,7 @@ import torch
 
 from dermfuse_models.blocks.metadata import MetadataTokenizer
 from dermfuse_models.nets.vitatt import ViTAtt
+from dermfuse_models.protocol import AttentionCapture, TokenLayout, UsesMetadata, call_net
 
 TINY_VIT = "vit_tiny_patch16_224"
 IMG = 32  # 2x2 patches of 16 px
@@ -35,10 +36,14 @@ def test_logits_shape_and_token_layout(model, batch):
     assert set(out) == {"logits"}
     assert out["logits"].shape == (3, 3)
     layout = model.token_layout
-    assert layout["cls"] == 0
-    assert layout["patches"] == slice(1, 1 + N_PATCHES)
-    assert layout["meta"] == slice(1 + N_PATCHES, 1 + N_PATCHES + len(GROUPS))
+    assert isinstance(layout, TokenLayout)
+    assert layout.cls == 0
+    assert layout.patches == slice(1, 1 + N_PATCHES)
+    assert layout.grid == (IMG // 16, IMG // 16)
+    assert layout.meta == slice(1 + N_PATCHES, 1 + N_PATCHES + len(GROUPS))
     assert model.meta_names == ["age", "site", "itch"]
+    assert isinstance(model, AttentionCapture) and isinstance(model, UsesMetadata)
+    assert model.input_size == IMG
 
 
 def test_token_count_includes_one_token_per_feature(model, batch):
@@ -55,7 +60,8 @@ def test_token_count_includes_one_token_per_feature(model, batch):
 def test_other_image_sizes_work_via_dynamic_pos_embed(model):
     out = model(torch.randn(2, 3, 64, 64), torch.randn(2, sum(GROUPS)))
     assert out["logits"].shape == (2, 3)
-    assert model.token_layout["meta"] == slice(17, 20)
+    assert model.token_layout.meta == slice(17, 20)
+    assert model.token_layout.grid == (4, 4)
 
 
 def test_gradients_reach_every_trainable_parameter(batch):
@@ -80,7 +86,8 @@ def test_image_only_has_no_metadata_parameters_and_ignores_meta(batch):
         c = net(image)["logits"]
         torch.testing.assert_close(a, b)
         torch.testing.assert_close(a, c)
-        assert net.token_layout["meta"] == slice(1 + N_PATCHES, 1 + N_PATCHES)
+        assert net.token_layout.meta is None  # no metadata tokens
+        assert net.token_layout.patches == slice(1, 1 + N_PATCHES) and net.meta_names == []
 
 
 def test_metadata_changes_logits_when_used(model, batch):
@@ -93,6 +100,23 @@ def test_metadata_changes_logits_when_used(model, batch):
 def test_missing_meta_is_a_clear_error(model, batch):
     with pytest.raises(ValueError, match="meta=None"):
         model(batch[0])
+
+
+def test_mask_is_ignored(model, batch):
+    image, meta = batch
+    mask = torch.ones(3, 1, IMG, IMG)
+    torch.testing.assert_close(model(image, meta, mask)["logits"], model(image, meta)["logits"])
+
+
+def test_call_net_refuses_images_of_another_size_than_img_size():
+    """A ViTAtt built for 64 px and fed 32 px batches names both config keys (one source of truth)."""
+    net = ViTAtt(num_classes=3, meta_groups=GROUPS, backbone=TINY_VIT, img_size=64).eval()
+    assert net.input_size == 64
+    batch = {"image": torch.randn(2, 3, 32, 32), "meta": torch.randn(2, sum(GROUPS))}
+    with pytest.raises(ValueError, match=r"data\.image_size") as info:
+        call_net(net, batch)
+    assert "img_size" in str(info.value) and "64" in str(info.value) and "32" in str(info.value)
+    assert call_net(net, {**batch, "image": torch.randn(2, 3, 64, 64)})["logits"].shape == (2, 3)
 
 
 def test_attention_capture_maps_and_same_logits(batch):

@@ -118,7 +118,7 @@ def fit_seg_briefly(net: nn.Module, steps: int = 15, seed: int = 0, lr: float = 
 
 
 def make_net(kind: str) -> nn.Module:
-    """A small, seeded, eval-mode instance of one paper's net (``kind``) or a bare timm CNN."""
+    """A small, seeded, eval-mode instance of one paper's net (``kind``) or a bare timm CNN (in ``ImageOnlyNet``)."""
     torch.manual_seed(0)
     if kind == "vitatt":
         from dermfuse_models.nets.vitatt import ViTAtt
@@ -142,7 +142,9 @@ def make_net(kind: str) -> nn.Module:
     elif kind == "timm_cnn":
         import timm
 
-        net = timm.create_model("test_resnet", num_classes=3)
+        from dermfuse_models.protocol import ImageOnlyNet
+
+        net = ImageOnlyNet(timm.create_model("test_resnet", num_classes=3))
     else:
         raise ValueError(kind)
     return net.eval()

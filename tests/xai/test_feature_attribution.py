@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 
 from dermfuse_xai import clinical_attributions, group_feature_mask, missing_baseline
+from dermfuse_models.protocol import ImageOnlyNet
 from dermfuse_xai.model_io import LogitsModel
 
 GROUPS = [3, 2, 4]
@@ -21,7 +22,8 @@ class AdditiveMetaNet(nn.Module):
         self.meta_head = nn.Linear(sum(GROUPS), 3)
         self.meta_names = NAMES
 
-    def forward(self, image: torch.Tensor, meta: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, image: torch.Tensor, meta: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         return {"logits": self.meta_head(meta) + image.mean(dim=(1, 2, 3))[:, None]}
 
 
@@ -111,8 +113,12 @@ def test_baselines_and_clear_errors():
         def forward(self, image):
             return image.mean(dim=(2, 3))
 
-    with pytest.raises(TypeError, match="takes no `meta`"):
-        clinical_attributions(ImageOnly(), image, meta, 0, GROUPS)
+    with pytest.raises(TypeError, match="uses no clinical features"):
+        clinical_attributions(ImageOnlyNet(ImageOnly()), image, meta, 0, GROUPS)
+    no_names = AdditiveMetaNet()
+    no_names.meta_names = []  # built without clinical features (the image-only ablation)
+    with pytest.raises(TypeError, match="uses no clinical features"):
+        clinical_attributions(no_names, image, meta, 0, GROUPS)
 
 
 def test_sampling_is_reproducible_for_a_seed():

@@ -35,7 +35,8 @@ class TinyLesionCNN(nn.Module):
         )
         self.head = nn.Linear(32, num_classes)
 
-    def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, image: torch.Tensor, meta: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         return {"logits": self.head(self.features(image).mean(dim=(2, 3)))}
 
     def cam_layers(self) -> dict[str, nn.Module]:

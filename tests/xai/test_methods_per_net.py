@@ -99,11 +99,14 @@ def test_vitatt_relevancy_scores_each_metadata_token_by_name(fitted, batch, kit)
 def test_relevancy_depends_on_the_target_class_and_rollout_does_not(fitted, batch):
     x, meta, _, _ = batch
     net = fitted("vitatt")
+    fused_before = [block.attn.fused_attn for block in net.vit.blocks]
     a = transformer_relevancy(net, x, 0, meta=meta).image_map
     b = transformer_relevancy(net, x, 1, meta=meta).image_map
     assert not torch.allclose(a, b)
-    # attention capture is switched off afterwards and logits are unchanged by it
-    assert not net._attn_hooks
+    # attention capture is switched off afterwards (no hooks, fused path restored) and logits are unchanged by it
+    assert not net.attention_recorder.active and net.attentions == []
+    assert all(not block.attn.attn_drop._forward_hooks for block in net.vit.blocks)
+    assert all(block.attn.fused_attn == fused for block, fused in zip(net.vit.blocks, fused_before, strict=True))
     with torch.no_grad():
         torch.testing.assert_close(LogitsModel(net)(x, meta), net(x, meta)["logits"])
 
@@ -114,8 +117,13 @@ def test_cross_attention_summaries(fitted, batch, kit):
     assert set(cross) == {"image_to_clinical"} and cross["image_to_clinical"].kind == "features"
     assert cross["image_to_clinical"].names == kit.NAMES
     assert torch.allclose(cross["image_to_clinical"].feature_scores.sum(-1), torch.ones(3), atol=1e-5)
+    # the summary follows what the net says its keys are
+    assert fitted("mammo_xattn").attention_maps["image_to_clinical"].keys == "feature_tokens"
     dual = cross_attention_maps(fitted("dualnet"), x, meta=meta, mask=masks)
     assert dual["cross"].kind == "image" and dual["cross"].image_map.shape == (3, kit.SIZE, kit.SIZE)
+    assert fitted("dualnet").attention_maps["cross"].keys == "image_grid"
+    co = cross_attention_maps(fitted("mammo_xattn_co"), x, meta=meta)
+    assert {name: s.kind for name, s in co.items()} == {"image_to_clinical": "features", "clinical_to_image": "image"}
 
 
 def test_dualnet_gradcam_hooks_both_densenet_branches(fitted, batch):

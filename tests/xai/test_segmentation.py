@@ -23,6 +23,7 @@ from dermfuse_xai import (
     spearman,
     write_report,
 )
+from dermfuse_models.protocol import AttentionMap
 from dermfuse_xai.cross_attention import has_cross_attention, summarise_attention
 from dermfuse_xai.explain import SCORE_KEYS, check_methods, default_methods
 from dermfuse_xai.figures import heatmap_grid_figure
@@ -88,13 +89,16 @@ def test_eamnet_channel_attention_is_not_a_spatial_heatmap(seg_fitted, held_out,
     x, _, _ = held_out
     assert not has_cross_attention(net)
     assert cross_attention_maps(net, x) == {}  # the forward filled attention_maps, none is spatial
-    # decoder1's CMAM map is (B, heads, 4, 4): K = 4 fits a 2x2 grid of a 64 px image, which the grid
-    # heuristic alone would have upsampled into a "heatmap"; the same tensor under a spatial name does
+    # decoder1's CMAM map is (B, heads, 4, 4): K = 4 fits a 2x2 grid of a 64 px image, which a grid
+    # heuristic would have upsampled into a "heatmap"; its keys say "channels", whatever its name, and
+    # the same weights declared as an image grid do become a heatmap
     attn = net.attention_maps["decoder1/spatial_to_channel"]
-    assert attn.shape[-1] == 4
-    assert summarise_attention("decoder1/spatial_to_channel", attn, [], (kit.SIZE, kit.SIZE)) is None
-    assert summarise_attention("decoder1/channel_to_spatial", attn, [], (kit.SIZE, kit.SIZE)) is None
-    assert summarise_attention("cross", attn, [], (kit.SIZE, kit.SIZE)).kind == "image"
+    assert attn.keys == "channels" and attn.weights.shape[-1] == 4
+    assert all(m.keys == "channels" for m in net.attention_maps.values())
+    for name in ("decoder1/spatial_to_channel", "decoder1/channel_to_spatial", "cross"):
+        assert summarise_attention(name, attn, (kit.SIZE, kit.SIZE)) is None
+    as_grid = AttentionMap(attn.weights, keys="image_grid", grid=(2, 2))
+    assert summarise_attention("decoder1/spatial_to_channel", as_grid, (kit.SIZE, kit.SIZE)).kind == "image"
 
 
 @pytest.mark.parametrize("kind", SEG_KINDS)
@@ -215,7 +219,7 @@ def test_an_undeclared_pixel_output_net_is_one_clear_error(kit):
             super().__init__()
             self.conv = nn.Conv2d(3, 1, 3, padding=1)
 
-        def forward(self, image):
+        def forward(self, image, meta=None, mask=None):
             return {"logits": self.conv(image)}
 
         def cam_layers(self):
