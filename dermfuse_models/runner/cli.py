@@ -22,7 +22,6 @@ segmenter.yaml`` -> ``dualnet_segmenter``).
 """
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -34,8 +33,8 @@ from pytorch_lightning.cli import LightningCLI
 
 from dermfuse_data.datamodule import DermDataModule
 from dermfuse_data.errors import DatasetError
-from dermfuse_data.splits import uses_official
 from dermfuse_models.runner.runs import dataset_tag, find_resumable_run, runs_root
+from dermfuse_models.runner.summary import print_summary, run_summary, scalars, write_summary
 
 RUN_DIR_ENV = "DERMFUSE_RUN_DIR"
 #: trainer defaults every run shares (loggers, checkpointing, LR monitor), layered under every --config
@@ -49,10 +48,6 @@ def experiment_name(config_paths: list | None) -> str:
         if path.parent.name:
             return path.parent.name if path.stem == "config" else f"{path.parent.name}_{path.stem}"
     return "adhoc"
-
-
-def _scalars(metrics: dict) -> dict:
-    return {k: float(v) for k, v in sorted(metrics.items()) if getattr(v, "numel", lambda: 1)() == 1}
 
 
 def _is_ddp_child() -> bool:
@@ -179,34 +174,17 @@ class DermCLI(LightningCLI):
     def after_fit(self) -> None:
         """Test the best checkpoint (last weights if none) and write ``metrics.json`` to the run folder."""
         trainer: pl.Trainer = self.trainer
-        val = _scalars(trainer.callback_metrics)
+        val = scalars(trainer.callback_metrics)
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
         if trainer.fast_dev_run:
             best = None
         test = trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)
         cfg = self.config[self.subcommand]
-        hp = self.datamodule.hparams
-        summary = {"run_dir": trainer.default_root_dir, "experiment": experiment_name(cfg.get("config")),
-                   "dataset": hp.dataset, "source_options": dict(hp.source_options or {}),
-                   "task": hp.task, "synthetic": self.datamodule.is_synthetic, "split": "test",
-                   "official_split": uses_official(self.datamodule.table, hp.use_official_split),
-                   "meta_features": [f.name for f in self.datamodule.features],
-                   "predicted_masks": hp.predicted_masks,
-                   "test_meta_missing_fraction": hp.test_meta_missing_fraction,
-                   "seed": hp.seed, "seed_everything": cfg.get("seed_everything"),
-                   "split_file": str(self.datamodule.split_file), "image_size": hp.image_size,
-                   "epochs": trainer.current_epoch, "max_epochs": trainer.max_epochs,
-                   "best_checkpoint": best, "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-                   "val": {k: v for k, v in val.items() if k.startswith("val/")},
-                   "test": _scalars(test[0]) if test else {}}
+        summary = run_summary(trainer, self.datamodule, experiment_name(cfg.get("config")), cfg.get("seed_everything"),
+                              best, val, scalars(test[0]) if test else {})
         if trainer.is_global_zero:
-            path = Path(trainer.default_root_dir) / "metrics.json"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(summary, indent=2))
-            banner = " (SYNTHETIC DATA)" if summary["synthetic"] else ""
-            print(f"\nrun folder: {trainer.default_root_dir}{banner}")
-            for k, v in summary["test"].items():
-                print(f"  {k:<28} {v:.4f}")
+            write_summary(trainer.default_root_dir, summary)
+            print_summary(summary)
 
 
 class _ParseOnlyCLI(DermCLI):

@@ -126,13 +126,13 @@ def test_dualnet_segmenter_configs_build(paper, runs_dir, tmp_path):
 def test_image_size_is_set_once_and_linked_to_the_net(paper):
     """``data.image_size`` is the one image size: no config sets the net's ``img_size``; the CLI links it
     to the ViTs and the link is harmless for nets without ``img_size`` (as ``meta_groups`` is for EAM-Net)."""
-    from dermfuse_models.runner.two_stage import _ParseOnlyCLI
+    from dermfuse_models.runner.cli import parse_config
 
     folder = require_paper(paper)
     for name in ("config.yaml", "smoke.yaml"):
         net = (yaml.safe_load((folder / name).read_text()).get("model") or {}).get("init_args", {}).get("net") or {}
         assert "img_size" not in (net.get("init_args") or {}), f"experiments/{paper}/{name} sets img_size"
-    cfg = _ParseOnlyCLI(args=["fit", *_configs(paper, "<none>", smoke=True), "--data.image_size=48"]).config["fit"]
+    cfg = parse_config(["fit", *_configs(paper, "<none>", smoke=True), "--data.image_size=48"])
     assert cfg.data.image_size == 48
     net_args = cfg.model.init_args.net.init_args
     if paper in ("vitatt", "msvit"):
