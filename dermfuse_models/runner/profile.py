@@ -5,7 +5,8 @@ Each trainable config of an experiment folder (``experiments/<paper>/config.yaml
 classes, clinical feature widths, image size -- are the training ones), with ``pretrained`` off and
 the data's synthetic miniature unless ``--data_root`` is given (clinical feature widths then come from
 the real metadata; the miniature's are within a few columns). The paper's own figures come from the
-``complexity`` entry of ``experiments/<paper>/reported.yaml``.
+``complexity`` entry of ``experiments/<paper>/reported.yaml`` (with the input size they are compared at,
+where it is not the config's).
 
 FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` on one forward pass of batch 1
 in eval mode (no gradients). It counts matrix multiplications, convolutions and attention kernels,
@@ -45,6 +46,7 @@ class NetSpec:
     paper_params_m: float | None = None
     paper_gflops: float | None = None
     note: str = ""
+    input_size: int | None = None  # where the paper's figures are compared; None = the config's data.image_size
 
 
 def discover(experiments: Path = EXPERIMENTS) -> list[NetSpec]:
@@ -59,7 +61,7 @@ def discover(experiments: Path = EXPERIMENTS) -> list[NetSpec]:
             name = folder.name if config.stem == "config" else f"{folder.name}_{config.stem}"
             figures = complexity.get(config.name) or {}
             specs.append(NetSpec(name, folder.name, config, figures.get("params_m"), figures.get("gflops"),
-                                 str(figures.get("note", ""))))
+                                 str(figures.get("note", "")), figures.get("input_size")))
     return specs
 
 
@@ -114,7 +116,7 @@ def profile_spec(spec: NetSpec, size: int | None = None, data_root: str | None =
     row: dict[str, Any] = {"name": spec.name, "paper": spec.paper, "config": str(spec.config),
                            "paper_params_m": spec.paper_params_m, "paper_gflops": spec.paper_gflops, "note": spec.note}
     try:
-        net, inputs = build_net(spec, size, data_root)
+        net, inputs = build_net(spec, size or spec.input_size, data_root)
     except (ImportError, ValueError, TypeError, SystemExit) as err:
         row.update(status="error", reason=f"{spec.config} does not build: {type(err).__name__}: {err}")
         return row
