@@ -538,26 +538,11 @@ def official_split_overlap(table: pa.Table) -> dict:
             "crossing": crossing}
 
 
-# ---------------------------------------------------------------------------------------------
-# synthetic miniature (written by dermfuse_data.sources._cbis_ddsm_synth)
-# ---------------------------------------------------------------------------------------------
-def synthesize(out: str | Path, seed: int = 0) -> Path:
-    """Write a CBIS-DDSM miniature in TCIA's layout into ``out``; returns ``out``.
-
-    See :func:`dermfuse_data.sources._cbis_ddsm_synth.write_miniature` (four CSVs with the exact
-    headers, CRLF and quoted newline paths; a ``CBIS-DDSM/`` tree of small 16-bit DICOMs).
-    """
-    from dermfuse_data.sources._cbis_ddsm_synth import write_miniature
-
-    return write_miniature(Path(out), int(seed))
-
-
 SOURCE = DatasetSource(
     name="cbis_ddsm",
     title="CBIS-DDSM (curated DDSM mammograms, masses and calcifications)",
     classes=CLASSES,
     read=read,
-    synthesize=synthesize,
     features=FEATURES,
     group="patient",
     has_masks=True,

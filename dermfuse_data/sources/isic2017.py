@@ -23,16 +23,13 @@ import csv
 from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 
 from dermfuse_data.errors import DatasetError
-from dermfuse_data.schema import SPLITS, build_table
+from dermfuse_data.schema import build_table
 from dermfuse_data.sources.base import DatasetSource, MetaFeature
 from dermfuse_data.sources.isic_layout import (SPLITS_OPTION_HELP, check_cross_split_duplicates,
                                                index_folder, parse_splits, shown)
-from dermfuse_data.synthetic import (class_counts, count_image_classes, draw_lesion, image_class_of,
-                                     maybe_missing, save_image)
 
 CLASSES = ("melanoma", "seborrheic_keratosis", "nevus")
 #: official split -> the name the challenge uses in its folder and file names
@@ -249,78 +246,8 @@ def read(root: str | Path, splits: str | Iterable[str] | None = None) -> pa.Tabl
     return build_table(rows, meta_names)
 
 
-# ---------------------------------------------------------------------------------------------
-# synthetic miniature
-# ---------------------------------------------------------------------------------------------
-#: seborrheic keratosis and nevus share one image distribution and differ only in
-#: ``age_approximate`` (nevus 15-35, seborrheic keratosis 60-85; never ``unknown`` for these two)
-METADATA_ONLY_PAIRS = ((CLASSES.index("seborrheic_keratosis"), CLASSES.index("nevus")),)
-#: images per split in the miniature
-SYNTHETIC_SPLIT_SIZES = {"train": 90, "val": 30, "test": 45}
 #: published class counts per split (melanoma, seborrheic keratosis, nevus)
 REAL_COUNTS = {"train": (374, 254, 1372), "val": (30, 42, 78), "test": (117, 90, 393)}
-_AGES = {0: range(30, 90, 5), 1: range(60, 90, 5), 2: range(15, 40, 5)}
-
-
-def _superpixels(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
-    """A Part 2 style superpixel map: index of a jittered grid cell, packed into RGB (R + 256 G)."""
-    h, w = size
-    cells = int(rng.integers(6, 10))
-    yy, xx = np.mgrid[0:h, 0:w]
-    index = (yy * cells // h) * cells + (xx * cells // w)
-    rgb = np.zeros((h, w, 3), np.uint8)
-    rgb[..., 0], rgb[..., 1] = index % 256, index // 256
-    return rgb
-
-
-def _write_csv(path: Path, header: tuple[str, ...], rows: list[list[str]], line_end: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh, lineterminator=line_end)
-        writer.writerow(header)
-        writer.writerows(rows)
-
-
-def synthesize(out: str | Path, seed: int = 0) -> Path:
-    """Write an ISIC 2017 miniature in the challenge's layout into ``out``; returns ``out``.
-
-    Per split (:data:`SYNTHETIC_SPLIT_SIZES`, 165 images in all, the published class imbalance of
-    each split, at least 5 per class) the ``_Data`` folder with JPEGs (96-128 px), their
-    ``_superpixels.png`` and the metadata CSV (LF, ``unknown`` for missing values), the
-    ``_Part1_GroundTruth`` folder of 0/255 PNG masks at image size and the ``_Part3_GroundTruth.csv``
-    (CRLF, ``0.0``/``1.0`` as published). Melanoma and the other two classes differ in the image;
-    seborrheic keratosis vs nevus only in age (:data:`METADATA_ONLY_PAIRS`). Byte-identical per seed.
-    """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng([int(seed), 2017])
-    total = sum(SYNTHETIC_SPLIT_SIZES.values())
-    numbers = np.sort(rng.choice(np.arange(0, 16000), total, replace=False))
-    numbers = numbers[rng.permutation(total)]
-    n_image_classes = count_image_classes(len(CLASSES), METADATA_ONLY_PAIRS)
-    start = 0
-    for split in SPLITS:
-        n = SYNTHETIC_SPLIT_SIZES[split]
-        counts = class_counts(n, REAL_COUNTS[split], minimum=5)
-        labels = np.repeat(np.arange(len(CLASSES)), counts)[rng.permutation(n)]
-        ids = [f"ISIC_{k:07d}" for k in sorted(numbers[start:start + n])]
-        gt_rows, meta_rows = [], []
-        for i, (image_id, label) in enumerate(zip(ids, labels), start=start):
-            img_rng = np.random.default_rng([int(seed), 2017, i])
-            size = (int(img_rng.integers(96, 129)), int(img_rng.integers(96, 129)))
-            rgb, mask = draw_lesion(img_rng, size, image_class_of(int(label), METADATA_ONLY_PAIRS),
-                                    n_image_classes)
-            save_image(data_dir(out, split) / f"{image_id}.jpg", rgb, quality=90)
-            save_image(data_dir(out, split) / f"{image_id}_superpixels.png", _superpixels(img_rng, size))
-            save_image(mask_dir(out, split) / f"{image_id}_segmentation.png", mask)
-            gt_rows.append([image_id, "1.0" if label == 0 else "0.0", "1.0" if label == 1 else "0.0"])
-            age = str(int(rng.choice(list(_AGES[int(label)]))))
-            meta_rows.append([image_id, maybe_missing(rng, age, 0.1 if label == 0 else 0.0, "unknown"),
-                              maybe_missing(rng, str(rng.choice(["female", "male"])), 0.1, "unknown")])
-        start += n
-        _write_csv(labels_csv(out, split), LABEL_COLUMNS, gt_rows, "\r\n")
-        _write_csv(data_dir(out, split) / metadata_name(split), METADATA_COLUMNS, meta_rows, "\n")
-    return out
 
 
 SOURCE = DatasetSource(
@@ -328,7 +255,6 @@ SOURCE = DatasetSource(
     title="ISIC 2017 challenge (Part 1 lesion masks + Part 3 melanoma / seborrheic keratosis)",
     classes=CLASSES,
     read=read,
-    synthesize=synthesize,
     features=FEATURES,
     group="image",
     has_masks=True,
@@ -337,6 +263,5 @@ SOURCE = DatasetSource(
           "nevus = neither. Metadata (age_approximate, sex; 'unknown' = missing) only where the "
           "split's metadata CSV is present.",
     options={"splits": SPLITS_OPTION_HELP},
-    extra={"metadata_only_pairs": METADATA_ONLY_PAIRS, "split_tags": SPLIT_TAGS,
-           "real_counts": REAL_COUNTS},
+    extra={"split_tags": SPLIT_TAGS, "real_counts": REAL_COUNTS},
 )

@@ -18,15 +18,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 
 from dermfuse_data.errors import DatasetError
-from dermfuse_data.schema import SPLITS, build_table
+from dermfuse_data.schema import build_table
 from dermfuse_data.sources.base import DatasetSource
 from dermfuse_data.sources.isic_layout import (SPLITS_OPTION_HELP, check_cross_split_duplicates,
                                                index_folder, parse_splits, shown)
-from dermfuse_data.synthetic import STYLES, draw_lesion, save_image
 
 CLASSES = ("lesion",)
 SPLIT_TAGS = {"train": "Training", "val": "Validation", "test": "Test"}
@@ -107,54 +105,11 @@ def read(root: str | Path, splits: str | Iterable[str] | None = None) -> pa.Tabl
     return build_table(rows)
 
 
-# ---------------------------------------------------------------------------------------------
-# synthetic miniature
-# ---------------------------------------------------------------------------------------------
-SYNTHETIC_SPLIT_SIZES = {"train": 60, "val": 20, "test": 30}
-#: lesion looks drawn in the miniature (all are the one class ``lesion``: variety for segmentation)
-SYNTHETIC_STYLES = len(STYLES)
-_LICENSE = ("This ISIC 2018 Task 1 stand-in is SYNTHETIC (dermfuse miniature). The real data is "
-            "licensed CC-BY-NC by the International Skin Imaging Collaboration.\n")
-_ATTRIBUTION = "Synthetic lesions drawn by dermfuse_data.synthetic.draw_lesion; no real patient data.\n"
-
-
-def synthesize(out: str | Path, seed: int = 0) -> Path:
-    """Write an ISIC 2018 Task 1 miniature in the challenge's layout into ``out``; returns ``out``.
-
-    Per split (:data:`SYNTHETIC_SPLIT_SIZES`, 110 images) the ``_Input`` folder of JPEGs (96-128
-    px) and the ``_GroundTruth`` folder of 0/255 PNG masks at image size, each with ``LICENSE.txt``
-    and ``ATTRIBUTION.txt`` as in the release. Lesions vary over all drawing styles (one class).
-    Byte-identical per seed.
-    """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng([int(seed), 2018])
-    total = sum(SYNTHETIC_SPLIT_SIZES.values())
-    numbers = rng.choice(np.arange(0, 17000), total, replace=False)
-    start = 0
-    for split in SPLITS:
-        n = SYNTHETIC_SPLIT_SIZES[split]
-        for folder in (input_dir(out, split), ground_truth_dir(out, split)):
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "LICENSE.txt").write_text(_LICENSE)
-            (folder / "ATTRIBUTION.txt").write_text(_ATTRIBUTION)
-        for i, number in enumerate(numbers[start:start + n], start=start):
-            img_rng = np.random.default_rng([int(seed), 2018, i])
-            size = (int(img_rng.integers(96, 129)), int(img_rng.integers(96, 129)))
-            rgb, mask = draw_lesion(img_rng, size, int(img_rng.integers(SYNTHETIC_STYLES)),
-                                    SYNTHETIC_STYLES)
-            save_image(input_dir(out, split) / f"ISIC_{number:07d}{IMAGE_SUFFIX}", rgb, quality=90)
-            save_image(ground_truth_dir(out, split) / f"ISIC_{number:07d}{MASK_SUFFIX}", mask)
-        start += n
-    return out
-
-
 SOURCE = DatasetSource(
     name="isic2018_task1",
     title="ISIC 2018 Task 1 (lesion boundary segmentation)",
     classes=CLASSES,
     read=read,
-    synthesize=synthesize,
     features=(),
     group="image",
     has_masks=True,

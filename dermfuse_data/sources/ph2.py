@@ -63,10 +63,6 @@ TXT_HEADER = ("Name", "Histological Diagnosis", "Clinical Diagnosis", "Asymmetry
 #: ``Colors`` codes of the text release
 COLOUR_CODES = {str(i + 1): name for i, name in enumerate(COLOURS)}
 METADATA_OPTIONS = ("auto", "xlsx", "txt")
-#: in the synthetic miniature common and atypical nevi share one image distribution and differ only
-#: in ``pigment_network`` (Typical vs Atypical, as in 80/80 and 77/80 of the real images): a
-#: label-leaking feature, so a model needs ``allow_leaky_metadata`` to separate them
-METADATA_ONLY_PAIRS = ((CLASSES.index("Common Nevus"), CLASSES.index("Atypical Nevus")),)
 HEADER_SEARCH_ROWS = 40
 DOWNLOAD_HINT = ("download PH2 from its publisher (fc.up.pt/addi/ph2 database.html), unpack "
                  "PH2Dataset.rar and pass the PH2Dataset folder (it holds PH2_dataset.xlsx and "
@@ -354,23 +350,11 @@ def read(root: str | Path, metadata: str = "auto") -> pa.Table:
     return build_table(rows, META_COLUMNS)
 
 
-def synthesize(out: str | Path, seed: int = 0) -> Path:
-    """Write a PH2 miniature in the publisher's layout into ``out``; returns ``out``.
-
-    See :func:`dermfuse_data.sources.ph2_synthetic.write_miniature` (100 images, xlsx + txt, BMP
-    images and 1-bit BMP masks; common vs atypical nevus told apart only by ``pigment_network``).
-    """
-    from dermfuse_data.sources.ph2_synthetic import write_miniature
-
-    return write_miniature(Path(out), seed)
-
-
 SOURCE = DatasetSource(
     name="ph2",
     title="PH2 (dermoscopic images, lesion masks, dermoscopic criteria)",
     classes=CLASSES,
     read=read,
-    synthesize=synthesize,
     features=FEATURES,
     group="image",
     has_masks=True,
@@ -380,6 +364,5 @@ SOURCE = DatasetSource(
           "the diagnosis and leaks the label (refused unless allow_leaky_metadata).",
     options={"metadata": "which label file to read: auto (PH2_dataset.xlsx, else PH2_dataset.txt), "
                          "xlsx or txt"},
-    extra={"meta_columns": META_COLUMNS, "colour_codes": COLOUR_CODES,
-           "metadata_only_pairs": METADATA_ONLY_PAIRS},
+    extra={"meta_columns": META_COLUMNS, "colour_codes": COLOUR_CODES},
 )

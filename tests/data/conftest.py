@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from dermfuse_data.__main__ import main
-from dermfuse_data.sources.pad_ufes_20 import synthesize
+from dermfuse_data.synthetic.pad_ufes_20 import write_miniature
 
 REAL_METADATA = Path(__file__).resolve().parents[2].parent / "shared" / "real_metadata"
 REAL_PAD_CSV = REAL_METADATA / "pad_ufes_20" / "metadata.csv"
@@ -42,7 +42,7 @@ def real_pad_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def pad_synth_root(tmp_path_factory) -> Path:
     """The PAD-UFES-20 synthetic miniature (seed 0), written once per session; do not modify."""
-    return synthesize(tmp_path_factory.mktemp("pad_synth") / "PAD-UFES-20", 0)
+    return write_miniature(tmp_path_factory.mktemp("pad_synth") / "PAD-UFES-20", 0)
 
 
 @pytest.fixture

@@ -23,11 +23,11 @@ from dermfuse_data.errors import DatasetError
 from dermfuse_data.images import load_image
 from dermfuse_data.schema import CORE_COLUMNS, validate_table
 from dermfuse_data.sources import get_source
-from dermfuse_data.sources._cbis_ddsm_synth import IMAGE_SHAPE, write_miniature
-from dermfuse_data.sources._dicom_synth import dicom_bytes, write_dicom
 from dermfuse_data.sources.cbis_ddsm import (CALC_COLUMNS, CLASSES, MASS_COLUMNS, META_COLUMNS,
-                                             SOURCE, csv_name, official_split_overlap, synthesize)
+                                             SOURCE, csv_name, official_split_overlap)
 from dermfuse_data.splits import crossing_groups, make_splits
+from dermfuse_data.synthetic.cbis_ddsm import IMAGE_SHAPE, write_miniature
+from dermfuse_data.synthetic.dicom import dicom_bytes, write_dicom
 from dermfuse_data.tabular import TabularEncoder, select_features
 
 REAL_CBIS = Path(__file__).resolve().parents[2].parent / "shared" / "real_metadata" / "cbis_ddsm"
@@ -119,7 +119,7 @@ def real_table(real_cbis_root):
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory) -> Path:
     """The miniature (seed 0), written once for this module; do not modify."""
-    return synthesize(tmp_path_factory.mktemp("cbis_synth") / "CBIS", 0)
+    return write_miniature(tmp_path_factory.mktemp("cbis_synth") / "CBIS", 0)
 
 
 @pytest.fixture(scope="module")

@@ -240,7 +240,7 @@ def test_check_is_generic_official_split_masks_and_bad_labels(tmp_path):
                  meta_site=["arm", "", None, "unknown"][i % 4]) for i in range(8)]
     rows[7]["label"] = 5
     table = build_table(rows, ["site"])
-    toy = DatasetSource("toy", "Toy", ("a", "b"), read=lambda root: table, synthesize=None)
+    toy = DatasetSource("toy", "Toy", ("a", "b"), read=lambda root: table)
     report = check_dataset(toy, tmp_path, progress=False)
     assert report["split_kind"] == "official" and report["splits"] == {"train": 4, "val": 0, "test": 4}
     assert report["classes"] == {"a": 4, "b": 3} and report["groups"] == 4
@@ -251,5 +251,5 @@ def test_check_is_generic_official_split_masks_and_bad_labels(tmp_path):
 
     def broken(root):
         raise DatasetError("bad thing", path=root / "f.csv", hint="fix it")
-    report = check_dataset(DatasetSource("toy", "Toy", ("a",), read=broken, synthesize=None), tmp_path)
+    report = check_dataset(DatasetSource("toy", "Toy", ("a",), read=broken), tmp_path)
     assert exit_code(report) == 2 and report["problems"] == [f"{tmp_path / 'f.csv'}: bad thing\n  -> fix it"]

@@ -18,9 +18,10 @@ from dermfuse_data.errors import DatasetError
 from dermfuse_data.schema import CORE_COLUMNS, validate_table
 from dermfuse_data.sources import get_source
 from dermfuse_data.sources.ham10000 import (CLASSES, COLUMNS, IMAGE_FOLDERS, METADATA_FILE,
-                                            METADATA_ONLY_PAIRS, META_COLUMNS, SOURCE, synthesize)
+                                            META_COLUMNS, SOURCE)
 from dermfuse_data.splits import crossing_groups, make_splits
 from dermfuse_data.synthetic import image_class_of
+from dermfuse_data.synthetic.ham10000 import METADATA_ONLY_PAIRS, write_miniature
 from dermfuse_data.tabular import select_features
 
 REAL_CSV = (Path(__file__).resolve().parents[2].parent / "shared" / "real_metadata" / "ham10000"
@@ -95,7 +96,7 @@ def real_seven_column_root(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory) -> Path:
-    return synthesize(tmp_path_factory.mktemp("ham_synth") / "HAM10000", 0)
+    return write_miniature(tmp_path_factory.mktemp("ham_synth") / "HAM10000", 0)
 
 
 @pytest.fixture
@@ -239,8 +240,8 @@ def _digest(root: Path) -> dict[str, str]:
 
 
 def test_miniature_deterministic_per_seed(synth_root, tmp_path):
-    again = synthesize(tmp_path / "again", 0)
-    other = synthesize(tmp_path / "other", 1, n_images=72)
+    again = write_miniature(tmp_path / "again", 0)
+    other = write_miniature(tmp_path / "other", 1, n_images=72)
     assert _digest(again) == _digest(synth_root)
     assert (other / METADATA_FILE).read_bytes() != (again / METADATA_FILE).read_bytes()
     assert set(_digest(other).values()).isdisjoint(_digest(again).values())

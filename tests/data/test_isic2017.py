@@ -17,10 +17,11 @@ from dermfuse_data.images import load_image
 from dermfuse_data.schema import CORE_COLUMNS, validate_table
 from dermfuse_data.sources import get_source
 from dermfuse_data.sources.isic2017 import (CLASSES, LABEL_COLUMNS, METADATA_COLUMNS,
-                                            METADATA_ONLY_PAIRS, SOURCE, data_dir, labels_csv,
-                                            mask_dir, metadata_name, synthesize)
+                                            SOURCE, data_dir, labels_csv, mask_dir,
+                                            metadata_name)
 from dermfuse_data.splits import crossing_groups, make_splits
 from dermfuse_data.synthetic import image_class_of
+from dermfuse_data.synthetic.isic2017 import METADATA_ONLY_PAIRS, write_miniature
 from dermfuse_data.tabular import TabularEncoder, select_features
 from tests.data._damage import assert_one_mask_size_problem, cut, halve_width
 
@@ -78,7 +79,7 @@ def real_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory) -> Path:
     """The miniature (seed 0), written once for this module; do not modify."""
-    return synthesize(tmp_path_factory.mktemp("isic2017_synth") / "ISIC2017", 0)
+    return write_miniature(tmp_path_factory.mktemp("isic2017_synth") / "ISIC2017", 0)
 
 
 @pytest.fixture
@@ -194,8 +195,8 @@ def _digest(root: Path) -> dict[str, str]:
 
 
 def test_miniature_deterministic_per_seed(synth_root, tmp_path):
-    assert _digest(synthesize(tmp_path / "again", 0)) == _digest(synth_root)
-    other = _digest(synthesize(tmp_path / "other", 1))
+    assert _digest(write_miniature(tmp_path / "again", 0)) == _digest(synth_root)
+    other = _digest(write_miniature(tmp_path / "other", 1))
     assert other != _digest(synth_root)
     assert set(other.values()).isdisjoint(v for k, v in _digest(synth_root).items() if k.endswith(".jpg"))
 

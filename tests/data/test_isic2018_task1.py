@@ -15,9 +15,9 @@ from dermfuse_data.errors import DatasetError
 from dermfuse_data.images import load_image
 from dermfuse_data.schema import CORE_COLUMNS, validate_table
 from dermfuse_data.sources import get_source
-from dermfuse_data.sources.isic2018_task1 import (REAL_SPLIT_SIZES, SOURCE, ground_truth_dir, input_dir,
-                                                  synthesize)
+from dermfuse_data.sources.isic2018_task1 import REAL_SPLIT_SIZES, SOURCE, ground_truth_dir, input_dir
 from dermfuse_data.splits import crossing_groups, make_splits
+from dermfuse_data.synthetic.isic2018_task1 import write_miniature
 from tests.data._damage import assert_one_mask_size_problem, halve_width
 
 REAL = Path(__file__).resolve().parents[2].parent / "shared" / "real_metadata" / "isic2018_task1"
@@ -56,7 +56,7 @@ def real_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory) -> Path:
     """The miniature (seed 0), written once for this module; do not modify."""
-    return synthesize(tmp_path_factory.mktemp("isic2018_synth") / "ISIC2018", 0)
+    return write_miniature(tmp_path_factory.mktemp("isic2018_synth") / "ISIC2018", 0)
 
 
 @pytest.fixture
@@ -166,8 +166,8 @@ def _digest(root: Path) -> dict[str, str]:
 
 
 def test_miniature_deterministic_per_seed(synth_root, tmp_path):
-    assert _digest(synthesize(tmp_path / "again", 0)) == _digest(synth_root)
-    other = _digest(synthesize(tmp_path / "other", 1))
+    assert _digest(write_miniature(tmp_path / "again", 0)) == _digest(synth_root)
+    other = _digest(write_miniature(tmp_path / "other", 1))
     assert set(v for k, v in other.items() if k.endswith(".png")).isdisjoint(
         v for k, v in _digest(synth_root).items() if k.endswith(".png"))
 

@@ -19,9 +19,10 @@ from dermfuse_data.schema import CORE_COLUMNS, validate_table
 from dermfuse_data.sources import get_source
 from dermfuse_data.sources.isic2019 import (CLASSES, GROUND_TRUTH_COLUMNS, GROUND_TRUTH_FILE,
                                             IMAGE_FOLDER, METADATA_COLUMNS, METADATA_FILE,
-                                            METADATA_ONLY_PAIRS, SOURCE, in_ham10000, synthesize)
+                                            SOURCE, in_ham10000)
 from dermfuse_data.splits import crossing_groups, make_splits
 from dermfuse_data.synthetic import image_class_of
+from dermfuse_data.synthetic.isic2019 import METADATA_ONLY_PAIRS, write_miniature
 from dermfuse_data.tabular import select_features
 
 REAL = Path(__file__).resolve().parents[2].parent / "shared" / "real_metadata"
@@ -75,7 +76,7 @@ def real_table(real_root):
 
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory) -> Path:
-    return synthesize(tmp_path_factory.mktemp("isic2019_synth") / "ISIC2019", 0)
+    return write_miniature(tmp_path_factory.mktemp("isic2019_synth") / "ISIC2019", 0)
 
 
 @pytest.fixture
@@ -261,8 +262,8 @@ def _digest(root: Path) -> dict[str, str]:
 
 
 def test_miniature_deterministic_per_seed(synth_root, tmp_path):
-    again = synthesize(tmp_path / "again", 0)
-    other = synthesize(tmp_path / "other", 1, n_images=72)
+    again = write_miniature(tmp_path / "again", 0)
+    other = write_miniature(tmp_path / "other", 1, n_images=72)
     assert _digest(again) == _digest(synth_root)
     assert (other / GROUND_TRUTH_FILE).read_bytes() != (again / GROUND_TRUTH_FILE).read_bytes()
     assert set(_digest(other).values()).isdisjoint(

@@ -13,10 +13,10 @@ import pytest
 from dermfuse_data.errors import DatasetError
 from dermfuse_data.schema import CORE_COLUMNS, validate_table
 from dermfuse_data.sources import get_source
-from dermfuse_data.sources.pad_ufes_20 import (CLASSES, COLUMNS, METADATA_ONLY_PAIRS, META_COLUMNS,
-                                               SOURCE, synthesize)
+from dermfuse_data.sources.pad_ufes_20 import CLASSES, COLUMNS, META_COLUMNS, SOURCE
 from dermfuse_data.splits import make_splits
 from dermfuse_data.synthetic import image_class_of
+from dermfuse_data.synthetic.pad_ufes_20 import METADATA_ONLY_PAIRS, write_miniature
 
 REAL_PAD_CSV = (Path(__file__).resolve().parents[2].parent / "shared" / "real_metadata"
                 / "pad_ufes_20" / "metadata.csv")
@@ -156,8 +156,8 @@ def _digest(root: Path) -> dict[str, str]:
 
 
 def test_miniature_deterministic_per_seed(pad_synth_root, tmp_path):
-    again = synthesize(tmp_path / "again", 0)
-    other = synthesize(tmp_path / "other", 1)
+    again = write_miniature(tmp_path / "again", 0)
+    other = write_miniature(tmp_path / "other", 1)
     assert _digest(again) == _digest(pad_synth_root)
     assert (again / "metadata.csv").read_bytes() == (pad_synth_root / "metadata.csv").read_bytes()
     assert (other / "metadata.csv").read_bytes() != (again / "metadata.csv").read_bytes()

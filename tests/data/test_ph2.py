@@ -18,11 +18,11 @@ from dermfuse_data.errors import DatasetError
 from dermfuse_data.images import load_image
 from dermfuse_data.schema import CORE_COLUMNS, validate_table
 from dermfuse_data.sources import get_source
-from dermfuse_data.sources.ph2 import (CLASSES, COLOURS, IMAGE_FOLDERS, META_COLUMNS, METADATA_ONLY_PAIRS,
-                                       SOURCE, TXT_FILE, XLSX_FILE, image_path, mask_path, read_xlsx,
-                                       synthesize)
+from dermfuse_data.sources.ph2 import (CLASSES, COLOURS, IMAGE_FOLDERS, META_COLUMNS, SOURCE, TXT_FILE,
+                                       XLSX_FILE, image_path, mask_path, read_xlsx)
 from dermfuse_data.splits import crossing_groups, make_splits
 from dermfuse_data.synthetic import image_class_of
+from dermfuse_data.synthetic.ph2 import METADATA_ONLY_PAIRS, write_miniature
 from dermfuse_data.tabular import select_features
 from tests.data._damage import assert_one_mask_size_problem, cut, halve_width
 
@@ -76,7 +76,7 @@ def real_root(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def synth_root(tmp_path_factory) -> Path:
     """The miniature (seed 0), written once for this module; do not modify."""
-    return synthesize(tmp_path_factory.mktemp("ph2_synth") / "PH2Dataset", 0)
+    return write_miniature(tmp_path_factory.mktemp("ph2_synth") / "PH2Dataset", 0)
 
 
 @pytest.fixture
@@ -200,9 +200,9 @@ def _digest(root: Path) -> dict[str, str]:
 
 
 def test_miniature_deterministic_per_seed(synth_root, tmp_path):
-    again = _digest(synthesize(tmp_path / "again", 0))
+    again = _digest(write_miniature(tmp_path / "again", 0))
     assert again == _digest(synth_root) and XLSX_FILE in again
-    other = _digest(synthesize(tmp_path / "other", 1))
+    other = _digest(write_miniature(tmp_path / "other", 1))
     assert other[XLSX_FILE] != again[XLSX_FILE] and other[TXT_FILE] != again[TXT_FILE]
 
 

@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from dermfuse_data.synthetic import (STYLES, class_counts, count_image_classes, draw_lesion,
-                                     image_class_of, save_image, write_synthetic)
+                                     image_class_of, write_synthetic)
+from dermfuse_data.synthetic.files import save_image
 
 
 def test_image_class_plan_pairs_and_chains():
