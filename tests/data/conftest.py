@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from dermfuse_data import synthetic
 from dermfuse_data.__main__ import main
 from dermfuse_data.synthetic.pad_ufes_20 import write_miniature
 
@@ -59,3 +60,15 @@ def cli(capsys):
         out, err = capsys.readouterr()
         return rc, out, err
     return run
+
+
+@pytest.fixture
+def synthetic_code_copy(tmp_path, monkeypatch) -> Path:
+    """A copy of the reader and writer modules at ``tmp_path``, which :mod:`dermfuse_data.synthetic`
+    hashes instead of the installed ones (:func:`~dermfuse_data.synthetic.miniature_sources`)."""
+    for folder in ("synthetic", "sources"):
+        shutil.copytree(synthetic.SYNTHETIC_DIR.parent / folder, tmp_path / folder,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(synthetic, "SYNTHETIC_DIR", tmp_path / "synthetic")
+    monkeypatch.setattr(synthetic, "SOURCES_DIR", tmp_path / "sources")
+    return tmp_path
