@@ -28,9 +28,9 @@ import pyarrow as pa
 from dermfuse_data.errors import DatasetError
 from dermfuse_data.schema import build_table
 from dermfuse_data.sources.base import DatasetSource, MetaFeature
-from dermfuse_data.sources.publisher_files import (absent_images_error, dataset_root,
-                                                   duplicate_error, index_images, read_csv,
-                                                   reject_unknown_options, required_file)
+from dermfuse_data.sources.publisher_files import (absent_images_error, dataset_root, index_images, listed_ids,
+                                                   meta_cells, read_csv, reject_unknown_options, required_cell,
+                                                   required_path)
 
 CLASSES = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 CLASS_NAMES = {
@@ -108,41 +108,27 @@ def read(root: str | Path, **options) -> pa.Table:
     """
     reject_unknown_options("ham10000", options, SOURCE.options)
     root = dataset_root(root, DOWNLOAD_HINT)
-    meta_path = required_file(root, METADATA_FILE, DOWNLOAD_HINT)
+    meta_path = required_path(root, METADATA_FILE, DOWNLOAD_HINT)
     table = read_csv(meta_path, REQUIRED_COLUMNS, what="HAM10000 metadata file")
-    col = table.col
-    extra = [c for c in table.header if c and c not in COLUMNS]
-    meta_names = list(META_COLUMNS) + extra
+    meta_names = list(META_COLUMNS) + [c for c in table.header if c and c not in COLUMNS]
     images = index_images(_image_folders(root), ".jpg")
 
-    out, seen, absent = [], {}, []
-    for line, cells in table.rows:
-        image_id = cells[col["image_id"]].strip()
-        lesion_id = cells[col["lesion_id"]].strip()
-        for name, value in (("image_id", image_id), ("lesion_id", lesion_id)):
-            if not value:
-                raise DatasetError(f"empty {name}", path=meta_path, row=line,
-                                   hint=f"every row needs an {name}; fix or delete that row")
-        dx = cells[col["dx"]]
+    out, absent = [], []
+    for line, image_id, cells in listed_ids(table, "image_id"):
+        lesion_id = required_cell(table, line, cells, "lesion_id")
+        dx = cells[table.col["dx"]]
         if dx.strip().lower() not in CLASSES:
             raise DatasetError(f"unknown dx {dx!r} in column 'dx' (image_id {image_id})",
                                path=meta_path, row=line,
                                hint=f"HAM10000 dx codes are {list(CLASSES)}; fix the value or drop "
                                     "the row")
-        if image_id in seen:
-            raise duplicate_error("image_id", image_id, meta_path, line, seen[image_id])
-        seen[image_id] = line
         image = images.get(image_id + ".jpg")
         if image is None:
             absent.append(image_id)
             continue
         label = CLASSES.index(dx.strip().lower())
-        row = {"sample_id": image_id, "image_path": image, "label": label,
-               "label_name": CLASSES[label], "group_id": lesion_id, "official_split": None}
-        for name in meta_names:
-            value = cells[col[name]] if name in col else ""
-            row["meta_" + name] = value if value.strip() else None
-        out.append(row)
+        out.append({"sample_id": image_id, "image_path": image, "label": label, "label_name": CLASSES[label],
+                    "group_id": lesion_id, "official_split": None, **meta_cells(table, cells, meta_names)})
     if absent:
         raise absent_images_error(
             absent, len(table.rows), METADATA_FILE, root / IMAGE_FOLDERS[0],

@@ -23,8 +23,8 @@ import pyarrow as pa
 from dermfuse_data.errors import DatasetError
 from dermfuse_data.schema import build_table
 from dermfuse_data.sources.base import DatasetSource
-from dermfuse_data.sources.isic_layout import (SPLITS_OPTION_HELP, check_cross_split_duplicates,
-                                               index_folder, parse_splits, shown)
+from dermfuse_data.sources.publisher_files import (SPLITS_OPTION_HELP, check_cross_split_duplicates, dataset_root,
+                                                   index_folder, parse_splits, required_path, shown)
 
 CLASSES = ("lesion",)
 SPLIT_TAGS = {"train": "Training", "val": "Validation", "test": "Test"}
@@ -50,13 +50,9 @@ def ground_truth_dir(root: Path, split: str) -> Path:
 def _split_rows(root: Path, split: str) -> list[dict]:
     """Rows of one split (sorted by id), after checking that images and masks pair up."""
     images_dir, masks_dir = input_dir(root, split), ground_truth_dir(root, split)
-    for folder, what in ((images_dir, "image"), (masks_dir, "mask")):
-        if not folder.is_dir():
-            present = sorted(p.name for p in root.iterdir())[:12]
-            raise DatasetError(
-                f"{what} folder {folder.name} not found (the folder holds {present})", path=folder,
-                hint=DOWNLOAD_HINT + f"; or read only the splits you have with splits=... (the "
-                                     f"{split} split is asked for)")
+    for folder, what in ((images_dir, "image folder"), (masks_dir, "mask folder")):
+        required_path(root, folder.name, DOWNLOAD_HINT + f"; or read only the splits you have with splits=... "
+                                                         f"(the {split} split is asked for)", folder=True, what=what)
     images = index_folder(images_dir, IMAGE_SUFFIX)
     masks = index_folder(masks_dir, MASK_SUFFIX)
     if not images:
@@ -89,12 +85,7 @@ def read(root: str | Path, splits: str | Iterable[str] | None = None) -> pa.Tabl
     :class:`DatasetError` for a missing root or folder, an empty image folder, images without masks,
     masks without images, and an id found twice (two files, or two splits).
     """
-    root = Path(root).expanduser()
-    if not root.exists():
-        raise DatasetError("dataset folder does not exist", path=root, hint=DOWNLOAD_HINT)
-    if not root.is_dir():
-        raise DatasetError("is a file, not the dataset folder", path=root, hint=DOWNLOAD_HINT)
-    root = root.resolve()
+    root = dataset_root(root, DOWNLOAD_HINT)
     wanted = parse_splits(splits, root)
     rows, ids_by_split = [], {}
     for split in wanted:

@@ -32,9 +32,9 @@ import pyarrow as pa
 from dermfuse_data.errors import DatasetError
 from dermfuse_data.schema import build_table
 from dermfuse_data.sources.base import DatasetSource, MetaFeature
-from dermfuse_data.sources.publisher_files import (absent_images_error, bool_option, dataset_root,
-                                                   duplicate_error, index_images, read_csv,
-                                                   reject_unknown_options, required_file)
+from dermfuse_data.sources.publisher_files import (absent_images_error, bool_option, dataset_root, index_images,
+                                                   listed_ids, meta_cells, read_csv, reject_unknown_options,
+                                                   required_path, shown)
 
 CLASSES = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK")
 CLASS_NAMES = {
@@ -109,44 +109,21 @@ def _label_of(path: Path, line: int, image: str, cells: list[str], col: dict[str
 def _ground_truth(path: Path) -> list[tuple[int, str, int]]:
     """``(line, image, label)`` of every ground-truth row, checking ids and the one-hot encoding."""
     table = read_csv(path, GROUND_TRUTH_COLUMNS, what="ISIC 2019 ground truth")
-    col = table.col
-    out, seen = [], {}
-    for line, cells in table.rows:
-        image = cells[col["image"]].strip()
-        if not image:
-            raise DatasetError("empty image id", path=path, row=line,
-                               hint="every row needs an image id; fix or delete that row")
-        if image in seen:
-            raise duplicate_error("image", image, path, line, seen[image])
-        seen[image] = line
-        out.append((line, image, _label_of(path, line, image, cells, col)))
-    return out
+    return [(line, image, _label_of(path, line, image, cells, table.col))
+            for line, image, cells in listed_ids(table, "image")]
 
 
 def _metadata(path: Path) -> tuple[dict[str, dict[str, str | None]], list[str]]:
-    """Raw metadata cells per image (empty -> None) and the extra column names."""
+    """Raw ``meta_*`` cells per image (empty -> None) and the extra column names."""
     table = read_csv(path, METADATA_COLUMNS, aliases=METADATA_ALIASES, what="ISIC 2019 metadata")
-    col = table.col
     extra = [c for c in table.header if c and c not in METADATA_COLUMNS]
     names = [c for c in METADATA_COLUMNS if c != "image"] + extra
-    out: dict[str, dict[str, str | None]] = {}
-    lines: dict[str, int] = {}
-    for line, cells in table.rows:
-        image = cells[col["image"]].strip()
-        if not image:
-            raise DatasetError("empty image id", path=path, row=line,
-                               hint="every row needs an image id; fix or delete that row")
-        if image in lines:
-            raise duplicate_error("image", image, path, line, lines[image])
-        lines[image] = line
-        out[image] = {n: (cells[col[n]] if cells[col[n]].strip() else None) for n in names}
-    return out, extra
+    return {image: meta_cells(table, cells, names) for _, image, cells in listed_ids(table, "image")}, extra
 
 
 def _unmatched_error(ids: list[str], listed_in: str, not_in: str, path: Path) -> DatasetError:
-    shown = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
     return DatasetError(f"{len(ids)} image(s) listed in {listed_in} have no row in {not_in} "
-                        f"({shown})", path=path,
+                        f"({shown(ids)})", path=path,
                         hint=f"{GROUND_TRUTH_FILE} and {METADATA_FILE} must list the same images; "
                              "restore both files from the same ISIC 2019 training release")
 
@@ -169,8 +146,8 @@ def read(root: str | Path, **options) -> pa.Table:
     reject_unknown_options("isic2019", options, OPTIONS)
     exclude = bool_option("exclude_ham10000", options.get("exclude_ham10000", False))
     root = dataset_root(root, DOWNLOAD_HINT)
-    truth_path = required_file(root, GROUND_TRUTH_FILE, DOWNLOAD_HINT)
-    meta_path = required_file(root, METADATA_FILE, DOWNLOAD_HINT)
+    truth_path = required_path(root, GROUND_TRUTH_FILE, DOWNLOAD_HINT)
+    meta_path = required_path(root, METADATA_FILE, DOWNLOAD_HINT)
     truth = _ground_truth(truth_path)
     meta, extra = _metadata(meta_path)
     truth_ids = {image for _, image, _ in truth}
@@ -196,11 +173,9 @@ def read(root: str | Path, **options) -> pa.Table:
             absent.append(image)
             continue
         cells = meta[image]
-        row = {"sample_id": image, "image_path": path, "label": label,
-               "label_name": CLASSES[label], "group_id": (cells["lesion_id"] or "").strip() or image,
-               "official_split": None, "meta_in_ham10000": "true" if ham else "false"}
-        row.update({"meta_" + n: v for n, v in cells.items()})
-        out.append(row)
+        out.append({"sample_id": image, "image_path": path, "label": label, "label_name": CLASSES[label],
+                    "group_id": (cells["meta_lesion_id"] or "").strip() or image, "official_split": None,
+                    "meta_in_ham10000": "true" if ham else "false", **cells})
     if absent:
         raise absent_images_error(
             absent, len(out) + len(absent), GROUND_TRUTH_FILE, folder,

@@ -16,9 +16,6 @@ as written here (empty -> null) and treated as missing by the encoder.
 """
 from __future__ import annotations
 
-import csv
-import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -26,6 +23,8 @@ import pyarrow as pa
 from dermfuse_data.errors import DatasetError
 from dermfuse_data.schema import build_table
 from dermfuse_data.sources.base import DatasetSource, MetaFeature
+from dermfuse_data.sources.publisher_files import (absent_images_error, dataset_root, index_images, listed_ids,
+                                                   meta_cells, read_csv, required_cell, required_path)
 
 CLASSES = ("ACK", "BCC", "MEL", "NEV", "SCC", "SEK")
 CLASS_NAMES = {
@@ -74,58 +73,6 @@ FEATURES = tuple(
 # ---------------------------------------------------------------------------------------------
 # reading
 # ---------------------------------------------------------------------------------------------
-def _csv_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
-    """``(line number, cells)`` of ``path`` (header included), with clear errors for bad files."""
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh)
-            try:
-                for cells in reader:
-                    yield reader.line_num, cells
-            except csv.Error as exc:
-                raise DatasetError(f"not a valid CSV file: {exc}", path=path, row=reader.line_num,
-                                   hint="fix the quoting on that line or restore the original "
-                                        "metadata.csv") from None
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=path,
-                           hint="restore the original metadata.csv (a spreadsheet may have re-saved "
-                                "it in another encoding; save as CSV UTF-8)") from None
-
-
-def _read_metadata(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """Header and ``(line, cells)`` data rows of ``metadata.csv``, checking the column set."""
-    rows = _csv_rows(path)
-    header: list[str] | None = None
-    for _, cells in rows:
-        if any(c.strip() for c in cells):
-            header = [c.strip() for c in cells]
-            break
-    if header is None:
-        raise DatasetError("metadata.csv is empty", path=path,
-                           hint="restore the original file; " + DOWNLOAD_HINT)
-    dupes = sorted({c for c in header if c and header.count(c) > 1})
-    if dupes:
-        raise DatasetError(f"column(s) {dupes} appear more than once in the header", path=path, row=1,
-                           hint="remove the repeated columns or restore the original metadata.csv")
-    missing = [c for c in COLUMNS if c not in header]
-    if missing:
-        raise DatasetError(
-            f"missing column(s) {missing}; the header has {header}", path=path, row=1,
-            hint=f"PAD-UFES-20's metadata.csv has these {len(COLUMNS)} columns: {list(COLUMNS)}; "
-                 "restore the original file or rename the columns back")
-    data = []
-    for line, cells in rows:
-        if not any(c.strip() for c in cells):
-            continue  # blank line
-        if len(cells) != len(header):
-            raise DatasetError(
-                f"has {len(cells)} cells but the header has {len(header)} columns", path=path,
-                row=line, hint="a value probably contains an unquoted comma, or the row was cut; "
-                               "fix that line or restore the original metadata.csv")
-        data.append((line, cells))
-    return header, data
-
-
 def _image_dirs(root: Path) -> list[Path]:
     """Folders to search for the PNGs: ``images/`` (recursively), else ``imgs_part_*`` at the root."""
     images = root / "images"
@@ -139,22 +86,6 @@ def _image_dirs(root: Path) -> list[Path]:
         path=images, hint=DOWNLOAD_HINT + "; unzip the three image parts into images/")
 
 
-def _index_images(root: Path) -> dict[str, Path]:
-    """File name -> path of every file below the image folders (first in sorted order wins)."""
-    found: dict[str, Path] = {}
-    for top in _image_dirs(root):
-        for dirpath, dirnames, filenames in os.walk(top, followlinks=True):
-            dirnames.sort()
-            for name in sorted(filenames):
-                found.setdefault(name, Path(dirpath) / name)
-    return found
-
-
-def _label_index(value: str) -> int | None:
-    value = value.strip().upper()
-    return CLASSES.index(value) if value in CLASSES else None
-
-
 def read(root: str | Path) -> pa.Table:
     """Index PAD-UFES-20 at ``root`` into the common sample table (images are not decoded).
 
@@ -165,58 +96,31 @@ def read(root: str | Path) -> pa.Table:
     a wrong cell count, an unknown ``diagnostic``, an empty id, a duplicate ``img_id`` or a listed
     image that is not on disk.
     """
-    root = Path(root).expanduser()
-    if not root.exists():
-        raise DatasetError("dataset folder does not exist", path=root, hint=DOWNLOAD_HINT)
-    if not root.is_dir():
-        raise DatasetError("is a file, not the dataset folder", path=root, hint=DOWNLOAD_HINT)
-    root = root.resolve()
-    meta_path = root / METADATA_FILE
-    if not meta_path.is_file():
-        present = sorted(p.name for p in root.iterdir())[:10]
-        raise DatasetError(f"{METADATA_FILE} not found (the folder holds {present})", path=meta_path,
-                           hint=DOWNLOAD_HINT)
-    header, data = _read_metadata(meta_path)
-    col = {name: i for i, name in enumerate(header)}
-    extra = [c for c in header if c and c not in COLUMNS]
-    meta_names = list(META_COLUMNS) + extra
-    images = _index_images(root)
+    root = dataset_root(root, DOWNLOAD_HINT)
+    meta_path = required_path(root, METADATA_FILE, DOWNLOAD_HINT)
+    table = read_csv(meta_path, COLUMNS, what="PAD-UFES-20 metadata.csv", download_hint=DOWNLOAD_HINT)
+    meta_names = list(META_COLUMNS) + [c for c in table.header if c and c not in COLUMNS]
+    images = index_images(_image_dirs(root), "")
 
-    out, seen, absent = [], {}, []
-    for line, cells in data:
-        img_id = cells[col["img_id"]].strip()
-        patient = cells[col["patient_id"]].strip()
-        diagnostic = cells[col["diagnostic"]]
-        for name, value in (("img_id", img_id), ("patient_id", patient)):
-            if not value:
-                raise DatasetError(f"empty {name}", path=meta_path, row=line,
-                                   hint=f"every row needs an {name}; fix or delete that row")
-        label = _label_index(diagnostic)
-        if label is None:
+    out, absent = [], []
+    for line, img_id, cells in listed_ids(table, "img_id"):
+        patient = required_cell(table, line, cells, "patient_id")
+        diagnostic = cells[table.col["diagnostic"]]
+        if diagnostic.strip().upper() not in CLASSES:
             raise DatasetError(
                 f"unknown diagnostic {diagnostic!r} in column 'diagnostic' (img_id {img_id})",
                 path=meta_path, row=line,
                 hint=f"PAD-UFES-20 diagnostics are {list(CLASSES)}; fix the value or drop the row")
-        if img_id in seen:
-            raise DatasetError(
-                f"duplicate img_id {img_id!r} in column 'img_id' (also on row {seen[img_id]})",
-                path=meta_path, row=line, hint="each image must be listed once; delete the repeated row")
-        seen[img_id] = line
         image = images.get(img_id)
         if image is None:
             absent.append(img_id)
             continue
-        row = {"sample_id": img_id, "image_path": str(image), "label": label,
-               "label_name": CLASSES[label], "group_id": patient, "official_split": None}
-        for name in meta_names:
-            value = cells[col[name]]
-            row["meta_" + name] = value if value.strip() else None
-        out.append(row)
+        label = CLASSES.index(diagnostic.strip().upper())
+        out.append({"sample_id": img_id, "image_path": image, "label": label, "label_name": CLASSES[label],
+                    "group_id": patient, "official_split": None, **meta_cells(table, cells, meta_names)})
     if absent:
-        shown = ", ".join(absent[:5]) + (", ..." if len(absent) > 5 else "")
-        raise DatasetError(
-            f"{len(absent)} of {len(data)} images listed in {METADATA_FILE} are not on disk "
-            f"({shown})", path=root / "images",
+        raise absent_images_error(
+            absent, len(table.rows), METADATA_FILE, root / "images",
             hint="images must be in images/imgs_part_1/, imgs_part_2/, imgs_part_3/ (or all in "
                  "images/), named exactly as img_id; unzip all three parts")
     return build_table(out, meta_names)

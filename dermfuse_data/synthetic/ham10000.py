@@ -17,8 +17,7 @@ import numpy as np
 
 from dermfuse_data.sources.ham10000 import CLASSES, COLUMNS, IMAGE_FOLDERS, METADATA_FILE, PART_1_LAST
 from dermfuse_data.synthetic.files import save_image, write_csv
-from dermfuse_data.synthetic.lesions import (class_counts, count_image_classes, draw_lesion, image_class_of,
-                                             maybe_missing)
+from dermfuse_data.synthetic.lesions import class_counts, draw_class_lesion, maybe_missing
 
 #: (bkl, df) share one image distribution and differ only in ``age`` (df <= 45, bkl >= 60, never
 #: missing for these two classes)
@@ -105,12 +104,11 @@ def write_miniature(out: Path, seed: int = 0, n_images: int = SYNTHETIC_IMAGES) 
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([int(seed), 30])
     rows = _synthetic_rows(rng, n_images)
-    n_image_classes = count_image_classes(len(CLASSES), METADATA_ONLY_PAIRS)
     for i, row in enumerate(rows):
         img_rng = np.random.default_rng([int(seed), 31, i])
         height = int(img_rng.integers(84, 97))
-        image_class = image_class_of(CLASSES.index(row["dx"]), METADATA_ONLY_PAIRS)
-        rgb, _ = draw_lesion(img_rng, (height, round(height * 4 / 3)), image_class, n_image_classes)
+        rgb, _ = draw_class_lesion(img_rng, (height, round(height * 4 / 3)), CLASSES.index(row["dx"]), len(CLASSES),
+                                   METADATA_ONLY_PAIRS)
         part = IMAGE_FOLDERS[0] if int(row["image_id"][5:]) <= PART_1_LAST else IMAGE_FOLDERS[1]
         save_image(out / part / f"{row['image_id']}.jpg", rgb, quality=90)
     write_csv(out / METADATA_FILE, COLUMNS, ([row[c] for c in COLUMNS] for row in rows))

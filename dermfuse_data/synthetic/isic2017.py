@@ -17,8 +17,7 @@ from dermfuse_data.schema import SPLITS
 from dermfuse_data.sources.isic2017 import (CLASSES, LABEL_COLUMNS, METADATA_COLUMNS, REAL_COUNTS, data_dir,
                                             labels_csv, mask_dir, metadata_name)
 from dermfuse_data.synthetic.files import save_image, write_csv
-from dermfuse_data.synthetic.lesions import (class_counts, count_image_classes, draw_lesion, image_class_of,
-                                             maybe_missing)
+from dermfuse_data.synthetic.lesions import class_counts, draw_class_lesion, maybe_missing, random_size
 
 #: seborrheic keratosis and nevus share one image distribution and differ only in
 #: ``age_approximate`` (nevus 15-35, seborrheic keratosis 60-85; never ``unknown`` for these two)
@@ -47,7 +46,6 @@ def write_miniature(out: Path, seed: int = 0) -> Path:
     total = sum(SYNTHETIC_SPLIT_SIZES.values())
     numbers = np.sort(rng.choice(np.arange(0, 16000), total, replace=False))
     numbers = numbers[rng.permutation(total)]
-    n_image_classes = count_image_classes(len(CLASSES), METADATA_ONLY_PAIRS)
     start = 0
     for split in SPLITS:
         n = SYNTHETIC_SPLIT_SIZES[split]
@@ -57,9 +55,8 @@ def write_miniature(out: Path, seed: int = 0) -> Path:
         gt_rows, meta_rows = [], []
         for i, (image_id, label) in enumerate(zip(ids, labels), start=start):
             img_rng = np.random.default_rng([int(seed), 2017, i])
-            size = (int(img_rng.integers(96, 129)), int(img_rng.integers(96, 129)))
-            rgb, mask = draw_lesion(img_rng, size, image_class_of(int(label), METADATA_ONLY_PAIRS),
-                                    n_image_classes)
+            size = random_size(img_rng, 96, 129)
+            rgb, mask = draw_class_lesion(img_rng, size, int(label), len(CLASSES), METADATA_ONLY_PAIRS)
             save_image(data_dir(out, split) / f"{image_id}.jpg", rgb, quality=90)
             save_image(data_dir(out, split) / f"{image_id}_superpixels.png", _superpixels(img_rng, size))
             save_image(mask_dir(out, split) / f"{image_id}_segmentation.png", mask)

@@ -14,7 +14,7 @@ import numpy as np
 from dermfuse_data.schema import SPLITS
 from dermfuse_data.sources.isic2018_task1 import IMAGE_SUFFIX, MASK_SUFFIX, ground_truth_dir, input_dir
 from dermfuse_data.synthetic.files import save_image
-from dermfuse_data.synthetic.lesions import STYLES, draw_lesion
+from dermfuse_data.synthetic.lesions import STYLES, draw_lesion, random_size
 
 SYNTHETIC_SPLIT_SIZES = {"train": 60, "val": 20, "test": 30}
 #: lesion looks drawn in the miniature (all are the one class ``lesion``: variety for segmentation)
@@ -40,7 +40,7 @@ def write_miniature(out: Path, seed: int = 0) -> Path:
             (folder / "ATTRIBUTION.txt").write_text(_ATTRIBUTION)
         for i, number in enumerate(numbers[start:start + n], start=start):
             img_rng = np.random.default_rng([int(seed), 2018, i])
-            size = (int(img_rng.integers(96, 129)), int(img_rng.integers(96, 129)))
+            size = random_size(img_rng, 96, 129)
             rgb, mask = draw_lesion(img_rng, size, int(img_rng.integers(SYNTHETIC_STYLES)),
                                     SYNTHETIC_STYLES)
             save_image(input_dir(out, split) / f"ISIC_{number:07d}{IMAGE_SUFFIX}", rgb, quality=90)

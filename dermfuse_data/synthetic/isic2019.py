@@ -17,8 +17,7 @@ import numpy as np
 from dermfuse_data.sources.isic2019 import (CLASSES, DOWNSAMPLED_SUFFIX, GROUND_TRUTH_COLUMNS, GROUND_TRUTH_FILE,
                                             IMAGE_FOLDER, METADATA_COLUMNS, METADATA_FILE)
 from dermfuse_data.synthetic.files import save_image, write_csv
-from dermfuse_data.synthetic.lesions import (class_counts, count_image_classes, draw_lesion, image_class_of,
-                                             maybe_missing)
+from dermfuse_data.synthetic.lesions import class_counts, draw_class_lesion, maybe_missing, random_size
 
 #: (DF, VASC) share one image distribution and differ only in ``anatom_site_general`` (DF always
 #: lower extremity, VASC never; never missing for these two classes)
@@ -91,12 +90,10 @@ def write_miniature(out: Path, seed: int = 0, n_images: int = SYNTHETIC_IMAGES) 
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([int(seed), 40])
     rows = _synthetic_rows(rng, n_images)
-    n_image_classes = count_image_classes(len(_TRAINED), METADATA_ONLY_PAIRS)
     for i, row in enumerate(rows):
         img_rng = np.random.default_rng([int(seed), 41, i])
-        size = (int(img_rng.integers(96, 129)), int(img_rng.integers(96, 129)))
-        image_class = image_class_of(CLASSES.index(row["diagnosis"]), METADATA_ONLY_PAIRS)
-        rgb, _ = draw_lesion(img_rng, size, image_class, n_image_classes)
+        rgb, _ = draw_class_lesion(img_rng, random_size(img_rng, 96, 129), CLASSES.index(row["diagnosis"]),
+                                   len(_TRAINED), METADATA_ONLY_PAIRS)
         save_image(out / IMAGE_FOLDER / f"{row['image']}.jpg", rgb, quality=90)
     write_csv(out / GROUND_TRUTH_FILE, GROUND_TRUTH_COLUMNS,
               ([row["image"]] + ["1.0" if c == row["diagnosis"] else "0.0" for c in CLASSES] for row in rows))

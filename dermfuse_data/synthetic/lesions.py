@@ -3,6 +3,7 @@
 * :func:`draw_lesion`: a deterministic lesion-like image and its mask. The lesion's colour, texture
   and border depend on an *image class*, so a tiny CNN/ViT can learn it at 32-64 px; skin tone,
   illumination, noise, hairs, position, size, shape and rotation are nuisance.
+  :func:`draw_class_lesion` draws it for a dataset class, :func:`random_size` picks its size.
 * :func:`image_class_of` / :func:`count_image_classes`: plan which dataset classes share one image
   distribution, so that they can be told apart only from metadata (a fused model must beat an
   image-only one on those pairs).
@@ -233,5 +234,17 @@ def draw_lesion(rng: np.random.Generator, size: int | tuple[int, int], image_cla
     return np.clip(np.rint(img), 0, 255).astype(np.uint8), mask
 
 
+def random_size(rng: np.random.Generator, low: int, high: int) -> tuple[int, int]:
+    """``(height, width)``, each drawn from ``low .. high - 1`` (height first)."""
+    return int(rng.integers(low, high)), int(rng.integers(low, high))
+
+
+def draw_class_lesion(rng: np.random.Generator, size: int | tuple[int, int], class_index: int, n_classes: int,
+                      pairs: Sequence[Sequence[int]] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`draw_lesion` for dataset class ``class_index`` of ``n_classes``: the classes in each of
+    ``pairs`` share one image class (:func:`image_class_of`), so only metadata tells them apart."""
+    return draw_lesion(rng, size, image_class_of(class_index, pairs), count_image_classes(n_classes, pairs))
+
+
 __all__ = ["LesionStyle", "STYLES", "lesion_style", "image_class_of", "count_image_classes",
-           "class_counts", "maybe_missing", "smooth_noise", "draw_lesion"]
+           "class_counts", "maybe_missing", "smooth_noise", "draw_lesion", "random_size", "draw_class_lesion"]

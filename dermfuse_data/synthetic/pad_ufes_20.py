@@ -15,8 +15,7 @@ import numpy as np
 
 from dermfuse_data.sources.pad_ufes_20 import CLASSES, COLUMNS, IMAGE_PARTS, METADATA_FILE
 from dermfuse_data.synthetic.files import save_image, write_csv
-from dermfuse_data.synthetic.lesions import (class_counts, count_image_classes, draw_lesion, image_class_of,
-                                             maybe_missing)
+from dermfuse_data.synthetic.lesions import class_counts, draw_class_lesion, maybe_missing, random_size
 
 #: (ACK, SCC) share one image distribution and differ only in ``bleed`` (ACK never bleeds, SCC
 #: always does); (NEV, SEK) share one and differ only in ``age`` (NEV < 40, SEK >= 60).
@@ -120,13 +119,11 @@ def write_miniature(out: Path, seed: int = 0, n_images: int = SYNTHETIC_IMAGES) 
     out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng([int(seed), 20])
     rows = _synthetic_rows(rng, n_images)
-    n_image_classes = count_image_classes(len(CLASSES), METADATA_ONLY_PAIRS)
     parts = rng.permutation(len(rows)) % len(IMAGE_PARTS)
     for i, (row, part) in enumerate(zip(rows, parts)):
         img_rng = np.random.default_rng([int(seed), 21, i])
-        size = (int(img_rng.integers(88, 129)), int(img_rng.integers(88, 129)))
-        image_class = image_class_of(CLASSES.index(row["diagnostic"]), METADATA_ONLY_PAIRS)
-        rgb, _ = draw_lesion(img_rng, size, image_class, n_image_classes)
+        rgb, _ = draw_class_lesion(img_rng, random_size(img_rng, 88, 129), CLASSES.index(row["diagnostic"]),
+                                   len(CLASSES), METADATA_ONLY_PAIRS)
         save_image(out / "images" / IMAGE_PARTS[part] / row["img_id"], rgb)
     write_csv(out / METADATA_FILE, COLUMNS, ([row[c] for c in COLUMNS] for row in rows), line_end="\n")
     return out

@@ -23,7 +23,7 @@ import numpy as np
 from dermfuse_data.sources.ph2 import (CLASSES, COLOURS, CRITERIA, IMAGE_FOLDERS, TXT_FILE, XLSX_FILE, XLSX_HEADER,
                                        image_path, mask_path)
 from dermfuse_data.synthetic.files import save_1bit_bmp, save_image
-from dermfuse_data.synthetic.lesions import class_counts, count_image_classes, draw_lesion, image_class_of
+from dermfuse_data.synthetic.lesions import class_counts, draw_class_lesion, random_size
 
 #: common and atypical nevi share one image distribution and differ only in ``pigment_network``
 #: (Typical vs Atypical, as in 80/80 and 77/80 of the real images): a label-leaking feature, so a
@@ -161,12 +161,10 @@ def write_miniature(out: Path, seed: int = 0, n_images: int = SYNTHETIC_IMAGES) 
     rng = np.random.default_rng([int(seed), 2013])
     rows = synthetic_rows(rng, n_images)
     images = out / IMAGE_FOLDERS[0]
-    n_image_classes = count_image_classes(len(CLASSES), METADATA_ONLY_PAIRS)
     for i, row in enumerate(rows):
         img_rng = np.random.default_rng([int(seed), 2013, i])
-        size = (int(img_rng.integers(96, 129)), int(img_rng.integers(96, 129)))
-        rgb, mask = draw_lesion(img_rng, size, image_class_of(row["label"], METADATA_ONLY_PAIRS),
-                                n_image_classes)
+        size = random_size(img_rng, 96, 129)
+        rgb, mask = draw_class_lesion(img_rng, size, row["label"], len(CLASSES), METADATA_ONLY_PAIRS)
         image_id = row["image_id"]
         save_image(image_path(images, image_id), rgb, format="BMP")
         save_1bit_bmp(mask_path(images, image_id), mask)
