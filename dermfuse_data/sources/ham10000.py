@@ -144,11 +144,8 @@ SOURCE = DatasetSource(
     read=read,
     features=FEATURES,
     group="lesion",
-    has_masks=False,
-    tasks=("classification",),
     notes="No official split: use a grouped split by lesion_id (up to 6 images per lesion). "
           "Missing age is empty, missing sex/localization 'unknown'. 'dx_type' and 'dataset' leak "
           "the label (all follow_up images are nv).",
-    options={},
     extra={"class_names": CLASS_NAMES, "columns": COLUMNS, "isic2018_task3_order": ISIC2018_TASK3_ORDER},
 )

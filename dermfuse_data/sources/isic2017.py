@@ -193,7 +193,6 @@ SOURCE = DatasetSource(
     classes=CLASSES,
     read=read,
     features=FEATURES,
-    group="image",
     has_masks=True,
     tasks=("classification", "segmentation"),
     notes="Official split train 2000 / val 150 / test 600 is kept. Classes are the Part 3 columns; "

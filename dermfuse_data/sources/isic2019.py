@@ -191,8 +191,6 @@ SOURCE = DatasetSource(
     read=read,
     features=FEATURES,
     group="lesion",
-    has_masks=False,
-    tasks=("classification",),
     notes="No official split: use a grouped split by lesion_id (image id where it is empty). UNK "
           "has no training image. meta_in_ham10000 flags the 10015 HAM10000 images; "
           "exclude_ham10000=true drops them for cross-dataset evaluation.",

@@ -133,8 +133,6 @@ SOURCE = DatasetSource(
     read=read,
     features=FEATURES,
     group="patient",
-    has_masks=False,
-    tasks=("classification",),
     notes="No official split: use a grouped split by patient. 'UNK' and empty cells both mean "
           "missing. 'biopsed' leaks the label (all BCC/SCC/MEL are biopsied).",
     extra={"class_names": CLASS_NAMES, "columns": COLUMNS},

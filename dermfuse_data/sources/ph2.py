@@ -348,7 +348,6 @@ SOURCE = DatasetSource(
     classes=CLASSES,
     read=read,
     features=FEATURES,
-    group="image",
     has_masks=True,
     tasks=("classification", "segmentation"),
     notes="200 images (80 common nevus, 80 atypical nevus, 40 melanoma), no official split: use a "

@@ -24,16 +24,9 @@ from dermfuse_data.sources import SOURCE_MODULES
 from dermfuse_data.synthetic.lesions import (STYLES, LesionStyle, class_counts, count_image_classes, draw_lesion,
                                              image_class_of, lesion_style, maybe_missing)
 
-#: dataset name -> module under ``dermfuse_data.synthetic`` that defines ``write_miniature``
-WRITER_MODULES = {
-    "pad_ufes_20": "pad_ufes_20",
-    "ham10000": "ham10000",
-    "isic2017": "isic2017",
-    "isic2018_task1": "isic2018_task1",
-    "isic2019": "isic2019",
-    "ph2": "ph2",
-    "cbis_ddsm": "cbis_ddsm",
-}
+#: dataset name -> module under ``dermfuse_data.synthetic`` that defines ``write_miniature`` (named as the
+#: dataset's reader module under ``dermfuse_data.sources``)
+WRITER_MODULES = dict(SOURCE_MODULES)
 #: where the writer modules and the shared helpers are (module attributes so tests can point them elsewhere)
 SYNTHETIC_DIR = Path(__file__).resolve().parent
 SOURCES_DIR = SYNTHETIC_DIR.parent / "sources"
