@@ -7,7 +7,6 @@ import pytest
 
 from dermfuse_data.datamodule import DermDataModule
 from dermfuse_data.sources import SOURCE_MODULES, get_source
-from dermfuse_data.synthetic import write_synthetic
 from dermfuse_data.tabular import select_features
 
 #: measured on the seed-0 miniatures (categories seen in the training split + one missing column each)
@@ -33,9 +32,9 @@ def test_every_dataset_has_an_expected_width():
 
 @pytest.mark.filterwarnings("ignore:computed split")                  # CBIS's official split
 @pytest.mark.parametrize("dataset", sorted(SYNTHETIC_WIDTHS))
-def test_check_reports_the_width_the_datamodule_feeds_the_model(dataset, tmp_path, cli):
+def test_check_reports_the_width_the_datamodule_feeds_the_model(dataset, miniature, tmp_path, cli):
     source = get_source(dataset)
-    root = write_synthetic(dataset, tmp_path / "data", 0)
+    root = miniature(dataset)
     rc, out, _ = cli("check", "--dataset", dataset, "--root", root, "--json", "--no-verify-images")
     report = json.loads(out)
     assert rc == 0, report["problems"]
