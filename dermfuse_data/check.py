@@ -332,22 +332,18 @@ def print_report(report: dict[str, Any], file=None) -> None:
     elif report["encoded_width"] == 0:
         console.print(Text("no non-leaking metadata features to encode"))
 
-    classes = Table(title="classes")
-    classes.add_column("class")
-    classes.add_column("rows", justify="right")
-    classes.add_column("share", justify="right")
-    for name, n in report["classes"].items():
-        classes.add_row(Text(name), str(n), f"{100 * n / max(rows, 1):.1f}%")
-    console.print(classes)
+    def counts_table(title: str, key: str, value: str, counts: dict[str, int]) -> Table:
+        table = Table(title=title)
+        table.add_column(key)
+        table.add_column(value, justify="right")
+        table.add_column("share", justify="right")
+        for name, n in counts.items():
+            table.add_row(Text(name), str(n), f"{100 * n / max(rows, 1):.1f}%")
+        return table
 
+    console.print(counts_table("classes", "class", "rows", report["classes"]))
     if report["missing"]:
-        missing = Table(title="missing values per metadata column")
-        missing.add_column("column")
-        missing.add_column("missing", justify="right")
-        missing.add_column("share", justify="right")
-        for name, n in report["missing"].items():
-            missing.add_row(Text(name), str(n), f"{100 * n / max(rows, 1):.1f}%")
-        console.print(missing)
+        console.print(counts_table("missing values per metadata column", "column", "missing", report["missing"]))
 
     for warning in report["warnings"]:
         console.print(Text(f"warning: {warning}", style="yellow"))

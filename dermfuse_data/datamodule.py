@@ -8,8 +8,6 @@ banner says so loudly. ``mask`` comes from the dataset, or from a predicted-mask
 """
 from __future__ import annotations
 
-import hashlib
-import importlib
 import os
 import shutil
 import sys
@@ -31,7 +29,7 @@ from dermfuse_data.feature_ranking import parse_top_k, rank_features_by_label_co
 from dermfuse_data.mask_file import MaskFile
 from dermfuse_data.sources import get_source
 from dermfuse_data.splits import load_or_make_splits
-from dermfuse_data.synthetic import write_synthetic
+from dermfuse_data.synthetic import miniature_key, write_synthetic
 from dermfuse_data.tabular import TabularEncoder, select_features
 from dermfuse_data.transforms import build_transform
 
@@ -44,14 +42,11 @@ def default_cache_dir() -> Path:
 def synthetic_root(dataset: str, base: Path, seed: int = 0) -> Path:
     """The synthetic miniature of ``dataset`` under ``base``, generated once (atomically) per seed.
 
-    The folder name carries a hash of the generators' code (``synthetic.py`` and every source
-    module, since writers share helpers), so an updated generator is rerun.
+    The folder name carries a hash of the code that miniature is made from
+    (:func:`~dermfuse_data.synthetic.miniature_key`: the shared synthetic helpers, the dataset's
+    writer and its reader), so it is rewritten when that code changes and only then.
     """
-    h = hashlib.sha256()
-    package = Path(importlib.import_module("dermfuse_data.sources").__file__).parent
-    for path in [package.parent / "synthetic.py", *sorted(package.glob("*.py"))]:
-        h.update(path.read_bytes())
-    final = base / f"{dataset}-seed{seed}-{h.hexdigest()[:10]}"
+    final = base / f"{dataset}-seed{seed}-{miniature_key(dataset)}"
     marker = final / ".dermfuse-synthetic"
     if not marker.exists():
         base.mkdir(parents=True, exist_ok=True)

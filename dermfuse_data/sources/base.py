@@ -1,9 +1,8 @@
-"""What every dataset source declares: its classes, metadata features and how to read/synthesise it."""
+"""What every dataset source declares: its classes, metadata features and how to read it."""
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import pyarrow as pa
@@ -34,17 +33,17 @@ class DatasetSource:
     """A dataset as its publisher ships it.
 
     ``read(root, **options)`` returns the common table (:mod:`dermfuse_data.schema`) or raises
-    :class:`~dermfuse_data.errors.DatasetError`; ``synthesize(out, seed)`` writes a miniature in the
-    same on-disk layout and returns the root to pass to ``read``. ``options`` documents the keyword
-    options ``read`` accepts (name -> help), e.g. CBIS-DDSM's ``abnormality``; the DataModule passes
-    them as ``source_options`` and ``check`` as ``--option name=value``.
+    :class:`~dermfuse_data.errors.DatasetError`. ``options`` documents the keyword options ``read``
+    accepts (name -> help), e.g. CBIS-DDSM's ``abnormality``; the DataModule passes them as
+    ``source_options`` and ``check`` as ``--option name=value``. The synthetic miniature in the same
+    on-disk layout is written by :func:`dermfuse_data.synthetic.write_synthetic` (readers never
+    depend on their writers).
     """
 
     name: str
     title: str
     classes: tuple[str, ...]
     read: Callable[..., pa.Table]
-    synthesize: Callable[[Path, int], Path]
     features: tuple[MetaFeature, ...] = ()
     group: str = "image"
     has_masks: bool = False

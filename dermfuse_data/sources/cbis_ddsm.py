@@ -52,9 +52,8 @@ kept as written, so they are two of the 14 calc-type columns.
 """
 from __future__ import annotations
 
-import csv
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -64,6 +63,7 @@ import pyarrow as pa
 from dermfuse_data.errors import DatasetError
 from dermfuse_data.schema import build_table
 from dermfuse_data.sources.base import MISSING_TOKENS, DatasetSource, MetaFeature
+from dermfuse_data.sources.publisher_files import choice_option, dataset_root, read_csv, shown
 
 CLASSES = ("BENIGN", "MALIGNANT")
 #: raw ``pathology`` value -> label index into :data:`CLASSES`
@@ -135,66 +135,12 @@ def meta_name(column: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # the case-description CSVs
 # ---------------------------------------------------------------------------------------------
-def _records(path: Path) -> Iterator[tuple[int, list[str]]]:
-    """``(row, cells)`` of every CSV record; ``row`` counts records as a spreadsheet does (header =
-    1), so a record whose quoted path spans two lines is still one row."""
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh)
-            row = 0
-            try:
-                for cells in reader:
-                    row += 1
-                    yield row, cells
-            except csv.Error as exc:
-                raise DatasetError(f"not a valid CSV file: {exc}", path=path, row=row + 1,
-                                   hint=f"fix the quoting on that row or restore the original "
-                                        f"{path.name} from TCIA") from None
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=path,
-                           hint=f"restore the original {path.name} (a spreadsheet may have re-saved "
-                                "it in another encoding)") from None
-
-
 def _read_case_csv(path: Path, kind: str) -> tuple[dict[str, int], list[tuple[int, list[str]]]]:
     """Column index by raw name (density spelling unified to the file type's) and data rows."""
-    rows = _records(path)
-    header: list[str] | None = None
-    for _, cells in rows:
-        if any(c.strip() for c in cells):
-            header = [c.strip() for c in cells]
-            break
-    if header is None:
-        raise DatasetError(f"{path.name} is empty", path=path, hint="restore the original file; "
-                                                                     + DOWNLOAD_HINT)
-    expected = COLUMNS[kind]
-    density = expected[1]
-    if density not in header:
-        other = [s for s in DENSITY_SPELLINGS if s in header]
-        if other:
-            header[header.index(other[0])] = density
-    dupes = sorted({c for c in header if c and header.count(c) > 1})
-    if dupes:
-        raise DatasetError(f"column(s) {dupes} appear more than once in the header", path=path,
-                           row=1, hint=f"remove the repeated columns or restore {path.name}")
-    missing = [c for c in expected if c not in header]
-    if missing:
-        raise DatasetError(
-            f"missing column(s) {missing}; the header has {header}", path=path, row=1,
-            hint=f"a {kind} case-description CSV has these {len(expected)} columns: "
-                 f"{list(expected)} (the density column may be spelled 'breast_density' or "
-                 f"'breast density'); restore the original file or rename the columns back")
-    data = []
-    for row, cells in rows:
-        if not any(c.strip() for c in cells):
-            continue
-        if len(cells) != len(header):
-            raise DatasetError(
-                f"has {len(cells)} cells but the header has {len(header)} columns", path=path,
-                row=row, hint="a value probably contains an unquoted comma, or the row was cut; "
-                              f"fix that row or restore the original {path.name}")
-        data.append((row, cells))
-    return {name: i for i, name in enumerate(header)}, data
+    density = COLUMNS[kind][1]
+    table = read_csv(path, COLUMNS[kind], aliases={density: [s for s in DENSITY_SPELLINGS if s != density]},
+                     what=f"{kind} case-description CSV", download_hint=DOWNLOAD_HINT)
+    return table.col, table.rows
 
 
 @dataclass
@@ -384,10 +330,6 @@ class _CaseFolders:
                       if isinstance(reason, str))
 
 
-def _listed(items: list[str], n: int = 5) -> str:
-    return ", ".join(items[:n]) + (", ..." if len(items) > n else "")
-
-
 def _resolve_files(records: list[_Abnormality], folders: _CaseFolders, view: str
                    ) -> list[tuple[Path, Path | None]]:
     """``(image_path, mask_path)`` per record for ``view``; DatasetError for absent files."""
@@ -403,10 +345,10 @@ def _resolve_files(records: list[_Abnormality], folders: _CaseFolders, view: str
         out.append((image, mask if view == "full" else None))
     unreadable = folders.unreadable_headers()
     if unreadable:
-        shown = "; ".join(f"{p} ({r})" for p, r in unreadable[:3])
+        examples = "; ".join(f"{p} ({r})" for p, r in unreadable[:3])
         raise DatasetError(
             f"{len(unreadable)} DICOM header(s) cannot be read, so crop and ROI mask cannot be told "
-            f"apart by size: {shown}{' ...' if len(unreadable) > 3 else ''}",
+            f"apart by size: {examples}{' ...' if len(unreadable) > 3 else ''}",
             path=folders.image_base, hint="re-download these series from TCIA (a partial download "
                                           "leaves broken files)")
     what = "full mammograms" if view == "full" else "cropped ROI images"
@@ -417,7 +359,7 @@ def _resolve_files(records: list[_Abnormality], folders: _CaseFolders, view: str
         folder = first.full_case if kind == "full mammograms" else first.roi_cases[0]
         raise DatasetError(
             f"{len(recs)} of {len(records)} {kind} listed in the case-description CSVs are not on "
-            f"disk ({_listed([r.sample_id for r in recs])}); e.g. no "
+            f"disk ({shown([r.sample_id for r in recs])}); e.g. no "
             f"{'matching ' if kind != 'full mammograms' else ''}.dcm below "
             f"{folders.image_base / folder}", path=folders.image_base,
             hint=f"{DOWNLOAD_HINT}. Each case folder (e.g. Mass-Training_P_00001_LEFT_CC, and "
@@ -430,13 +372,8 @@ def _resolve_files(records: list[_Abnormality], folders: _CaseFolders, view: str
 # reading
 # ---------------------------------------------------------------------------------------------
 def _option(name: str, value: object, choices: tuple[str, ...], root: object) -> str:
-    text = str(value).strip().lower()
-    if text == "calcification":
-        text = "calc"
-    if text not in choices:
-        raise DatasetError(f"option {name}={value!r} is not one of {list(choices)}", path=root,
-                           hint=f"{name}: {OPTIONS[name]}")
-    return text
+    text = "calc" if str(value).strip().lower() == "calcification" else value
+    return choice_option(name, text, choices, root, hint=f"{name}: {OPTIONS[name]}")
 
 
 def read(root: str | Path, abnormality: str = "both", view: str = "full") -> pa.Table:
@@ -453,12 +390,7 @@ def read(root: str | Path, abnormality: str = "both", view: str = "full") -> pa.
     """
     abnormality = _option("abnormality", abnormality, ABNORMALITY_CHOICES, root)
     view = _option("view", view, VIEW_CHOICES, root)
-    root = Path(root).expanduser()
-    if not root.exists():
-        raise DatasetError("dataset folder does not exist", path=root, hint=DOWNLOAD_HINT)
-    if not root.is_dir():
-        raise DatasetError("is a file, not the dataset folder", path=root, hint=DOWNLOAD_HINT)
-    root = root.resolve()
+    root = dataset_root(root, DOWNLOAD_HINT)
     kinds = ABNORMALITY_TYPES if abnormality == "both" else (abnormality,)
     files = [(kind, split, _csv_path(root, kind, split, abnormality))
              for kind in kinds for split in OFFICIAL_SPLITS]
@@ -538,26 +470,11 @@ def official_split_overlap(table: pa.Table) -> dict:
             "crossing": crossing}
 
 
-# ---------------------------------------------------------------------------------------------
-# synthetic miniature (written by dermfuse_data.sources._cbis_ddsm_synth)
-# ---------------------------------------------------------------------------------------------
-def synthesize(out: str | Path, seed: int = 0) -> Path:
-    """Write a CBIS-DDSM miniature in TCIA's layout into ``out``; returns ``out``.
-
-    See :func:`dermfuse_data.sources._cbis_ddsm_synth.write_miniature` (four CSVs with the exact
-    headers, CRLF and quoted newline paths; a ``CBIS-DDSM/`` tree of small 16-bit DICOMs).
-    """
-    from dermfuse_data.sources._cbis_ddsm_synth import write_miniature
-
-    return write_miniature(Path(out), int(seed))
-
-
 SOURCE = DatasetSource(
     name="cbis_ddsm",
     title="CBIS-DDSM (curated DDSM mammograms, masses and calcifications)",
     classes=CLASSES,
     read=read,
-    synthesize=synthesize,
     features=FEATURES,
     group="patient",
     has_masks=True,

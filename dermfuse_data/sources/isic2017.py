@@ -19,20 +19,17 @@ when the folder exists every image must have its mask.
 """
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 
 from dermfuse_data.errors import DatasetError
-from dermfuse_data.schema import SPLITS, build_table
+from dermfuse_data.schema import build_table
 from dermfuse_data.sources.base import DatasetSource, MetaFeature
-from dermfuse_data.sources.isic_layout import (SPLITS_OPTION_HELP, check_cross_split_duplicates,
-                                               index_folder, parse_splits, shown)
-from dermfuse_data.synthetic import (class_counts, count_image_classes, draw_lesion, image_class_of,
-                                     maybe_missing, save_image)
+from dermfuse_data.sources.publisher_files import (SPLITS_OPTION_HELP, absent_images_error,
+                                                   check_cross_split_duplicates, dataset_root, index_folder,
+                                                   listed_ids, parse_splits, read_csv, required_path, shown)
 
 CLASSES = ("melanoma", "seborrheic_keratosis", "nevus")
 #: official split -> the name the challenge uses in its folder and file names
@@ -40,6 +37,8 @@ SPLIT_TAGS = {"train": "Training", "val": "Validation", "test": "Test_v2"}
 LABEL_COLUMNS = ("image_id", "melanoma", "seborrheic_keratosis")
 METADATA_COLUMNS = ("image_id", "age_approximate", "sex")
 META_COLUMNS = METADATA_COLUMNS[1:]
+#: published class counts per split (melanoma, seborrheic keratosis, nevus)
+REAL_COUNTS = {"train": (374, 254, 1372), "val": (30, 42, 78), "test": (117, 90, 393)}
 DOWNLOAD_HINT = ("download the ISIC 2017 challenge data (challenge.isic-archive.com/data/#2017): "
                  "the ISIC-2017_<Split>_Data, _Part1_GroundTruth and _Part3_GroundTruth.csv files "
                  "of each split, unzipped side by side into one folder")
@@ -72,36 +71,6 @@ def metadata_name(split: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # reading
 # ---------------------------------------------------------------------------------------------
-def _read_csv(path: Path, required: Iterable[str]) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """Header and ``(line, cells)`` data rows of a challenge CSV, with the column set checked."""
-    required = list(required)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh)
-            rows = [(reader.line_num, cells) for cells in reader]
-    except csv.Error as exc:
-        raise DatasetError(f"not a valid CSV file: {exc}", path=path,
-                           hint="restore the original file from the challenge download") from None
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=path,
-                           hint="restore the original file (a spreadsheet may have re-saved it)") from None
-    rows = [(line, cells) for line, cells in rows if any(c.strip() for c in cells)]
-    if not rows:
-        raise DatasetError("the file is empty", path=path, hint="restore the original file; " + DOWNLOAD_HINT)
-    (header_line, header), data = rows[0], rows[1:]
-    header = [c.strip() for c in header]
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise DatasetError(f"missing column(s) {missing}; the header has {header}", path=path,
-                           row=header_line, hint=f"this file's header is {required}; restore the "
-                                                 "original file or rename the columns back")
-    for line, cells in data:
-        if len(cells) != len(header):
-            raise DatasetError(f"has {len(cells)} cells but the header has {len(header)} columns",
-                               path=path, row=line, hint="fix that line or restore the original file")
-    return header, data
-
-
 def _flag(value: str) -> bool | None:
     """``0.0``/``1.0`` (or ``0``/``1``) -> bool; anything else -> None."""
     try:
@@ -113,31 +82,21 @@ def _flag(value: str) -> bool | None:
 
 def _read_labels(path: Path) -> list[tuple[int, str, int]]:
     """``(line, image_id, label)`` rows of a Part 3 ground-truth CSV."""
-    header, data = _read_csv(path, LABEL_COLUMNS)
-    col = {name: i for i, name in enumerate(header)}
-    out, seen = [], {}
-    for line, cells in data:
-        image_id = cells[col["image_id"]].strip()
-        if not image_id:
-            raise DatasetError("empty image_id", path=path, row=line, hint="fix or delete that row")
+    table = read_csv(path, LABEL_COLUMNS, what="Part 3 ground truth", download_hint=DOWNLOAD_HINT)
+    out = []
+    for line, image_id, cells in listed_ids(table, "image_id"):
         flags = {}
         for name in ("melanoma", "seborrheic_keratosis"):
-            flags[name] = _flag(cells[col[name]].strip())
+            cell = cells[table.col[name]]
+            flags[name] = _flag(cell.strip())
             if flags[name] is None:
-                raise DatasetError(
-                    f"unknown value {cells[col[name]]!r} in column {name!r} (image_id {image_id})",
-                    path=path, row=line, hint="Part 3 labels are 0.0 or 1.0; fix the value")
+                raise DatasetError(f"unknown value {cell!r} in column {name!r} (image_id {image_id})",
+                                   path=path, row=line, hint="Part 3 labels are 0.0 or 1.0; fix the value")
         if flags["melanoma"] and flags["seborrheic_keratosis"]:
             raise DatasetError(f"image_id {image_id} is marked both melanoma and seborrheic_keratosis",
                                path=path, row=line,
                                hint="each image has one diagnosis; set one of the two columns to 0.0")
-        if image_id in seen:
-            raise DatasetError(f"duplicate image_id {image_id!r} (also on row {seen[image_id]})",
-                               path=path, row=line, hint="each image must be listed once; delete the "
-                                                         "repeated row")
-        seen[image_id] = line
-        label = 0 if flags["melanoma"] else 1 if flags["seborrheic_keratosis"] else 2
-        out.append((line, image_id, label))
+        out.append((line, image_id, 0 if flags["melanoma"] else 1 if flags["seborrheic_keratosis"] else 2))
     return out
 
 
@@ -151,20 +110,12 @@ def _find_metadata(root: Path, split: str) -> Path | None:
 
 
 def _read_metadata(path: Path, ids: list[str]) -> tuple[list[str], dict[str, dict[str, str | None]]]:
-    """Extra column names and ``image_id -> {column: raw value}`` of a metadata CSV covering ``ids``."""
-    header, data = _read_csv(path, METADATA_COLUMNS)
-    col = {name: i for i, name in enumerate(header)}
-    names = [c for c in header if c and c != "image_id"]
-    values: dict[str, dict[str, str | None]] = {}
-    lines: dict[str, int] = {}
-    for line, cells in data:
-        image_id = cells[col["image_id"]].strip()
-        if image_id in lines:
-            raise DatasetError(f"duplicate image_id {image_id!r} (also on row {lines[image_id]})",
-                               path=path, row=line, hint="each image must be listed once; delete the "
-                                                         "repeated row")
-        lines[image_id] = line
-        values[image_id] = {n: (cells[col[n]].strip() or None) for n in names}
+    """Column names and ``image_id -> {"meta_<column>": value}`` (stripped; empty -> None) of a
+    metadata CSV that must cover ``ids``."""
+    table = read_csv(path, METADATA_COLUMNS, what="metadata CSV", download_hint=DOWNLOAD_HINT)
+    names = [c for c in table.header if c and c != "image_id"]
+    values = {image_id: {"meta_" + n: (cells[table.col[n]].strip() or None) for n in names}
+              for _, image_id, cells in listed_ids(table, "image_id")}
     absent = [i for i in ids if i not in values]
     if absent:
         raise DatasetError(
@@ -178,14 +129,9 @@ def _read_metadata(path: Path, ids: list[str]) -> tuple[list[str], dict[str, dic
 def _split_rows(root: Path, split: str) -> tuple[list[dict], list[str], list[str], list[str]]:
     """Rows of one split, its metadata columns, and the ids whose image / mask is absent."""
     gt, images_dir, masks_dir = labels_csv(root, split), data_dir(root, split), mask_dir(root, split)
-    if not gt.is_file():
-        present = sorted(p.name for p in root.iterdir())[:12]
-        raise DatasetError(f"{gt.name} not found (the folder holds {present})", path=gt,
-                           hint=DOWNLOAD_HINT + f"; or read only some splits with splits=... "
-                                                f"(now {split} is asked for)")
-    if not images_dir.is_dir():
-        raise DatasetError(f"image folder {images_dir.name} not found", path=images_dir,
-                           hint=DOWNLOAD_HINT)
+    required_path(root, gt.name, DOWNLOAD_HINT + f"; or read only some splits with splits=... (now {split} "
+                                                 "is asked for)")
+    required_path(root, images_dir.name, DOWNLOAD_HINT, folder=True, what="image folder")
     labels = _read_labels(gt)
     ids = [image_id for _, image_id, _ in labels]
     meta_path = _find_metadata(root, split)
@@ -200,11 +146,9 @@ def _split_rows(root: Path, split: str) -> tuple[list[dict], list[str], list[str
             no_image.append(image_id)
         if masks is not None and mask is None:
             no_mask.append(image_id)
-        row = {"sample_id": image_id, "image_path": str(image), "label": label,
-               "label_name": CLASSES[label], "group_id": image_id, "official_split": split,
-               "mask_path": None if mask is None else str(mask)}
-        row.update({"meta_" + n: v for n, v in meta.get(image_id, {}).items()})
-        rows.append(row)
+        rows.append({"sample_id": image_id, "image_path": str(image), "label": label, "label_name": CLASSES[label],
+                     "group_id": image_id, "official_split": split, "mask_path": None if mask is None else str(mask),
+                     **meta.get(image_id, {})})
     return rows, names, no_image, no_mask
 
 
@@ -220,22 +164,16 @@ def read(root: str | Path, splits: str | Iterable[str] | None = None) -> pa.Tabl
     diagnoses on one row, a duplicate id (within or across splits), a metadata file missing rows,
     and listed images or masks that are not on disk.
     """
-    root = Path(root).expanduser()
-    if not root.exists():
-        raise DatasetError("dataset folder does not exist", path=root, hint=DOWNLOAD_HINT)
-    if not root.is_dir():
-        raise DatasetError("is a file, not the dataset folder", path=root, hint=DOWNLOAD_HINT)
-    root = root.resolve()
+    root = dataset_root(root, DOWNLOAD_HINT)
     wanted = parse_splits(splits, root)
     rows, meta_names, ids_by_split = [], list(META_COLUMNS), {}
     for split in wanted:
         split_rows, names, no_image, no_mask = _split_rows(root, split)
         if no_image:
-            raise DatasetError(
-                f"{len(no_image)} of {len(split_rows)} images listed in {labels_csv(root, split).name} "
-                f"are not on disk ({shown(no_image)})", path=data_dir(root, split),
-                hint=f"put every image as {data_dir(root, split).name}/<image_id>.jpg; unzip the "
-                     "whole image archive")
+            raise absent_images_error(
+                no_image, len(split_rows), labels_csv(root, split).name, data_dir(root, split),
+                hint=f"put every image as {data_dir(root, split).name}/<image_id>.jpg; unzip the whole image "
+                     "archive")
         if no_mask:
             raise DatasetError(
                 f"{len(no_mask)} of {len(split_rows)} images have no mask "
@@ -249,94 +187,17 @@ def read(root: str | Path, splits: str | Iterable[str] | None = None) -> pa.Tabl
     return build_table(rows, meta_names)
 
 
-# ---------------------------------------------------------------------------------------------
-# synthetic miniature
-# ---------------------------------------------------------------------------------------------
-#: seborrheic keratosis and nevus share one image distribution and differ only in
-#: ``age_approximate`` (nevus 15-35, seborrheic keratosis 60-85; never ``unknown`` for these two)
-METADATA_ONLY_PAIRS = ((CLASSES.index("seborrheic_keratosis"), CLASSES.index("nevus")),)
-#: images per split in the miniature
-SYNTHETIC_SPLIT_SIZES = {"train": 90, "val": 30, "test": 45}
-#: published class counts per split (melanoma, seborrheic keratosis, nevus)
-REAL_COUNTS = {"train": (374, 254, 1372), "val": (30, 42, 78), "test": (117, 90, 393)}
-_AGES = {0: range(30, 90, 5), 1: range(60, 90, 5), 2: range(15, 40, 5)}
-
-
-def _superpixels(rng: np.random.Generator, size: tuple[int, int]) -> np.ndarray:
-    """A Part 2 style superpixel map: index of a jittered grid cell, packed into RGB (R + 256 G)."""
-    h, w = size
-    cells = int(rng.integers(6, 10))
-    yy, xx = np.mgrid[0:h, 0:w]
-    index = (yy * cells // h) * cells + (xx * cells // w)
-    rgb = np.zeros((h, w, 3), np.uint8)
-    rgb[..., 0], rgb[..., 1] = index % 256, index // 256
-    return rgb
-
-
-def _write_csv(path: Path, header: tuple[str, ...], rows: list[list[str]], line_end: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh, lineterminator=line_end)
-        writer.writerow(header)
-        writer.writerows(rows)
-
-
-def synthesize(out: str | Path, seed: int = 0) -> Path:
-    """Write an ISIC 2017 miniature in the challenge's layout into ``out``; returns ``out``.
-
-    Per split (:data:`SYNTHETIC_SPLIT_SIZES`, 165 images in all, the published class imbalance of
-    each split, at least 5 per class) the ``_Data`` folder with JPEGs (96-128 px), their
-    ``_superpixels.png`` and the metadata CSV (LF, ``unknown`` for missing values), the
-    ``_Part1_GroundTruth`` folder of 0/255 PNG masks at image size and the ``_Part3_GroundTruth.csv``
-    (CRLF, ``0.0``/``1.0`` as published). Melanoma and the other two classes differ in the image;
-    seborrheic keratosis vs nevus only in age (:data:`METADATA_ONLY_PAIRS`). Byte-identical per seed.
-    """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng([int(seed), 2017])
-    total = sum(SYNTHETIC_SPLIT_SIZES.values())
-    numbers = np.sort(rng.choice(np.arange(0, 16000), total, replace=False))
-    numbers = numbers[rng.permutation(total)]
-    n_image_classes = count_image_classes(len(CLASSES), METADATA_ONLY_PAIRS)
-    start = 0
-    for split in SPLITS:
-        n = SYNTHETIC_SPLIT_SIZES[split]
-        counts = class_counts(n, REAL_COUNTS[split], minimum=5)
-        labels = np.repeat(np.arange(len(CLASSES)), counts)[rng.permutation(n)]
-        ids = [f"ISIC_{k:07d}" for k in sorted(numbers[start:start + n])]
-        gt_rows, meta_rows = [], []
-        for i, (image_id, label) in enumerate(zip(ids, labels), start=start):
-            img_rng = np.random.default_rng([int(seed), 2017, i])
-            size = (int(img_rng.integers(96, 129)), int(img_rng.integers(96, 129)))
-            rgb, mask = draw_lesion(img_rng, size, image_class_of(int(label), METADATA_ONLY_PAIRS),
-                                    n_image_classes)
-            save_image(data_dir(out, split) / f"{image_id}.jpg", rgb, quality=90)
-            save_image(data_dir(out, split) / f"{image_id}_superpixels.png", _superpixels(img_rng, size))
-            save_image(mask_dir(out, split) / f"{image_id}_segmentation.png", mask)
-            gt_rows.append([image_id, "1.0" if label == 0 else "0.0", "1.0" if label == 1 else "0.0"])
-            age = str(int(rng.choice(list(_AGES[int(label)]))))
-            meta_rows.append([image_id, maybe_missing(rng, age, 0.1 if label == 0 else 0.0, "unknown"),
-                              maybe_missing(rng, str(rng.choice(["female", "male"])), 0.1, "unknown")])
-        start += n
-        _write_csv(labels_csv(out, split), LABEL_COLUMNS, gt_rows, "\r\n")
-        _write_csv(data_dir(out, split) / metadata_name(split), METADATA_COLUMNS, meta_rows, "\n")
-    return out
-
-
 SOURCE = DatasetSource(
     name="isic2017",
     title="ISIC 2017 challenge (Part 1 lesion masks + Part 3 melanoma / seborrheic keratosis)",
     classes=CLASSES,
     read=read,
-    synthesize=synthesize,
     features=FEATURES,
-    group="image",
     has_masks=True,
     tasks=("classification", "segmentation"),
     notes="Official split train 2000 / val 150 / test 600 is kept. Classes are the Part 3 columns; "
           "nevus = neither. Metadata (age_approximate, sex; 'unknown' = missing) only where the "
           "split's metadata CSV is present.",
     options={"splits": SPLITS_OPTION_HELP},
-    extra={"metadata_only_pairs": METADATA_ONLY_PAIRS, "split_tags": SPLIT_TAGS,
-           "real_counts": REAL_COUNTS},
+    extra={"split_tags": SPLIT_TAGS, "real_counts": REAL_COUNTS},
 )

@@ -18,15 +18,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 
 from dermfuse_data.errors import DatasetError
-from dermfuse_data.schema import SPLITS, build_table
+from dermfuse_data.schema import build_table
 from dermfuse_data.sources.base import DatasetSource
-from dermfuse_data.sources.isic_layout import (SPLITS_OPTION_HELP, check_cross_split_duplicates,
-                                               index_folder, parse_splits, shown)
-from dermfuse_data.synthetic import STYLES, draw_lesion, save_image
+from dermfuse_data.sources.publisher_files import (SPLITS_OPTION_HELP, check_cross_split_duplicates, dataset_root,
+                                                   index_folder, parse_splits, required_path, shown)
 
 CLASSES = ("lesion",)
 SPLIT_TAGS = {"train": "Training", "val": "Validation", "test": "Test"}
@@ -52,13 +50,9 @@ def ground_truth_dir(root: Path, split: str) -> Path:
 def _split_rows(root: Path, split: str) -> list[dict]:
     """Rows of one split (sorted by id), after checking that images and masks pair up."""
     images_dir, masks_dir = input_dir(root, split), ground_truth_dir(root, split)
-    for folder, what in ((images_dir, "image"), (masks_dir, "mask")):
-        if not folder.is_dir():
-            present = sorted(p.name for p in root.iterdir())[:12]
-            raise DatasetError(
-                f"{what} folder {folder.name} not found (the folder holds {present})", path=folder,
-                hint=DOWNLOAD_HINT + f"; or read only the splits you have with splits=... (the "
-                                     f"{split} split is asked for)")
+    for folder, what in ((images_dir, "image folder"), (masks_dir, "mask folder")):
+        required_path(root, folder.name, DOWNLOAD_HINT + f"; or read only the splits you have with splits=... "
+                                                         f"(the {split} split is asked for)", folder=True, what=what)
     images = index_folder(images_dir, IMAGE_SUFFIX)
     masks = index_folder(masks_dir, MASK_SUFFIX)
     if not images:
@@ -91,12 +85,7 @@ def read(root: str | Path, splits: str | Iterable[str] | None = None) -> pa.Tabl
     :class:`DatasetError` for a missing root or folder, an empty image folder, images without masks,
     masks without images, and an id found twice (two files, or two splits).
     """
-    root = Path(root).expanduser()
-    if not root.exists():
-        raise DatasetError("dataset folder does not exist", path=root, hint=DOWNLOAD_HINT)
-    if not root.is_dir():
-        raise DatasetError("is a file, not the dataset folder", path=root, hint=DOWNLOAD_HINT)
-    root = root.resolve()
+    root = dataset_root(root, DOWNLOAD_HINT)
     wanted = parse_splits(splits, root)
     rows, ids_by_split = [], {}
     for split in wanted:
@@ -107,56 +96,11 @@ def read(root: str | Path, splits: str | Iterable[str] | None = None) -> pa.Tabl
     return build_table(rows)
 
 
-# ---------------------------------------------------------------------------------------------
-# synthetic miniature
-# ---------------------------------------------------------------------------------------------
-SYNTHETIC_SPLIT_SIZES = {"train": 60, "val": 20, "test": 30}
-#: lesion looks drawn in the miniature (all are the one class ``lesion``: variety for segmentation)
-SYNTHETIC_STYLES = len(STYLES)
-_LICENSE = ("This ISIC 2018 Task 1 stand-in is SYNTHETIC (dermfuse miniature). The real data is "
-            "licensed CC-BY-NC by the International Skin Imaging Collaboration.\n")
-_ATTRIBUTION = "Synthetic lesions drawn by dermfuse_data.synthetic.draw_lesion; no real patient data.\n"
-
-
-def synthesize(out: str | Path, seed: int = 0) -> Path:
-    """Write an ISIC 2018 Task 1 miniature in the challenge's layout into ``out``; returns ``out``.
-
-    Per split (:data:`SYNTHETIC_SPLIT_SIZES`, 110 images) the ``_Input`` folder of JPEGs (96-128
-    px) and the ``_GroundTruth`` folder of 0/255 PNG masks at image size, each with ``LICENSE.txt``
-    and ``ATTRIBUTION.txt`` as in the release. Lesions vary over all drawing styles (one class).
-    Byte-identical per seed.
-    """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng([int(seed), 2018])
-    total = sum(SYNTHETIC_SPLIT_SIZES.values())
-    numbers = rng.choice(np.arange(0, 17000), total, replace=False)
-    start = 0
-    for split in SPLITS:
-        n = SYNTHETIC_SPLIT_SIZES[split]
-        for folder in (input_dir(out, split), ground_truth_dir(out, split)):
-            folder.mkdir(parents=True, exist_ok=True)
-            (folder / "LICENSE.txt").write_text(_LICENSE)
-            (folder / "ATTRIBUTION.txt").write_text(_ATTRIBUTION)
-        for i, number in enumerate(numbers[start:start + n], start=start):
-            img_rng = np.random.default_rng([int(seed), 2018, i])
-            size = (int(img_rng.integers(96, 129)), int(img_rng.integers(96, 129)))
-            rgb, mask = draw_lesion(img_rng, size, int(img_rng.integers(SYNTHETIC_STYLES)),
-                                    SYNTHETIC_STYLES)
-            save_image(input_dir(out, split) / f"ISIC_{number:07d}{IMAGE_SUFFIX}", rgb, quality=90)
-            save_image(ground_truth_dir(out, split) / f"ISIC_{number:07d}{MASK_SUFFIX}", mask)
-        start += n
-    return out
-
-
 SOURCE = DatasetSource(
     name="isic2018_task1",
     title="ISIC 2018 Task 1 (lesion boundary segmentation)",
     classes=CLASSES,
     read=read,
-    synthesize=synthesize,
-    features=(),
-    group="image",
     has_masks=True,
     tasks=("segmentation",),
     notes="Segmentation only (one class). Official split train 2594 / val 100 / test 1000; "

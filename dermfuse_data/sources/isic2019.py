@@ -24,21 +24,17 @@ HAM10000 on the rest of ISIC 2019 without seeing a training image again.
 """
 from __future__ import annotations
 
-import csv
 import re
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 
 from dermfuse_data.errors import DatasetError
 from dermfuse_data.schema import build_table
 from dermfuse_data.sources.base import DatasetSource, MetaFeature
-from dermfuse_data.sources.publisher_files import (absent_images_error, bool_option, dataset_root,
-                                                   duplicate_error, index_images, read_csv,
-                                                   reject_unknown_options, required_file)
-from dermfuse_data.synthetic import (class_counts, count_image_classes, draw_lesion, image_class_of,
-                                     maybe_missing, save_image)
+from dermfuse_data.sources.publisher_files import (absent_images_error, bool_option, dataset_root, index_images,
+                                                   listed_ids, meta_cells, read_csv, reject_unknown_options,
+                                                   required_path, shown)
 
 CLASSES = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK")
 CLASS_NAMES = {
@@ -113,44 +109,21 @@ def _label_of(path: Path, line: int, image: str, cells: list[str], col: dict[str
 def _ground_truth(path: Path) -> list[tuple[int, str, int]]:
     """``(line, image, label)`` of every ground-truth row, checking ids and the one-hot encoding."""
     table = read_csv(path, GROUND_TRUTH_COLUMNS, what="ISIC 2019 ground truth")
-    col = table.col
-    out, seen = [], {}
-    for line, cells in table.rows:
-        image = cells[col["image"]].strip()
-        if not image:
-            raise DatasetError("empty image id", path=path, row=line,
-                               hint="every row needs an image id; fix or delete that row")
-        if image in seen:
-            raise duplicate_error("image", image, path, line, seen[image])
-        seen[image] = line
-        out.append((line, image, _label_of(path, line, image, cells, col)))
-    return out
+    return [(line, image, _label_of(path, line, image, cells, table.col))
+            for line, image, cells in listed_ids(table, "image")]
 
 
 def _metadata(path: Path) -> tuple[dict[str, dict[str, str | None]], list[str]]:
-    """Raw metadata cells per image (empty -> None) and the extra column names."""
+    """Raw ``meta_*`` cells per image (empty -> None) and the extra column names."""
     table = read_csv(path, METADATA_COLUMNS, aliases=METADATA_ALIASES, what="ISIC 2019 metadata")
-    col = table.col
     extra = [c for c in table.header if c and c not in METADATA_COLUMNS]
     names = [c for c in METADATA_COLUMNS if c != "image"] + extra
-    out: dict[str, dict[str, str | None]] = {}
-    lines: dict[str, int] = {}
-    for line, cells in table.rows:
-        image = cells[col["image"]].strip()
-        if not image:
-            raise DatasetError("empty image id", path=path, row=line,
-                               hint="every row needs an image id; fix or delete that row")
-        if image in lines:
-            raise duplicate_error("image", image, path, line, lines[image])
-        lines[image] = line
-        out[image] = {n: (cells[col[n]] if cells[col[n]].strip() else None) for n in names}
-    return out, extra
+    return {image: meta_cells(table, cells, names) for _, image, cells in listed_ids(table, "image")}, extra
 
 
 def _unmatched_error(ids: list[str], listed_in: str, not_in: str, path: Path) -> DatasetError:
-    shown = ", ".join(ids[:5]) + (", ..." if len(ids) > 5 else "")
     return DatasetError(f"{len(ids)} image(s) listed in {listed_in} have no row in {not_in} "
-                        f"({shown})", path=path,
+                        f"({shown(ids)})", path=path,
                         hint=f"{GROUND_TRUTH_FILE} and {METADATA_FILE} must list the same images; "
                              "restore both files from the same ISIC 2019 training release")
 
@@ -173,8 +146,8 @@ def read(root: str | Path, **options) -> pa.Table:
     reject_unknown_options("isic2019", options, OPTIONS)
     exclude = bool_option("exclude_ham10000", options.get("exclude_ham10000", False))
     root = dataset_root(root, DOWNLOAD_HINT)
-    truth_path = required_file(root, GROUND_TRUTH_FILE, DOWNLOAD_HINT)
-    meta_path = required_file(root, METADATA_FILE, DOWNLOAD_HINT)
+    truth_path = required_path(root, GROUND_TRUTH_FILE, DOWNLOAD_HINT)
+    meta_path = required_path(root, METADATA_FILE, DOWNLOAD_HINT)
     truth = _ground_truth(truth_path)
     meta, extra = _metadata(meta_path)
     truth_ids = {image for _, image, _ in truth}
@@ -200,11 +173,9 @@ def read(root: str | Path, **options) -> pa.Table:
             absent.append(image)
             continue
         cells = meta[image]
-        row = {"sample_id": image, "image_path": path, "label": label,
-               "label_name": CLASSES[label], "group_id": (cells["lesion_id"] or "").strip() or image,
-               "official_split": None, "meta_in_ham10000": "true" if ham else "false"}
-        row.update({"meta_" + n: v for n, v in cells.items()})
-        out.append(row)
+        out.append({"sample_id": image, "image_path": path, "label": label, "label_name": CLASSES[label],
+                    "group_id": (cells["meta_lesion_id"] or "").strip() or image, "official_split": None,
+                    "meta_in_ham10000": "true" if ham else "false", **cells})
     if absent:
         raise absent_images_error(
             absent, len(out) + len(absent), GROUND_TRUTH_FILE, folder,
@@ -213,123 +184,17 @@ def read(root: str | Path, **options) -> pa.Table:
     return build_table(out, meta_names)
 
 
-# ---------------------------------------------------------------------------------------------
-# synthetic miniature
-# ---------------------------------------------------------------------------------------------
-#: (DF, VASC) share one image distribution and differ only in ``anatom_site_general`` (DF always
-#: lower extremity, VASC never; never missing for these two classes)
-METADATA_ONLY_PAIRS = ((CLASSES.index("DF"), CLASSES.index("VASC")),)
-SYNTHETIC_IMAGES = 160
-#: published class frequencies of the training set (UNK has none)
-_REAL_COUNTS = {"MEL": 4522, "NV": 12875, "BCC": 3323, "AK": 867, "BKL": 2624, "DF": 239,
-                "VASC": 253, "SCC": 628}
-_TRAINED = tuple(c for c in CLASSES if c != "UNK")
-#: where lesions come from: HAM10000 (ids 24306-34320, HAM_ lesions), BCN20000 (ids 53xxx-73xxx,
-#: BCN_ lesions), the older ISIC archive (ids < 16073, no lesion_id, often _downsampled)
-_ORIGIN_P = {"ham": 0.35, "bcn": 0.4, "archive": 0.25}
-_ID_RANGES = {"ham": (24306, 34321), "bcn": (53000, 73255), "archive": (0, 16073)}
-_SITES = ("anterior torso", "lower extremity", "head/neck", "upper extremity", "posterior torso",
-          "palms/soles", "oral/genital", "lateral torso")
-_SITE_P = (0.30, 0.22, 0.20, 0.13, 0.12, 0.02, 0.005, 0.005)
-_AGE_RANGE = {"MEL": (35, 85), "NV": (15, 60), "BCC": (45, 85), "AK": (55, 85), "BKL": (45, 85),
-              "DF": (20, 60), "VASC": (10, 80), "SCC": (55, 85)}
-
-
-def _site(rng: np.random.Generator, name: str) -> str:
-    if name == "DF":
-        return "lower extremity"
-    if name == "VASC":
-        return str(rng.choice(["anterior torso", "head/neck", "posterior torso", "upper extremity"]))
-    return maybe_missing(rng, str(rng.choice(_SITES, p=np.asarray(_SITE_P) / sum(_SITE_P))), 0.1)
-
-
-def _synthetic_rows(rng: np.random.Generator, n_images: int) -> list[dict[str, str]]:
-    """Ground-truth + metadata rows: published imbalance, 1-3 images per HAM_/BCN_ lesion."""
-    counts = class_counts(n_images, [_REAL_COUNTS[c] for c in _TRAINED], minimum=8)
-    lesions: list[tuple[str, str, int]] = []  # (class, origin, images)
-    for name, count in zip(_TRAINED, counts):
-        left = count
-        while left > 0:
-            origin = str(rng.choice(list(_ORIGIN_P), p=list(_ORIGIN_P.values())))
-            k = 1 if origin == "archive" else min(left, int(rng.choice([1, 2, 3], p=[.5, .3, .2])))
-            lesions.append((name, origin, k))
-            left -= k
-    used: set[int] = set()
-    lesion_numbers = rng.choice(np.arange(0, 12000), len(lesions), replace=False)
-    rows = []
-    for (name, origin, k), lesion_number in zip(lesions, lesion_numbers):
-        lo, hi = _AGE_RANGE[name]
-        lesion = {
-            "lesion_id": {"ham": f"HAM_{lesion_number:07d}", "bcn": f"BCN_{lesion_number:07d}",
-                          "archive": ""}[origin],
-            "diagnosis": name,
-            "age_approx": maybe_missing(rng, str(5 * int(rng.integers(lo // 5, hi // 5 + 1))), 0.02),
-            "anatom_site_general": _site(rng, name),
-            "sex": maybe_missing(rng, str(rng.choice(["male", "female"])), 0.02),
-        }
-        for _ in range(k):
-            number = int(rng.integers(*_ID_RANGES[origin]))
-            while number in used:
-                number = int(rng.integers(*_ID_RANGES[origin]))
-            used.add(number)
-            image = f"ISIC_{number:07d}"
-            if origin == "archive" and rng.random() < 0.6:
-                image += DOWNSAMPLED_SUFFIX
-            rows.append(dict(lesion, image=image))
-    # as in the release: rows sorted by image id
-    rows.sort(key=lambda r: r["image"])
-    return rows
-
-
-def synthesize(out: str | Path, seed: int = 0, n_images: int = SYNTHETIC_IMAGES) -> Path:
-    """Write an ISIC 2019 training-set miniature in the publisher's layout into ``out``.
-
-    Both CSVs with the published headers (CRLF, one-hot as ``0.0``/``1.0``, rows sorted by image
-    id, missing metadata empty) and ``n_images`` JPEGs (96-128 px) in ``ISIC_2019_Training_Input/``.
-    The eight trained classes with the published imbalance (at least 8 images each; ``UNK`` none);
-    ids from the three origins (HAM10000 range with ``HAM_`` lesions, BCN20000 range with ``BCN_``
-    lesions of 1-3 images, older archive ids without ``lesion_id``, most of them ``_downsampled``).
-    DF and VASC share one lesion style and differ only in ``anatom_site_general``
-    (:data:`METADATA_ONLY_PAIRS`). Returns ``out``; byte-identical for the same ``seed``.
-    """
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng([int(seed), 40])
-    rows = _synthetic_rows(rng, n_images)
-    n_image_classes = count_image_classes(len(_TRAINED), METADATA_ONLY_PAIRS)
-    for i, row in enumerate(rows):
-        img_rng = np.random.default_rng([int(seed), 41, i])
-        size = (int(img_rng.integers(96, 129)), int(img_rng.integers(96, 129)))
-        image_class = image_class_of(CLASSES.index(row["diagnosis"]), METADATA_ONLY_PAIRS)
-        rgb, _ = draw_lesion(img_rng, size, image_class, n_image_classes)
-        save_image(out / IMAGE_FOLDER / f"{row['image']}.jpg", rgb, quality=90)
-    with open(out / GROUND_TRUTH_FILE, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh, lineterminator="\r\n")
-        writer.writerow(GROUND_TRUTH_COLUMNS)
-        writer.writerows([row["image"]] + ["1.0" if c == row["diagnosis"] else "0.0" for c in CLASSES]
-                         for row in rows)
-    with open(out / METADATA_FILE, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh, lineterminator="\r\n")
-        writer.writerow(METADATA_COLUMNS)
-        writer.writerows([row[c] for c in METADATA_COLUMNS] for row in rows)
-    return out
-
-
 SOURCE = DatasetSource(
     name="isic2019",
     title="ISIC 2019 training set (dermoscopy: HAM10000 + BCN20000 + ISIC archive)",
     classes=CLASSES,
     read=read,
-    synthesize=synthesize,
     features=FEATURES,
     group="lesion",
-    has_masks=False,
-    tasks=("classification",),
     notes="No official split: use a grouped split by lesion_id (image id where it is empty). UNK "
           "has no training image. meta_in_ham10000 flags the 10015 HAM10000 images; "
           "exclude_ham10000=true drops them for cross-dataset evaluation.",
     options=OPTIONS,
-    extra={"class_names": CLASS_NAMES, "metadata_only_pairs": METADATA_ONLY_PAIRS,
-           "ground_truth_columns": GROUND_TRUTH_COLUMNS, "metadata_columns": METADATA_COLUMNS,
-           "ham10000_range": HAM10000_RANGE},
+    extra={"class_names": CLASS_NAMES, "ground_truth_columns": GROUND_TRUTH_COLUMNS,
+           "metadata_columns": METADATA_COLUMNS, "ham10000_range": HAM10000_RANGE},
 )

@@ -43,6 +43,7 @@ import pyarrow as pa
 from dermfuse_data.errors import DatasetError
 from dermfuse_data.schema import build_table
 from dermfuse_data.sources.base import DatasetSource, MetaFeature
+from dermfuse_data.sources.publisher_files import absent_images_error, choice_option, dataset_root, folder_holds
 
 CLASSES = ("Common Nevus", "Atypical Nevus", "Melanoma")
 XLSX_FILE = "PH2_dataset.xlsx"
@@ -63,10 +64,6 @@ TXT_HEADER = ("Name", "Histological Diagnosis", "Clinical Diagnosis", "Asymmetry
 #: ``Colors`` codes of the text release
 COLOUR_CODES = {str(i + 1): name for i, name in enumerate(COLOURS)}
 METADATA_OPTIONS = ("auto", "xlsx", "txt")
-#: in the synthetic miniature common and atypical nevi share one image distribution and differ only
-#: in ``pigment_network`` (Typical vs Atypical, as in 80/80 and 77/80 of the real images): a
-#: label-leaking feature, so a model needs ``allow_leaky_metadata`` to separate them
-METADATA_ONLY_PAIRS = ((CLASSES.index("Common Nevus"), CLASSES.index("Atypical Nevus")),)
 HEADER_SEARCH_ROWS = 40
 DOWNLOAD_HINT = ("download PH2 from its publisher (fc.up.pt/addi/ph2 database.html), unpack "
                  "PH2Dataset.rar and pass the PH2Dataset folder (it holds PH2_dataset.xlsx and "
@@ -272,7 +269,7 @@ def read_txt(path: Path) -> list[Record]:
 # ---------------------------------------------------------------------------------------------
 # reading
 # ---------------------------------------------------------------------------------------------
-def _dataset_root(root: Path) -> Path:
+def _unpacked(root: Path) -> Path:
     """``root``, or ``root/PH2Dataset`` when ``root`` is the folder the archive was unpacked in."""
     own = [root / XLSX_FILE, root / TXT_FILE] + [root / f for f in IMAGE_FOLDERS]
     if not any(p.exists() for p in own) and (root / UNPACKED_FOLDER).is_dir():
@@ -281,16 +278,14 @@ def _dataset_root(root: Path) -> Path:
 
 
 def _metadata_file(root: Path, choice: str) -> Path:
-    if choice not in METADATA_OPTIONS:
-        raise DatasetError(f"option metadata={choice!r} is not one of {list(METADATA_OPTIONS)}",
-                           path=root, hint="metadata=auto reads PH2_dataset.xlsx, else PH2_dataset.txt")
+    choice = choice_option("metadata", choice, METADATA_OPTIONS, root,
+                           hint="metadata=auto reads PH2_dataset.xlsx, else PH2_dataset.txt")
     names = {"xlsx": [XLSX_FILE], "txt": [TXT_FILE], "auto": [XLSX_FILE, TXT_FILE]}[choice]
     for name in names:
         if (root / name).is_file():
             return root / name
-    present = sorted(p.name for p in root.iterdir())[:10]
-    raise DatasetError(f"{' or '.join(names)} not found (the folder holds {present})",
-                       path=root / names[0], hint=DOWNLOAD_HINT)
+    raise DatasetError(f"{' or '.join(names)} not found ({folder_holds(root)})", path=root / names[0],
+                       hint=DOWNLOAD_HINT)
 
 
 def _images_folder(root: Path) -> Path:
@@ -312,12 +307,10 @@ def mask_path(images: Path, image_id: str) -> Path:
 
 
 def _absent_error(kind: str, absent: list[Path], total: int, listing: Path, images: Path) -> DatasetError:
-    shown = ", ".join(str(p.relative_to(images)) for p in absent[:5]) + (", ..." if len(absent) > 5 else "")
-    return DatasetError(
-        f"{len(absent)} of {total} {kind}s listed in {listing.name} are not on disk ({shown})",
-        path=images, hint=f"each {kind} must be at IMDxxx/" + (
-            "IMDxxx_Dermoscopic_Image/IMDxxx.bmp" if kind == "image" else "IMDxxx_lesion/IMDxxx_lesion.bmp")
-        + f" under '{images.name}/'; unpack the whole PH2 archive")
+    where = "IMDxxx_Dermoscopic_Image/IMDxxx.bmp" if kind == "image" else "IMDxxx_lesion/IMDxxx_lesion.bmp"
+    return absent_images_error([str(p.relative_to(images)) for p in absent], total, listing.name, images,
+                               hint=f"each {kind} must be at IMDxxx/{where} under '{images.name}/'; unpack the "
+                                    "whole PH2 archive", kind=f"{kind}s")
 
 
 def read(root: str | Path, metadata: str = "auto") -> pa.Table:
@@ -330,13 +323,8 @@ def read(root: str | Path, metadata: str = "auto") -> pa.Table:
     image folder / column, no or several diagnoses on a row, an unknown code, a duplicate image, and
     listed images or masks that are not on disk.
     """
-    root = Path(root).expanduser()
-    if not root.exists():
-        raise DatasetError("dataset folder does not exist", path=root, hint=DOWNLOAD_HINT)
-    if not root.is_dir():
-        raise DatasetError("is a file, not the dataset folder", path=root, hint=DOWNLOAD_HINT)
-    root = _dataset_root(root.resolve())
-    listing = _metadata_file(root, str(metadata).strip().lower())
+    root = _unpacked(dataset_root(root, DOWNLOAD_HINT))
+    listing = _metadata_file(root, metadata)
     records = read_xlsx(listing) if listing.suffix == ".xlsx" else read_txt(listing)
     images = _images_folder(root)
     no_image = [image_path(images, r.image_id) for r in records
@@ -354,25 +342,12 @@ def read(root: str | Path, metadata: str = "auto") -> pa.Table:
     return build_table(rows, META_COLUMNS)
 
 
-def synthesize(out: str | Path, seed: int = 0) -> Path:
-    """Write a PH2 miniature in the publisher's layout into ``out``; returns ``out``.
-
-    See :func:`dermfuse_data.sources.ph2_synthetic.write_miniature` (100 images, xlsx + txt, BMP
-    images and 1-bit BMP masks; common vs atypical nevus told apart only by ``pigment_network``).
-    """
-    from dermfuse_data.sources.ph2_synthetic import write_miniature
-
-    return write_miniature(Path(out), seed)
-
-
 SOURCE = DatasetSource(
     name="ph2",
     title="PH2 (dermoscopic images, lesion masks, dermoscopic criteria)",
     classes=CLASSES,
     read=read,
-    synthesize=synthesize,
     features=FEATURES,
-    group="image",
     has_masks=True,
     tasks=("classification", "segmentation"),
     notes="200 images (80 common nevus, 80 atypical nevus, 40 melanoma), no official split: use a "
@@ -380,6 +355,5 @@ SOURCE = DatasetSource(
           "the diagnosis and leaks the label (refused unless allow_leaky_metadata).",
     options={"metadata": "which label file to read: auto (PH2_dataset.xlsx, else PH2_dataset.txt), "
                          "xlsx or txt"},
-    extra={"meta_columns": META_COLUMNS, "colour_codes": COLOUR_CODES,
-           "metadata_only_pairs": METADATA_ONLY_PAIRS},
+    extra={"meta_columns": META_COLUMNS, "colour_codes": COLOUR_CODES},
 )

@@ -1,19 +1,37 @@
-"""Ways the dataset tests damage a copied miniature: a mask of the wrong size, a cut file."""
+"""Ways the dataset tests damage a copied miniature: a mask of the wrong size, a cut file, junk bytes."""
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pydicom
 from PIL import Image
+
+from dermfuse_data.synthetic.dicom import write_dicom
+
+#: damage name -> what it does to an image file's bytes
+DAMAGES = {
+    "cut mid pixel data": lambda data: data[: len(data) // 2],
+    "header only": lambda data: data[:60],
+    "not an image": lambda data: b"PK\x03\x04 a zip, not an image" * 30,
+}
 
 
 def halve_width(path: Path) -> tuple[tuple[int, int], tuple[int, int]]:
-    """Rewrite the image at ``path`` at half its width (same format and mode); (old, new) sizes."""
+    """Rewrite the image at ``path`` at half its width (same format and mode; DICOM too); (old, new) sizes."""
+    if path.suffix.lower() == ".dcm":
+        pixels = pydicom.dcmread(path).pixel_array
+        old = (pixels.shape[1], pixels.shape[0])
+        write_dicom(path, np.ascontiguousarray(pixels[:, : old[0] // 2]), uid_key=("halved", str(path)))
+        ds = pydicom.dcmread(path)
+        assert (ds.Columns, ds.Rows) == (old[0] // 2, old[1]) and ds.pixel_array.dtype == pixels.dtype
+        return old, (old[0] // 2, old[1])
     with Image.open(path) as im:
-        old, fmt = im.size, im.format
+        old, fmt, mode = im.size, im.format, im.mode
         smaller = im.resize((old[0] // 2, old[1]))
     smaller.save(path, fmt)
     with Image.open(path) as im:
-        assert im.size == (old[0] // 2, old[1]) and im.format == fmt
+        assert im.size == (old[0] // 2, old[1]) and (im.format, im.mode) == (fmt, mode)
     return old, smaller.size
 
 

@@ -7,8 +7,6 @@ categories without compound values and missing indicators.
 """
 from __future__ import annotations
 
-import csv
-import hashlib
 import json
 import shutil
 from collections import Counter
@@ -18,19 +16,19 @@ import numpy as np
 import pydicom
 import pytest
 
-from dermfuse_data.__main__ import main
 from dermfuse_data.errors import DatasetError
 from dermfuse_data.images import load_image
 from dermfuse_data.schema import CORE_COLUMNS, validate_table
-from dermfuse_data.sources import get_source
-from dermfuse_data.sources._cbis_ddsm_synth import IMAGE_SHAPE, write_miniature
-from dermfuse_data.sources._dicom_synth import dicom_bytes, write_dicom
-from dermfuse_data.sources.cbis_ddsm import (CALC_COLUMNS, CLASSES, MASS_COLUMNS, META_COLUMNS,
-                                             SOURCE, csv_name, official_split_overlap, synthesize)
+from dermfuse_data.sources.cbis_ddsm import (CALC_COLUMNS, CLASSES, MASS_COLUMNS, META_COLUMNS, SOURCE, csv_name,
+                                             official_split_overlap)
 from dermfuse_data.splits import crossing_groups, make_splits
+from dermfuse_data.synthetic.cbis_ddsm import IMAGE_SHAPE, write_miniature
+from dermfuse_data.synthetic.dicom import dicom_bytes, write_dicom
 from dermfuse_data.tabular import TabularEncoder, select_features
+from tests.data._support import REAL_METADATA, assert_unreadable, edit_csv, read_csv, real_path, set_cell
 
-REAL_CBIS = Path(__file__).resolve().parents[2].parent / "shared" / "real_metadata" / "cbis_ddsm"
+DATASET = "cbis_ddsm"
+REAL_CBIS = REAL_METADATA / "cbis_ddsm"
 REAL_ROWS = {("mass", "train"): 1318, ("mass", "test"): 378, ("calc", "train"): 1546,
              ("calc", "test"): 326}
 REAL_CLASSES = {"BENIGN": 2111, "MALIGNANT": 1457}
@@ -41,32 +39,14 @@ FILES = [(kind, split) for kind in ("mass", "calc") for split in ("train", "test
 
 
 # ------------------------------------------------------------------ helpers
-def read_rows(path: Path) -> list[list[str]]:
-    with open(path, newline="", encoding="utf-8") as fh:
-        return list(csv.reader(fh))
-
-
-def write_rows(path: Path, rows: list[list[str]]) -> None:
-    """Write as TCIA does: CRLF records, quoted cells keep their inner newline."""
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        csv.writer(fh, lineterminator="\r\n").writerows(rows)
-
-
-def edit_csv(root: Path, kind: str, split: str, edit) -> Path:
-    path = root / csv_name(kind, split)
-    write_rows(path, edit(read_rows(path)))
-    return path
+def edit_case_csv(root: Path, kind: str, split: str, edit) -> Path:
+    """Rewrite a case-description CSV as TCIA writes it (CRLF; quoted cells keep their inner newline)."""
+    return edit_csv(root / csv_name(kind, split), edit)
 
 
 def dicom_size(path: str | Path) -> tuple[int, int]:
     ds = pydicom.dcmread(path, stop_before_pixels=True)
     return int(ds.Rows), int(ds.Columns)
-
-
-def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    rc = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 # ------------------------------------------------------------------ fixtures
@@ -79,18 +59,17 @@ def real_cbis_root(tmp_path_factory) -> Path:
     paths taken literally, with crop and mask swapped for every third row, as the CSVs swap them.
     Full mammograms and masks are 16x12, crops 4x4.
     """
-    if not REAL_CBIS.is_dir():
-        pytest.skip("../shared/real_metadata is absent (only the developers' checkout has it)")
+    real_path("cbis_ddsm")
     root = tmp_path_factory.mktemp("cbis_real")
     full = dicom_bytes(np.full((16, 12), 3000, np.uint16), uid_key=("full",))
     mask = dicom_bytes(np.zeros((16, 12), np.uint8), uid_key=("mask",))
     crop = dicom_bytes(np.full((4, 4), 2000, np.uint16), uid_key=("crop",))
     series = "07-20-2016-DDSM-00001"
     for kind, split in FILES:
-        rows = read_rows(REAL_CBIS / csv_name(kind, split))
+        header, rows = read_csv(REAL_CBIS / csv_name(kind, split))
         (root / csv_name(kind, split)).write_bytes((REAL_CBIS / csv_name(kind, split)).read_bytes())
-        col = {name: i for i, name in enumerate(rows[0])}
-        for i, cells in enumerate(rows[1:]):
+        col = {name: i for i, name in enumerate(header)}
+        for i, cells in enumerate(rows):
             image, cropped, roi = (cells[col[c]].strip() for c in
                                    ("image file path", "cropped image file path", "ROI mask file path"))
             if kind == "mass":
@@ -117,14 +96,8 @@ def real_table(real_cbis_root):
 
 
 @pytest.fixture(scope="module")
-def synth_root(tmp_path_factory) -> Path:
-    """The miniature (seed 0), written once for this module; do not modify."""
-    return synthesize(tmp_path_factory.mktemp("cbis_synth") / "CBIS", 0)
-
-
-@pytest.fixture(scope="module")
-def synth_table(synth_root):
-    return SOURCE.read(synth_root)
+def synth_table(miniature):
+    return SOURCE.read(miniature(DATASET))
 
 
 @pytest.fixture(scope="module")
@@ -149,8 +122,7 @@ def in_copy(path: str, small_root: Path, copy: Path) -> Path:
     return copy / Path(path).relative_to(small_root.resolve())
 
 
-def test_registered_source_declares_classes_features_options():
-    assert get_source("cbis_ddsm") is SOURCE
+def test_source_declares_classes_features_options():
     assert SOURCE.classes == CLASSES == ("BENIGN", "MALIGNANT") and SOURCE.group == "patient"
     assert SOURCE.has_masks and set(SOURCE.tasks) == {"classification", "segmentation"}
     assert set(SOURCE.options) == {"abnormality", "view"}
@@ -167,18 +139,17 @@ def test_registered_source_declares_classes_features_options():
 
 # ------------------------------------------------------------------ real metadata
 def test_real_headers_and_publisher_quirks():
-    if not REAL_CBIS.is_dir():
-        pytest.skip("../shared/real_metadata is absent")
+    real_path("cbis_ddsm")
     for kind, split in FILES:
         data = (REAL_CBIS / csv_name(kind, split)).read_bytes()
-        rows = read_rows(REAL_CBIS / csv_name(kind, split))
-        assert tuple(rows[0]) == (MASS_COLUMNS if kind == "mass" else CALC_COLUMNS)
-        assert len(rows) - 1 == REAL_ROWS[(kind, split)]
+        header, rows = read_csv(REAL_CBIS / csv_name(kind, split))
+        assert tuple(header) == (MASS_COLUMNS if kind == "mass" else CALC_COLUMNS)
+        assert len(rows) == REAL_ROWS[(kind, split)]
         assert data.split(b"\n", 1)[0].endswith(b"\r") and b'.dcm\n"' in data   # CRLF, quoted LF
 
 
-def test_check_real_metadata_json(real_cbis_root, capsys):
-    rc, out, err = run_cli(capsys, "check", "--dataset", "cbis_ddsm", "--root", real_cbis_root,
+def test_check_real_metadata_json(real_cbis_root, cli):
+    rc, out, err = cli("check", "--dataset", "cbis_ddsm", "--root", real_cbis_root,
                            "--json", "--no-verify-images")
     report = json.loads(out)
     assert rc == 0, report["problems"]
@@ -206,8 +177,8 @@ REAL_WIDTHS_PER_TYPE = {
 
 
 @pytest.mark.parametrize("kind", ["mass", "calc"])
-def test_check_real_metadata_json_per_abnormality_type(real_cbis_root, capsys, kind):
-    rc, out, err = run_cli(capsys, "check", "--dataset", "cbis_ddsm", "--root", real_cbis_root, "--json",
+def test_check_real_metadata_json_per_abnormality_type(real_cbis_root, cli, kind):
+    rc, out, err = cli("check", "--dataset", "cbis_ddsm", "--root", real_cbis_root, "--json",
                            "--no-verify-images", "--option", f"abnormality={kind}")
     report = json.loads(out)
     assert rc == 0 and report["problems"] == [] and "Traceback" not in err, report["problems"]
@@ -217,8 +188,8 @@ def test_check_real_metadata_json_per_abnormality_type(real_cbis_root, capsys, k
     assert report["groups"] == patients and report["group_unit"] == "patient"
     # no patient is in both official splits of one abnormality type (they cross only between types)
     assert report["warnings"] == ["image decoding not verified (--no-verify-images)"]
-    rows = [r for split in ("train", "test") for r in read_rows(REAL_CBIS / csv_name(kind, split))[1:]]
-    header = read_rows(REAL_CBIS / csv_name(kind, "train"))[0]
+    rows = [r for split in ("train", "test") for r in read_csv(REAL_CBIS / csv_name(kind, split))[1]]
+    header = read_csv(REAL_CBIS / csv_name(kind, "train"))[0]
     assert len({r[header.index("patient_id")] for r in rows}) == patients
     assert Counter(r[header.index("pathology")] == "MALIGNANT" for r in rows)[True] == classes["MALIGNANT"]
     # the other type's descriptors are all null: a lone missing column each
@@ -306,9 +277,10 @@ def test_real_default_features_width_and_leak_refused(real_table):
 
 # ------------------------------------------------------------------ synthetic miniature
 def test_miniature_layout_and_round_trip(synth_root, synth_table):
+    assert len(list(synth_root.rglob("*.dcm"))) > 20
     for kind, split in FILES:
         data = (synth_root / csv_name(kind, split)).read_bytes()
-        assert read_rows(synth_root / csv_name(kind, split))[0] == list(
+        assert read_csv(synth_root / csv_name(kind, split))[0] == list(
             MASS_COLUMNS if kind == "mass" else CALC_COLUMNS)
         quoted_newline = b'.dcm\n"\r\n' if kind == "mass" else b'.dcm\n",'  # mask / crop column
         assert data.split(b"\n", 1)[0].endswith(b"\r") and quoted_newline in data
@@ -377,31 +349,14 @@ def test_miniature_masks_cover_the_lesion(synth_table):
             assert image[mask > 0].mean() > image[mask == 0].mean() + 20
 
 
-def _digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def test_miniature_deterministic_per_seed(tmp_path):
-    """Same seed, same bytes (every CSV and DICOM); another seed, other data."""
-    first = _digest(write_miniature(tmp_path / "a", 0, n_patients=8))
-    assert first == _digest(write_miniature(tmp_path / "b", 0, n_patients=8))
-    assert len([k for k in first if k.endswith(".dcm")]) > 20
-    other = _digest(write_miniature(tmp_path / "c", 1, n_patients=8))
-    assert other[csv_name("mass", "train")] != first[csv_name("mass", "train")]
-    assert set(other.values()).isdisjoint(v for k, v in first.items() if k.endswith(".dcm"))
-
-
-def test_check_miniature_json_no_problems(synth_root, synth_table, capsys):
-    rc, out, err = run_cli(capsys, "check", "--dataset", "cbis_ddsm", "--root", synth_root, "--json")
+def test_check_warns_of_the_official_split_crossing(synth_root, synth_table, cli):
+    rc, out, err = cli("check", "--dataset", "cbis_ddsm", "--root", synth_root, "--json", "--no-verify-images")
     report = json.loads(out)
     assert rc == 0 and report["problems"] == [], report["problems"]
-    assert report["rows"] == synth_table.num_rows
-    assert report["images_verified"] == 2 * synth_table.num_rows         # images and masks
     crossing = len(official_split_overlap(synth_table)["crossing"])
     assert f"{crossing} groups appear in more than one official split" in " ".join(report["warnings"])
-    rc, out, _ = run_cli(capsys, "check", "--dataset", "cbis_ddsm", "--root", synth_root, "--json",
-                         "--option", "abnormality=calc", "--option", "view=roi")
+    rc, out, _ = cli("check", "--dataset", "cbis_ddsm", "--root", synth_root, "--json",
+                     "--option", "abnormality=calc", "--option", "view=roi")
     report = json.loads(out)
     assert rc == 0 and report["images_verified"] == report["rows"] < synth_table.num_rows
 
@@ -486,20 +441,11 @@ def _roi_files(root: Path, sample_id: str) -> list[Path]:
     return sorted((root / "CBIS-DDSM" / sample_id).rglob("*.dcm"))
 
 
-def _unknown_pathology(rows):
-    rows[3][rows[0].index("pathology")] = "MALIGANT"
-    return rows
+_unknown_pathology = set_cell(2, "pathology", "MALIGANT")
 
 
-def _rename_pathology(rows):
-    rows[0][rows[0].index("pathology")] = "diagnosis"
-    return rows
-
-
-def test_missing_root(tmp_path):
-    with pytest.raises(DatasetError, match="does not exist") as err:
-        SOURCE.read(tmp_path / "nowhere")
-    assert "nowhere" in str(err.value) and "TCIA" in err.value.hint
+def _rename_pathology(header, rows):
+    return [("diagnosis" if c == "pathology" else c) for c in header], rows
 
 
 def test_missing_csv_names_file_and_suggests_option(cbis_copy):
@@ -513,7 +459,7 @@ def test_missing_csv_names_file_and_suggests_option(cbis_copy):
 
 
 def test_renamed_column_lists_missing_and_present(cbis_copy):
-    path = edit_csv(cbis_copy, "mass", "train", _rename_pathology)
+    path = edit_case_csv(cbis_copy, "mass", "train", _rename_pathology)
     with pytest.raises(DatasetError) as err:
         SOURCE.read(cbis_copy)
     msg = str(err.value)
@@ -522,17 +468,16 @@ def test_renamed_column_lists_missing_and_present(cbis_copy):
 
 
 def test_either_density_spelling_is_accepted(cbis_copy, small_table):
-    def respell(rows):
-        rows[0][1] = "breast_density"
-        return rows
-    edit_csv(cbis_copy, "calc", "train", respell)
+    def respell(header, rows):
+        return [header[0], "breast_density"] + header[2:], rows
+    edit_case_csv(cbis_copy, "calc", "train", respell)
     table = SOURCE.read(cbis_copy)
     assert table.column("meta_breast_density").to_pylist() == \
         small_table.column("meta_breast_density").to_pylist()
 
 
 def test_unknown_pathology_names_row_and_value(cbis_copy):
-    path = edit_csv(cbis_copy, "calc", "test", _unknown_pathology)
+    path = edit_case_csv(cbis_copy, "calc", "test", _unknown_pathology)
     with pytest.raises(DatasetError) as err:
         SOURCE.read(cbis_copy)
     msg = str(err.value)
@@ -541,7 +486,7 @@ def test_unknown_pathology_names_row_and_value(cbis_copy):
 
 
 def test_duplicate_abnormality_names_both_rows(cbis_copy):
-    path = edit_csv(cbis_copy, "mass", "train", lambda rows: rows + [rows[2]])
+    path = edit_case_csv(cbis_copy, "mass", "train", lambda header, rows: (header, rows + [rows[1]]))
     with pytest.raises(DatasetError) as err:
         SOURCE.read(cbis_copy)
     msg = str(err.value)
@@ -550,8 +495,8 @@ def test_duplicate_abnormality_names_both_rows(cbis_copy):
 
 
 def test_duplicate_across_files_names_the_other_file(cbis_copy):
-    train = read_rows(cbis_copy / csv_name("mass", "train"))
-    edit_csv(cbis_copy, "mass", "test", lambda rows: rows + [train[1]])
+    _, train = read_csv(cbis_copy / csv_name("mass", "train"))
+    edit_case_csv(cbis_copy, "mass", "test", lambda header, rows: (header, rows + [train[0]]))
     with pytest.raises(DatasetError, match="also on row 2 of mass_case_description_train_set.csv"):
         SOURCE.read(cbis_copy)
 
@@ -612,11 +557,11 @@ def test_bad_option_value(cbis_copy):
 BAD_INPUTS = {
     "missing CSV": (lambda root: (root / csv_name("mass", "test")).unlink(),
                     ["mass_case_description_test_set.csv not found"]),
-    "renamed column": (lambda root: edit_csv(root, "mass", "train", _rename_pathology),
+    "renamed column": (lambda root: edit_case_csv(root, "mass", "train", _rename_pathology),
                        ["(row 1)", "missing column(s) ['pathology']"]),
-    "unknown pathology": (lambda root: edit_csv(root, "calc", "test", _unknown_pathology),
+    "unknown pathology": (lambda root: edit_case_csv(root, "calc", "test", _unknown_pathology),
                           ["(row 4)", "unknown pathology 'MALIGANT'"]),
-    "duplicate": (lambda root: edit_csv(root, "calc", "train", lambda r: r + [r[1]]),
+    "duplicate": (lambda root: edit_case_csv(root, "calc", "train", lambda h, r: (h, r + [r[0]])),
                   ["duplicate abnormality", "(also on row 2)"]),
     "missing DICOM": (lambda root: shutil.rmtree(next((root / "CBIS-DDSM").glob("Calc-Test_*"))),
                       ["not on disk"]),
@@ -625,29 +570,8 @@ BAD_INPUTS = {
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))
-def test_check_exits_nonzero_without_traceback(case, cbis_copy, capsys):
+def test_unreadable_dataset_exits_2_with_clear_message(case, cbis_copy, cli):
     damage, expected = BAD_INPUTS[case]
-    options = ["--option", "view=crop"] if damage is None else []
     if damage is not None:
         damage(cbis_copy)
-    rc, out, err = run_cli(capsys, "check", "--dataset", "cbis_ddsm", "--root", cbis_copy, *options)
-    assert rc == 2 and "Traceback" not in out + err
-    for text in expected:
-        assert text in err, err
-
-
-def test_check_finds_truncated_dicom(cbis_copy, small_root, small_table, capsys):
-    path = in_copy(small_table.column("image_path")[0].as_py(), small_root, cbis_copy)
-    path.write_bytes(path.read_bytes()[:-4000])
-    assert SOURCE.read(cbis_copy).num_rows == small_table.num_rows     # read() never decodes
-    rc, out, _ = run_cli(capsys, "check", "--dataset", "cbis_ddsm", "--root", cbis_copy, "--json")
-    report = json.loads(out)
-    assert rc == 1 and any(str(path) in p for p in report["problems"])
-
-
-def test_check_finds_mask_of_wrong_size(cbis_copy, small_root, small_table, capsys):
-    mask = in_copy(small_table.column("mask_path")[0].as_py(), small_root, cbis_copy)
-    write_dicom(mask, np.zeros((IMAGE_SHAPE[0] - 8, IMAGE_SHAPE[1]), np.uint8), uid_key=("bad",))
-    rc, out, _ = run_cli(capsys, "check", "--dataset", "cbis_ddsm", "--root", cbis_copy, "--json")
-    report = json.loads(out)
-    assert rc == 1 and any(str(mask) in p for p in report["problems"])
+    assert_unreadable(cli, DATASET, cbis_copy, expected, options=["view=crop"] if damage is None else [])

@@ -9,8 +9,10 @@ import torch
 from PIL import Image
 from torchvision import tv_tensors
 
-from dermfuse_data.datamodule import DermDataModule
+import dermfuse_data.datamodule as datamodule_module
+from dermfuse_data.datamodule import DermDataModule, synthetic_root
 from dermfuse_data.splits import crossing_groups
+from tests.data._support import append_comment
 
 
 @pytest.fixture(scope="module")
@@ -138,3 +140,22 @@ def test_segmentation_augmentation_moves_image_and_mask_together(tmp_path):
     assert np.mean(apart) < 0.4 and sum(a < 0.6 for a in apart) > 24     # what a non-joint transform gives
     val = dm.dataset("val")[0]
     assert _overlap(val["image"], val["mask"]) > 0.9                     # evaluation: no augmentation
+
+
+# ------------------------------------------------------------------ the cached synthetic miniature
+def test_cached_miniature_is_rewritten_only_when_its_own_code_changes(synthetic_code_copy, tmp_path, monkeypatch):
+    """Editing the PH2 reader or writer keeps the PAD-UFES-20 miniature; editing the PAD-UFES-20 reader
+    writes a new one."""
+    written = []
+    write = datamodule_module.write_synthetic
+    monkeypatch.setattr(datamodule_module, "write_synthetic",
+                        lambda name, out, seed: written.append(name) or write(name, out, seed))
+    first = synthetic_root("pad_ufes_20", tmp_path / "cache")
+    assert (first / "metadata.csv").is_file() and written == ["pad_ufes_20"]
+    append_comment(synthetic_code_copy / "sources" / "ph2.py")
+    append_comment(synthetic_code_copy / "synthetic" / "ph2.py")
+    assert synthetic_root("pad_ufes_20", tmp_path / "cache") == first and written == ["pad_ufes_20"]
+    append_comment(synthetic_code_copy / "sources" / "pad_ufes_20.py")
+    rewritten = synthetic_root("pad_ufes_20", tmp_path / "cache")
+    assert rewritten != first and written == ["pad_ufes_20"] * 2
+    assert (rewritten / "metadata.csv").read_bytes() == (first / "metadata.csv").read_bytes()

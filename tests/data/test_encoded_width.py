@@ -32,9 +32,9 @@ def test_every_dataset_has_an_expected_width():
 
 @pytest.mark.filterwarnings("ignore:computed split")                  # CBIS's official split
 @pytest.mark.parametrize("dataset", sorted(SYNTHETIC_WIDTHS))
-def test_check_reports_the_width_the_datamodule_feeds_the_model(dataset, tmp_path, cli):
+def test_check_reports_the_width_the_datamodule_feeds_the_model(dataset, miniature, tmp_path, cli):
     source = get_source(dataset)
-    root = source.synthesize(tmp_path / "data", 0)
+    root = miniature(dataset)
     rc, out, _ = cli("check", "--dataset", dataset, "--root", root, "--json", "--no-verify-images")
     report = json.loads(out)
     assert rc == 0, report["problems"]

@@ -1,9 +1,6 @@
 """HAM10000 source: both metadata releases, both image layouts, the real file, the miniature, errors."""
 from __future__ import annotations
 
-import csv
-import hashlib
-import io
 import json
 import os
 import shutil
@@ -16,40 +13,21 @@ from PIL import Image
 from dermfuse_data.check import encoding_widths
 from dermfuse_data.errors import DatasetError
 from dermfuse_data.schema import CORE_COLUMNS, validate_table
-from dermfuse_data.sources import get_source
-from dermfuse_data.sources.ham10000 import (CLASSES, COLUMNS, IMAGE_FOLDERS, METADATA_FILE,
-                                            METADATA_ONLY_PAIRS, META_COLUMNS, SOURCE, synthesize)
+from dermfuse_data.sources.ham10000 import CLASSES, COLUMNS, IMAGE_FOLDERS, METADATA_FILE, META_COLUMNS, SOURCE
 from dermfuse_data.splits import crossing_groups, make_splits
 from dermfuse_data.synthetic import image_class_of
+from dermfuse_data.synthetic.ham10000 import METADATA_ONLY_PAIRS, write_miniature
 from dermfuse_data.tabular import select_features
+from tests.data._support import (assert_unreadable, drop_column, edit_csv, read_csv, real_path, set_cell, tiny_image,
+                                 write_csv)
 
-REAL_CSV = (Path(__file__).resolve().parents[2].parent / "shared" / "real_metadata" / "ham10000"
-            / METADATA_FILE)
+DATASET = "ham10000"
 REAL_COUNTS = {"nv": 6705, "mel": 1113, "bkl": 1099, "bcc": 514, "akiec": 327, "vasc": 142, "df": 115}
-
-
-def tiny_jpeg() -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (4, 4), (200, 150, 120)).save(buf, "JPEG")
-    return buf.getvalue()
-
-
-def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
-    with open(path, newline="") as fh:
-        rows = list(csv.reader(fh))
-    return rows[0], rows[1:]
-
-
-def write_csv(path: Path, header: list[str], rows: list[list[str]], end: str = "\r\n") -> None:
-    with open(path, "w", newline="") as fh:
-        writer = csv.writer(fh, lineterminator=end)
-        writer.writerow(header)
-        writer.writerows(rows)
 
 
 def _stand_in_images(root: Path, image_ids: list[str], split_parts: bool) -> None:
     stand_in = root / "stand_in.jpg"
-    stand_in.write_bytes(tiny_jpeg())
+    stand_in.write_bytes(tiny_image("JPEG"))
     for folder in ((IMAGE_FOLDERS if split_parts else ("HAM10000_images",))):
         (root / folder).mkdir(parents=True, exist_ok=True)
     for image_id in image_ids:
@@ -63,11 +41,10 @@ def _stand_in_images(root: Path, image_ids: list[str], split_parts: bool) -> Non
 @pytest.fixture(scope="module")
 def real_root(tmp_path_factory) -> Path:
     """The real 8-column CRLF metadata file + stand-in JPEGs in the two publisher part folders."""
-    if not REAL_CSV.is_file():
-        pytest.skip("../shared/real_metadata is absent (only the developers' checkout has it)")
+    real_csv = real_path("ham10000", METADATA_FILE)
     root = tmp_path_factory.mktemp("ham_real")
-    (root / METADATA_FILE).write_bytes(REAL_CSV.read_bytes())
-    _stand_in_images(root, [r[1] for r in read_csv(REAL_CSV)[1]], split_parts=True)
+    (root / METADATA_FILE).write_bytes(real_csv.read_bytes())
+    _stand_in_images(root, [r[1] for r in read_csv(real_csv)[1]], split_parts=True)
     return root
 
 
@@ -79,10 +56,9 @@ def real_table(real_root):
 @pytest.fixture(scope="module")
 def real_seven_column_root(tmp_path_factory) -> Path:
     """The real file rewritten as the 7-column release (LF, ages ``80.0``), one ``HAM10000_images/``."""
-    if not REAL_CSV.is_file():
-        pytest.skip("../shared/real_metadata is absent (only the developers' checkout has it)")
+    real_csv = real_path("ham10000", METADATA_FILE)
     root = tmp_path_factory.mktemp("ham_real_7col")
-    header, rows = read_csv(REAL_CSV)
+    header, rows = read_csv(real_csv)
     assert header == list(COLUMNS)
     age = header.index("age")
     rows7 = [r[:7] for r in rows]
@@ -93,18 +69,7 @@ def real_seven_column_root(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def synth_root(tmp_path_factory) -> Path:
-    return synthesize(tmp_path_factory.mktemp("ham_synth") / "HAM10000", 0)
-
-
-@pytest.fixture
-def synth_copy(synth_root, tmp_path) -> Path:
-    return Path(shutil.copytree(synth_root, tmp_path / "HAM10000"))
-
-
-def test_registered_source_declares_classes_features_and_leaks():
-    assert get_source("ham10000") is SOURCE
+def test_source_declares_classes_features_and_leaks():
     assert SOURCE.classes == ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc") == tuple(sorted(CLASSES))
     assert SOURCE.group == "lesion" and not SOURCE.has_masks and SOURCE.options == {}
     assert {f.name: f.kind for f in SOURCE.features} == {
@@ -195,15 +160,14 @@ def test_real_grouped_split_keeps_lesions_together(real_table):
 
 
 # ------------------------------------------------------------------ synthetic miniature
-def test_miniature_round_trip_and_check(synth_root, cli):
+def test_miniature_in_the_publishers_layout(synth_root):
     raw = (synth_root / METADATA_FILE).read_bytes()
     assert raw.startswith(b"lesion_id,image_id,dx,dx_type,age,sex,localization,dataset\r\n")
     header, rows = read_csv(synth_root / METADATA_FILE)
     table = SOURCE.read(synth_root)
-    validate_table(table)
     assert table.num_rows == len(rows) == 150
     counts = Counter(table.column("label_name").to_pylist())
-    assert set(counts) == set(CLASSES) and min(counts.values()) >= 10 and counts["nv"] > 3 * counts["mel"]
+    assert min(counts.values()) >= 10 and counts["nv"] > 3 * counts["mel"]
     per_lesion = Counter(table.column("group_id").to_pylist())
     assert max(per_lesion.values()) >= 3 and len(per_lesion) < 0.8 * table.num_rows
     assert {Path(p).parent.name for p in table.column("image_path").to_pylist()} == set(IMAGE_FOLDERS)
@@ -216,10 +180,6 @@ def test_miniature_round_trip_and_check(synth_root, cli):
     assert "" in cells and "unknown" in cells                            # missing as the real file
     follow_up = {r[2] for r in rows if r[3] == "follow_up"}
     assert follow_up == {"nv"}                                            # leaks like the real file
-    rc, out, _ = cli("check", "--dataset", "ham10000", "--root", synth_root, "--json")
-    report = json.loads(out)
-    assert rc == 0 and report["problems"] == [] and report["warnings"] == []
-    assert report["images_verified"] == 150
 
 
 def test_miniature_bkl_and_df_differ_only_in_age(synth_root):
@@ -233,59 +193,31 @@ def test_miniature_bkl_and_df_differ_only_in_age(synth_root):
     assert max(ages["df"]) < min(ages["bkl"])
 
 
-def _digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def test_miniature_deterministic_per_seed(synth_root, tmp_path):
-    again = synthesize(tmp_path / "again", 0)
-    other = synthesize(tmp_path / "other", 1, n_images=72)
-    assert _digest(again) == _digest(synth_root)
-    assert (other / METADATA_FILE).read_bytes() != (again / METADATA_FILE).read_bytes()
-    assert set(_digest(other).values()).isdisjoint(_digest(again).values())
+def test_miniature_size_option(tmp_path):
+    table = SOURCE.read(write_miniature(tmp_path / "small", 1, n_images=72))
+    assert table.num_rows == 72 and set(table.column("label_name").to_pylist()) == set(CLASSES)
 
 
 @pytest.mark.parametrize("layout", ["HAM10000_images", "ham10000_images_part_1", "nested"])
-def test_other_image_folder_layouts(synth_copy, layout):
-    files = sorted(synth_copy.rglob("*.jpg"))
-    target = {"HAM10000_images": synth_copy / "HAM10000_images",
-              "ham10000_images_part_1": synth_copy / "ham10000_images_part_1",
-              "nested": synth_copy / "HAM10000_images_part_1" / "HAM10000_images_part_1"}[layout]
+def test_other_image_folder_layouts(mini, layout):
+    files = sorted(mini.rglob("*.jpg"))
+    target = {"HAM10000_images": mini / "HAM10000_images",
+              "ham10000_images_part_1": mini / "ham10000_images_part_1",
+              "nested": mini / "HAM10000_images_part_1" / "HAM10000_images_part_1"}[layout]
     target.mkdir(parents=True, exist_ok=True)
     for f in files:
         f.rename(target / f.name)
     for part in IMAGE_FOLDERS:
         if part != "HAM10000_images_part_1" or layout != "nested":
-            shutil.rmtree(synth_copy / part, ignore_errors=True)
-    table = SOURCE.read(synth_copy)
+            shutil.rmtree(mini / part, ignore_errors=True)
+    table = SOURCE.read(mini)
     assert table.num_rows == len(files)
     assert {Path(p).parent for p in table.column("image_path").to_pylist()} == {target.resolve()}
 
 
-def test_read_does_not_decode_images(synth_copy):
-    next(synth_copy.rglob("*.jpg")).write_bytes(b"not a jpeg")
-    assert SOURCE.read(synth_copy).num_rows == 150
-
-
 # ------------------------------------------------------------------ clear errors
 def _edit(root: Path, edit) -> Path:
-    header, rows = read_csv(root / METADATA_FILE)
-    header, rows = edit(header, rows)
-    write_csv(root / METADATA_FILE, header, rows)
-    return root / METADATA_FILE
-
-
-def _drop_dx(header, rows):
-    i = header.index("dx")
-    return header[:i] + header[i + 1:], [r[:i] + r[i + 1:] for r in rows]
-
-
-def _set(column: str, row: int, value: str):
-    def edit(header, rows):
-        rows[row][header.index(column)] = value
-        return header, rows
-    return edit
+    return edit_csv(root / METADATA_FILE, edit)
 
 
 def _remove_images(root: Path, n: int) -> list[str]:
@@ -299,16 +231,16 @@ def _remove_images(root: Path, n: int) -> list[str]:
 BAD_INPUTS = {
     "missing metadata file": (lambda root: (root / METADATA_FILE).unlink(),
                               [f"{METADATA_FILE} not found", "HAM10000_images_part_1"], "Dataverse"),
-    "missing column": (lambda root: _edit(root, _drop_dx),
+    "missing column": (lambda root: _edit(root, drop_column("dx")),
                        [f"{METADATA_FILE} (row 1)", "missing column(s) ['dx']", "'lesion_id'"], "rename"),
-    "unknown dx": (lambda root: _edit(root, _set("dx", 3, "melanoma")),
+    "unknown dx": (lambda root: _edit(root, set_cell(3, "dx", "melanoma")),
                    [f"{METADATA_FILE} (row 5)", "unknown dx 'melanoma'", "column 'dx'"], "akiec"),
     "images absent": (lambda root: _remove_images(root, 7),
                       ["7 of 150 images listed in HAM10000_metadata.csv are not on disk", "..."],
                       "HAM10000_images_part_2"),
     "duplicate image_id": (lambda root: _edit(root, lambda h, r: (h, r[:3] + [r[1]] + r[3:])),
                            [f"{METADATA_FILE} (row 5)", "duplicate image_id", "(also on row 3)"], "once"),
-    "empty lesion_id": (lambda root: _edit(root, _set("lesion_id", 0, "")),
+    "empty lesion_id": (lambda root: _edit(root, set_cell(0, "lesion_id", "")),
                         [f"{METADATA_FILE} (row 2)", "empty lesion_id"], "lesion_id"),
     "wrong cell count": (lambda root: _edit(root, lambda h, r: (h, r[:2] + [r[2][:-2]] + r[2:])),
                          [f"{METADATA_FILE} (row 4)", "has 6 cells but the header has 8"], "comma"),
@@ -318,39 +250,12 @@ BAD_INPUTS = {
 
 
 @pytest.mark.parametrize("name", list(BAD_INPUTS))
-def test_bad_input_clear_error_and_check_exit(synth_copy, cli, name):
+def test_bad_input_clear_error_and_check_exit(mini, cli, name):
     breaker, texts, hint = BAD_INPUTS[name]
-    breaker(synth_copy)
-    with pytest.raises(DatasetError) as err:
-        SOURCE.read(synth_copy)
-    msg = str(err.value)
-    for text in texts:
-        assert text in msg, (text, msg)
-    assert str(synth_copy) in msg and err.value.hint and hint in err.value.hint
-    rc, out, stderr = cli("check", "--dataset", "ham10000", "--root", synth_copy)
-    assert rc == 2 and "Traceback" not in out + stderr
-    assert texts[0] in stderr
+    breaker(mini)
+    assert_unreadable(cli, DATASET, mini, texts, hint=hint)
 
 
-def test_absent_images_are_counted_and_the_first_five_named(synth_copy):
-    gone = _remove_images(synth_copy, 7)
-    with pytest.raises(DatasetError) as err:
-        SOURCE.read(synth_copy)
-    assert sum(image_id in str(err.value) for image_id in gone) == 5
-
-
-def test_missing_root_and_unknown_option(tmp_path, synth_root):
-    with pytest.raises(DatasetError, match="does not exist") as err:
-        SOURCE.read(tmp_path / "nowhere")
-    assert "nowhere" in str(err.value) and "Dataverse" in err.value.hint
+def test_unknown_option(synth_root):
     with pytest.raises(DatasetError, match=r"unknown option\(s\) \['exclude_ham10000'\]"):
         SOURCE.read(synth_root, exclude_ham10000=True)
-
-
-def test_unreadable_image_found_by_check(synth_copy, cli):
-    victim = sorted(synth_copy.rglob("*.jpg"))[0]
-    victim.write_bytes(victim.read_bytes()[:200])
-    rc, out, stderr = cli("check", "--dataset", "ham10000", "--root", synth_copy, "--json")
-    report = json.loads(out)
-    assert rc == 1 and "Traceback" not in stderr
-    assert len(report["problems"]) == 1 and str(victim) in report["problems"][0]

@@ -2,39 +2,29 @@
 from __future__ import annotations
 
 import csv
-import hashlib
-import io
-import json
 import shutil
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from dermfuse_data.errors import DatasetError
-from dermfuse_data.images import load_image
 from dermfuse_data.schema import CORE_COLUMNS, validate_table
-from dermfuse_data.sources import get_source
-from dermfuse_data.sources.isic2017 import (CLASSES, LABEL_COLUMNS, METADATA_COLUMNS,
-                                            METADATA_ONLY_PAIRS, SOURCE, data_dir, labels_csv,
-                                            mask_dir, metadata_name, synthesize)
+from dermfuse_data.sources.isic2017 import (CLASSES, LABEL_COLUMNS, METADATA_COLUMNS, SOURCE, data_dir, labels_csv,
+                                            mask_dir, metadata_name)
 from dermfuse_data.splits import crossing_groups, make_splits
 from dermfuse_data.synthetic import image_class_of
+from dermfuse_data.synthetic.isic2017 import METADATA_ONLY_PAIRS
 from dermfuse_data.tabular import TabularEncoder, select_features
-from tests.data._damage import assert_one_mask_size_problem, cut, halve_width
+from tests.data._support import (REAL_METADATA, assert_unreadable, check_json, drop_column, edit_csv, read_csv,
+                                 real_path, tiny_image, write_csv)
 
-REAL = Path(__file__).resolve().parents[2].parent / "shared" / "real_metadata" / "isic2017"
+DATASET = "isic2017"
+REAL = REAL_METADATA / "isic2017"
 REAL_COUNTS = {"train": {"melanoma": 374, "seborrheic_keratosis": 254, "nevus": 1372},
                "val": {"melanoma": 30, "seborrheic_keratosis": 42, "nevus": 78},
                "test": {"melanoma": 117, "seborrheic_keratosis": 90, "nevus": 393}}
 SPLITS = ("train", "val", "test")
-
-
-def _tiny(fmt: str, mode: str = "RGB") -> bytes:
-    buf = io.BytesIO()
-    Image.new(mode, (4, 4), 200).save(buf, fmt)
-    return buf.getvalue()
 
 
 def _ids(path: Path) -> list[str]:
@@ -42,26 +32,12 @@ def _ids(path: Path) -> list[str]:
         return [row["image_id"] for row in csv.DictReader(fh)]
 
 
-def read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
-    with open(path, newline="") as fh:
-        rows = list(csv.reader(fh))
-    return rows[0], rows[1:]
-
-
-def write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
-    with open(path, "w", newline="") as fh:
-        writer = csv.writer(fh, lineterminator="\r\n")
-        writer.writerow(header)
-        writer.writerows(rows)
-
-
 @pytest.fixture(scope="module")
 def real_root(tmp_path_factory) -> Path:
     """The challenge layout in tmp: the real Part 3 CSVs and training metadata, stand-in files per id."""
-    if not REAL.is_dir():
-        pytest.skip("../shared/real_metadata is absent (only the developers' checkout has it)")
+    real_path("isic2017")
     root = tmp_path_factory.mktemp("isic2017_real")
-    jpg, png = _tiny("JPEG"), _tiny("PNG", "L")
+    jpg, png = tiny_image("JPEG"), tiny_image("PNG", "L")
     for split in SPLITS:
         labels_csv(root, split).write_bytes((REAL / labels_csv(root, split).name).read_bytes())
         data_dir(root, split).mkdir()
@@ -75,26 +51,11 @@ def real_root(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def synth_root(tmp_path_factory) -> Path:
-    """The miniature (seed 0), written once for this module; do not modify."""
-    return synthesize(tmp_path_factory.mktemp("isic2017_synth") / "ISIC2017", 0)
+def _check(cli, root: Path, *extra: str) -> tuple[int, dict]:
+    return check_json(cli, DATASET, root, *extra)
 
 
-@pytest.fixture
-def mini(synth_root, tmp_path) -> Path:
-    """A private, modifiable copy of the miniature."""
-    return Path(shutil.copytree(synth_root, tmp_path / "ISIC2017"))
-
-
-def _check(cli, root: Path, *extra: str) -> tuple[int, dict, str]:
-    rc, out, err = cli("check", "--dataset", "isic2017", "--root", root, "--json", *extra)
-    assert "Traceback" not in out + err
-    return rc, json.loads(out), err
-
-
-def test_registered_source_declares_classes_masks_and_features():
-    assert get_source("isic2017") is SOURCE
+def test_source_declares_classes_masks_and_features():
     assert SOURCE.classes == ("melanoma", "seborrheic_keratosis", "nevus")
     assert SOURCE.has_masks and SOURCE.tasks == ("classification", "segmentation")
     assert [(f.name, f.kind, f.leaks_label) for f in SOURCE.features] == [
@@ -104,7 +65,7 @@ def test_registered_source_declares_classes_masks_and_features():
 
 # ------------------------------------------------------------------ real ground truth
 def test_real_check_json_counts(real_root, cli):
-    rc, report, _ = _check(cli, real_root, "--no-verify-images")
+    rc, report = _check(cli, real_root, "--no-verify-images")
     assert rc == 0, report["problems"]
     assert report["rows"] == 2750 and report["groups"] == 2750 and report["problems"] == []
     assert report["classes"] == {"melanoma": 521, "seborrheic_keratosis": 386, "nevus": 1843}
@@ -148,7 +109,7 @@ def test_real_metadata_encodes_on_train(real_root):
 
 
 # ------------------------------------------------------------------ synthetic miniature
-def test_miniature_round_trip_in_challenge_layout(synth_root, cli):
+def test_miniature_in_the_challenge_layout(synth_root):
     for split in SPLITS:
         raw = labels_csv(synth_root, split).read_bytes()
         assert raw.startswith(b"image_id,melanoma,seborrheic_keratosis\r\n")      # CRLF as published
@@ -158,23 +119,10 @@ def test_miniature_round_trip_in_challenge_layout(synth_root, cli):
                                       for s in SPLITS)
         assert len(list(data_dir(synth_root, split).glob("*_superpixels.png"))) > 0
     table = SOURCE.read(synth_root)
-    validate_table(table)
     assert Counter(table.column("official_split").to_pylist()) == {"train": 90, "val": 30, "test": 45}
     counts = Counter(table.column("label_name").to_pylist())
-    assert set(counts) == set(CLASSES) and min(counts.values()) >= 15
-    assert counts["nevus"] > 2 * counts["melanoma"]                      # published imbalance kept
-    assert table.column("mask_path").null_count == 0
+    assert min(counts.values()) >= 15 and counts["nevus"] > 2 * counts["melanoma"]  # published imbalance kept
     assert not any("superpixels" in p for p in table.column("image_path").to_pylist())
-    rc, report, _ = _check(cli, synth_root)
-    assert rc == 0 and report["problems"] == [] and report["images_verified"] == 2 * 165
-
-
-def test_miniature_masks_at_image_size(synth_root):
-    row = SOURCE.read(synth_root).to_pylist()[7]
-    image, size = load_image(row["image_path"])
-    mask, _ = load_image(row["mask_path"], mask=True, expect_size=size)
-    assert mask.shape == image.shape[:2] and set(mask.ravel().tolist()) == {0, 1}
-    assert 0.03 < mask.mean() < 0.6
 
 
 def test_miniature_metadata_only_pair(synth_root):
@@ -186,18 +134,6 @@ def test_miniature_metadata_only_pair(synth_root):
     ages = {c: [int(r["meta_age_approximate"]) for r in rows if r["label_name"] == c]
             for c in ("seborrheic_keratosis", "nevus")}
     assert max(ages["nevus"]) < min(ages["seborrheic_keratosis"])
-
-
-def _digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def test_miniature_deterministic_per_seed(synth_root, tmp_path):
-    assert _digest(synthesize(tmp_path / "again", 0)) == _digest(synth_root)
-    other = _digest(synthesize(tmp_path / "other", 1))
-    assert other != _digest(synth_root)
-    assert set(other.values()).isdisjoint(v for k, v in _digest(synth_root).items() if k.endswith(".jpg"))
 
 
 # ------------------------------------------------------------------ optional parts, options
@@ -221,7 +157,7 @@ def test_missing_mask_folder_gives_null_masks_for_that_split(mini, cli):
     masks = dict(zip(table.column("official_split").to_pylist(), table.column("mask_path").to_pylist()))
     assert masks["test"] is None and masks["train"] is not None
     assert table.column("mask_path").null_count == 45
-    rc, report, _ = _check(cli, mini)
+    rc, report = _check(cli, mini)
     assert rc == 0 and report["images_verified"] == 165 + 120
 
 
@@ -234,48 +170,10 @@ def test_splits_option(mini, cli):
     table = SOURCE.read(mini, splits="val,train")
     assert table.column("official_split").to_pylist() == ["train"] * 90 + ["val"] * 30
     assert SOURCE.read(mini, splits=["val"]).num_rows == 30
-    rc, report, _ = _check(cli, mini, "--option", "splits=train,val")
+    rc, report = _check(cli, mini, "--option", "splits=train,val")
     assert rc == 0 and report["splits"] == {"train": 90, "val": 30, "test": 0}
     with pytest.raises(DatasetError, match="unknown split"):
         SOURCE.read(mini, splits="train,validation")
-
-
-def test_unreadable_mask_found_by_check(mini, cli):
-    mask = sorted(mask_dir(mini, "val").glob("*.png"))[2]
-    mask.write_bytes(mask.read_bytes()[:60])
-    SOURCE.read(mini)                                                    # read() does not decode
-    rc, report, _ = _check(cli, mini)
-    assert rc == 1 and len(report["problems"]) == 1
-    assert report["problems"][0].startswith("unreadable mask: ") and str(mask) in report["problems"][0]
-
-
-def test_mask_of_wrong_size_found_by_check(mini, cli):
-    mask = sorted(mask_dir(mini, "train").glob("*_segmentation.png"))[1]
-    image = data_dir(mini, "train") / mask.name.replace("_segmentation.png", ".jpg")
-    (w, h), (w2, _) = halve_width(mask)
-    rc, report, _ = _check(cli, mini)
-    assert rc == 1
-    assert_one_mask_size_problem(report, mask, image, (w, h), (w2, h))
-    rc, out, err = cli("check", "--dataset", "isic2017", "--root", mini)
-    assert rc == 1 and mask.name in out and "re-export" in out and "Traceback" not in out + err
-
-
-@pytest.mark.parametrize("damage", ["cut", "not an image"])
-def test_unreadable_image_found_by_check(mini, cli, damage):
-    jpg = sorted(data_dir(mini, "test").glob("ISIC_???????.jpg"))[3]
-    if damage == "cut":
-        cut(jpg)
-    else:
-        jpg.write_bytes(b"<html>404 Not Found</html>" * 20)
-    SOURCE.read(mini)                                                    # read() does not decode
-    rc, report, _ = _check(cli, mini)
-    assert rc == 1 and len(report["problems"]) == 1, report["problems"]
-    problem = report["problems"][0]
-    assert problem.startswith(f"unreadable image: {jpg} (")
-    assert ("truncated" if damage == "cut" else "cannot identify image file") in problem
-    assert problem.endswith("-> the file is truncated or not an image: re-download it, or remove its row")
-    rc, _, _ = _check(cli, mini, "--no-verify-images")
-    assert rc == 0                                                       # only decoding finds it
 
 
 def test_metadata_renamed_column_named_by_check(mini, cli):
@@ -290,7 +188,7 @@ def test_metadata_renamed_column_named_by_check(mini, cli):
 def test_non_utf8_metadata_named_by_check(mini, cli):
     meta = data_dir(mini, "val") / metadata_name("val")
     meta.write_bytes(meta.read_bytes().replace(b"female", "f\xe9male".encode("cp1252"), 1))
-    rc, report, _ = _check(cli, mini)
+    rc, report = _check(cli, mini)
     assert rc == 2 and report["readable"] is False and len(report["problems"]) == 1
     assert report["problems"][0].startswith(f"{meta}: not UTF-8 text (invalid continuation byte")
     assert "restore the original file" in report["problems"][0]
@@ -298,15 +196,7 @@ def test_non_utf8_metadata_named_by_check(mini, cli):
 
 # ------------------------------------------------------------------ clear errors
 def _edit_gt(split: str, edit):
-    def mutate(root: Path) -> None:
-        header, rows = read_csv(labels_csv(root, split))
-        write_csv(labels_csv(root, split), *edit(header, rows))
-    return mutate
-
-
-def _drop_column(header, rows):
-    i = header.index("seborrheic_keratosis")
-    return header[:i] + header[i + 1:], [r[:i] + r[i + 1:] for r in rows]
+    return lambda root: edit_csv(labels_csv(root, split), edit)
 
 
 def _set(row: int, column: int, value: str):
@@ -352,7 +242,7 @@ BAD_INPUTS = {
                           ["ISIC-2017_Training_Part3_GroundTruth.csv not found"]),
     "missing image folder": (lambda r: shutil.rmtree(data_dir(r, "val")),
                              ["ISIC-2017_Validation_Data", "image folder", "not found"]),
-    "missing column": (_edit_gt("val", _drop_column),
+    "missing column": (_edit_gt("val", drop_column("seborrheic_keratosis")),
                        ["ISIC-2017_Validation_Part3_GroundTruth.csv (row 1)",
                         "missing column(s) ['seborrheic_keratosis']", "'melanoma'"]),
     "unknown label value": (_edit_gt("train", _set(4, 1, "0.5")),
@@ -377,27 +267,11 @@ BAD_INPUTS = {
 def test_bad_input_clear_error_and_check_exit_2(case, mini, cli):
     mutate, expected = BAD_INPUTS[case]
     mutate(mini)
-    with pytest.raises(DatasetError) as err:
-        SOURCE.read(mini)
-    assert err.value.hint and all(text in str(err.value) for text in expected), str(err.value)
-    rc, out, errout = cli("check", "--dataset", "isic2017", "--root", mini)
-    assert rc == 2 and all(text in errout for text in expected) and "->" in errout
-    assert "Traceback" not in out + errout
-    rc, report, _ = _check(cli, mini)
-    assert rc == 2 and report["readable"] is False and len(report["problems"]) == 1
-
-
-def test_missing_root_exits_2(tmp_path, cli):
-    with pytest.raises(DatasetError, match="does not exist") as err:
-        SOURCE.read(tmp_path / "absent")
-    assert "ISIC 2017" in err.value.hint
-    rc, out, err_text = cli("check", "--dataset", "isic2017", "--root", tmp_path / "absent")
-    assert rc == 2 and str(tmp_path / "absent") in err_text and "Traceback" not in out + err_text
+    assert_unreadable(cli, DATASET, mini, expected)
 
 
 def test_declared_headers_match_real_files():
-    if not REAL.is_dir():
-        pytest.skip("../shared/real_metadata is absent")
+    real_path("isic2017")
     for split in SPLITS:
         assert tuple(read_csv(REAL / labels_csv(Path("."), split).name)[0]) == LABEL_COLUMNS
     assert tuple(read_csv(REAL / metadata_name("train"))[0]) == METADATA_COLUMNS

@@ -1,9 +1,6 @@
 """ISIC 2018 Task 1 source: the challenge layout, the real training listing, the miniature, errors."""
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import re
 import shutil
 from pathlib import Path
@@ -12,24 +9,16 @@ import pytest
 from PIL import Image
 
 from dermfuse_data.errors import DatasetError
-from dermfuse_data.images import load_image
 from dermfuse_data.schema import CORE_COLUMNS, validate_table
-from dermfuse_data.sources import get_source
-from dermfuse_data.sources.isic2018_task1 import (REAL_SPLIT_SIZES, SOURCE, ground_truth_dir, input_dir,
-                                                  synthesize)
+from dermfuse_data.sources.isic2018_task1 import REAL_SPLIT_SIZES, SOURCE, ground_truth_dir, input_dir
 from dermfuse_data.splits import crossing_groups, make_splits
-from tests.data._damage import assert_one_mask_size_problem, halve_width
+from tests.data._support import REAL_METADATA, assert_unreadable, check_json, real_path, tiny_image
 
-REAL = Path(__file__).resolve().parents[2].parent / "shared" / "real_metadata" / "isic2018_task1"
+DATASET = "isic2018_task1"
+REAL = REAL_METADATA / "isic2018_task1"
 IMAGE_LISTING = "ISIC2018_Task1-2_Training_Input.derived_listing.txt"
 MASK_LISTING = "ISIC2018_Task1_Training_GroundTruth.derived_listing.txt"
 SPLITS = ("train", "val", "test")
-
-
-def _tiny(fmt: str, mode: str = "RGB") -> bytes:
-    buf = io.BytesIO()
-    Image.new(mode, (4, 4), 200).save(buf, fmt)
-    return buf.getvalue()
 
 
 def _release_texts(folder: Path) -> None:
@@ -41,11 +30,10 @@ def _release_texts(folder: Path) -> None:
 @pytest.fixture(scope="module")
 def real_root(tmp_path_factory) -> Path:
     """Training folders in tmp built from the real listings: one tiny JPEG / PNG per listed name."""
-    if not REAL.is_dir():
-        pytest.skip("../shared/real_metadata is absent (only the developers' checkout has it)")
+    real_path("isic2018_task1")
     root = tmp_path_factory.mktemp("isic2018_real")
-    for listing, folder, data in ((IMAGE_LISTING, input_dir(root, "train"), _tiny("JPEG")),
-                                  (MASK_LISTING, ground_truth_dir(root, "train"), _tiny("PNG", "L"))):
+    for listing, folder, data in ((IMAGE_LISTING, input_dir(root, "train"), tiny_image("JPEG")),
+                                  (MASK_LISTING, ground_truth_dir(root, "train"), tiny_image("PNG", "L"))):
         folder.mkdir()
         _release_texts(folder)
         for name in (REAL / listing).read_text().split():
@@ -53,34 +41,18 @@ def real_root(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def synth_root(tmp_path_factory) -> Path:
-    """The miniature (seed 0), written once for this module; do not modify."""
-    return synthesize(tmp_path_factory.mktemp("isic2018_synth") / "ISIC2018", 0)
-
-
-@pytest.fixture
-def mini(synth_root, tmp_path) -> Path:
-    """A private, modifiable copy of the miniature."""
-    return Path(shutil.copytree(synth_root, tmp_path / "ISIC2018"))
-
-
 def _check(cli, root: Path, *extra: str) -> tuple[int, dict]:
-    rc, out, err = cli("check", "--dataset", "isic2018_task1", "--root", root, "--json", *extra)
-    assert "Traceback" not in out + err
-    return rc, json.loads(out)
+    return check_json(cli, DATASET, root, *extra)
 
 
-def test_registered_source_is_segmentation_only():
-    assert get_source("isic2018_task1") is SOURCE
+def test_source_is_segmentation_only():
     assert SOURCE.classes == ("lesion",) and SOURCE.tasks == ("segmentation",)
     assert SOURCE.has_masks and SOURCE.features == () and "splits" in SOURCE.options
 
 
 # ------------------------------------------------------------------ real training listing
 def test_real_listings_are_paired_names():
-    if not REAL.is_dir():
-        pytest.skip("../shared/real_metadata is absent")
+    real_path("isic2018_task1")
     images = (REAL / IMAGE_LISTING).read_text().split()
     masks = (REAL / MASK_LISTING).read_text().split()
     assert len(images) == len(masks) == 2594
@@ -139,54 +111,16 @@ def test_official_split_sizes_on_stand_in_tree(tmp_path, cli):
 
 
 # ------------------------------------------------------------------ synthetic miniature
-def test_miniature_round_trip(synth_root, cli):
+def test_miniature_in_the_challenge_layout(synth_root):
     for split in SPLITS:
         assert (input_dir(synth_root, split) / "LICENSE.txt").is_file()
         assert (ground_truth_dir(synth_root, split) / "ATTRIBUTION.txt").is_file()
     table = SOURCE.read(synth_root)
     assert table.column("official_split").to_pylist() == ["train"] * 60 + ["val"] * 20 + ["test"] * 30
-    assert table.column("mask_path").null_count == 0
-    rc, report = _check(cli, synth_root)
-    assert rc == 0 and report["problems"] == [] and report["images_verified"] == 220
-
-
-def test_miniature_masks_binary_at_image_size(synth_root):
-    rows = SOURCE.read(synth_root).to_pylist()
-    for row in rows[::37]:
+    for row in table.to_pylist()[::37]:
         with Image.open(row["mask_path"]) as m, Image.open(row["image_path"]) as im:
             assert m.format == "PNG" and im.format == "JPEG" and m.size == im.size
             assert set(m.getdata()) == {0, 255}
-        mask, _ = load_image(row["mask_path"], mask=True, expect_size=im.size)
-        assert 0.03 < mask.mean() < 0.6
-
-
-def _digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def test_miniature_deterministic_per_seed(synth_root, tmp_path):
-    assert _digest(synthesize(tmp_path / "again", 0)) == _digest(synth_root)
-    other = _digest(synthesize(tmp_path / "other", 1))
-    assert set(v for k, v in other.items() if k.endswith(".png")).isdisjoint(
-        v for k, v in _digest(synth_root).items() if k.endswith(".png"))
-
-
-def test_unreadable_mask_found_by_check(mini, cli):
-    mask = sorted(ground_truth_dir(mini, "test").glob("*.png"))[4]
-    mask.write_bytes(mask.read_bytes()[:80])
-    rc, report = _check(cli, mini)
-    assert rc == 1 and len(report["problems"]) == 1
-    assert report["problems"][0].startswith("unreadable mask: ") and mask.name in report["problems"][0]
-
-
-def test_mask_of_wrong_size_found_by_check(mini, cli):
-    mask = sorted(ground_truth_dir(mini, "val").glob("*_segmentation.png"))[2]
-    image = input_dir(mini, "val") / mask.name.replace("_segmentation.png", ".jpg")
-    (w, h), (w2, _) = halve_width(mask)
-    rc, report = _check(cli, mini)
-    assert rc == 1
-    assert_one_mask_size_problem(report, mask, image, (w, h), (w2, h))
 
 
 def test_nested_unzip_folder_is_entered(mini):
@@ -239,19 +173,10 @@ BAD_INPUTS = {
 def test_bad_input_clear_error_and_check_exit_2(case, mini, cli):
     mutate, expected = BAD_INPUTS[case]
     mutate(mini)
-    with pytest.raises(DatasetError) as err:
-        SOURCE.read(mini)
-    assert err.value.hint and all(text in str(err.value) for text in expected), str(err.value)
-    rc, out, errout = cli("check", "--dataset", "isic2018_task1", "--root", mini)
-    assert rc == 2 and all(text in errout for text in expected) and "->" in errout
-    assert "Traceback" not in out + errout
-    rc, report = _check(cli, mini)
-    assert rc == 2 and report["readable"] is False and len(report["problems"]) == 1
+    assert_unreadable(cli, DATASET, mini, expected)
 
 
-def test_missing_root_and_bad_option_exit_2(tmp_path, mini, cli):
-    rc, out, err = cli("check", "--dataset", "isic2018_task1", "--root", tmp_path / "absent")
-    assert rc == 2 and "does not exist" in err and "ISIC 2018" in err and "Traceback" not in out + err
+def test_bad_splits_option_exits_2(mini, cli):
     rc, report = _check(cli, mini, "--option", "splits=training")
     assert rc == 2 and "unknown split(s) ['training']" in report["problems"][0]
     rc, report = _check(cli, mini, "--option", "split=train")

@@ -1,9 +1,6 @@
 """PH2 source: the publisher's layout, the real xlsx and folder listing, the miniature, clear errors."""
 from __future__ import annotations
 
-import hashlib
-import io
-import json
 import re
 import shutil
 import zipfile
@@ -15,32 +12,26 @@ import pytest
 from PIL import Image
 
 from dermfuse_data.errors import DatasetError
-from dermfuse_data.images import load_image
 from dermfuse_data.schema import CORE_COLUMNS, validate_table
-from dermfuse_data.sources import get_source
-from dermfuse_data.sources.ph2 import (CLASSES, COLOURS, IMAGE_FOLDERS, META_COLUMNS, METADATA_ONLY_PAIRS,
-                                       SOURCE, TXT_FILE, XLSX_FILE, image_path, mask_path, read_xlsx,
-                                       synthesize)
+from dermfuse_data.sources.ph2 import (CLASSES, COLOURS, IMAGE_FOLDERS, META_COLUMNS, SOURCE, TXT_FILE, XLSX_FILE,
+                                       image_path, mask_path, read_xlsx)
 from dermfuse_data.splits import crossing_groups, make_splits
 from dermfuse_data.synthetic import image_class_of
+from dermfuse_data.synthetic.ph2 import METADATA_ONLY_PAIRS
 from dermfuse_data.tabular import select_features
-from tests.data._damage import assert_one_mask_size_problem, cut, halve_width
+from tests.data._damage import cut
+from tests.data._support import REAL_METADATA, assert_unreadable, check_json, real_path, tiny_image
 
-REAL = Path(__file__).resolve().parents[2].parent / "shared" / "real_metadata" / "ph2"
+DATASET = "ph2"
+REAL = REAL_METADATA / "ph2"
 REAL_XLSX = REAL / XLSX_FILE
 REAL_LISTING = REAL / "PH2Dataset_tree_listing.Furqan3.tsv"
 REAL_COUNTS = {"Common Nevus": 80, "Atypical Nevus": 80, "Melanoma": 40}
 
 
-def _bmp(mode: str) -> bytes:
-    buf = io.BytesIO()
-    Image.new(mode, (4, 4), 1).save(buf, "BMP")
-    return buf.getvalue()
-
-
 def _build_from_listing(root: Path) -> Path:
     """Every file of the real folder listing, as a tiny BMP (the real xlsx read in place)."""
-    image, mask = _bmp("RGB"), _bmp("1")
+    image, mask = tiny_image("BMP"), tiny_image("BMP", "1")
     for line in REAL_LISTING.read_text().splitlines():
         _, rel = line.split("\t")
         path = root / rel
@@ -55,44 +46,28 @@ def _build_from_listing(root: Path) -> Path:
 @pytest.fixture(scope="module")
 def listed_root(tmp_path_factory) -> Path:
     """``PH2Dataset/`` rebuilt from the real listing (which lacks IMD036); do not modify."""
-    if not REAL_LISTING.is_file():
-        pytest.skip("../shared/real_metadata is absent (only the developers' checkout has it)")
+    real_path("ph2", REAL_LISTING.name)
     return _build_from_listing(tmp_path_factory.mktemp("ph2_listed"))
 
 
 @pytest.fixture(scope="module")
 def real_root(tmp_path_factory) -> Path:
     """The listing's tree plus the image that listing lacks (IMD036): the full real dataset."""
-    if not REAL_LISTING.is_file():
-        pytest.skip("../shared/real_metadata is absent (only the developers' checkout has it)")
+    real_path("ph2", REAL_LISTING.name)
     root = _build_from_listing(tmp_path_factory.mktemp("ph2_full"))
     images = root / "PH2Dataset" / "PH2_Dataset_images"
-    for path, data in ((image_path(images, "IMD036"), _bmp("RGB")), (mask_path(images, "IMD036"), _bmp("1"))):
+    for path, data in ((image_path(images, "IMD036"), tiny_image("BMP")),
+                       (mask_path(images, "IMD036"), tiny_image("BMP", "1"))):
         path.parent.mkdir(parents=True)
         path.write_bytes(data)
     return root
 
 
-@pytest.fixture(scope="module")
-def synth_root(tmp_path_factory) -> Path:
-    """The miniature (seed 0), written once for this module; do not modify."""
-    return synthesize(tmp_path_factory.mktemp("ph2_synth") / "PH2Dataset", 0)
-
-
-@pytest.fixture
-def mini(synth_root, tmp_path) -> Path:
-    """A private, modifiable copy of the miniature."""
-    return Path(shutil.copytree(synth_root, tmp_path / "PH2Dataset"))
-
-
 def _check(cli, root: Path, *extra: str) -> tuple[int, dict]:
-    rc, out, err = cli("check", "--dataset", "ph2", "--root", root, "--json", *extra)
-    assert "Traceback" not in out + err
-    return rc, json.loads(out)
+    return check_json(cli, DATASET, root, *extra)
 
 
-def test_registered_source_marks_every_feature_as_leaking():
-    assert get_source("ph2") is SOURCE
+def test_source_marks_every_feature_as_leaking():
     assert SOURCE.classes == ("Common Nevus", "Atypical Nevus", "Melanoma")
     assert SOURCE.has_masks and SOURCE.tasks == ("classification", "segmentation")
     assert [f.column for f in SOURCE.features] == list(META_COLUMNS)
@@ -169,8 +144,6 @@ def test_miniature_round_trip_xlsx_and_txt_agree(synth_root, cli):
     assert SOURCE.read(synth_root.parent).equals(table)                   # the folder holding PH2Dataset/
     text = (synth_root / TXT_FILE).read_text().splitlines()
     assert text[0].startswith("||   Name || Histological Diagnosis || Clinical Diagnosis ||")
-    rc, report = _check(cli, synth_root)
-    assert rc == 0 and report["problems"] == [] and report["images_verified"] == 200
     rc, report = _check(cli, synth_root, "--option", "metadata=txt", "--no-verify-images")
     assert rc == 0 and report["classes"] == {"Common Nevus": 40, "Atypical Nevus": 40, "Melanoma": 20}
 
@@ -180,8 +153,6 @@ def test_miniature_bmp_images_and_1bit_masks(synth_root):
         with Image.open(row["image_path"]) as im, Image.open(row["mask_path"]) as m:
             assert (im.format, im.mode, m.format, m.mode) == ("BMP", "RGB", "BMP", "1")
             assert m.size == im.size
-        mask, _ = load_image(row["mask_path"], mask=True, expect_size=im.size)
-        assert 0.03 < mask.mean() < 0.6
     assert any(synth_root.rglob("*_roi/*_R1_Label4.bmp"))                 # shipped, ignored
 
 
@@ -192,51 +163,6 @@ def test_miniature_metadata_only_pair(synth_root):
     rows = SOURCE.read(synth_root).to_pylist()
     network = {c: {r["meta_pigment_network"] for r in rows if r["label_name"] == c} for c in CLASSES[:2]}
     assert network == {"Common Nevus": {"T"}, "Atypical Nevus": {"AT"}}
-
-
-def _digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def test_miniature_deterministic_per_seed(synth_root, tmp_path):
-    again = _digest(synthesize(tmp_path / "again", 0))
-    assert again == _digest(synth_root) and XLSX_FILE in again
-    other = _digest(synthesize(tmp_path / "other", 1))
-    assert other[XLSX_FILE] != again[XLSX_FILE] and other[TXT_FILE] != again[TXT_FILE]
-
-
-def test_unreadable_mask_found_by_check(mini, cli):
-    row = SOURCE.read(mini).to_pylist()[5]
-    Path(row["mask_path"]).write_bytes(Path(row["mask_path"]).read_bytes()[:40])
-    rc, report = _check(cli, mini)
-    assert rc == 1 and len(report["problems"]) == 1
-    assert report["problems"][0].startswith("unreadable mask: ") and row["sample_id"] in report["problems"][0]
-
-
-def test_mask_of_wrong_size_found_by_check(mini, cli):
-    row = SOURCE.read(mini).to_pylist()[7]
-    (w, h), (w2, _) = halve_width(Path(row["mask_path"]))
-    with Image.open(row["mask_path"]) as m:
-        assert (m.format, m.mode) == ("BMP", "1")                          # still a 1-bit BMP
-    rc, report = _check(cli, mini)
-    assert rc == 1
-    assert_one_mask_size_problem(report, row["mask_path"], row["image_path"], (w, h), (w2, h))
-
-
-@pytest.mark.parametrize("damage", ["cut mid pixel data", "header only", "not an image"])
-def test_unreadable_image_found_by_check(mini, cli, damage):
-    row = SOURCE.read(mini).to_pylist()[11]
-    bmp = Path(row["image_path"])
-    if damage == "not an image":
-        bmp.write_bytes(b"PK\x03\x04 a zip, not a bitmap" * 30)
-    else:
-        cut(bmp, 0.5 if damage == "cut mid pixel data" else 60 / bmp.stat().st_size)
-    rc, report = _check(cli, mini)
-    assert rc == 1 and len(report["problems"]) == 1, report["problems"]
-    problem = report["problems"][0]
-    assert problem.startswith(f"unreadable image: {bmp} (") and row["sample_id"] in problem
-    assert problem.endswith("-> the file is truncated or not an image: re-download it, or remove its row")
 
 
 def test_underscore_image_folder_accepted(mini):
@@ -347,19 +273,10 @@ BAD_INPUTS = {
 def test_bad_input_clear_error_and_check_exit_2(case, mini, cli):
     mutate, expected = BAD_INPUTS[case]
     mutate(mini)
-    with pytest.raises(DatasetError) as err:
-        SOURCE.read(mini)
-    assert err.value.hint and all(text in str(err.value) for text in expected), str(err.value)
-    rc, out, errout = cli("check", "--dataset", "ph2", "--root", mini)
-    assert rc == 2 and all(text in errout for text in expected) and "->" in errout
-    assert "Traceback" not in out + errout
-    rc, report = _check(cli, mini)
-    assert rc == 2 and report["readable"] is False and len(report["problems"]) == 1
+    assert_unreadable(cli, DATASET, mini, expected)
 
 
-def test_missing_root_and_bad_option_exit_2(tmp_path, mini, cli):
-    rc, out, err = cli("check", "--dataset", "ph2", "--root", tmp_path / "absent")
-    assert rc == 2 and "does not exist" in err and "PH2Dataset" in err and "Traceback" not in out + err
+def test_bad_metadata_option_exits_2(mini, cli):
     rc, report = _check(cli, mini, "--option", "metadata=csv")
     assert rc == 2 and "metadata='csv'" in report["problems"][0]
     (mini / TXT_FILE).unlink()

@@ -2,15 +2,18 @@
 from __future__ import annotations
 
 import hashlib
-import io
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from dermfuse_data.synthetic import (STYLES, class_counts, count_image_classes, draw_lesion,
-                                     image_class_of, save_image, write_synthetic)
+from dermfuse_data.sources import SOURCE_MODULES
+from dermfuse_data.synthetic import (STYLES, WRITER_MODULES, class_counts, count_image_classes,
+                                     draw_lesion, image_class_of, miniature_key, miniature_sources, write_synthetic,
+                                     writer)
+from dermfuse_data.synthetic.files import save_image
+from tests.data._support import append_comment
 
 
 def test_image_class_plan_pairs_and_chains():
@@ -111,8 +114,36 @@ def test_write_synthetic_dispatches_and_rejects_unknown(tmp_path):
         write_synthetic("no_such_dataset", tmp_path / "x")
 
 
-def test_png_written_by_miniature_decodes(pad_synth_root):
-    some = sorted((pad_synth_root / "images").rglob("*.png"))[:5]
-    for path in some:
-        with Image.open(io.BytesIO(path.read_bytes())) as im:
-            assert im.mode == "RGB" and 88 <= im.width <= 128 and 88 <= im.height <= 128
+# ------------------------------------------------------------------ what a cached miniature depends on
+def test_miniature_sources_are_shared_helpers_writer_and_reader():
+    names = {f"{p.parent.name}/{p.name}" for p in miniature_sources("pad_ufes_20")}
+    assert names == {"synthetic/__init__.py", "synthetic/lesions.py", "synthetic/files.py", "synthetic/dicom.py",
+                     "synthetic/pad_ufes_20.py", "sources/pad_ufes_20.py"}
+    assert set(WRITER_MODULES) == set(SOURCE_MODULES)
+    for name in WRITER_MODULES:
+        assert all(p.is_file() for p in miniature_sources(name)), name
+
+
+def test_editing_one_datasets_code_changes_only_its_key(synthetic_code_copy):
+    before = {name: miniature_key(name) for name in WRITER_MODULES}
+    assert len(set(before.values())) == len(before)
+    append_comment(synthetic_code_copy / "sources" / "ph2.py")                             # the PH2 reader
+    after_reader = {name: miniature_key(name) for name in WRITER_MODULES}
+    append_comment(synthetic_code_copy / "synthetic" / "ph2.py")                           # the PH2 writer
+    after_writer = {name: miniature_key(name) for name in WRITER_MODULES}
+    for after in (after_reader, after_writer):
+        assert after["ph2"] != before["ph2"]
+        assert {k: v for k, v in after.items() if k != "ph2"} == {k: v for k, v in before.items() if k != "ph2"}
+    assert after_writer["ph2"] != after_reader["ph2"]
+    append_comment(synthetic_code_copy / "synthetic" / "lesions.py")                       # a shared helper: every key
+    shared = {name: miniature_key(name) for name in WRITER_MODULES}
+    assert all(shared[name] != after_writer[name] for name in WRITER_MODULES)
+
+
+def test_write_synthetic_dispatches_to_the_writer_module(tmp_path):
+    for name in WRITER_MODULES:
+        assert callable(writer(name).write_miniature), name
+    with pytest.raises(ValueError, match="unknown dataset 'nope'; choose one of"):
+        writer("nope")
+    with pytest.raises(ValueError, match="unknown dataset"):
+        miniature_key("nope")

@@ -12,7 +12,7 @@ from dermfuse_data.tabular import TabularEncoder, select_features
 FEATURES = (MetaFeature("age", "age", "numeric"), MetaFeature("sex", "sex"),
             MetaFeature("shape", "shape", "multi"),
             MetaFeature("assessment", "assessment", "numeric", leaks_label=True, why_leaks="BI-RADS call"))
-SOURCE = DatasetSource("toy", "Toy", ("a", "b"), read=None, synthesize=None, features=FEATURES)
+SOURCE = DatasetSource("toy", "Toy", ("a", "b"), read=None, features=FEATURES)
 
 
 def _table(rows):

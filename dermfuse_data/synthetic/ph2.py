@@ -1,4 +1,4 @@
-"""The PH2 synthetic miniature, written in the publisher's exact layout (:mod:`dermfuse_data.sources.ph2`).
+"""The PH2 miniature, in the publisher's exact layout (:mod:`dermfuse_data.sources.ph2`).
 
 ``PH2_dataset.xlsx`` (sheet ``Folha1``: legends in F2:K9, ``Clinical Diagnosis`` / ``Colors`` group
 titles on row 12, the published header on row 13, one row per image, classes and colours marked
@@ -8,7 +8,7 @@ titles on row 12, the published header on row 13, one row per image, classes and
 ``IMDxxx_roi/IMDxxx_R1_Label4.bmp`` colour-region mask. The dermoscopic criteria are drawn per
 class with the frequencies of the real sheet, except ``pigment_network``, which separates common
 (always T) from atypical nevi (always AT): the two share one image distribution
-(:data:`~dermfuse_data.sources.ph2.METADATA_ONLY_PAIRS`).
+(:data:`METADATA_ONLY_PAIRS`).
 """
 from __future__ import annotations
 
@@ -19,12 +19,16 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from dermfuse_data.sources.ph2 import (CLASSES, COLOURS, CRITERIA, IMAGE_FOLDERS, METADATA_ONLY_PAIRS,
-                                       TXT_FILE, XLSX_FILE, XLSX_HEADER, image_path, mask_path)
-from dermfuse_data.synthetic import class_counts, count_image_classes, draw_lesion, image_class_of, save_image
+from dermfuse_data.sources.ph2 import (CLASSES, COLOURS, CRITERIA, IMAGE_FOLDERS, TXT_FILE, XLSX_FILE, XLSX_HEADER,
+                                       image_path, mask_path)
+from dermfuse_data.synthetic.files import save_1bit_bmp, save_image
+from dermfuse_data.synthetic.lesions import class_counts, draw_class_lesion, random_size
 
+#: common and atypical nevi share one image distribution and differ only in ``pigment_network``
+#: (Typical vs Atypical, as in 80/80 and 77/80 of the real images): a label-leaking feature, so a
+#: model needs ``allow_leaky_metadata`` to separate them
+METADATA_ONLY_PAIRS = ((CLASSES.index("Common Nevus"), CLASSES.index("Atypical Nevus")),)
 SYNTHETIC_IMAGES = 100
 #: published class counts (common nevus, atypical nevus, melanoma)
 REAL_COUNTS = (80, 80, 40)
@@ -150,12 +154,6 @@ def write_txt(rows: list[dict], path: Path) -> Path:
     return path
 
 
-def _save_1bit_bmp(path: Path, mask: np.ndarray) -> None:
-    """A boolean mask as a 1-bit BMP (the publisher's mask format)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(mask.astype(np.uint8) * 255).convert("1", dither=Image.Dither.NONE).save(path, "BMP")
-
-
 def write_miniature(out: Path, seed: int = 0, n_images: int = SYNTHETIC_IMAGES) -> Path:
     """Write the PH2 miniature (module docstring) into ``out``; byte-identical per ``seed``."""
     out = Path(out)
@@ -163,18 +161,16 @@ def write_miniature(out: Path, seed: int = 0, n_images: int = SYNTHETIC_IMAGES) 
     rng = np.random.default_rng([int(seed), 2013])
     rows = synthetic_rows(rng, n_images)
     images = out / IMAGE_FOLDERS[0]
-    n_image_classes = count_image_classes(len(CLASSES), METADATA_ONLY_PAIRS)
     for i, row in enumerate(rows):
         img_rng = np.random.default_rng([int(seed), 2013, i])
-        size = (int(img_rng.integers(96, 129)), int(img_rng.integers(96, 129)))
-        rgb, mask = draw_lesion(img_rng, size, image_class_of(row["label"], METADATA_ONLY_PAIRS),
-                                n_image_classes)
+        size = random_size(img_rng, 96, 129)
+        rgb, mask = draw_class_lesion(img_rng, size, row["label"], len(CLASSES), METADATA_ONLY_PAIRS)
         image_id = row["image_id"]
         save_image(image_path(images, image_id), rgb, format="BMP")
-        _save_1bit_bmp(mask_path(images, image_id), mask)
+        save_1bit_bmp(mask_path(images, image_id), mask)
         if img_rng.random() < 0.25:  # some images also ship a colour-region mask (ignored by read)
             region = mask & (np.arange(size[1])[None, :] < size[1] // 2)
-            _save_1bit_bmp(images / image_id / f"{image_id}_roi" / f"{image_id}_R1_Label4.bmp", region)
+            save_1bit_bmp(images / image_id / f"{image_id}_roi" / f"{image_id}_R1_Label4.bmp", region)
     write_xlsx(rows, out / XLSX_FILE)
     write_txt(rows, out / TXT_FILE)
     return out

@@ -1,29 +1,24 @@
-"""Synthetic miniatures of every dataset (``../shared/DESIGN.md``, "Synthetic miniatures").
-
-Each dataset source writes, from its ``synthesize(out, seed)``, a small copy of the dataset in the
-publisher's exact on-disk layout; this module holds what those writers share:
+"""Lesion drawing and class planning shared by the synthetic miniatures (``../shared/DESIGN.md``).
 
 * :func:`draw_lesion`: a deterministic lesion-like image and its mask. The lesion's colour, texture
   and border depend on an *image class*, so a tiny CNN/ViT can learn it at 32-64 px; skin tone,
   illumination, noise, hairs, position, size, shape and rotation are nuisance.
+  :func:`draw_class_lesion` draws it for a dataset class, :func:`random_size` picks its size.
 * :func:`image_class_of` / :func:`count_image_classes`: plan which dataset classes share one image
   distribution, so that they can be told apart only from metadata (a fused model must beat an
   image-only one on those pairs).
-* :func:`class_counts`, :func:`maybe_missing`, :func:`save_image`: imbalance, missing cells and
-  byte-deterministic image files.
-* :func:`write_synthetic`: write the miniature of a named dataset (dispatches to its source).
+* :func:`class_counts`, :func:`maybe_missing`: the publisher's imbalance and missing cells.
+* :func:`smooth_noise`: low-frequency noise (skin blotches here, breast tissue in CBIS-DDSM).
 
-Everything takes a :class:`numpy.random.Generator`; the same seed gives byte-identical files.
+Everything takes a :class:`numpy.random.Generator`; the same generator state gives the same arrays.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 
 @dataclass(frozen=True)
@@ -134,7 +129,7 @@ def maybe_missing(rng: np.random.Generator, value: str, p: float, token: str = "
     return token if rng.random() < p else value
 
 
-def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
+def smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
     """Low-frequency noise in [-1, 1]: a coarse random grid bilinearly upsampled to ``h x w``."""
     grid = rng.uniform(-1.0, 1.0, (cells + 1, cells + 1))
     ys = np.linspace(0, cells, h)
@@ -197,7 +192,7 @@ def draw_lesion(rng: np.random.Generator, size: int | tuple[int, int], image_cla
     # background: skin tone, illumination gradient, blotches, noise
     skin = _SKIN_LIGHT + rng.uniform(0.0, 1.0) * (_SKIN_DARK - _SKIN_LIGHT)
     gx, gy = rng.uniform(-0.18, 0.18, 2)
-    light = 1.0 + gx * (xx / w - 0.5) + gy * (yy / h - 0.5) + 0.04 * _smooth_noise(rng, h, w, 4)
+    light = 1.0 + gx * (xx / w - 0.5) + gy * (yy / h - 0.5) + 0.04 * smooth_noise(rng, h, w, 4)
     img = skin * light[..., None] + rng.normal(0.0, 4.0, (h, w, 3))
 
     # lesion geometry: rotated ellipse whose radius is modulated by a few harmonics
@@ -225,7 +220,7 @@ def draw_lesion(rng: np.random.Generator, size: int | tuple[int, int], image_cla
     # lesion body: class colour with jitter, class texture, a little noise
     colour = np.asarray(style.colour, float) * rng.uniform(0.9, 1.1) + rng.normal(0.0, 3.0, 3)
     shade, white = _texture(rng, style, u, v, rn)
-    body = colour * shade[..., None] * (1.0 + 0.06 * _smooth_noise(rng, h, w, 6))[..., None]
+    body = colour * shade[..., None] * (1.0 + 0.06 * smooth_noise(rng, h, w, 6))[..., None]
     body = body * (1 - white[..., None]) + 245.0 * white[..., None] + rng.normal(0.0, 4.0, (h, w, 3))
     img = img * (1 - alpha[..., None]) + body * alpha[..., None]
 
@@ -239,32 +234,17 @@ def draw_lesion(rng: np.random.Generator, size: int | tuple[int, int], image_cla
     return np.clip(np.rint(img), 0, 255).astype(np.uint8), mask
 
 
-def save_image(path: str | Path, array: np.ndarray, format: str | None = None, **params) -> Path:
-    """Write ``array`` (HxWx3 RGB or HxW uint8/bool) with Pillow; byte-deterministic for PNG/JPEG/BMP.
-
-    ``format`` defaults to the file's suffix; ``params`` go to ``Image.save`` (e.g. ``quality=90``).
-    Parent folders are created.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arr = np.asarray(array)
-    if arr.dtype == bool:
-        arr = arr.astype(np.uint8) * 255
-    Image.fromarray(arr).save(path, format=format, **params)
-    return path
+def random_size(rng: np.random.Generator, low: int, high: int) -> tuple[int, int]:
+    """``(height, width)``, each drawn from ``low .. high - 1`` (height first)."""
+    return int(rng.integers(low, high)), int(rng.integers(low, high))
 
 
-def write_synthetic(name: str, out: str | Path, seed: int = 0) -> Path:
-    """Write the synthetic miniature of dataset ``name`` into ``out``; returns the root for ``read``.
-
-    Dispatches to ``get_source(name).synthesize(out, seed)``; the files are byte-identical for the
-    same seed. Files already in ``out`` are overwritten where the miniature writes the same path and
-    left alone otherwise.
-    """
-    from dermfuse_data.sources import get_source
-
-    return Path(get_source(name).synthesize(Path(out), int(seed)))
+def draw_class_lesion(rng: np.random.Generator, size: int | tuple[int, int], class_index: int, n_classes: int,
+                      pairs: Sequence[Sequence[int]] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`draw_lesion` for dataset class ``class_index`` of ``n_classes``: the classes in each of
+    ``pairs`` share one image class (:func:`image_class_of`), so only metadata tells them apart."""
+    return draw_lesion(rng, size, image_class_of(class_index, pairs), count_image_classes(n_classes, pairs))
 
 
 __all__ = ["LesionStyle", "STYLES", "lesion_style", "image_class_of", "count_image_classes",
-           "class_counts", "maybe_missing", "draw_lesion", "save_image", "write_synthetic"]
+           "class_counts", "maybe_missing", "smooth_noise", "draw_lesion", "random_size", "draw_class_lesion"]

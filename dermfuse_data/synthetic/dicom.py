@@ -1,4 +1,4 @@
-"""Minimal valid DICOM files for synthetic miniatures and test stand-ins (pydicom 3).
+"""Minimal valid DICOM files for the CBIS-DDSM miniature and test stand-ins (pydicom 3).
 
 Writes Secondary Capture images with an Explicit VR Little Endian file meta header, as
 ``../shared/STACK_NOTES.md`` measured to round-trip through pydicom 3 and

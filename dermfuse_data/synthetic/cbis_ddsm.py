@@ -1,6 +1,7 @@
-"""The CBIS-DDSM synthetic miniature: TCIA's CSVs and DICOM tree, with learnable toy mammograms.
+"""The CBIS-DDSM miniature: TCIA's CSVs and DICOM tree (:mod:`dermfuse_data.sources.cbis_ddsm`), with
+learnable toy mammograms.
 
-Written by :func:`write_miniature` (``cbis_ddsm.SOURCE.synthesize``)::
+Written by :func:`write_miniature`::
 
     <out>/{mass,calc}_case_description_{train,test}_set.csv     exact headers, CRLF, quoted
                                                                   newline in one path column
@@ -30,15 +31,16 @@ real data. Deterministic per seed (byte-identical files).
 """
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from dermfuse_data.sources._dicom_synth import synthetic_uid, write_dicom
 from dermfuse_data.sources.cbis_ddsm import COLUMNS, IMAGE_TREE, csv_name
+from dermfuse_data.synthetic.dicom import synthetic_uid, write_dicom
+from dermfuse_data.synthetic.files import write_csv
+from dermfuse_data.synthetic.lesions import smooth_noise
 
 #: full mammogram size (rows, columns)
 IMAGE_SHAPE = (128, 96)
@@ -142,18 +144,6 @@ def _plan(rng: np.random.Generator, n_patients: int) -> list[_Finding]:
 # ---------------------------------------------------------------------------------------------
 # drawing
 # ---------------------------------------------------------------------------------------------
-def _smooth(rng: np.random.Generator, shape: tuple[int, int], cells: int) -> np.ndarray:
-    """Low-frequency noise in [-1, 1] (a random grid, bilinearly upsampled)."""
-    h, w = shape
-    grid = rng.uniform(-1.0, 1.0, (cells + 1, cells + 1))
-    ys, xs = np.linspace(0, cells, h), np.linspace(0, cells, w)
-    y0, x0 = np.minimum(ys.astype(int), cells - 1), np.minimum(xs.astype(int), cells - 1)
-    fy, fx = (ys - y0)[:, None], (xs - x0)[None, :]
-    top = grid[y0][:, x0] * (1 - fx) + grid[y0][:, x0 + 1] * fx
-    bottom = grid[y0 + 1][:, x0] * (1 - fx) + grid[y0 + 1][:, x0 + 1] * fx
-    return top * (1 - fy) + bottom * fy
-
-
 def _breast(rng: np.random.Generator, side: str, view: str, density: int) -> tuple[np.ndarray, np.ndarray]:
     """(image in [0, 1], breast region) of an empty breast; the chest wall is on ``side``'s edge."""
     h, w = IMAGE_SHAPE
@@ -164,8 +154,8 @@ def _breast(rng: np.random.Generator, side: str, view: str, density: int) -> tup
     r = np.hypot((xx - cx) / rx, (yy - cy) / ry)
     breast = r < 1.0
     edge = np.clip((1.0 - r) / 0.08, 0.0, 1.0)
-    tissue = (0.26 + 0.05 * density + 0.07 * _smooth(rng, (h, w), 5)
-              + 0.035 * _smooth(rng, (h, w), 14)) * (1.0 - 0.25 * r)
+    tissue = (0.26 + 0.05 * density + 0.07 * smooth_noise(rng, h, w, 5)
+              + 0.035 * smooth_noise(rng, h, w, 14)) * (1.0 - 0.25 * r)
     image = 0.03 + edge * tissue
     if view == "MLO":  # pectoral muscle: a bright triangle at the chest wall's top
         depth, height = w * rng.uniform(0.25, 0.35), h * rng.uniform(0.35, 0.5)
@@ -367,10 +357,7 @@ def _write_csvs(out: Path, findings: list[_Finding], full_paths: dict[tuple, str
                     rows.append(((f.patient, f.side, view, f.abnormality_id),
                                  [values[c] for c in columns]))
             rows.sort(key=lambda item: item[0])
-            with open(out / csv_name(kind, split), "w", newline="", encoding="utf-8") as fh:
-                writer = csv.writer(fh, lineterminator="\r\n")
-                writer.writerow(columns)
-                writer.writerows(cells for _, cells in rows)
+            write_csv(out / csv_name(kind, split), columns, (cells for _, cells in rows))
 
 
 def write_miniature(out: Path, seed: int = 0, n_patients: int = N_PATIENTS) -> Path:
