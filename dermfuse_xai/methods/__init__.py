@@ -50,7 +50,7 @@ def unfit_reason(method: ExplanationMethod, net: nn.Module, context: MethodConte
     kind = ("a segmentation net (pixel logits, no class score)" if context.task == "segmentation"
             else "a classifier (class logits)")
     wrong = f"it is {kind} and {method.name} explains {method.task} nets: use {' / '.join(fitting) or 'none fits'}"
-    return wrong if reason is None else f"{wrong}; {reason}"
+    return wrong if reason is None else f"{wrong} (also: {reason})"
 
 
 def default_methods(net: nn.Module, meta_groups: list[int] | None = None, task: Task | None = None) -> list[str]:
