@@ -1,17 +1,29 @@
-"""Figures of explanations: image | mask | heatmap overlay grids and clinical-feature bar charts (matplotlib)."""
+"""Figures of explanations: image | mask | heatmap overlay grids and clinical-feature bar charts (matplotlib).
+
+Images arrive normalised; a ``to_rgb`` callable (normalised ``(3, H, W)`` tensor -> ``(H, W, 3)`` floats in
+[0, 1]) shows them: the runner passes the data's inverse normalisation, the default is
+:func:`stretch_to_unit`.
+"""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
 
-from dermfuse_data.transforms import denormalise  # noqa: E402,F401 (re-exported for figure users)
+ToRGB = Callable[[torch.Tensor], np.ndarray]
+
+
+def stretch_to_unit(image: torch.Tensor) -> np.ndarray:
+    """``(3, H, W)`` tensor -> ``(H, W, 3)`` floats in [0, 1]: a min-max stretch over the whole image
+    (all channels together, so colours keep their balance); a constant image becomes black."""
+    return _unit(image.detach().float().cpu().permute(1, 2, 0).numpy())
 
 
 def _unit(saliency: np.ndarray) -> np.ndarray:
@@ -22,7 +34,8 @@ def _unit(saliency: np.ndarray) -> np.ndarray:
 
 def heatmap_grid_figure(images: torch.Tensor, maps: torch.Tensor, titles: list[str],
                         masks: torch.Tensor | None = None, method: str = "", alpha: float = 0.5,
-                        captions: list[str] | None = None, outlines: torch.Tensor | None = None) -> Figure:
+                        captions: list[str] | None = None, outlines: torch.Tensor | None = None,
+                        to_rgb: ToRGB | None = None) -> Figure:
     """One row per image: image | lesion mask | heatmap (min-max scaled per image) over the image.
 
     Args:
@@ -34,14 +47,16 @@ def heatmap_grid_figure(images: torch.Tensor, maps: torch.Tensor, titles: list[s
         captions: one caption per heatmap (e.g. its scores); default the method name.
         outlines: ``(N, H, W)`` or ``(N, 1, H, W)`` binary masks drawn as a white contour over the
             heatmap (the predicted lesion of a segmentation net), or ``None``.
+        to_rgb: normalised ``(3, H, W)`` -> ``(H, W, 3)`` in [0, 1]; default :func:`stretch_to_unit`.
 
     Returns:
         the open matplotlib ``Figure`` (``N x 3`` axes, row-major); close it when done.
     """
+    to_rgb = to_rgb or stretch_to_unit
     n = images.shape[0]
     fig, axes = plt.subplots(n, 3, figsize=(7.5, 2.6 * n + 0.4), squeeze=False)
     for i in range(n):
-        rgb = denormalise(images[i])
+        rgb = to_rgb(images[i])
         axes[i, 0].imshow(rgb)
         axes[i, 0].set_title(titles[i], fontsize=8, loc="left")
         if masks is not None:
@@ -66,9 +81,10 @@ def heatmap_grid_figure(images: torch.Tensor, maps: torch.Tensor, titles: list[s
 
 def save_heatmap_grid(path: str | Path, images: torch.Tensor, maps: torch.Tensor, titles: list[str],
                       masks: torch.Tensor | None = None, method: str = "", alpha: float = 0.5,
-                      captions: list[str] | None = None, outlines: torch.Tensor | None = None) -> Path:
+                      captions: list[str] | None = None, outlines: torch.Tensor | None = None,
+                      to_rgb: ToRGB | None = None) -> Path:
     """Write :func:`heatmap_grid_figure` as a PNG at ``path`` (folders are created)."""
-    fig = heatmap_grid_figure(images, maps, titles, masks, method, alpha, captions, outlines)
+    fig = heatmap_grid_figure(images, maps, titles, masks, method, alpha, captions, outlines, to_rgb)
     return _save(fig, path)
 
 

@@ -3,7 +3,7 @@
 Every dermfuse net follows ``dermfuse_models.protocol`` (``forward(image, meta=None, mask=None) ->
 NetOutput``); captum and the relevancy code want a callable returning the logits tensor.
 :class:`LogitsModel` is that adapter (through ``protocol.call_net``); the helpers here say which
-layers Grad-CAM should hook and whether a net exposes the protocol's attention capture API.
+layers Grad-CAM and Seg-Grad-CAM should hook and whether a net exposes the protocol's attention capture API.
 """
 from __future__ import annotations
 
@@ -48,13 +48,24 @@ def cam_layers_of(net: nn.Module) -> dict[str, nn.Module]:
     ``protocol.ImageOnlyNet`` declares its deepest feature stage. Nets without (e.g. ViTs, which get
     transformer relevancy instead) give ``{}``.
     """
+    return _declared_layers(net, "cam_layers")
+
+
+def seg_cam_layers_of(net: nn.Module) -> dict[str, nn.Module]:
+    """Layers Seg-Grad-CAM should hook: ``net.seg_cam_layers()`` (``protocol.SegGradCamLayers``: EAM-Net and
+    Deep-UNet declare ``{"bottleneck": ..., "decoder": ...}``), else ``{}``."""
+    return _declared_layers(net, "seg_cam_layers")
+
+
+def _declared_layers(net: nn.Module, hook: str) -> dict[str, nn.Module]:
+    """``net.<hook>()`` as a dict of modules (``{}`` when the net does not declare it)."""
     net = unwrap_net(net)
-    if not callable(getattr(net, "cam_layers", None)):
+    if not callable(getattr(net, hook, None)):
         return {}
-    layers = dict(net.cam_layers())
+    layers = dict(getattr(net, hook)())
     bad = [name for name, layer in layers.items() if not isinstance(layer, nn.Module)]
     if bad:
-        raise TypeError(f"{type(net).__name__}.cam_layers() must map names to nn.Modules; {bad} are not.")
+        raise TypeError(f"{type(net).__name__}.{hook}() must map names to nn.Modules; {bad} are not.")
     return layers
 
 

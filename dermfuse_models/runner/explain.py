@@ -3,7 +3,7 @@
 Rebuilds the run of a checkpoint (``--experiment vitatt``: the best checkpoint of that experiment's
 latest finished run under ``runs/``) (:func:`dermfuse_models.runner.rebuild.rebuild`), explains ``n`` images
 of a split with every method that fits the net (or ``--methods``), and writes figures, scores and
-feature attributions into ``<run>/explain/`` (see :mod:`dermfuse_xai.explain`). ``make
+feature attributions into ``<run>/explain/`` (see :mod:`dermfuse_xai.report`). ``make
 explain-<paper> [CKPT=path] [N=16]`` calls it.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dermfuse_xai.explain import ALL_METHODS, ExplainSettings, explain_batches, write_report
+from dermfuse_xai import ExplainSettings, explain_batches, method_names, write_report
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
                                             "(runs/<experiment>/, $DERMFUSE_RUNS to move it), e.g. vitatt")
     p.add_argument("--n", type=int, default=16, help="images to explain (default 16)")
     p.add_argument("--methods", nargs="+", default=None,
-                   help=f"methods (space or comma separated) from: {', '.join(ALL_METHODS)}; default: all that fit")
+                   help=f"methods (space or comma separated) from: {', '.join(method_names())}; default: all that fit")
     p.add_argument("--out", default=None, help="output folder (default <run>/explain)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"), help="split to explain (default test)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
@@ -75,7 +75,7 @@ def explain_checkpoint(ckpt: str | Path, n: int = 16, methods: list[str] | None 
     """
     from torch.utils.data import DataLoader, Subset
 
-    from dermfuse_data.transforms import build_transform
+    from dermfuse_data.transforms import build_transform, denormalise
     from dermfuse_models.runner.rebuild import rebuild
 
     if n < 1:
@@ -97,7 +97,7 @@ def explain_checkpoint(ckpt: str | Path, n: int = 16, methods: list[str] | None 
     extra = {"checkpoint": str(run.checkpoint), "run_dir": str(run.run_dir), "config": str(run.config_path),
              "dataset": dm.hparams.dataset, "synthetic": bool(dm.is_synthetic), "split": split,
              "n_images": len(index)}
-    return write_report(report, out_dir, extra)
+    return write_report(report, out_dir, extra, to_rgb=denormalise)
 
 
 def latest_checkpoint(experiment: str) -> Path:

@@ -7,9 +7,9 @@ import os
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
+import pytest
+import torch
+import torch.nn as nn
 
 GROUPS = [3, 2, 4]  # three clinical features: one-hot blocks, each ending with its missing indicator
 NAMES = ["sex", "smoke", "region"]
@@ -148,6 +148,26 @@ def make_net(kind: str) -> nn.Module:
     else:
         raise ValueError(kind)
     return net.eval()
+
+
+SEG_KINDS = ("eamnet", "deepunet")
+
+
+@pytest.fixture(scope="session")
+def fitted():
+    """kind -> briefly fitted net, built lazily, once per session: a classifier (:func:`make_net`) after 40 steps
+    of :func:`fit_briefly` (at 20, dualnet's segmented branch, whose tokens are attention keys only, can still
+    have no positive Grad-CAM evidence on an image), a segmentation net (:data:`SEG_KINDS`) after 15 steps of
+    :func:`fit_seg_briefly`. Tests must not change the nets (explain a :func:`randomized_copy` instead)."""
+    cache: dict[str, nn.Module] = {}
+
+    def get(kind: str) -> nn.Module:
+        if kind not in cache:
+            cache[kind] = (fit_seg_briefly(make_seg_net(kind), steps=15) if kind in SEG_KINDS
+                           else fit_briefly(make_net(kind), steps=40))
+        return cache[kind]
+
+    return get
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""``python -m dermfuse_models.runner explain``: end to end on a checkpoint of a tiny vitatt fit, and its clear errors."""
+"""``python -m dermfuse_models.runner explain``: end to end on tiny vitatt / eamnet fits, and its clear errors."""
 from __future__ import annotations
 
 import csv
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from dermfuse_models.runner.rebuild import find_run_config
 from dermfuse_models.runner.explain import main
+from dermfuse_models.runner.rebuild import find_run_config
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -19,6 +19,25 @@ REPO = Path(__file__).resolve().parents[2]
 def _env(cache: Path) -> dict[str, str]:
     return {**os.environ, "DERMFUSE_CACHE": str(cache), "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1",
             "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
+
+
+def _fit_tiny(experiment: str, run: Path, env: dict[str, str]) -> Path:
+    """One epoch of two batches of ``experiments/<experiment>`` (config + smoke) into ``run``; its ``last.ckpt``."""
+    fit = [sys.executable, "-m", "dermfuse_models.runner.cli", "fit",
+           "--config", f"experiments/{experiment}/config.yaml", "--config", f"experiments/{experiment}/smoke.yaml",
+           "--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
+           "--trainer.limit_test_batches=1", "--trainer.enable_progress_bar=false", f"--run_dir={run}"]
+    done = subprocess.run(fit, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    ckpt = run / "checkpoints" / "last.ckpt"
+    assert ckpt.is_file()
+    return ckpt
+
+
+def _explain(ckpt: Path, env: dict[str, str], *options: str) -> subprocess.CompletedProcess:
+    """``python -m dermfuse_models.runner explain --ckpt CKPT --quiet OPTIONS`` in a subprocess."""
+    explain = [sys.executable, "-m", "dermfuse_models.runner", "explain", "--ckpt", str(ckpt), *options, "--quiet"]
+    return subprocess.run(explain, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
 
 
 def test_missing_checkpoint_or_run_config_is_one_clear_message(tmp_path, capsys):
@@ -90,18 +109,8 @@ def test_a_cuda_device_that_is_not_there_is_a_clear_error(tmp_path, capsys):
 def test_explain_cli_end_to_end_on_a_tiny_vitatt_fit(tmp_path):
     env = _env(tmp_path / "cache")
     run = tmp_path / "run"
-    fit = [sys.executable, "-m", "dermfuse_models.runner.cli", "fit",
-           "--config", "experiments/vitatt/config.yaml", "--config", "experiments/vitatt/smoke.yaml",
-           "--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
-           "--trainer.limit_test_batches=1", "--trainer.enable_progress_bar=false", f"--run_dir={run}"]
-    done = subprocess.run(fit, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    ckpt = run / "checkpoints" / "last.ckpt"
-    assert ckpt.is_file()
-
-    explain = [sys.executable, "-m", "dermfuse_models.runner", "explain", "--ckpt", str(ckpt), "--n", "3",
-               "--n-samples", "16", "--deletion-steps", "5", "--quiet"]
-    done = subprocess.run(explain, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    ckpt = _fit_tiny("vitatt", run, env)
+    done = _explain(ckpt, env, "--n", "3", "--n-samples", "16", "--deletion-steps", "5")
     assert done.returncode == 0, done.stderr[-3000:]
     out = run / "explain"
     assert "explanations written to" in done.stdout
@@ -136,15 +145,7 @@ def test_explain_cli_end_to_end_on_a_tiny_eamnet_segmentation_fit(tmp_path):
     scored against the lesion masks, and reported with Dice instead of classes; no crash, no traceback."""
     env = _env(tmp_path / "cache")
     run = tmp_path / "run"
-    fit = [sys.executable, "-m", "dermfuse_models.runner.cli", "fit",
-           "--config", "experiments/eamnet/config.yaml", "--config", "experiments/eamnet/smoke.yaml",
-           "--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
-           "--trainer.limit_test_batches=1", "--trainer.enable_progress_bar=false", f"--run_dir={run}"]
-    done = subprocess.run(fit, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    explain = [sys.executable, "-m", "dermfuse_models.runner", "explain", "--ckpt", str(run / "checkpoints" / "last.ckpt"),
-               "--n", "3", "--deletion-steps", "4", "--quiet"]
-    done = subprocess.run(explain, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    done = _explain(_fit_tiny("eamnet", run, env), env, "--n", "3", "--deletion-steps", "4")
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
     out = run / "explain"
     for name in ("seg_gradcam-bottleneck.png", "seg_gradcam-decoder.png", "scores.json", "scores.csv"):

@@ -10,8 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from dermfuse_xai import ExplainSettings, explain_batches, write_report
-from dermfuse_xai.explain import SCORE_KEYS
+from dermfuse_xai import SCORE_KEYS, ExplainSettings, explain_batches, write_report
 
 FAST = ExplainSettings(n_samples=16, deletion_steps=5, max_figure_rows=2)
 

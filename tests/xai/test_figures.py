@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
+from dermfuse_data.transforms import denormalise
 from dermfuse_xai import ExplainSettings, explain_batches
-from dermfuse_xai.figures import _unit, denormalise, feature_bars_figure, heatmap_grid_figure
+from dermfuse_xai.figures import _unit, feature_bars_figure, heatmap_grid_figure, stretch_to_unit
 
 
 @pytest.fixture
@@ -40,7 +41,7 @@ def test_heatmap_grid_has_image_mask_overlay_per_row_with_predicted_and_true_cla
 
     images, masks, maps = fig_data["image"], fig_data["mask"], fig_data["maps"]["gradcam/image"]
     fig = heatmap_grid_figure(images, maps, titles, masks, method="gradcam/image",
-                              captions=fig_data["captions"]["gradcam/image"])
+                              captions=fig_data["captions"]["gradcam/image"], to_rgb=denormalise)
     closing(fig)
     axes = np.array(fig.axes).reshape(3, 3)  # one row per image, three columns
     assert fig._suptitle.get_text() == "gradcam/image: image | mask | heatmap"
@@ -63,6 +64,21 @@ def test_heatmap_grid_has_image_mask_overlay_per_row_with_predicted_and_true_cla
     closing(no_mask)
     assert len(no_mask.axes) == 6
     assert [t.get_text() for t in no_mask.axes[1].texts] == ["no mask"] and not no_mask.axes[1].images
+    # without to_rgb the image is min-max stretched (the figures know nothing of the data's normalisation)
+    for i in range(2):
+        for ax in (no_mask.axes[3 * i], no_mask.axes[3 * i + 2]):
+            np.testing.assert_allclose(ax.images[0].get_array(), stretch_to_unit(images[i]))
+
+
+def test_default_image_stretch_maps_each_image_onto_the_unit_range():
+    image = torch.stack([torch.full((4, 5), -2.0), torch.zeros(4, 5), torch.full((4, 5), 3.0)])
+    image[1, 0, 0] = 1.0
+    rgb = stretch_to_unit(image)
+    assert rgb.shape == (4, 5, 3) and rgb.min() == 0.0 and rgb.max() == 1.0
+    np.testing.assert_allclose(rgb[..., 0], 0.0)  # the darkest channel value -> 0
+    np.testing.assert_allclose(rgb[..., 2], 1.0)  # the brightest -> 1
+    np.testing.assert_allclose(rgb[0, 0, 1], 0.6)  # (1 - -2) / 5: one stretch for all channels
+    np.testing.assert_array_equal(stretch_to_unit(torch.ones(3, 2, 2)), np.zeros((2, 2, 3)))  # constant -> black
 
 
 def test_feature_bar_chart_names_the_clinical_features_sorted_by_importance(kit, closing):

@@ -9,8 +9,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dermfuse_xai import LogitsModel, attention_rollout, cross_attention_maps, grad_cam, transformer_relevancy
-from dermfuse_xai.explain import ExplainSettings, _maps_and_features, check_methods, default_methods
+from dermfuse_xai import (
+    ExplainSettings,
+    LogitsModel,
+    MethodInputs,
+    attention_rollout,
+    check_methods,
+    cross_attention_maps,
+    default_methods,
+    grad_cam,
+    transformer_relevancy,
+)
+from dermfuse_xai.methods import method_named
 
 KINDS = ["vitatt", "msvit", "mammo_xattn", "mammo_xattn_co", "dualnet", "timm_cnn"]
 EXPECTED_METHODS = {
@@ -32,20 +42,6 @@ EXPECTED_MAPS = {
 
 
 @pytest.fixture(scope="module")
-def fitted(kit):
-    """kind -> briefly fitted net (built lazily, once per module). 40 steps: at 20, dualnet's segmented branch
-    (its tokens are attention keys only) can still have no positive Grad-CAM evidence on an image."""
-    cache: dict = {}
-
-    def get(kind: str):
-        if kind not in cache:
-            cache[kind] = kit.fit_briefly(kit.make_net(kind), steps=40)
-        return cache[kind]
-
-    return get
-
-
-@pytest.fixture(scope="module")
 def batch(kit):
     x, masks, labels = kit.lesion_batch(3, 3, kit.SIZE, seed=7)
     return x, kit.one_hot_meta(labels, seed=7), masks, labels
@@ -62,12 +58,12 @@ def test_every_method_gives_image_sized_finite_varying_maps(kind, fitted, batch,
     x, meta, masks, _ = batch
     with torch.no_grad():
         predicted = LogitsModel(net)(x, meta, masks).argmax(-1)  # the engine explains the prediction
-    settings = ExplainSettings(n_samples=24)
+    inputs = MethodInputs(x, predicted, meta, masks, ExplainSettings(n_samples=24), kit.GROUPS, kit.NAMES)
     maps, features = {}, {}
     for method in EXPECTED_METHODS[kind]:
-        m, f = _maps_and_features(net, method, x, predicted, meta, masks, settings, kit.GROUPS, kit.NAMES)
-        maps.update(m)
-        features.update(f)
+        result = method_named(method).run(net, inputs)  # what explain_batches runs, registry record by record
+        maps.update(result.maps)
+        features.update(result.features)
     assert set(maps) == EXPECTED_MAPS[kind]
     for name, heat in maps.items():
         assert heat.shape == (3, kit.SIZE, kit.SIZE), name

@@ -12,45 +12,33 @@ import pytest
 import torch
 import torch.nn as nn
 
+from dermfuse_models.protocol import AttentionMap
 from dermfuse_xai import (
+    SCORE_KEYS,
     ExplainSettings,
+    LogitsModel,
+    RegionScore,
+    check_methods,
     cross_attention_maps,
+    default_methods,
+    dice,
     energy_in_mask,
     explain_batches,
+    grad_cam,
+    is_segmentation_net,
     mask_fraction,
     pointing_hit,
+    predicted_region,
     randomized_copy,
+    seg_cam_layers_of,
+    seg_grad_cam,
     spearman,
     write_report,
 )
-from dermfuse_models.protocol import AttentionMap
-from dermfuse_xai.cross_attention import has_cross_attention, summarise_attention
-from dermfuse_xai.explain import SCORE_KEYS, check_methods, default_methods
 from dermfuse_xai.figures import heatmap_grid_figure
-from dermfuse_xai.model_io import LogitsModel
-from dermfuse_xai.segmentation import (
-    RegionScore,
-    dice,
-    is_segmentation_net,
-    predicted_region,
-    seg_cam_layers_of,
-    seg_grad_cam,
-)
+from dermfuse_xai.methods.cross_attention import has_cross_attention, summarise_attention
 
 SEG_KINDS = ["eamnet", "deepunet"]
-
-
-@pytest.fixture(scope="module")
-def seg_fitted(kit):
-    """kind -> segmentation net after 15 Adam steps on synthetic lesion masks (built once per module)."""
-    cache: dict = {}
-
-    def get(kind: str):
-        if kind not in cache:
-            cache[kind] = kit.fit_seg_briefly(kit.make_seg_net(kind), steps=15)
-        return cache[kind]
-
-    return get
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +72,8 @@ def test_a_segmentation_task_is_recognised_through_its_wrapper(kit):
     assert is_segmentation_net(task) and default_methods(task) == ["seg_gradcam"]
 
 
-def test_eamnet_channel_attention_is_not_a_spatial_heatmap(seg_fitted, held_out, kit):
-    net = seg_fitted("eamnet")
+def test_eamnet_channel_attention_is_not_a_spatial_heatmap(fitted, held_out, kit):
+    net = fitted("eamnet")
     x, _, _ = held_out
     assert not has_cross_attention(net)
     assert cross_attention_maps(net, x) == {}  # the forward filled attention_maps, none is spatial
@@ -102,8 +90,8 @@ def test_eamnet_channel_attention_is_not_a_spatial_heatmap(seg_fitted, held_out,
 
 
 @pytest.mark.parametrize("kind", SEG_KINDS)
-def test_seg_gradcam_maps_are_image_sized_finite_and_vary_per_image(kind, seg_fitted, held_out, kit):
-    net = seg_fitted(kind)
+def test_seg_gradcam_maps_are_image_sized_finite_and_vary_per_image(kind, fitted, held_out, kit):
+    net = fitted(kind)
     x, masks, _ = held_out
     with torch.no_grad():
         logits = LogitsModel(net)(x)
@@ -116,14 +104,15 @@ def test_seg_gradcam_maps_are_image_sized_finite_and_vary_per_image(kind, seg_fi
         assert (spread > 1e-8).all(), f"{kind} {layer}: constant for image(s) {(spread <= 1e-8).nonzero().tolist()}"
 
 
-def test_seg_gradcam_target_is_the_sum_of_lesion_logits_over_the_predicted_mask(seg_fitted, held_out):
-    net = seg_fitted("deepunet")
+def test_seg_gradcam_target_is_the_sum_of_lesion_logits_over_the_predicted_mask(fitted, held_out, kit):
+    net = fitted("deepunet")
     x, _, _ = held_out
     with torch.no_grad():
         logits = LogitsModel(net)(x)
         region = predicted_region(logits)
-        score = RegionScore(net, region)(x)
+        score = RegionScore(net, region)(x)["logits"]  # a one-class protocol net
     assert torch.equal(region, (logits[:, 0] >= 0).float())  # sigmoid >= 0.5 <=> logit >= 0
+    assert score.shape == (6, 1)
     torch.testing.assert_close(score[:, 0], (logits[:, 0] * region).sum((1, 2)))
     # an empty prediction falls back to every pixel
     assert torch.equal(predicted_region(torch.full((2, 1, 8, 8), -3.0)), torch.ones(2, 8, 8))
@@ -131,11 +120,18 @@ def test_seg_gradcam_target_is_the_sum_of_lesion_logits_over_the_predicted_mask(
     default = seg_grad_cam(net, x, layer="decoder")
     torch.testing.assert_close(default, seg_grad_cam(net, x, region, layer="decoder"))
     assert not torch.allclose(default, seg_grad_cam(net, x, 1 - region, layer="decoder"))
+    # Seg-Grad-CAM is Grad-CAM of that region score: one implementation
+    decoder = seg_cam_layers_of(net)["decoder"]
+    torch.testing.assert_close(default, grad_cam(RegionScore(net, region), x, 0, decoder))
+    with pytest.raises(ValueError, match="unknown seg cam layer 'nope'"):
+        seg_grad_cam(net, x, layer="nope")
+    with pytest.raises(ValueError, match="declares no Seg-Grad-CAM layer.*seg_cam_layers"):
+        seg_grad_cam(kit.make_net("timm_cnn"), x)
 
 
 @pytest.mark.parametrize("kind", SEG_KINDS)
-def test_seg_gradcam_of_a_trained_segmenter_lies_on_the_lesion_and_fails_randomisation(kind, seg_fitted, held_out):
-    net = seg_fitted(kind)
+def test_seg_gradcam_of_a_trained_segmenter_lies_on_the_lesion_and_fails_randomisation(kind, fitted, held_out):
+    net = fitted(kind)
     x, masks, _ = held_out
     with torch.no_grad():
         region = predicted_region(LogitsModel(net)(x))
@@ -148,8 +144,8 @@ def test_seg_gradcam_of_a_trained_segmenter_lies_on_the_lesion_and_fails_randomi
     assert spearman(cam, random_cam).nanmean() < 0.5
 
 
-def test_explaining_an_eamnet_end_to_end_reports_dice_and_scores(seg_fitted, kit, tmp_path):
-    net = seg_fitted("eamnet")
+def test_explaining_an_eamnet_end_to_end_reports_dice_and_scores(fitted, kit, tmp_path):
+    net = fitted("eamnet")
     x, masks, labels = kit.lesion_batch(3, 3, kit.SIZE, seed=31)
     batches = [{"image": x[:2], "mask": masks[:2], "label": labels[:2], "sample_id": ["a", "b"]},
                {"image": x[2:], "mask": masks[2:], "label": labels[2:], "sample_id": ["c"]}]
@@ -199,8 +195,8 @@ def test_explaining_an_eamnet_end_to_end_reports_dice_and_scores(seg_fitted, kit
         plt.close(fig)
 
 
-def test_label_target_explains_the_true_mask_and_needs_masks(seg_fitted, kit):
-    net = seg_fitted("deepunet")
+def test_label_target_explains_the_true_mask_and_needs_masks(fitted, kit):
+    net = fitted("deepunet")
     x, masks, labels = kit.lesion_batch(2, 3, kit.SIZE, seed=41)
     settings = ExplainSettings(target="label", deletion_steps=3, randomization=False)
     report = explain_batches(net, [{"image": x, "mask": masks, "label": labels}], n=2, settings=settings,
@@ -228,3 +224,7 @@ def test_an_undeclared_pixel_output_net_is_one_clear_error(kit):
     x, masks, labels = kit.lesion_batch(2, 3, kit.SIZE, seed=1)
     with pytest.raises(ValueError, match=r"not class logits \(B, K\).*seg_cam_layers"):
         explain_batches(PixelNet(), [{"image": x, "mask": masks, "label": labels}], n=2, progress=False)
+    # told it is a segmentation net, it is refused Seg-Grad-CAM for want of seg_cam_layers()
+    with pytest.raises(ValueError, match="'seg_gradcam' does not fit PixelNet: .*seg_cam_layers"):
+        explain_batches(PixelNet(), [{"image": x, "mask": masks, "label": labels}], n=2, methods=["seg_gradcam"],
+                        task="segmentation", progress=False)

@@ -26,6 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dermfuse_models.protocol import AttentionMap, is_segmentation_net
+from dermfuse_xai.methods.base import ExplanationMethod, FeatureScores, MethodContext, MethodInputs, MethodResult
 from dermfuse_xai.model_io import LogitsModel
 
 
@@ -82,3 +83,28 @@ def summarise_attention(name: str, attn: AttentionMap, image_hw: tuple[int, int]
                                   align_corners=False)
         return AttentionSummary(name=name, kind="image", image_map=image_map[:, 0].cpu())
     return None
+
+
+def _run_cross_attention(net: nn.Module, inputs: MethodInputs) -> MethodResult:
+    """Image summaries as maps ``cross_attention/<name>``, feature summaries as feature scores of the same name."""
+    result = MethodResult()
+    for name, summary in cross_attention_maps(net, inputs.image, meta=inputs.meta, mask=inputs.mask).items():
+        if summary.kind == "image":
+            result.maps[f"cross_attention/{name}"] = summary.image_map.to(inputs.image.device)
+        else:
+            result.features[f"cross_attention/{name}"] = FeatureScores(summary.names, summary.feature_scores, {})
+    return result
+
+
+def _keeps_attention_maps(net: nn.Module, context: MethodContext) -> str | None:
+    if has_cross_attention(net):
+        return None
+    if is_segmentation_net(net) and hasattr(LogitsModel(net).net, "attention_maps"):
+        return "its attention_maps are channel attention (CMAM), not spatial maps"
+    return "the net keeps no spatial or feature attention_maps"
+
+
+CROSS_ATTENTION = ExplanationMethod(
+    name="cross_attention", task="classification", run=_run_cross_attention, applies=_keeps_attention_maps,
+    convention="fusion attention weights averaged over heads and queries = attention received per key",
+)

@@ -39,11 +39,13 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn as nn
 from captum._utils.models.linear_model import SkLearnRidge
 from captum.attr import GradientShap, KernelShap, Lime, ShapleyValueSampling
 
+from dermfuse_xai.methods.base import ExplanationMethod, FeatureScores, MethodContext, MethodInputs, MethodResult
 from dermfuse_xai.model_io import LogitsModel, meta_names_of
 
 FEATURE_METHODS = ("kernel_shap", "shapley_sampling", "gradient_shap", "lime")
@@ -172,9 +174,11 @@ def clinical_attributions(
 
     values, f_in, f_base = [], [], []
     generator_state = torch.random.get_rng_state()
+    numpy_state = np.random.get_state()  # captum's GradientShap draws its path points from numpy's global RNG
     try:
         for i in range(meta.shape[0]):
             torch.manual_seed(seed + i)
+            np.random.seed(seed + i)
             one_mask = None if mask is None else mask[i:i + 1]
             f = _fixed_image_output(model, image[i:i + 1], one_mask, int(targets[i]), output)
             x, b = meta[i:i + 1], base[None]
@@ -184,6 +188,7 @@ def clinical_attributions(
             values.append(_attribute_one(f, x, b, feature_mask, groups, method, n_samples, batch_size).cpu())
     finally:
         torch.random.set_rng_state(generator_state)
+        np.random.set_state(numpy_state)
     return FeatureAttribution(method=method, names=names, values=torch.cat(values).float(), output=output,
                               baseline=baseline_name, f_input=torch.cat(f_in).float(),
                               f_baseline=torch.cat(f_base).float(), target=targets.cpu())
@@ -237,3 +242,43 @@ def _attribute_one(f, x: torch.Tensor, b: torch.Tensor, feature_mask: torch.Tens
                                                  perturbations_per_eval=batch_size)
     first_col = torch.cumsum(torch.tensor([0] + groups[:-1]), 0).to(cols.device)
     return cols[:, first_col]
+
+
+def _runner(method: str):
+    """``run`` of the registry record of ``method``: :func:`clinical_attributions` with the run's settings."""
+
+    def run(net: nn.Module, inputs: MethodInputs) -> MethodResult:
+        s = inputs.settings
+        attr = clinical_attributions(net, inputs.image, inputs.meta, inputs.target, inputs.meta_groups,
+                                     inputs.meta_names, method=method, baseline=s.feature_baseline,
+                                     output=s.feature_output, n_samples=s.n_samples, mask=inputs.mask,
+                                     batch_size=s.perturbation_batch, seed=s.seed)
+        extra = {"f_input": attr.f_input.tolist(), "f_baseline": attr.f_baseline.tolist(),
+                 "output": attr.output, "baseline": attr.baseline}
+        return MethodResult(features={method: FeatureScores(attr.names, attr.values, extra)})
+
+    return run
+
+
+def _has_clinical_features(net: nn.Module, context: MethodContext) -> str | None:
+    if context.meta_groups and LogitsModel(net).uses_meta:
+        return None
+    return "the net uses no clinical features (meta) or the data has none"
+
+
+def _feature_method(name: str, convention: str, default: bool) -> ExplanationMethod:
+    return ExplanationMethod(name=name, task="classification", convention=convention, run=_runner(name),
+                             applies=_has_clinical_features, default=default, yields_maps=False)
+
+
+KERNEL_SHAP = _feature_method(
+    "kernel_shap", "captum KernelShap, one group per clinical feature, image fixed; sum ~= f(x) - f(baseline)", True)
+SHAPLEY_SAMPLING = _feature_method(
+    "shapley_sampling", "captum ShapleyValueSampling, one group per clinical feature; sum == f(x) - f(baseline)",
+    False)
+GRADIENT_SHAP = _feature_method(
+    "gradient_shap", "captum GradientShap (stdevs=0) summed per feature block; sum ~= f(x) - f(baseline) in "
+    "expectation", False)
+LIME = _feature_method(
+    "lime", "captum Lime, ridge (alpha=1) on feature presence, LIME-tabular kernel; local linear effect, no sum rule",
+    True)

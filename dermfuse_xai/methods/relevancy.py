@@ -27,6 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from dermfuse_models.protocol import TokenLayout
+from dermfuse_xai.methods.base import ExplanationMethod, FeatureScores, MethodContext, MethodInputs, MethodResult
 from dermfuse_xai.model_io import LogitsModel, has_attention_capture, meta_names_of
 
 
@@ -149,3 +150,35 @@ def _split_row(core: nn.Module, row: torch.Tensor, layout: TokenLayout, image_hw
     return TokenRelevance(image_map=image_map, patch_scores=patch_scores, meta_scores=meta_scores,
                           meta_names=names, cls_row=row.detach())
 
+
+
+def _result(name: str, rel: TokenRelevance) -> MethodResult:
+    """The patch heatmap as map ``name``; the metadata tokens' relevance as feature scores ``name`` (if any)."""
+    result = MethodResult(maps={name: rel.image_map})
+    if rel.meta_scores is not None:
+        result.features[name] = FeatureScores(rel.meta_names, rel.meta_scores.cpu(), {})
+    return result
+
+
+def _run_relevancy(net: nn.Module, inputs: MethodInputs) -> MethodResult:
+    return _result("relevancy", transformer_relevancy(net, inputs.image, inputs.target, meta=inputs.meta,
+                                                      mask=inputs.mask))
+
+
+def _run_rollout(net: nn.Module, inputs: MethodInputs) -> MethodResult:
+    return _result("rollout", attention_rollout(net, inputs.image, meta=inputs.meta, mask=inputs.mask))
+
+
+def _captures_attention(net: nn.Module, context: MethodContext) -> str | None:
+    return None if has_attention_capture(net) else "the net has no attention capture API"
+
+
+RELEVANCY = ExplanationMethod(
+    name="relevancy", task="classification", run=_run_relevancy, applies=_captures_attention,
+    convention="TMME (Chefer et al. 2021): R=I; R += mean_heads(clamp(dlogit/dA * A, min=0)) @ R over all "
+               "blocks; class-token row; patches -> heatmap, metadata tokens -> feature scores",
+)
+ROLLOUT = ExplanationMethod(
+    name="rollout", task="classification", run=_run_rollout, applies=_captures_attention,
+    convention="attention rollout (Abnar & Zuidema 2020): R = prod rownorm(0.5 A_mean + 0.5 I); class-token row",
+)
