@@ -1,6 +1,7 @@
 """MammoXAttn (arXiv 2508.16000): fusion switches, modality dropout, ResNet-50 branch, FreezeBackbone."""
 
 import math
+from functools import partial
 
 import pytest
 import pytorch_lightning as pl
@@ -335,7 +336,7 @@ class _Recorder(pl.Callback):
 
 def _fit_with_freeze(freeze_mode: str) -> tuple[MammoXAttn, list[dict]]:
     net = _net("cross")
-    task = ClassificationTask(net, class_weights=None, lr=1e-2)
+    task = ClassificationTask(net, class_weights=None, optimizer=partial(torch.optim.Adam, lr=1e-2))
     recorder = _Recorder()
     trainer = pl.Trainer(
         max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
