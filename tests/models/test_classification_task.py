@@ -164,7 +164,8 @@ def test_explicit_weights_change_the_loss():
 
 def test_fit_learns_above_chance_and_logs_metric_keys():
     torch.manual_seed(0)
-    task = ClassificationTask(TinyConvNet(), optimizer=partial(torch.optim.Adam, lr=0.05), class_names=["dark", "bright"])
+    task = ClassificationTask(TinyConvNet(), optimizer=partial(torch.optim.Adam, lr=0.05),
+                              class_names=["dark", "bright"])
     trainer = pl.Trainer(
         max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False,

@@ -103,7 +103,8 @@ def test_configure_optimizers(kind, optimizer, scheduler, opt_type, sched_type):
         return
     sched = cfg["lr_scheduler"]["scheduler"]
     assert type(sched) is sched_type and cfg["lr_scheduler"]["interval"] == "epoch"
-    assert (cfg["lr_scheduler"].get("monitor") == PLATEAU_MONITOR == "val/loss") == (sched_type is schedules.ReduceLROnPlateau)
+    is_plateau = sched_type is schedules.ReduceLROnPlateau
+    assert (cfg["lr_scheduler"].get("monitor") == PLATEAU_MONITOR == "val/loss") == is_plateau
     if sched_type is schedules.CosineAnnealingLR:
         assert sched.T_max == 9
     if sched_type is schedules.CosineAnnealingWarmRestarts:
