@@ -126,7 +126,7 @@ def test_dualnet_segmenter_configs_build(paper, runs_dir, tmp_path):
 def test_image_size_is_set_once_and_linked_to_the_net(paper):
     """``data.image_size`` is the one image size: no config sets the net's ``img_size``; the CLI links it
     to the ViTs and the link is harmless for nets without ``img_size`` (as ``meta_groups`` is for EAM-Net)."""
-    from dermfuse_models.runner.two_stage import _ParseOnlyCLI
+    from dermfuse_models.runner.cli import _ParseOnlyCLI
 
     folder = require_paper(paper)
     for name in ("config.yaml", "smoke.yaml"):
