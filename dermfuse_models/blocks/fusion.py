@@ -1,7 +1,8 @@
-"""Image/clinical fusion blocks: per-feature clinical tokens, cross-, co-attention, concat, modality dropout.
+"""Late fusion of modality embeddings: concatenation and modality dropout (arXiv 2508.16000).
 
-Written for the mammography cross-attention paper (arXiv 2508.16000, Sec. "Fusion strategies",
-Eqs. 3 and 10-15) and usable by any net that fuses an image embedding with tabular features.
+Written for the mammography cross-attention paper and usable by any net that fuses an image embedding
+with tabular features. Its cross-/co-attention is ``blocks/cross_attention.py``, its per-feature clinical
+tokens ``blocks/metadata.py``.
 """
 
 from __future__ import annotations
@@ -10,90 +11,6 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
-
-
-class ClinicalTokenProjection(nn.Module):
-    """One ``dim``-wide token per clinical feature: ``ReLU(W_f x_f + b_f)`` (paper Eq. 3, per feature).
-
-    The paper projects the whole one-hot clinical vector by one affine map + ReLU; attention over
-    a single clinical vector would be trivial (softmax over one key), so each feature's column
-    block (``group_widths`` from ``dermfuse_data.tabular``) gets its own affine map + ReLU. A
-    feature's bias makes its token distinct even when its block is all zeros.
-
-    Shape: ``(B, sum(group_widths)) -> (B, len(group_widths), dim)``.
-    """
-
-    def __init__(self, group_widths: Sequence[int], dim: int) -> None:
-        super().__init__()
-        widths = [int(w) for w in group_widths]
-        if not widths or any(w <= 0 for w in widths):
-            raise ValueError(f"ClinicalTokenProjection needs positive feature widths, got {widths}.")
-        self.group_widths = widths
-        self.projections = nn.ModuleList(nn.Linear(w, dim) for w in widths)
-        self.act = nn.ReLU()
-
-    @property
-    def num_features(self) -> int:
-        """Number of clinical features (tokens)."""
-        return len(self.group_widths)
-
-    def forward(self, meta: torch.Tensor) -> torch.Tensor:
-        """Tokens ``(B, F, dim)`` from the encoded clinical vector ``(B, sum(widths))``."""
-        if meta.ndim != 2 or meta.shape[1] != sum(self.group_widths):
-            raise ValueError(
-                f"ClinicalTokenProjection expected meta of shape (B, {sum(self.group_widths)}) "
-                f"(feature widths {self.group_widths}), got {tuple(meta.shape)}."
-            )
-        parts = torch.split(meta, self.group_widths, dim=1)
-        return torch.stack([self.act(p(x)) for p, x in zip(self.projections, parts, strict=True)], dim=1)
-
-
-class CrossAttentionFusion(nn.Module):
-    """Multi-head cross-attention: queries from one modality, keys/values from the other (Eqs. 10-15).
-
-    ``Q = query W_q``, ``K = context W_k``, ``V = context W_v``, ``softmax(Q K^T / sqrt(d_h)) V``
-    per head, then the output projection (``nn.MultiheadAttention``). No residual or norm: the
-    caller concatenates the attended context with its own embedding, as the paper does.
-    ``last_weights`` keeps the detached per-head weights ``(B, heads, Q, K)`` of the last call.
-
-    Args:
-        dim: token width of both sides (must be divisible by ``num_heads``).
-        num_heads: attention heads. dropout: dropout on the attention weights.
-    """
-
-    def __init__(self, dim: int, num_heads: int = 4, dropout: float = 0.0) -> None:
-        super().__init__()
-        if dim % num_heads != 0:
-            raise ValueError(f"CrossAttentionFusion dim={dim} must be divisible by num_heads={num_heads}.")
-        self.attention = nn.MultiheadAttention(dim, num_heads, dropout=dropout, batch_first=True)
-        self.last_weights: torch.Tensor | None = None
-
-    def forward(self, query: torch.Tensor, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``query (B, Q, D)``, ``context (B, K, D)`` -> ``(attended (B, Q, D), weights (B, heads, Q, K))``."""
-        out, weights = self.attention(query, context, context, need_weights=True, average_attn_weights=False)
-        self.last_weights = weights.detach()
-        return out, weights
-
-
-class CoAttentionFusion(nn.Module):
-    """Co-attention: two cross-attentions, A attends to B and B attends to A (paper's co-attention).
-
-    Each direction has its own projections. Returns both attended sequences (shaped like their
-    queries) and both weight tensors; how the streams are combined is the caller's choice.
-    """
-
-    def __init__(self, dim: int, num_heads: int = 4, dropout: float = 0.0) -> None:
-        super().__init__()
-        self.a_to_b = CrossAttentionFusion(dim, num_heads, dropout)
-        self.b_to_a = CrossAttentionFusion(dim, num_heads, dropout)
-
-    def forward(
-        self, a: torch.Tensor, b: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """``a (B, Na, D)``, ``b (B, Nb, D)`` -> ``(a attended to b, b attended to a, weights)``."""
-        a_att, w_ab = self.a_to_b(a, b)
-        b_att, w_ba = self.b_to_a(b, a)
-        return a_att, b_att, {"a_to_b": w_ab, "b_to_a": w_ba}
 
 
 class ConcatFusion(nn.Module):

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torchvision.ops import masks_to_boxes, roi_align
 
 from dermfuse_models.blocks.cross_attention import CrossAttentionFusion
-from dermfuse_models.blocks.metadata import MetadataTokenizer, feature_names
+from dermfuse_models.blocks.metadata import MetadataTokenizer, metadata_tokenizer
 from dermfuse_models.encoders import create_encoder
 from dermfuse_models.protocol import AttentionMap, NetOutput
 
@@ -49,7 +49,7 @@ class DualNetClassifier(nn.Module):
           key positions of ``attention_maps["cross"]`` are then in crop, not image, coordinates.
         * No position embedding on the spatial tokens (both streams share the image geometry and
           the fused tokens are mean-pooled); the cross-attention is a pre-norm transformer layer
-          with residual and a GELU MLP (``mlp_ratio`` 4).
+          with residual and a GELU MLP (``mlp_ratio`` 4) around ``torch.nn.MultiheadAttention``.
         * ``embed_dim=512``, ``num_heads=8`` (the paper tries 1, 4, 8 heads), ``meta_layers=2``
           pre-norm layers with ``meta_heads=4`` and feed-forward width ``4 * embed_dim``;
           ``attention_dropout`` inside both attentions.
@@ -165,22 +165,19 @@ class DualNetClassifier(nn.Module):
         self.image_norm = nn.LayerNorm(embed_dim)
 
         # Metadata transformer.
-        groups = [int(w) for w in (meta_groups or [])]
-        self.use_metadata = bool(use_metadata) and len(groups) > 0
+        self.meta_tokenizer: MetadataTokenizer | None
+        self.meta_tokenizer, self.meta_names = metadata_tokenizer("DualNetClassifier", meta_groups, meta_names,
+                                                                  embed_dim, enabled=use_metadata)
+        self.use_metadata = self.meta_tokenizer is not None
+        self.meta_encoder: nn.Module | None = None
         if self.use_metadata:
-            self.meta_names: list[str] = feature_names("DualNetClassifier", groups, meta_names)
-            self.meta_tokenizer: MetadataTokenizer | None = MetadataTokenizer(groups, embed_dim)
             layer = nn.TransformerEncoderLayer(
                 embed_dim, meta_heads, dim_feedforward=4 * embed_dim, dropout=attention_dropout,
                 activation="gelu", batch_first=True, norm_first=True,
             )
-            self.meta_encoder: nn.Module | None = nn.TransformerEncoder(
+            self.meta_encoder = nn.TransformerEncoder(
                 layer, num_layers=meta_layers, norm=nn.LayerNorm(embed_dim), enable_nested_tensor=False
             )
-        else:
-            self.meta_names = []
-            self.meta_tokenizer = None
-            self.meta_encoder = None
 
         hidden = max(embed_dim // 2, 1)
         self.head = nn.Sequential(
@@ -242,13 +239,8 @@ class DualNetClassifier(nn.Module):
         fused_vector = self.image_norm(image_vector)
 
         if self.meta_tokenizer is not None and self.meta_encoder is not None:
-            if meta is None:
-                raise ValueError(
-                    "DualNetClassifier was built with metadata (use_metadata=True, meta_groups="
-                    f"{self.meta_tokenizer.group_widths}) but forward got meta=None; pass the batch's "
-                    "'meta' tensor or build the model with use_metadata=False."
-                )
-            meta_tokens = self.meta_encoder(self.meta_tokenizer(meta.to(dtype=fused_vector.dtype)))
+            meta = meta if meta is None else meta.to(dtype=fused_vector.dtype)
+            meta_tokens = self.meta_encoder(self.meta_tokenizer(meta))
             fused_vector = fused_vector + meta_tokens.mean(dim=1)
         return {"logits": self.head(fused_vector)}
 

@@ -5,14 +5,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from dermfuse_models.blocks.fusion import (
-    ClinicalTokenProjection,
-    CoAttentionFusion,
-    ConcatFusion,
-    CrossAttentionFusion,
-    ModalityDropout,
-)
-from dermfuse_models.blocks.metadata import feature_names
+from dermfuse_models.blocks.cross_attention import CoAttentionFusion, CrossAttentionFusion
+from dermfuse_models.blocks.fusion import ConcatFusion, ModalityDropout
+from dermfuse_models.blocks.metadata import MetadataTokenizer, feature_names
 from dermfuse_models.encoders import create_encoder
 from dermfuse_models.protocol import AttentionMap, NetOutput
 
@@ -30,7 +25,8 @@ class MammoXAttn(nn.Module):
 
     ``fusion`` (the paper's ablation, Table 2):
         * ``"cross"`` (paper's model): ``e`` is the query, the clinical *features* are keys/values
-          (Eqs. 10-15): ``a = CrossAttn(e, t_1..t_F)``; fused ``[e, a]`` (2d).
+          (Eqs. 10-15): ``a = CrossAttn(e, t_1..t_F)`` (the shared :class:`CrossAttentionFusion`,
+          ``torch.nn.MultiheadAttention`` without norm or residual); fused ``[e, a]`` (2d).
         * ``"co"``: both directions between two sequences: the image side is the ResNet layer-4
           grid (each location projected by the same affine + ReLU as ``e``), the clinical side
           the feature tokens. Image locations attend to clinical tokens and clinical tokens attend
@@ -43,7 +39,8 @@ class MammoXAttn(nn.Module):
 
     Choices where the paper is silent:
         * Clinical tokens for attention: one token per clinical feature, ``ReLU(W_f x_f + b_f)`` on
-          the feature's one-hot block (``meta_groups`` from the data module); attention over the
+          the feature's one-hot block (``meta_groups`` from the data module; the shared
+          ``MetadataTokenizer(post="relu", feature_embedding=False)``); attention over the
           single 36-d vector the paper describes would have one key and constant weight 1.
         * ``num_heads=4`` (100 = 4 x 25); ``attn_dropout=0``; classifier ``Linear(fused, latent_dim)
           -> ReLU -> Dropout(dropout=0.3) -> Linear(latent_dim, num_classes)``.
@@ -121,14 +118,15 @@ class MammoXAttn(nn.Module):
         self.clinical_proj: nn.Module | None = None
         if fusion in ("concat", "clinical"):
             self.clinical_proj = nn.Sequential(nn.Linear(sum(groups), d), nn.ReLU())
-        self.clinical_tokens: ClinicalTokenProjection | None = None
+        self.clinical_tokens: MetadataTokenizer | None = None
         self.cross_attention: CrossAttentionFusion | None = None
         self.co_attention: CoAttentionFusion | None = None
+        if fusion in ("cross", "co"):
+            self.clinical_tokens = MetadataTokenizer(groups, d, post="relu", feature_embedding=False,
+                                                     owner="MammoXAttn")
         if fusion == "cross":
-            self.clinical_tokens = ClinicalTokenProjection(groups, d)
-            self.cross_attention = CrossAttentionFusion(d, num_heads, attn_dropout)
+            self.cross_attention = CrossAttentionFusion(d, num_heads, attn_dropout, mlp_ratio=0, residual=False)
         elif fusion == "co":
-            self.clinical_tokens = ClinicalTokenProjection(groups, d)
             self.co_attention = CoAttentionFusion(d, num_heads, attn_dropout)
         self.concat = ConcatFusion()
         self.modality_dropout = ModalityDropout(modality_dropout)
@@ -197,8 +195,8 @@ class MammoXAttn(nn.Module):
             return self.concat(image_parts[0], clinical_parts[0])
         e, tokens = image_parts[0], clinical_parts[0]
         if self.fusion == "cross":
-            attended, weights = self.cross_attention(e[:, None], tokens)
-            self.attention_maps["image_to_clinical"] = self._clinical_keys(weights)
+            attended = self.cross_attention(e[:, None], tokens)
+            self.attention_maps["image_to_clinical"] = self._clinical_keys(self.cross_attention.last_attention)
             return self.concat(e, attended[:, 0])
         image_tokens = image_parts[1]
         image_att, tokens_att, weights = self.co_attention(image_tokens, tokens)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from dermfuse_models.blocks.metadata import MetadataTokenizer, feature_names
+from dermfuse_models.blocks.metadata import MetadataTokenizer, metadata_tokenizer
 from dermfuse_models.blocks.vit import create_vit, patch_tokens
 from dermfuse_models.blocks.vit_attention import AttentionRecorder, CapturesViTAttention
 from dermfuse_models.protocol import NetOutput, TokenLayout
@@ -76,14 +76,10 @@ class ViTAtt(CapturesViTAttention, nn.Module):
         self.input_size = int(img_size)
         embed_dim = int(self.vit.embed_dim)
 
-        groups = [int(w) for w in (meta_groups or [])]
-        self.use_metadata = bool(use_metadata) and len(groups) > 0
-        if self.use_metadata:
-            self.meta_names: list[str] = feature_names("ViTAtt", groups, meta_names)
-            self.meta_tokenizer: MetadataTokenizer | None = MetadataTokenizer(groups, embed_dim)
-        else:
-            self.meta_tokenizer = None
-            self.meta_names = []
+        self.meta_tokenizer: MetadataTokenizer | None
+        self.meta_tokenizer, self.meta_names = metadata_tokenizer("ViTAtt", meta_groups, meta_names, embed_dim,
+                                                                  enabled=use_metadata)
+        self.use_metadata = self.meta_tokenizer is not None
 
         self.head_drop = nn.Dropout(drop_rate)
         self.head = nn.Linear(embed_dim, num_classes)
@@ -104,13 +100,7 @@ class ViTAtt(CapturesViTAttention, nn.Module):
         n_prefix_and_patches = x.shape[1]
         meta_slice = None
         if self.meta_tokenizer is not None:
-            if meta is None:
-                raise ValueError(
-                    "ViTAtt was built with metadata (use_metadata=True, meta_groups="
-                    f"{self.meta_tokenizer.group_widths}) but forward got meta=None; pass the "
-                    "batch's 'meta' tensor or build the model with use_metadata=False."
-                )
-            meta_tokens = self.meta_tokenizer(meta.to(dtype=x.dtype))
+            meta_tokens = self.meta_tokenizer(meta if meta is None else meta.to(dtype=x.dtype))
             x = torch.cat([x, meta_tokens], dim=1)
             meta_slice = slice(n_prefix_and_patches, n_prefix_and_patches + self.num_meta_tokens)
         self.token_layout = TokenLayout(cls=0, patches=slice(int(self.vit.num_prefix_tokens), n_prefix_and_patches),

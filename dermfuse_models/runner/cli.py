@@ -86,6 +86,8 @@ class DermCLI(LightningCLI):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("subclass_mode_model", True)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        # optimisation is the task's own (model.init_args.optimizer / lr_scheduler): no second, top-level way
+        kwargs.setdefault("auto_configure_optimizers", False)
         # the defaults go to the parser that holds the trainer's arguments: the subcommand's, or the only one
         parser = {"default_env": False, "default_config_files": [str(DEFAULTS)]}
         main_parser = parser if kwargs.get("run") is False else {"default_env": False}
@@ -108,6 +110,8 @@ class DermCLI(LightningCLI):
                 parser.link_arguments(source, target, apply_on="instantiate")
         # one image size: the data's, also the ViTs' position-embedding size (protocol.IMAGE_SIZE_KEYS)
         parser.link_arguments("data.image_size", "model.init_args.net.init_args.img_size", apply_on="parse")
+        # a cosine schedule spans the run: CosineAnnealingLR's T_max is the trainer's max_epochs (harmless for others)
+        parser.link_arguments("trainer.max_epochs", "model.init_args.lr_scheduler.init_args.T_max", apply_on="parse")
 
     # -- run folder, resume, loggers -----------------------------------------------------------
     def before_instantiate_classes(self) -> None:

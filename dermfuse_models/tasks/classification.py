@@ -7,12 +7,12 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
-from torchmetrics import ClasswiseWrapper, MetricCollection
+from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.loggers.logger import DummyLogger
+from torchmetrics import ClasswiseWrapper, MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
     MulticlassAUROC,
@@ -23,17 +23,18 @@ from torchmetrics.classification import (
     MulticlassROC,
 )
 
-from dermfuse_models.protocol import NetOutput, call_net
+from dermfuse_models.protocol import NetOutput
+from dermfuse_models.tasks.base import DermTask
 from dermfuse_models.tasks.classification_report import write_test_report
 
 log = logging.getLogger(__name__)
 
-OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULERS = (None, "cosine", "plateau", "step")
 
-
-class ClassificationTask(pl.LightningModule):
+class ClassificationTask(DermTask):
     """Train/evaluate any classification net on dict batches (DESIGN.md, Models: ``tasks/``).
+
+    The net, its optimisation (``optimizer`` / ``lr_scheduler``), the step, aux-loss logging and
+    predictions are :class:`~dermfuse_models.tasks.base.DermTask`'s; this class adds the loss and metrics.
 
     Net protocol (``dermfuse_models.protocol``; every paper net follows it, so the task has no
     per-paper cases): the batch reaches the net through ``call_net``, i.e.
@@ -67,16 +68,12 @@ class ClassificationTask(pl.LightningModule):
         class_weights: ``"inverse_frequency"`` (N / (K * count_k) from
             ``trainer.datamodule.class_counts`` in ``setup``; unweighted with a warning when
             unavailable), an explicit list of K floats, or ``None`` for plain CE.
-        lr: learning rate. weight_decay: optimiser weight decay.
-        optimizer: ``"adam"`` (the ViTAtt paper), ``"adamw"`` or ``"sgd"`` (momentum 0.9).
-        scheduler: ``None``, ``"cosine"`` (CosineAnnealingLR over ``trainer.max_epochs``, else
-            ``max_epochs_hint``), ``"plateau"`` (ReduceLROnPlateau on ``val/loss``, factor 0.1,
-            patience 5) or ``"step"`` (StepLR, gamma 0.1 every third of the epochs, else 10).
-        max_epochs_hint: epochs to use for schedules when the trainer has no ``max_epochs``.
         class_names: names used in ``recall_<name>`` keys; default ``"0".."K-1"``.
         label_smoothing: CE label smoothing.
         ece_bins: number of confidence bins of the expected calibration error.
         save_test_report: write the confusion-matrix / ROC figures and JSON at the end of testing.
+        optimizer, lr_scheduler: see :class:`~dermfuse_models.tasks.base.DermTask` (default Adam, lr 1e-3,
+            constant).
     """
 
     def __init__(
@@ -84,27 +81,15 @@ class ClassificationTask(pl.LightningModule):
         net: torch.nn.Module,
         num_classes: int = 2,
         class_weights: str | list[float] | None = "inverse_frequency",
-        lr: float = 1e-4,
-        weight_decay: float = 0.0,
-        optimizer: str = "adam",
-        scheduler: str | None = None,
-        max_epochs_hint: int | None = None,
         class_names: list[str] | None = None,
         label_smoothing: float = 0.0,
         ece_bins: int = 15,
         save_test_report: bool = True,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
-        super().__init__()
-        self.save_hyperparameters(ignore=["net"])
-        _check_choice("optimizer", optimizer.lower() if isinstance(optimizer, str) else optimizer, OPTIMIZERS)
-        _check_choice("scheduler", scheduler.lower() if isinstance(scheduler, str) else scheduler, SCHEDULERS)
-        self.net = net
+        super().__init__(net, optimizer, lr_scheduler)
         self.num_classes = int(num_classes)
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.optimizer_name = optimizer.lower()
-        self.scheduler_name = scheduler.lower() if isinstance(scheduler, str) else None
-        self.max_epochs_hint = max_epochs_hint
         self.label_smoothing = label_smoothing
         self.save_test_report = save_test_report
 
@@ -181,41 +166,23 @@ class ClassificationTask(pl.LightningModule):
             log.warning("Classes with no training samples in class_counts=%s; their weight uses count 1.", counts)
         self.class_weight.copy_(self.inverse_frequency_weights(counts).to(self.class_weight.device))
 
-    # ----------------------------------------------------------------- forward / loss
-    def forward(self, batch: Mapping[str, Any]) -> NetOutput:
-        """The net's output for a batch (``protocol.call_net``: image, meta and mask where present)."""
-        return call_net(self.net, batch)
-
-    def _shared_step(self, batch: Mapping[str, Any], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Loss (CE + aux) and logits for a batch, logging ``{stage}/loss`` and aux terms."""
-        out = self(batch)
-        logits, labels = out["logits"], batch["label"].long()
+    # ----------------------------------------------------------------- loss / metrics
+    def task_loss(self, out: NetOutput, batch: Mapping[str, Any], stage: str) -> torch.Tensor:
+        """Cross-entropy (class weights, label smoothing) of the logits against ``batch["label"]``."""
         weight = self.class_weight.float() if self._weight_mode is not None else None
-        loss = F.cross_entropy(logits.float(), labels, weight=weight, label_smoothing=self.label_smoothing)
-        batch_size = labels.shape[0]
-        for name, value in (out.get("aux_losses") or {}).items():
-            loss = loss + value
-            self.log(f"{stage}/aux_{name}", value, on_step=False, on_epoch=True, sync_dist=True, batch_size=batch_size)
-        self.log(
-            f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True,
-            sync_dist=True, batch_size=batch_size,
-        )
-        return loss, logits
+        return F.cross_entropy(out["logits"].float(), batch["label"].long(), weight=weight,
+                               label_smoothing=self.label_smoothing)
 
-    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
-        """Optimise CE + aux losses."""
-        loss, _ = self._shared_step(batch, "train")
-        return loss
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Softmax over the classes."""
+        return logits.float().softmax(dim=-1)
 
-    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
-        """Accumulate validation loss and metrics."""
-        _, logits = self._shared_step(batch, "val")
-        self.val_metrics.update(logits.detach().float().softmax(dim=-1), batch["label"].long())
-
-    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
-        """Accumulate test loss and metrics."""
-        _, logits = self._shared_step(batch, "test")
-        probs, labels = logits.detach().float().softmax(dim=-1), batch["label"].long()
+    def update_metrics(self, stage: str, logits: torch.Tensor, batch: Mapping[str, Any]) -> None:
+        """Accumulate the stage's metrics (and, in test, the confusion matrix and ROC of the report)."""
+        probs, labels = self.probabilities(logits.detach()), batch["label"].long()
+        if stage == "val":
+            self.val_metrics.update(probs, labels)
+            return
         self.test_metrics.update(probs, labels)
         self.test_confusion.update(probs, labels)
         self.test_roc.update(probs, labels)
@@ -255,46 +222,7 @@ class ClassificationTask(pl.LightningModule):
 
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
         """Return ``dict(sample_id, probs (B,K), label)`` for a batch."""
-        logits = self(batch)["logits"]
-        return {
-            "sample_id": batch.get("sample_id"),
-            "probs": logits.float().softmax(dim=-1),
-            "label": batch.get("label"),
-        }
-
-    # ----------------------------------------------------------------- optimisation
-    def _schedule_epochs(self) -> int | None:
-        max_epochs = getattr(self._trainer, "max_epochs", None) if self._trainer is not None else None
-        if max_epochs is not None and max_epochs > 0:
-            return int(max_epochs)
-        return self.max_epochs_hint
-
-    def configure_optimizers(self) -> Any:
-        """Optimizer (adam/adamw/sgd) and optional scheduler (cosine/plateau/step)."""
-        _check_choice("optimizer", self.optimizer_name, OPTIMIZERS)
-        _check_choice("scheduler", self.scheduler_name, SCHEDULERS)
-        params = [p for p in self.parameters() if p.requires_grad]
-        if self.optimizer_name == "adam":
-            opt = torch.optim.Adam(params, lr=self.lr, weight_decay=self.weight_decay)
-        elif self.optimizer_name == "adamw":
-            opt = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
-        else:
-            opt = torch.optim.SGD(params, lr=self.lr, momentum=0.9, weight_decay=self.weight_decay)
-
-        if self.scheduler_name is None:
-            return opt
-        epochs = self._schedule_epochs()
-        if self.scheduler_name == "cosine":
-            if epochs is None:
-                raise ValueError("scheduler='cosine' needs trainer.max_epochs or max_epochs_hint.")
-            sched: Any = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-        elif self.scheduler_name == "plateau":
-            sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="min", factor=0.1, patience=5)
-            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": "val/loss", "interval": "epoch"}}
-        else:
-            step_size = max(1, epochs // 3) if epochs else 10
-            sched = torch.optim.lr_scheduler.StepLR(opt, step_size=step_size, gamma=0.1)
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
+        return {**super().predict_step(batch, batch_idx, dataloader_idx), "label": batch.get("label")}
 
 
 def _check_choice(what: str, value: Any, valid: Sequence[Any]) -> None:

@@ -99,19 +99,22 @@ def test_zero_output_projection_gives_half_everywhere(gate):
 
 # ----------------------------------------------------------------------------- cross-attention
 def _manual_cross_attention(block: CrossAttentionFusion, query, key, value_stream: str) -> torch.Tensor:
-    """softmax(Q K^T / sqrt(d)) V per head, written out from the block's own parameters."""
+    """softmax(Q K^T / sqrt(d)) V per head, written out from the block's own parameters (the packed
+    ``in_proj_weight`` = W_q; W_k; W_v of its ``nn.MultiheadAttention``, then ``out_proj``)."""
     q_n, k_n = block.norm_query(query), block.norm_key(key)
     v_n = q_n if value_stream == "query" else k_n
     b, n_q, d = query.shape
     h, hd = block.num_heads, d // block.num_heads
+    mha = block.attention
+    (w_q, w_k, w_v), (b_q, b_k, b_v) = mha.in_proj_weight.chunk(3), mha.in_proj_bias.chunk(3)
 
     def split(x):
         return x.reshape(b, -1, h, hd).transpose(1, 2)
 
-    q, k, v = split(block.to_query(q_n)), split(block.to_key(k_n)), split(block.to_value(v_n))
+    q, k, v = split(q_n @ w_q.T + b_q), split(k_n @ w_k.T + b_k), split(v_n @ w_v.T + b_v)
     weights = torch.softmax(q @ k.transpose(-2, -1) / math.sqrt(hd), dim=-1)
     out = (weights @ v).transpose(1, 2).reshape(b, n_q, d)
-    return query + block.out_proj(out), weights
+    return query + mha.out_proj(out), weights
 
 
 @pytest.mark.parametrize("value_source", ["query", "key"])
@@ -124,6 +127,42 @@ def test_cross_attention_matches_the_formula(value_source):
     torch.testing.assert_close(block.last_attention, weights)
     assert block.last_attention.shape == (2, 4, 5, 5)
     torch.testing.assert_close(block.last_attention.sum(-1), torch.ones(2, 4, 5))
+
+
+def test_cross_attention_is_one_multihead_attention_with_packed_projections():
+    """One ``nn.MultiheadAttention`` (batch first, packed W_q; W_k; W_v: no kdim / vdim) with the value as its
+    third argument: the key stream's (``"key"``) or the query stream's (``"query"``), normed like its stream."""
+    for value_source in ("query", "key"):
+        block = CrossAttentionFusion(8, num_heads=2, mlp_ratio=0, value_source=value_source).eval()
+        assert isinstance(block.attention, nn.MultiheadAttention) and block.attention.batch_first
+        assert block.attention._qkv_same_embed_dim and block.attention.in_proj_weight.shape == (24, 8)
+        seen = []
+        def record(module, args, kwargs, seen=seen):
+            seen.append((args, kwargs))
+
+        handle = block.attention.register_forward_pre_hook(record, with_kwargs=True)
+        query, key = torch.randn(2, 3, 8), torch.randn(2, 3, 8)
+        block(query, key)
+        handle.remove()
+        (q, k, v), kwargs = seen[0]
+        assert kwargs == {"need_weights": True, "average_attn_weights": False}
+        torch.testing.assert_close(q, block.norm_query(query))
+        torch.testing.assert_close(k, block.norm_key(key))
+        torch.testing.assert_close(v, q if value_source == "query" else k)
+
+
+def test_bare_cross_attention_is_the_attention_alone():
+    """``residual=False`` (MammoXAttn): ``MHA(query, key, key)``, no norm, residual or MLP."""
+    torch.manual_seed(0)
+    block = CrossAttentionFusion(8, num_heads=2, mlp_ratio=0, residual=False).eval()
+    query, key = torch.randn(2, 1, 8), torch.randn(2, 5, 8)
+    expected, weights = block.attention(query, key, key, need_weights=True, average_attn_weights=False)
+    torch.testing.assert_close(block(query, key), expected)
+    torch.testing.assert_close(block.last_attention, weights)
+    assert block.last_attention.shape == (2, 2, 1, 5)
+    assert not any(isinstance(m, nn.LayerNorm) for m in block.modules()) and block.mlp is None
+    with pytest.raises(ValueError, match="mlp_ratio=0"):
+        CrossAttentionFusion(8, num_heads=2, residual=False)
 
 
 def test_values_from_query_stream_ignore_key_values_when_weights_are_uniform():
@@ -150,12 +189,30 @@ def test_cross_attention_map_follows_the_key_stream():
     assert not first.requires_grad
 
 
-def test_cross_attention_keep_grad_gives_attention_gradients():
-    block = CrossAttentionFusion(8, num_heads=2, value_source="query")
+@pytest.mark.parametrize("value_source", ["query", "key"])
+def test_cross_attention_keep_grad_gives_attention_gradients(value_source):
+    """``last_attention.grad`` is dL/dA of the weights actually used, and the parameters' gradients do not change."""
+    torch.manual_seed(0)
+    block = CrossAttentionFusion(8, num_heads=2, mlp_ratio=0, value_source=value_source)
+    query, key = torch.randn(2, 3, 8, requires_grad=True), torch.randn(2, 3, 8)
+    block(query, key).square().sum().backward()
+    plain_grads = {n: p.grad.clone() for n, p in block.named_parameters()}
+    assert block.last_attention.grad is None and not block.last_attention.requires_grad
+    block.zero_grad()
     block.keep_attention_grad = True
-    query = torch.randn(2, 3, 8, requires_grad=True)
-    block(query, torch.randn(2, 3, 8)).sum().backward()
+    block(query, key).square().sum().backward()
     assert block.last_attention.grad is not None and block.last_attention.grad.shape == (2, 2, 3, 3)
+    for name, p in block.named_parameters():
+        torch.testing.assert_close(p.grad, plain_grads[name], msg=name)
+    # reference: the formula written out with the weights as a leaf
+    q_n, k_n = block.norm_query(query), block.norm_key(key)
+    v_n = q_n if value_source == "query" else k_n
+    w_v, b_v = block.attention.in_proj_weight.chunk(3)[2], block.attention.in_proj_bias.chunk(3)[2]
+    weights = block.last_attention.detach().clone().requires_grad_(True)
+    v = (v_n @ w_v.T + b_v).reshape(2, 3, 2, 4).transpose(1, 2)
+    out = query + block.attention.out_proj((weights @ v).transpose(1, 2).reshape(2, 3, 8))
+    out.square().sum().backward()
+    torch.testing.assert_close(block.last_attention.grad, weights.grad)
 
 
 def test_cross_attention_mlp_and_gradients():

@@ -1,6 +1,7 @@
 """ClassificationTask extras: ECE, test report (confusion matrix / ROC figures + JSON, wandb), aux losses with MSViT."""
 
 import json
+from functools import partial
 
 import pytest
 import pytorch_lightning as pl
@@ -177,7 +178,7 @@ def test_aux_losses_are_logged_per_stage_with_their_batch_weighted_values():
     def weighted(values: list[float]) -> float:
         return sum(v * n for v, n in zip(values, sizes, strict=True)) / sum(sizes)
 
-    task = ClassificationTask(net, num_classes=3, class_weights=None, lr=0.0)
+    task = ClassificationTask(net, num_classes=3, class_weights=None, optimizer=partial(torch.optim.Adam, lr=0.0))
     trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
     loader = DataLoader(data, batch_size=3)

@@ -76,15 +76,19 @@ def test_gradients_reach_every_parameter(batch, switches):
     params = dict(net.named_parameters())
     assert params and all(p.requires_grad for p in params.values())
     # Excluded, with reason: the key-side biases (LayerNorm beta before the key projection, and the
-    # key projection's bias) add the same amount q.b to every score of a query; softmax ignores it,
-    # so their gradient is zero by construction, non-zero only by float rounding. Checked below.
-    key_shift = {"cross_attention.norm_key.bias", "cross_attention.to_key.bias"} & set(params)
+    # key part of nn.MultiheadAttention's packed in_proj_bias) add the same amount q.b to every score of
+    # a query; softmax ignores it, so their gradient is zero by construction, non-zero only by float
+    # rounding. Checked below; the query and value parts of the packed bias train.
+    key_shift = {"cross_attention.norm_key.bias"} & set(params)
     no_grad = [n for n, p in params.items() if p.grad is None or not torch.isfinite(p.grad).all()]
     zero_grad = [n for n, p in params.items() if n not in key_shift and p.grad.abs().sum() == 0]
     assert no_grad == [] and zero_grad == []
     if net.cross_attention is not None:
-        scale = params["cross_attention.to_key.weight"].grad.abs().sum()
+        d = net.embed_dim
+        scale = params["cross_attention.attention.in_proj_weight"].grad[d:2 * d].abs().sum()  # W_k
+        b_q, b_k, b_v = params["cross_attention.attention.in_proj_bias"].grad.abs().chunk(3)
         assert key_shift and all(params[n].grad.abs().sum() < 1e-6 * scale for n in key_shift)
+        assert b_k.sum() < 1e-6 * scale and b_q.sum() > 0 and b_v.sum() > 0
     names = {n.split(".")[0] for n in params}
     if switches.get("fusion") == "concat":  # both encoders, projected pooled concat, no attention
         assert {"image_encoder", "segmented_encoder", "concat_projection"} <= names
@@ -107,14 +111,14 @@ def test_query_value_from_image_key_from_segmented_stream(net, batch):
     assert not torch.allclose(_run(net, batch), logits_other, atol=1e-6)
 
 
-def test_keys_come_from_the_segmented_encoder(net, batch):
-    """The cross-attention's key input is the projected segmented-lesion feature map."""
+def test_keys_come_from_the_segmented_encoder_queries_and_values_from_the_image(net, batch):
+    """The attention's key is the projected segmented-lesion feature map; query and value are the image's."""
     seen = {}
 
-    def keep_input(module, inputs, output):
-        seen["key_input"] = inputs[0]
+    def keep_inputs(module, args, kwargs):
+        seen["query"], seen["key"], seen["value"] = args[:3]
 
-    handle = net.cross_attention.to_key.register_forward_hook(keep_input)
+    handle = net.cross_attention.attention.register_forward_pre_hook(keep_inputs, with_kwargs=True)
     try:
         _run(net, batch)
     finally:
@@ -123,9 +127,14 @@ def test_keys_come_from_the_segmented_encoder(net, batch):
         lesion = net.segmented_image(batch["image"], batch["mask"])
         features = net.segmented_encoder.forward_features(lesion)  # (B, C, 2, 2)
         tokens = net.segmented_projection(features.flatten(2).transpose(1, 2))
-        expected = net.cross_attention.norm_key(tokens)
-    assert seen["key_input"].shape == (2, 4, net.embed_dim)
-    torch.testing.assert_close(seen["key_input"], expected)
+        expected_key = net.cross_attention.norm_key(tokens)
+        image_features = net.image_encoder.forward_features(batch["image"])
+        image_tokens = net.image_projection(image_features.flatten(2).transpose(1, 2))
+        expected_query = net.cross_attention.norm_query(image_tokens)
+    assert seen["key"].shape == (2, 4, net.embed_dim)
+    torch.testing.assert_close(seen["key"], expected_key)
+    torch.testing.assert_close(seen["query"], expected_query)
+    assert seen["value"] is seen["query"]
 
 
 def test_segmented_image_is_image_times_mask(net, batch):

@@ -1,6 +1,7 @@
 """MammoXAttn (arXiv 2508.16000): fusion switches, modality dropout, ResNet-50 branch, FreezeBackbone."""
 
 import math
+from functools import partial
 
 import pytest
 import pytorch_lightning as pl
@@ -10,10 +11,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from dermfuse_models.blocks.fusion import ClinicalTokenProjection, CrossAttentionFusion, ModalityDropout
-from dermfuse_models.runner.callbacks import FreezeBackbone
+from dermfuse_models.blocks.cross_attention import CrossAttentionFusion
+from dermfuse_models.blocks.fusion import ModalityDropout
+from dermfuse_models.blocks.metadata import MetadataTokenizer
 from dermfuse_models.encoders import create_encoder
 from dermfuse_models.nets.mammo_xattn import FUSIONS, MammoXAttn
+from dermfuse_models.runner.callbacks import FreezeBackbone
 from dermfuse_models.tasks.classification import ClassificationTask
 
 GROUPS = [5, 9, 6, 15, 6]  # CBIS-DDSM density, mass shape/margins, calc type/distribution (+ missing flags)
@@ -159,8 +162,10 @@ def test_fusions_differ_in_structure_and_keep_attention_maps():
     assert co.attention_maps["clinical_to_image"].grid == (grid, grid)
     assert _net("concat").attention_maps == {} and _net("concat").cross_attention is None
     assert co.classifier[0].in_features == 4 * 100 and cross.classifier[0].in_features == 2 * 100
-    assert isinstance(cross.clinical_tokens, ClinicalTokenProjection)
-    assert isinstance(cross.cross_attention, CrossAttentionFusion)
+    assert isinstance(cross.clinical_tokens, MetadataTokenizer)  # the shared per-feature tokenizer, Eq. 3 per feature
+    assert cross.clinical_tokens.norms is None and cross.clinical_tokens.feature_embed is None
+    assert isinstance(cross.cross_attention, CrossAttentionFusion) and not cross.cross_attention.residual
+    assert cross.cross_attention.value_source == "key"  # K and V from the clinical tokens
 
 
 def _record_attention_inputs(attention: nn.MultiheadAttention, store: list) -> object:
@@ -335,7 +340,7 @@ class _Recorder(pl.Callback):
 
 def _fit_with_freeze(freeze_mode: str) -> tuple[MammoXAttn, list[dict]]:
     net = _net("cross")
-    task = ClassificationTask(net, class_weights=None, lr=1e-2)
+    task = ClassificationTask(net, class_weights=None, optimizer=partial(torch.optim.Adam, lr=1e-2))
     recorder = _Recorder()
     trainer = pl.Trainer(
         max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,

@@ -1,6 +1,7 @@
-"""SegmentationTask: metrics on constructed masks, deep-supervision loss, optimisers, learning."""
+"""SegmentationTask: metrics on constructed masks, deep-supervision loss, learning (optimisation: test_task_base.py)."""
 
 import time
+from functools import partial
 
 import numpy as np
 import pytest
@@ -183,40 +184,7 @@ def test_a_bare_tensor_output_is_a_clear_error():
     assert SegmentationTask(ImageOnlyNet(conv))(batch)["logits"].shape == (2, 1, 8, 8)
 
 
-# ------------------------------------------------------------------------------------ optimisation
-@pytest.mark.parametrize(
-    ("optimizer", "scheduler", "opt_type", "sched_type"),
-    [
-        ("adam", "cosine_warm_restarts", torch.optim.Adam, torch.optim.lr_scheduler.CosineAnnealingWarmRestarts),
-        ("adamw", "cosine", torch.optim.AdamW, torch.optim.lr_scheduler.CosineAnnealingLR),
-        ("sgd", "plateau", torch.optim.SGD, torch.optim.lr_scheduler.ReduceLROnPlateau),
-        ("Adam", None, torch.optim.Adam, None),
-    ],
-)
-def test_configure_optimizers(optimizer, scheduler, opt_type, sched_type):
-    task = SegmentationTask(LogitsFromImage(), lr=0.01, optimizer=optimizer, scheduler=scheduler, t0=3, t_mult=2,
-                            max_epochs_hint=7)
-    cfg = task.configure_optimizers()
-    opt = cfg if sched_type is None else cfg["optimizer"]
-    assert type(opt) is opt_type and opt.param_groups[0]["lr"] == 0.01
-    if sched_type is None:
-        return
-    sched = cfg["lr_scheduler"]["scheduler"]
-    assert type(sched) is sched_type
-    if scheduler == "cosine_warm_restarts":
-        assert (sched.T_0, sched.T_mult) == (3, 2)
-    if scheduler == "cosine":
-        assert sched.T_max == 7
-    if scheduler == "plateau":
-        assert cfg["lr_scheduler"]["monitor"] == "val/loss"
-
-
-def test_unknown_choices_list_the_valid_ones():
-    with pytest.raises(ValueError, match="'adam', 'adamw', 'sgd'"):
-        SegmentationTask(LogitsFromImage(), optimizer="rmsprop")
-    with pytest.raises(ValueError, match="'cosine_warm_restarts'") as info:
-        SegmentationTask(LogitsFromImage(), scheduler="onecycle")
-    assert "None" in str(info.value) and "'plateau'" in str(info.value)
+def test_threshold_must_be_a_probability():
     with pytest.raises(ValueError, match="threshold"):
         SegmentationTask(LogitsFromImage(), threshold=1.5)
 
@@ -242,7 +210,7 @@ def test_tiny_unet_learns_to_segment_synthetic_lesions():
     torch.manual_seed(0)
     train, val = LesionMasks(96, seed=0), LesionMasks(32, seed=1)
     net = ImageOnlyNet(BasicUNet(spatial_dims=2, in_channels=3, out_channels=1, features=(8, 8, 16, 16, 32, 8)))
-    task = SegmentationTask(net, lr=1e-2, scheduler=None)
+    task = SegmentationTask(net, optimizer=partial(torch.optim.Adam, lr=1e-2))
     trainer = pl.Trainer(
         max_epochs=8, accelerator="cpu", logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
@@ -311,7 +279,7 @@ def test_loss_terms_and_aux_losses_are_logged_with_their_values():
         def __getitem__(self, i: int) -> dict:
             return {"image": images[i], "mask": masks[i]}
 
-    task = SegmentationTask(LogitsFromImage(deep_sizes=(4, 8), aux=0.3), lr=0.0, scheduler=None)
+    task = SegmentationTask(LogitsFromImage(deep_sizes=(4, 8), aux=0.3), optimizer=partial(torch.optim.Adam, lr=0.0))
     trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
     loader = DataLoader(Pairs(), batch_size=3)

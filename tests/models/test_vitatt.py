@@ -206,3 +206,25 @@ def test_local_vit_weights_load_at_small_img_size(tmp_path):
     torch.testing.assert_close(net.vit.blocks[-1].mlp.fc2.weight, source.blocks[-1].mlp.fc2.weight, rtol=0, atol=0)
     torch.testing.assert_close(net.vit.cls_token, source.cls_token, rtol=0, atol=0)
     assert net.vit.pos_embed.shape == (1, 1 + N_PATCHES, net.vit.embed_dim)
+
+
+def test_metadata_tokenizer_relu_variant_is_one_affine_relu_per_feature():
+    """``post="relu", feature_embedding=False`` (MammoXAttn, mammography paper Eq. 3 per feature): token f is
+    ``ReLU(W_f x_f + b_f)`` of feature f's block, nothing else."""
+    torch.manual_seed(0)
+    tok = MetadataTokenizer([2, 3], dim=4, post="relu", feature_embedding=False)
+    assert tok.norms is None and tok.feature_embed is None
+    meta = torch.randn(5, 5)
+    expected = torch.stack([torch.relu(p(x)) for p, x in zip(tok.projections, meta.split([2, 3], dim=1))], dim=1)
+    torch.testing.assert_close(tok(meta), expected)
+    assert sum(p.numel() for p in tok.parameters()) == (2 * 4 + 4) + (3 * 4 + 4)
+
+
+def test_metadata_tokenizer_errors_name_the_net():
+    tok = MetadataTokenizer([2, 3], dim=4, owner="SomeNet")
+    with pytest.raises(ValueError, match="SomeNet was built with metadata .* meta=None"):
+        tok(None)
+    with pytest.raises(ValueError, match=r"SomeNet expected meta of shape \(B, 5\)"):
+        tok(torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="post"):
+        MetadataTokenizer([2], dim=4, post="gelu")

@@ -14,6 +14,8 @@ Measured choices, so that the test reflects fusion and not noise:
 """
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 import pytorch_lightning as pl
@@ -34,7 +36,8 @@ def _val_bal_acc(use_metadata: bool, seed: int, cache_dir) -> float:
                         cache_dir=str(cache_dir))
     net = ViTAtt(dm.num_classes, dm.meta_groups, dm.meta_names, backbone="test_vit",
                  img_size=32, use_metadata=use_metadata)
-    task = ClassificationTask(net, num_classes=dm.num_classes, lr=1e-3, class_names=dm.class_names)
+    task = ClassificationTask(net, num_classes=dm.num_classes, optimizer=partial(torch.optim.Adam, lr=1e-3),
+                              class_names=dm.class_names)
     trainer = pl.Trainer(max_epochs=20, accelerator="cpu", logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, deterministic=True)
     trainer.fit(task, datamodule=dm)
