@@ -55,10 +55,21 @@ setup: $(STAMP) ## create .venv and install the pinned stack (uv; ~30 s cold, in
 lock: ## re-resolve requirements.lock from pyproject.toml (run after changing dependencies)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check uv
-	$(PY) -m uv pip compile -q pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+	$(PY) -m uv pip compile -q pyproject.toml --extra dev --python-version 3.11 --python-platform x86_64-manylinux_2_28 -o requirements.lock
 
-test: $(STAMP) ## CPU test suite (what CI runs); PYTEST_ARGS="-m 'not slow'" for the quick part
+test: $(STAMP) lint-imports ## CPU test suite (what CI runs; layer contracts first); PYTEST_ARGS="-m 'not slow'" for the quick part
 	WANDB_MODE=disabled HF_HUB_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)
+
+lint-imports: $(STAMP) ## the layer rules (pyproject.toml [tool.importlinter]): rooms point one way, no import cycles
+	$(VENV)/bin/lint-imports
+
+lint: $(STAMP) lint-imports ## ruff lint + format check, and the layer rules
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP) ## ruff: fix what it can and format the code
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 # The paper's config, its dataset overlay, then --data.root (real data) or the CPU smoke profile (synthetic).
 CONFIGS = --config experiments/$(1)/config.yaml --config $(call overlay_of,$(1)) $(if $(strip $(DATA_ROOT)),--data.root=$(DATA_ROOT),--config experiments/$(1)/smoke.yaml)
@@ -99,4 +110,4 @@ report: $(STAMP) ## runs/report.md (+ runs/report_<paper>.png): finished runs be
 clean: ## remove caches and run outputs (keeps .venv)
 	rm -rf .cache runs wandb lightning_logs .pytest_cache
 
-.PHONY: help setup lock test clean report train-dualnet train-dualnet-seg train-dualnet-cls
+.PHONY: help setup lock test lint lint-imports format clean report train-dualnet train-dualnet-seg train-dualnet-cls

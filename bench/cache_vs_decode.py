@@ -5,6 +5,7 @@
 Writes N dermoscopy-sized (600x450) JPEGs to a temporary folder, builds the cache once, then reads
 random rows both ways in the same process and prints throughput and the ratio.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,9 @@ def main() -> None:
             Image.fromarray(rgb).save(path, quality=95)
             paths.append(str(path))
         t0 = time.perf_counter()
-        cache = open_or_build(Path(tmp) / "cache", "bench", [Path(p).stem for p in paths], paths,
-                              [None] * len(paths), args.size)
+        cache = open_or_build(
+            Path(tmp) / "cache", "bench", [Path(p).stem for p in paths], paths, [None] * len(paths), args.size
+        )
         build = time.perf_counter() - t0
         rows = rng.integers(0, args.n, size=min(args.n, 300))
         decode = _rate(lambda i: load_image(paths[i], (args.size, args.size)), rows)

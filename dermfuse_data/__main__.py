@@ -6,6 +6,7 @@
 ``python -m dermfuse_data synth --dataset NAME --out DIR [--seed N]``
     write the dataset's synthetic miniature in the publisher's layout (:mod:`dermfuse_data.synthetic`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,23 +19,32 @@ from dermfuse_data.sources import SOURCE_MODULES
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``check`` / ``synth`` argument parser."""
-    parser = argparse.ArgumentParser(prog="python -m dermfuse_data",
-                                     description="dermfuse dataset tools")
+    parser = argparse.ArgumentParser(prog="python -m dermfuse_data", description="dermfuse dataset tools")
     sub = parser.add_subparsers(dest="command", required=True)
     datasets = sorted(SOURCE_MODULES)
 
-    check = sub.add_parser("check", help="index a dataset on disk and report what is in it and what "
-                                         "is wrong (exit 0 ok, 1 problems, 2 unreadable)")
+    check = sub.add_parser(
+        "check",
+        help="index a dataset on disk and report what is in it and what is wrong (exit 0 ok, 1 problems, 2 unreadable)",
+    )
     check.add_argument("--dataset", required=True, choices=datasets)
     check.add_argument("--root", required=True, help="folder as the publisher ships the dataset")
     check.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    check.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
-                       help="source option, e.g. abnormality=mass for cbis_ddsm (repeatable)")
-    check.add_argument("--no-verify-images", dest="verify_images", action="store_false",
-                       help="skip decoding every image (only check that the files exist)")
+    check.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="source option, e.g. abnormality=mass for cbis_ddsm (repeatable)",
+    )
+    check.add_argument(
+        "--no-verify-images",
+        dest="verify_images",
+        action="store_false",
+        help="skip decoding every image (only check that the files exist)",
+    )
 
-    synth = sub.add_parser("synth", help="write a dataset's synthetic miniature in its publisher's "
-                                         "layout")
+    synth = sub.add_parser("synth", help="write a dataset's synthetic miniature in its publisher's layout")
     synth.add_argument("--dataset", required=True, choices=datasets)
     synth.add_argument("--out", required=True, help="folder to write (created if needed)")
     synth.add_argument("--seed", type=int, default=0)
@@ -64,8 +74,10 @@ def _synth(args: argparse.Namespace) -> int:
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote a SYNTHETIC miniature of {source.title} ({rows} images, seed {args.seed}) to "
-          f"{root}; it is not the real dataset")
+    print(
+        f"wrote a SYNTHETIC miniature of {source.title} ({rows} images, seed {args.seed}) to "
+        f"{root}; it is not the real dataset"
+    )
     return 0
 
 

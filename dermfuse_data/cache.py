@@ -7,6 +7,7 @@ renamed when complete: a killed build leaves no file that looks valid, only a ``
 that the next build deletes (:func:`remove_stale_partials`). Reads are zero-copy views of the memory
 map, so DDP ranks and DataLoader workers share one copy through the page cache.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,8 +17,8 @@ import socket
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -55,8 +56,7 @@ def new_partial(path: Path) -> str:
     Write there and ``os.replace`` it onto ``path`` when complete; the host and pid let
     :func:`remove_stale_partials` tell a killed writer's leftover from a running one's file.
     """
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.{_host()}.{os.getpid()}.",
-                               suffix=".partial")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{path.name}.{_host()}.{os.getpid()}.", suffix=".partial")
     os.close(fd)
     return tmp
 
@@ -100,7 +100,7 @@ def atomic_arrow_file(path: Path, schema: pa.Schema) -> Iterator[pa.ipc.RecordBa
 def fixed_size_rows(chunk: pa.FixedSizeBinaryArray, shape: tuple[int, ...]) -> np.ndarray:
     """Zero-copy ``(len(chunk), *shape)`` uint8 view of a fixed-size binary Arrow chunk."""
     arr = np.frombuffer(chunk.buffers()[1], dtype=np.uint8, count=(chunk.offset + len(chunk)) * chunk.type.byte_width)
-    return arr.reshape(-1, *shape)[chunk.offset:]
+    return arr.reshape(-1, *shape)[chunk.offset :]
 
 
 def locate(starts: Sequence[int], i: int) -> tuple[int, int]:
@@ -124,11 +124,16 @@ def cache_key(image_paths: Sequence[str], mask_paths: Sequence[str | None], size
 
 def _schema(size: tuple[int, int]) -> pa.Schema:
     h, w = size
-    return pa.schema([pa.field("sample_id", pa.string()),
-                      pa.field("image", pa.binary(h * w * 3)),
-                      pa.field("mask", pa.binary(h * w)),
-                      pa.field("orig_width", pa.int32()), pa.field("orig_height", pa.int32())],
-                     metadata={"height": str(h), "width": str(w), "version": str(CACHE_VERSION)})
+    return pa.schema(
+        [
+            pa.field("sample_id", pa.string()),
+            pa.field("image", pa.binary(h * w * 3)),
+            pa.field("mask", pa.binary(h * w)),
+            pa.field("orig_width", pa.int32()),
+            pa.field("orig_height", pa.int32()),
+        ],
+        metadata={"height": str(h), "width": str(w), "version": str(CACHE_VERSION)},
+    )
 
 
 def _decode(args):
@@ -140,9 +145,16 @@ def _decode(args):
     return image, mask, original
 
 
-def build_cache(path: Path, sample_ids: Sequence[str], image_paths: Sequence[str],
-                mask_paths: Sequence[str | None], size: tuple[int, int], workers: int = 2,
-                desc: str = "caching images", progress: bool | None = None) -> Path:
+def build_cache(
+    path: Path,
+    sample_ids: Sequence[str],
+    image_paths: Sequence[str],
+    mask_paths: Sequence[str | None],
+    size: tuple[int, int],
+    workers: int = 2,
+    desc: str = "caching images",
+    progress: bool | None = None,
+) -> Path:
     """Decode, resize and write every image (and mask) to ``path`` atomically; returns ``path``.
 
     Written to a :func:`new_partial` file and renamed when complete; stale partials of killed
@@ -154,18 +166,28 @@ def build_cache(path: Path, sample_ids: Sequence[str], image_paths: Sequence[str
     schema = _schema(size)
     jobs = [(i, m, size) for i, m in zip(image_paths, mask_paths)]
     show = len(jobs) >= PROGRESS_MIN_IMAGES if progress is None else progress
-    with atomic_arrow_file(path, schema) as writer, ThreadPoolExecutor(max(1, workers)) as pool, \
-            tqdm(total=len(jobs), desc=desc, unit="img", disable=not show) as bar:
+    with (
+        atomic_arrow_file(path, schema) as writer,
+        ThreadPoolExecutor(max(1, workers)) as pool,
+        tqdm(total=len(jobs), desc=desc, unit="img", disable=not show) as bar,
+    ):
         for start in range(0, len(jobs), BATCH_ROWS):
-            decoded = list(pool.map(_decode, jobs[start:start + BATCH_ROWS]))
+            decoded = list(pool.map(_decode, jobs[start : start + BATCH_ROWS]))
             bar.update(len(decoded))
-            writer.write_batch(pa.record_batch([
-                pa.array(sample_ids[start:start + BATCH_ROWS], pa.string()),
-                pa.array([d[0].tobytes() for d in decoded], schema.field("image").type),
-                pa.array([None if d[1] is None else d[1].tobytes() for d in decoded],
-                         schema.field("mask").type),
-                pa.array([d[2][0] for d in decoded], pa.int32()),
-                pa.array([d[2][1] for d in decoded], pa.int32())], schema=schema))
+            writer.write_batch(
+                pa.record_batch(
+                    [
+                        pa.array(sample_ids[start : start + BATCH_ROWS], pa.string()),
+                        pa.array([d[0].tobytes() for d in decoded], schema.field("image").type),
+                        pa.array(
+                            [None if d[1] is None else d[1].tobytes() for d in decoded], schema.field("mask").type
+                        ),
+                        pa.array([d[2][0] for d in decoded], pa.int32()),
+                        pa.array([d[2][1] for d in decoded], pa.int32()),
+                    ],
+                    schema=schema,
+                )
+            )
     return path
 
 
@@ -202,9 +224,16 @@ class ImageCache:
         return view[j] if valid[j] else None
 
 
-def open_or_build(directory: str | Path, name: str, sample_ids: Sequence[str], image_paths: Sequence[str],
-                  mask_paths: Sequence[str | None], size: int | tuple[int, int],
-                  workers: int = 2, progress: bool | None = None) -> ImageCache:
+def open_or_build(
+    directory: str | Path,
+    name: str,
+    sample_ids: Sequence[str],
+    image_paths: Sequence[str],
+    mask_paths: Sequence[str | None],
+    size: int | tuple[int, int],
+    workers: int = 2,
+    progress: bool | None = None,
+) -> ImageCache:
     """The cache for these inputs at this size, built first if no valid one exists.
 
     Only a completed ``<name>-<size>-<key>.arrow`` counts; ``progress`` as in :func:`build_cache`.
@@ -213,6 +242,14 @@ def open_or_build(directory: str | Path, name: str, sample_ids: Sequence[str], i
     key = cache_key(image_paths, mask_paths, size)
     path = Path(directory) / f"{name}-{size[0]}x{size[1]}-{key}.arrow"
     if not path.exists():
-        build_cache(path, list(sample_ids), image_paths, mask_paths, size, workers,
-                    desc=f"caching {name} at {size[0]}x{size[1]}", progress=progress)
+        build_cache(
+            path,
+            list(sample_ids),
+            image_paths,
+            mask_paths,
+            size,
+            workers,
+            desc=f"caching {name} at {size[0]}x{size[1]}",
+            progress=progress,
+        )
     return ImageCache(path)

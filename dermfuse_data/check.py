@@ -11,6 +11,7 @@ in the source modules, not here.
 
 Exit status (:func:`exit_code`): 0 no problems, 1 problems found, 2 the dataset could not be read.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,7 +63,7 @@ def verify_image(path: str | Path) -> str | None:
             if "PixelData" not in ds:
                 return "DICOM file has no pixel data"
             _ = ds.pixel_array  # short (truncated) pixel data only fails here
-        except Exception as exc:  # noqa: BLE001 - any parse failure means unreadable
+        except Exception as exc:
             return f"not a readable DICOM file ({type(exc).__name__}: {exc})"
         return None
     from PIL import Image
@@ -76,7 +77,7 @@ def verify_image(path: str | Path) -> str | None:
                 if fmt == "JPEG":
                     im.draft(im.mode, (max(1, im.width // 8), max(1, im.height // 8)))
                 im.load()
-    except Exception as exc:  # noqa: BLE001 - any decode failure means unreadable
+    except Exception as exc:
         return f"{type(exc).__name__}: {exc}"
     return None
 
@@ -94,7 +95,7 @@ def image_size(path: str | Path) -> tuple[int, int] | None:
 
         with Image.open(path) as im:
             return im.size
-    except Exception:  # noqa: BLE001 - unreadable files are reported by verify_image
+    except Exception:
         return None
 
 
@@ -141,10 +142,9 @@ def _missing_counts(table: pa.Table, source: DatasetSource) -> dict[str, int]:
     for name in table.column_names:
         if not name.startswith(META_PREFIX):
             continue
-        raw = name[len(META_PREFIX):]
+        raw = name[len(META_PREFIX) :]
         missing = tokens.get(raw, set(MISSING_TOKENS))
-        out[raw] = sum(1 for v in table.column(name).to_pylist()
-                       if v is None or v.strip() in missing)
+        out[raw] = sum(1 for v in table.column(name).to_pylist() if v is None or v.strip() in missing)
     return out
 
 
@@ -154,20 +154,23 @@ def _split_summary(table: pa.Table, warnings: list[str]) -> tuple[str, dict[str,
     if any(s is not None for s in official):
         counts = Counter("unassigned" if s is None else s for s in official)
         kind = "official"
-        split_table = table.append_column("split", pa.array(
-            ["unassigned" if s is None else s for s in official], pa.string()))
+        split_table = table.append_column(
+            "split", pa.array(["unassigned" if s is None else s for s in official], pa.string())
+        )
     else:
         try:
             split_table = make_splits(table, seed=0)
-        except Exception as exc:  # noqa: BLE001 - a report, not a crash
+        except Exception as exc:
             warnings.append(f"no official split, and the default grouped split failed: {exc}")
             return "no official split", {}
         counts = Counter(split_table.column("split").to_pylist())
         kind = "grouped (no official split; make_splits seed=0)"
     crossing = crossing_groups(split_table)
     if crossing:
-        warnings.append(f"{len(crossing)} groups appear in more than one {kind} split "
-                        f"(e.g. {next(iter(crossing))}); a leak-free split regroups them")
+        warnings.append(
+            f"{len(crossing)} groups appear in more than one {kind} split "
+            f"(e.g. {next(iter(crossing))}); a leak-free split regroups them"
+        )
     ordered = {s: counts.get(s, 0) for s in SPLITS}
     ordered.update({s: n for s, n in counts.items() if s not in ordered})
     return kind, ordered
@@ -188,8 +191,7 @@ def _verify_files(paths: list[tuple[str, str]], progress: bool | None) -> list[s
 
     show = len(paths) > PROGRESS_THRESHOLD if progress is None else progress
     bad: dict[str, list[str]] = {}
-    for kind, path in tqdm(paths, desc="verifying images", unit="img", file=sys.stderr,
-                           disable=not show, leave=False):
+    for kind, path in tqdm(paths, desc="verifying images", unit="img", file=sys.stderr, disable=not show, leave=False):
         reason = verify_image(path)
         if reason is not None:
             bad.setdefault(kind, []).append(f"{path} ({reason})")
@@ -199,8 +201,14 @@ def _verify_files(paths: list[tuple[str, str]], progress: bool | None) -> list[s
     return problems
 
 
-def check_dataset(source: DatasetSource | str, root: str | Path, *, verify_images: bool = True,
-                  progress: bool | None = None, options: dict[str, Any] | None = None) -> dict[str, Any]:
+def check_dataset(
+    source: DatasetSource | str,
+    root: str | Path,
+    *,
+    verify_images: bool = True,
+    progress: bool | None = None,
+    options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Index ``root`` with ``source`` and return the report as a JSON-ready dict.
 
     Keys: ``dataset``, ``title``, ``root``, ``readable``, ``rows``, ``classes`` {name: count},
@@ -213,17 +221,31 @@ def check_dataset(source: DatasetSource | str, root: str | Path, *, verify_image
     """
     source = get_source(source) if isinstance(source, str) else source
     report: dict[str, Any] = {
-        "dataset": source.name, "title": source.title, "root": str(Path(root).expanduser().absolute()),
-        "readable": False, "rows": None, "classes": {}, "groups": None, "group_unit": source.group,
-        "split_kind": None, "splits": {}, "missing": {}, "encoded_width": None,
-        "encoded_widths": {}, "images_verified": 0,
-        "problems": [], "warnings": [],
+        "dataset": source.name,
+        "title": source.title,
+        "root": str(Path(root).expanduser().absolute()),
+        "readable": False,
+        "rows": None,
+        "classes": {},
+        "groups": None,
+        "group_unit": source.group,
+        "split_kind": None,
+        "splits": {},
+        "missing": {},
+        "encoded_width": None,
+        "encoded_widths": {},
+        "images_verified": 0,
+        "problems": [],
+        "warnings": [],
     }
     try:
         unknown = sorted(set(options or {}) - set(source.options))
         if unknown:
-            raise DatasetError(f"unknown option(s) {unknown} for {source.name}", path=root,
-                               hint=f"known options: {source.options or 'none'}")
+            raise DatasetError(
+                f"unknown option(s) {unknown} for {source.name}",
+                path=root,
+                hint=f"known options: {source.options or 'none'}",
+            )
         table = source.read(Path(root), **(options or {}))
     except DatasetError as exc:
         report["problems"].append(str(exc))
@@ -241,11 +263,9 @@ def check_dataset(source: DatasetSource | str, root: str | Path, *, verify_image
     counts = Counter(labels)
     report["rows"] = table.num_rows
     report["classes"] = {name: counts.get(i, 0) for i, name in enumerate(source.classes)}
-    unknown = sorted({lab for lab in labels if not (isinstance(lab, int) and 0 <= lab < n_classes)},
-                     key=str)
+    unknown = sorted({lab for lab in labels if not (isinstance(lab, int) and 0 <= lab < n_classes)}, key=str)
     if unknown:
-        problems.append(f"unknown labels {unknown} (classes are 0..{n_classes - 1}: "
-                        f"{list(source.classes)})")
+        problems.append(f"unknown labels {unknown} (classes are 0..{n_classes - 1}: {list(source.classes)})")
     empty = [name for name, n in report["classes"].items() if n == 0]
     if empty:
         warnings.append(f"classes without samples: {empty}")
@@ -253,15 +273,14 @@ def check_dataset(source: DatasetSource | str, root: str | Path, *, verify_image
     report["split_kind"], report["splits"] = _split_summary(table, warnings)
     report["missing"] = _missing_counts(table, source)
     not_numbers = _non_numbers(table, source)
-    problems.extend(_listed("not a number in a numeric metadata column", not_numbers,
-                            hint=NOT_A_NUMBER_HINT))
+    problems.extend(_listed("not a number in a numeric metadata column", not_numbers, hint=NOT_A_NUMBER_HINT))
     try:
         report["encoded_widths"] = encoding_widths(table, source)
         report["encoded_width"] = sum(report["encoded_widths"].values())
     except DatasetError as exc:
         if not not_numbers:  # already listed, per sample
             problems.append(f"metadata cannot be encoded: {exc}")
-    except Exception as exc:  # noqa: BLE001 - a report, not a crash (e.g. the split failed)
+    except Exception as exc:
         warnings.append(f"encoded metadata width unknown: {type(exc).__name__}: {exc}")
 
     files = [("image", p) for p in table.column("image_path").to_pylist()]
@@ -277,10 +296,15 @@ def check_dataset(source: DatasetSource | str, root: str | Path, *, verify_image
         problems.extend(_listed(f"missing {kind}", items, hint=MISSING_HINT))
     if verify_images:
         problems.extend(_verify_files(present, progress))
-        problems.extend(_mask_size_problems(
-            [(i, m) for i, m in zip(table.column("image_path").to_pylist(),
-                                    table.column("mask_path").to_pylist())
-             if m is not None and os.path.isfile(i) and os.path.isfile(m)]))
+        problems.extend(
+            _mask_size_problems(
+                [
+                    (i, m)
+                    for i, m in zip(table.column("image_path").to_pylist(), table.column("mask_path").to_pylist())
+                    if m is not None and os.path.isfile(i) and os.path.isfile(m)
+                ]
+            )
+        )
         report["images_verified"] = len(present)
     else:
         warnings.append("image decoding not verified (--no-verify-images)")
@@ -322,13 +346,18 @@ def print_report(report: dict[str, Any], file=None) -> None:
     splits = ", ".join(f"{k} {v}" for k, v in report["splits"].items()) or "-"
     summary.add_row("split", Text(f"{report['split_kind']}: {splits}"))
     widths = report["encoded_widths"]
-    summary.add_row("encoded metadata", "unknown (see problems)" if report["encoded_width"] is None
-                    else f"{report['encoded_width']} columns, {len(widths)} features")
+    summary.add_row(
+        "encoded metadata",
+        "unknown (see problems)"
+        if report["encoded_width"] is None
+        else f"{report['encoded_width']} columns, {len(widths)} features",
+    )
     summary.add_row("images verified", str(report["images_verified"]))
     console.print(summary)
     if widths:
-        console.print(Text("encoded metadata widths: " + ", ".join(f"{k} {v}" for k, v in widths.items())),
-                      soft_wrap=True)
+        console.print(
+            Text("encoded metadata widths: " + ", ".join(f"{k} {v}" for k, v in widths.items())), soft_wrap=True
+        )
     elif report["encoded_width"] == 0:
         console.print(Text("no non-leaking metadata features to encode"))
 

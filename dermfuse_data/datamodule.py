@@ -6,6 +6,7 @@ Without ``root`` the dataset's synthetic miniature is generated (once, into the 
 banner says so loudly. ``mask`` comes from the dataset, or from a predicted-mask file
 (:mod:`dermfuse_data.mask_file`) in two-stage pipelines.
 """
+
 from __future__ import annotations
 
 import os
@@ -66,9 +67,13 @@ def synthetic_root(dataset: str, base: Path, seed: int = 0) -> Path:
 def synthetic_banner(dataset: str, root: Path) -> None:
     """Print, to stderr, that the run uses generated data (never mistaken for a real result)."""
     line = "=" * 78
-    print(f"\n{line}\n  SYNTHETIC DATA: no root given for {dataset!r}; using the generated miniature at\n"
-          f"  {root}\n  Numbers from this run say nothing about the paper. Pass DATA_ROOT=... "
-          f"(--data.root) for real data.\n{line}\n", file=sys.stderr, flush=True)
+    print(
+        f"\n{line}\n  SYNTHETIC DATA: no root given for {dataset!r}; using the generated miniature at\n"
+        f"  {root}\n  Numbers from this run say nothing about the paper. Pass DATA_ROOT=... "
+        f"(--data.root) for real data.\n{line}\n",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def cached_image(cache: ImageCache, row: int) -> tv_tensors.Image:
@@ -82,8 +87,17 @@ class SampleDataset(Dataset):
     ``masks``: a :class:`MaskFile` whose masks replace the cache's (predicted masks), or ``None``.
     """
 
-    def __init__(self, cache: ImageCache, rows: np.ndarray, labels: np.ndarray, meta: np.ndarray | None,
-                 sample_ids: list[str], with_mask: bool, transform, masks: MaskFile | None = None):
+    def __init__(
+        self,
+        cache: ImageCache,
+        rows: np.ndarray,
+        labels: np.ndarray,
+        meta: np.ndarray | None,
+        sample_ids: list[str],
+        with_mask: bool,
+        transform,
+        masks: MaskFile | None = None,
+    ):
         self.cache, self.rows, self.labels, self.meta = cache, rows, labels, meta
         self.sample_ids, self.with_mask, self.transform = sample_ids, with_mask, transform
         self.masks = masks
@@ -98,8 +112,11 @@ class SampleDataset(Dataset):
         if self.with_mask:
             m = self.masks.mask(self.sample_ids[i]) if self.masks is not None else self.cache.mask(row)
             if m is None:
-                raise DatasetError(f"sample {self.sample_ids[i]} has no mask", path=self.cache.path,
-                                   hint="this dataset has no masks: set use_masks=false")
+                raise DatasetError(
+                    f"sample {self.sample_ids[i]} has no mask",
+                    path=self.cache.path,
+                    hint="this dataset has no masks: set use_masks=false",
+                )
             mask = tv_tensors.Mask(torch.from_numpy(np.array(m))[None])
             image, mask = self.transform(image, mask)
             out["mask"] = mask.float()
@@ -139,29 +156,44 @@ class DermDataModule(pl.LightningDataModule):
             missing clinical data, e.g. the mammography paper's 50% stress test). 0 = off.
     """
 
-    def __init__(self, dataset: str = "pad_ufes_20", root: str | None = None,
-                 task: Literal["classification", "segmentation"] = "classification",
-                 image_size: int = 224, meta_features: list[str] | str | None = "all",
-                 allow_leaky_metadata: bool = False, use_masks: bool = False, batch_size: int = 32,
-                 num_workers: int = 0, sampler: Literal["random", "balanced"] = "random",
-                 augment: Literal["none", "light", "standard"] = "standard", seed: int = 0,
-                 val_fraction: float = 0.15, test_fraction: float = 0.15, use_official_split: bool = True,
-                 cache_dir: str | None = None, synthetic_seed: int = 0, cache_workers: int = 2,
-                 source_options: dict | None = None, predicted_masks: str | None = None,
-                 test_meta_missing_fraction: float = 0.0):
+    def __init__(
+        self,
+        dataset: str = "pad_ufes_20",
+        root: str | None = None,
+        task: Literal["classification", "segmentation"] = "classification",
+        image_size: int = 224,
+        meta_features: list[str] | str | None = "all",
+        allow_leaky_metadata: bool = False,
+        use_masks: bool = False,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        sampler: Literal["random", "balanced"] = "random",
+        augment: Literal["none", "light", "standard"] = "standard",
+        seed: int = 0,
+        val_fraction: float = 0.15,
+        test_fraction: float = 0.15,
+        use_official_split: bool = True,
+        cache_dir: str | None = None,
+        synthetic_seed: int = 0,
+        cache_workers: int = 2,
+        source_options: dict | None = None,
+        predicted_masks: str | None = None,
+        test_meta_missing_fraction: float = 0.0,
+    ):
         super().__init__()
         self.save_hyperparameters()
         self.source = get_source(dataset)
         self.cache_dir = Path(cache_dir).resolve() if cache_dir else default_cache_dir()
         if predicted_masks is not None and task == "segmentation":
-            raise ValueError("predicted_masks replaces the masks a classifier sees; a segmentation task "
-                             "trains on the dataset's own masks: remove data.predicted_masks")
+            raise ValueError(
+                "predicted_masks replaces the masks a classifier sees; a segmentation task "
+                "trains on the dataset's own masks: remove data.predicted_masks"
+            )
         if not 0.0 <= test_meta_missing_fraction <= 1.0:
             raise ValueError(f"test_meta_missing_fraction must be in [0, 1], got {test_meta_missing_fraction}")
         self.with_mask = task == "segmentation" or use_masks or predicted_masks is not None
         self.top_k = parse_top_k(meta_features)
-        self.features = select_features(self.source, "all" if self.top_k else meta_features,
-                                        allow_leaky_metadata)
+        self.features = select_features(self.source, "all" if self.top_k else meta_features, allow_leaky_metadata)
         self.encoder = TabularEncoder(self.features)
         self.feature_ranking: list[tuple[str, float]] | None = None
         self._masks: MaskFile | None = None
@@ -187,8 +219,13 @@ class DermDataModule(pl.LightningDataModule):
                 synthetic_banner(self.hparams.dataset, root)
             table = self.source.read(root, **(self.hparams.source_options or {}))
             table, self.split_file = load_or_make_splits(
-                table, self.cache_dir / self.hparams.dataset, self.hparams.val_fraction,
-                self.hparams.test_fraction, self.hparams.seed, self.hparams.use_official_split)
+                table,
+                self.cache_dir / self.hparams.dataset,
+                self.hparams.val_fraction,
+                self.hparams.test_fraction,
+                self.hparams.seed,
+                self.hparams.use_official_split,
+            )
             train = table.filter(pc.equal(table.column("split"), "train"))
             if self.top_k and self._restored_feature_names is None:
                 self._select_top_k(train)
@@ -201,12 +238,15 @@ class DermDataModule(pl.LightningDataModule):
     def _select_top_k(self, train: pa.Table) -> None:
         """Keep the ``top_k`` features most correlated with the label on ``train`` (ViTAtt HC-K)."""
         self.feature_ranking = rank_features_by_label_correlation(train, self.features, self.num_classes)
-        keep = {name for name, _ in self.feature_ranking[:self.top_k]}
+        keep = {name for name, _ in self.feature_ranking[: self.top_k]}
         self.features = [f for f in self.features if f.name in keep]  # keep the source's order
         self.encoder = TabularEncoder(self.features)
-        shown = ", ".join(f"{n} ({s:.3f})" for n, s in self.feature_ranking[:self.top_k])
-        print(f"meta_features=top{self.top_k} on the training split of {self.hparams.dataset}: {shown}",
-              file=sys.stderr, flush=True)
+        shown = ", ".join(f"{n} ({s:.3f})" for n, s in self.feature_ranking[: self.top_k])
+        print(
+            f"meta_features=top{self.top_k} on the training split of {self.hparams.dataset}: {shown}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     @property
     def num_classes(self) -> int:
@@ -246,12 +286,20 @@ class DermDataModule(pl.LightningDataModule):
         dataset_masks = self.with_mask and self.hparams.predicted_masks is None
         masks = t.column("mask_path").to_pylist() if dataset_masks else [None] * len(t)
         if dataset_masks and any(m is None for m in masks):
-            raise DatasetError(f"{masks.count(None)} samples have no mask", path=self.root,
-                               hint="this dataset has no lesion masks: set use_masks=false")
-        return open_or_build(self.cache_dir / self.hparams.dataset,
-                             "images+masks" if dataset_masks else "images",
-                             t.column("sample_id").to_pylist(), t.column("image_path").to_pylist(),
-                             masks, self.hparams.image_size, self.hparams.cache_workers)
+            raise DatasetError(
+                f"{masks.count(None)} samples have no mask",
+                path=self.root,
+                hint="this dataset has no lesion masks: set use_masks=false",
+            )
+        return open_or_build(
+            self.cache_dir / self.hparams.dataset,
+            "images+masks" if dataset_masks else "images",
+            t.column("sample_id").to_pylist(),
+            t.column("image_path").to_pylist(),
+            masks,
+            self.hparams.image_size,
+            self.hparams.cache_workers,
+        )
 
     def prepare_data(self) -> None:
         """Generate synthetic data if needed and build the cache (once, on one process per node)."""
@@ -268,15 +316,20 @@ class DermDataModule(pl.LightningDataModule):
         masks = MaskFile(self.hparams.predicted_masks)
         size = (self.hparams.image_size, self.hparams.image_size)
         if masks.size != size:
-            raise DatasetError(f"predicted masks are {masks.size[0]}x{masks.size[1]} but data.image_size is "
-                               f"{size[0]}", path=masks.path,
-                               hint="predict the masks at the classifier's image_size (the two-stage "
-                                    "pipeline does this) or set data.image_size to match")
+            raise DatasetError(
+                f"predicted masks are {masks.size[0]}x{masks.size[1]} but data.image_size is {size[0]}",
+                path=masks.path,
+                hint="predict the masks at the classifier's image_size (the two-stage "
+                "pipeline does this) or set data.image_size to match",
+            )
         lacking = masks.missing(self.table.column("sample_id").to_pylist())
         if lacking:
-            raise DatasetError(f"{len(lacking)} of {len(self.table)} samples of {self.hparams.dataset} have no "
-                               f"predicted mask (e.g. {lacking[:3]})", path=masks.path,
-                               hint="the file was predicted for another dataset: predict the masks again")
+            raise DatasetError(
+                f"{len(lacking)} of {len(self.table)} samples of {self.hparams.dataset} have no "
+                f"predicted mask (e.g. {lacking[:3]})",
+                path=masks.path,
+                hint="the file was predicted for another dataset: predict the masks again",
+            )
         return masks
 
     def dataset(self, split: str) -> SampleDataset:
@@ -286,12 +339,20 @@ class DermDataModule(pl.LightningDataModule):
         ids = t.column("sample_id").to_pylist()
         meta = self.encoder.transform(t) if self.features else None
         if meta is not None and split == "test" and self.hparams.test_meta_missing_fraction > 0:
-            meta = blank_features(meta, self.encoder.group_widths, self.hparams.test_meta_missing_fraction,
-                                  self.hparams.seed)
+            meta = blank_features(
+                meta, self.encoder.group_widths, self.hparams.test_meta_missing_fraction, self.hparams.seed
+            )
         rows = np.array([self._cache.index[i] for i in ids], dtype=np.int64)
-        return SampleDataset(self._cache, rows, np.asarray(t.column("label").to_pylist()), meta, ids,
-                             self.with_mask, build_transform(split == "train", self.hparams.augment),
-                             masks=self._masks)
+        return SampleDataset(
+            self._cache,
+            rows,
+            np.asarray(t.column("label").to_pylist()),
+            meta,
+            ids,
+            self.with_mask,
+            build_transform(split == "train", self.hparams.augment),
+            masks=self._masks,
+        )
 
     def _loader(self, split: str) -> DataLoader:
         ds = self.dataset(split)
@@ -299,12 +360,20 @@ class DermDataModule(pl.LightningDataModule):
         if split == "train" and self.hparams.sampler == "balanced":
             counts = np.bincount(ds.labels, minlength=self.num_classes).astype(float)
             weights = 1.0 / np.maximum(counts[ds.labels], 1.0)
-            sampler = WeightedRandomSampler(torch.as_tensor(weights), num_samples=len(ds),
-                                            generator=torch.Generator().manual_seed(self.hparams.seed))
-        return DataLoader(ds, batch_size=self.hparams.batch_size, shuffle=split == "train" and sampler is None,
-                          sampler=sampler, num_workers=self.hparams.num_workers,
-                          persistent_workers=self.hparams.num_workers > 0,
-                          drop_last=split == "train" and len(ds) > self.hparams.batch_size)
+            sampler = WeightedRandomSampler(
+                torch.as_tensor(weights),
+                num_samples=len(ds),
+                generator=torch.Generator().manual_seed(self.hparams.seed),
+            )
+        return DataLoader(
+            ds,
+            batch_size=self.hparams.batch_size,
+            shuffle=split == "train" and sampler is None,
+            sampler=sampler,
+            num_workers=self.hparams.num_workers,
+            persistent_workers=self.hparams.num_workers > 0,
+            drop_last=split == "train" and len(ds) > self.hparams.batch_size,
+        )
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")
@@ -320,16 +389,21 @@ class DermDataModule(pl.LightningDataModule):
 
     def state_dict(self) -> dict:
         """Fitted encoder state, chosen feature names and split file, saved into checkpoints."""
-        return {"encoder": self.encoder.state_dict(), "split_file": str(self.split_file),
-                "features": [f.name for f in self.features]}
+        return {
+            "encoder": self.encoder.state_dict(),
+            "split_file": str(self.split_file),
+            "features": [f.name for f in self.features],
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Restore the encoder (and ``top<K>`` feature choice) fitted at training time."""
         names = state.get("features")
         if names is not None and [f.name for f in self.features] != list(names):
             if not self.top_k:
-                raise ValueError(f"checkpoint was trained with metadata features {names} but data.meta_features "
-                                 f"selects {[f.name for f in self.features]}: use the run's config")
+                raise ValueError(
+                    f"checkpoint was trained with metadata features {names} but data.meta_features "
+                    f"selects {[f.name for f in self.features]}: use the run's config"
+                )
             self.features = [self.source.feature(n) for n in names]
             self.encoder = TabularEncoder(self.features)
             self._restored_feature_names = list(names)
@@ -353,6 +427,6 @@ def blank_features(meta: np.ndarray, group_widths: list[int], fraction: float, s
     for row in range(out.shape[0]):
         for j in rng.choice(n_features, size=k, replace=False):
             start, width = starts[j], group_widths[j]
-            out[row, start:start + width] = 0.0
+            out[row, start : start + width] = 0.0
             out[row, start + width - 1] = 1.0
     return out

@@ -4,6 +4,7 @@ Every problem a user can fix (a missing file, a renamed column, an unreadable im
 :class:`DatasetError` whose message names the file (and row or column) and says what to do. The
 `check` command and the training entry point print these messages without a traceback.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,8 +13,9 @@ from pathlib import Path
 class DatasetError(ValueError):
     """A dataset on disk is not what its publisher ships; the message says where and what to do."""
 
-    def __init__(self, message: str, *, path: str | Path | None = None, row: int | None = None,
-                 hint: str | None = None):
+    def __init__(
+        self, message: str, *, path: str | Path | None = None, row: int | None = None, hint: str | None = None
+    ):
         where = ""
         if path is not None:
             where = f"{path}"

@@ -14,6 +14,7 @@ values; a row where it is missing has 0 in every value column, as the encoder wr
 columns score 0. Ties keep the source's feature order (stable sort): the ranking is deterministic,
 so every DDP rank and every rerun on the same split picks the same features.
 """
+
 from __future__ import annotations
 
 import re
@@ -45,16 +46,17 @@ def _abs_pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """|Pearson r| between every column of ``x`` (N, A) and every column of ``y`` (N, B) -> (A, B)."""
     xc = x - x.mean(axis=0, keepdims=True)
     yc = y - y.mean(axis=0, keepdims=True)
-    xs = np.sqrt((xc ** 2).sum(axis=0))
-    ys = np.sqrt((yc ** 2).sum(axis=0))
+    xs = np.sqrt((xc**2).sum(axis=0))
+    ys = np.sqrt((yc**2).sum(axis=0))
     denom = np.outer(xs, ys)
     with np.errstate(invalid="ignore", divide="ignore"):
         r = np.where(denom > 0, (xc.T @ yc) / np.where(denom > 0, denom, 1.0), 0.0)
     return np.abs(r)
 
 
-def rank_features_by_label_correlation(train_table: pa.Table, features: Sequence[MetaFeature],
-                                       num_classes: int | None = None) -> list[tuple[str, float]]:
+def rank_features_by_label_correlation(
+    train_table: pa.Table, features: Sequence[MetaFeature], num_classes: int | None = None
+) -> list[tuple[str, float]]:
     """``[(feature name, score), ...]`` best first, computed on ``train_table`` only (see module doc).
 
     Args:
@@ -72,7 +74,7 @@ def rank_features_by_label_correlation(train_table: pa.Table, features: Sequence
     encoded = encoder.transform(train_table).astype(np.float64)
     scores, start = [], 0
     for feature, block in zip(features, encoder.blocks, strict=True):
-        values = encoded[:, start:start + block.width - 1]  # drop the missing indicator
+        values = encoded[:, start : start + block.width - 1]  # drop the missing indicator
         start += block.width
         score = float(_abs_pearson(values, onehot).max()) if values.shape[1] else 0.0
         scores.append((feature.name, score))

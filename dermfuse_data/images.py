@@ -1,4 +1,5 @@
 """Decode any image format the datasets ship (JPEG, PNG, BMP incl. 1-bit, DICOM) to uint8 arrays."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,8 +32,13 @@ def _dicom_to_uint8(path: Path, mask: bool = False) -> np.ndarray:
     return np.clip((pixels - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8)
 
 
-def load_image(path: str | Path, size: tuple[int, int] | None = None, *, mask: bool = False,
-               expect_size: tuple[int, int] | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+def load_image(
+    path: str | Path,
+    size: tuple[int, int] | None = None,
+    *,
+    mask: bool = False,
+    expect_size: tuple[int, int] | None = None,
+) -> tuple[np.ndarray, tuple[int, int]]:
     """Decode ``path`` -> (array, original (width, height)); resized to ``size`` = (H, W) if given.
 
     Images come back RGB ``(H, W, 3)``; masks (``mask=True``) ``(H, W)`` with values 0/1
@@ -52,13 +58,18 @@ def load_image(path: str | Path, size: tuple[int, int] | None = None, *, mask: b
                 pil.draft("RGB", (size[1], size[0]))
             pil.load()
     except (UnidentifiedImageError, OSError, ValueError, AttributeError) as err:
-        raise DatasetError(f"cannot decode image ({type(err).__name__}: {err})", path=path,
-                           hint="the file is truncated or not an image: re-download it") from None
+        raise DatasetError(
+            f"cannot decode image ({type(err).__name__}: {err})",
+            path=path,
+            hint="the file is truncated or not an image: re-download it",
+        ) from None
     original = pil.size if path.suffix.lower() in DICOM_SUFFIXES or mask else _full_size(path, pil)
     if expect_size is not None and tuple(original) != tuple(expect_size):
-        raise DatasetError(f"mask is {original[0]}x{original[1]} but its image is "
-                           f"{expect_size[0]}x{expect_size[1]}", path=path,
-                           hint="masks must have their image's size; re-export the mask")
+        raise DatasetError(
+            f"mask is {original[0]}x{original[1]} but its image is {expect_size[0]}x{expect_size[1]}",
+            path=path,
+            hint="masks must have their image's size; re-export the mask",
+        )
     if mask:
         pil = pil.convert("L")
         if size is not None:

@@ -7,6 +7,7 @@ Same conventions as :mod:`dermfuse_data.cache`: masks are stored at the image ca
 the file is written to a temporary name and renamed when complete (a killed writer leaves nothing
 that looks valid), and reads are zero-copy views of a memory map shared by DDP ranks and workers.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
@@ -23,14 +24,26 @@ MASK_FILE_VERSION = 1
 
 def _schema(size: tuple[int, int], metadata: dict[str, str]) -> pa.Schema:
     h, w = size
-    return pa.schema([pa.field("sample_id", pa.string()), pa.field("mask", pa.binary(h * w))],
-                     metadata={"height": str(h), "width": str(w), "version": str(MASK_FILE_VERSION),
-                               "kind": "dermfuse-masks", **metadata})
+    return pa.schema(
+        [pa.field("sample_id", pa.string()), pa.field("mask", pa.binary(h * w))],
+        metadata={
+            "height": str(h),
+            "width": str(w),
+            "version": str(MASK_FILE_VERSION),
+            "kind": "dermfuse-masks",
+            **metadata,
+        },
+    )
 
 
-def write_mask_file(path: str | Path, sample_ids: Sequence[str], masks: Iterable[np.ndarray],
-                    size: tuple[int, int], metadata: dict[str, str] | None = None,
-                    batch_rows: int = 256) -> Path:
+def write_mask_file(
+    path: str | Path,
+    sample_ids: Sequence[str],
+    masks: Iterable[np.ndarray],
+    size: tuple[int, int],
+    metadata: dict[str, str] | None = None,
+    batch_rows: int = 256,
+) -> Path:
     """Write ``masks`` (each (H, W), nonzero = lesion) for ``sample_ids`` to ``path`` atomically.
 
     ``metadata``: extra string key/values stored in the schema (e.g. the checkpoint hash).
@@ -40,8 +53,10 @@ def write_mask_file(path: str | Path, sample_ids: Sequence[str], masks: Iterable
     ids = list(sample_ids)
 
     def batch(n: int, buffer: list[bytes]) -> pa.RecordBatch:
-        return pa.record_batch([pa.array(ids[n - len(buffer):n], pa.string()),
-                                pa.array(buffer, schema.field("mask").type)], schema=schema)
+        return pa.record_batch(
+            [pa.array(ids[n - len(buffer) : n], pa.string()), pa.array(buffer, schema.field("mask").type)],
+            schema=schema,
+        )
 
     with atomic_arrow_file(path, schema) as writer:
         buffer: list[bytes] = []
@@ -49,8 +64,9 @@ def write_mask_file(path: str | Path, sample_ids: Sequence[str], masks: Iterable
         for mask in masks:
             m = np.asarray(mask)
             if m.shape != tuple(size):
-                raise ValueError(f"mask {n} ({ids[n] if n < len(ids) else '?'}) has shape {m.shape}, "
-                                 f"expected {tuple(size)}")
+                raise ValueError(
+                    f"mask {n} ({ids[n] if n < len(ids) else '?'}) has shape {m.shape}, expected {tuple(size)}"
+                )
             buffer.append((m != 0).astype(np.uint8).tobytes())
             n += 1
             if len(buffer) == batch_rows:
@@ -69,18 +85,25 @@ class MaskFile:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         if not self.path.is_file():
-            raise DatasetError("mask file not found", path=self.path,
-                               hint="predict the masks first (make train-dualnet-cls does it), or fix the path")
+            raise DatasetError(
+                "mask file not found",
+                path=self.path,
+                hint="predict the masks first (make train-dualnet-cls does it), or fix the path",
+            )
         self._source = pa.memory_map(str(self.path), "r")
         try:
             table = pa.ipc.open_file(self._source).read_all()
         except pa.ArrowInvalid as err:
-            raise DatasetError(f"not an Arrow mask file ({err})", path=self.path,
-                               hint="delete it and predict the masks again") from None
+            raise DatasetError(
+                f"not an Arrow mask file ({err})", path=self.path, hint="delete it and predict the masks again"
+            ) from None
         meta = table.schema.metadata or {}
         if meta.get(b"kind") != b"dermfuse-masks":
-            raise DatasetError("not a dermfuse mask file (schema metadata kind != dermfuse-masks)",
-                               path=self.path, hint="write it with dermfuse_data.mask_file.write_mask_file")
+            raise DatasetError(
+                "not a dermfuse mask file (schema metadata kind != dermfuse-masks)",
+                path=self.path,
+                hint="write it with dermfuse_data.mask_file.write_mask_file",
+            )
         self.size = (int(meta[b"height"]), int(meta[b"width"]))
         self.metadata = {k.decode(): v.decode() for k, v in meta.items()}
         self.sample_ids: list[str] = table.column("sample_id").to_pylist()
@@ -101,8 +124,11 @@ class MaskFile:
         try:
             i = self.index[sample_id]
         except KeyError:
-            raise DatasetError(f"no mask for sample {sample_id!r}", path=self.path,
-                               hint="the mask file was made for another dataset or split: predict again") from None
+            raise DatasetError(
+                f"no mask for sample {sample_id!r}",
+                path=self.path,
+                hint="the mask file was made for another dataset or split: predict again",
+            ) from None
         c, j = locate(self._starts, i)
         return self._chunks[c][j]
 

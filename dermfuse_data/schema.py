@@ -16,6 +16,7 @@ official_split     string      ``train``/``val``/``test`` where the publisher de
 meta_<column>      string      raw metadata cell, null where the publisher left it missing
 =================  ==========  =====================================================================
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -69,10 +70,13 @@ def validate_table(table: pa.Table, source: str = "table") -> None:
     if len(set(ids)) != len(ids):
         seen: set[str] = set()
         dupes = sorted({i for i in ids if i in seen or seen.add(i)})
-        raise DatasetError(f"duplicate sample ids {dupes[:5]}{'...' if len(dupes) > 5 else ''}",
-                           path=source, hint="each image must be listed once; remove the repeated rows")
+        raise DatasetError(
+            f"duplicate sample ids {dupes[:5]}{'...' if len(dupes) > 5 else ''}",
+            path=source,
+            hint="each image must be listed once; remove the repeated rows",
+        )
 
 
 def meta_columns(table: pa.Table) -> list[str]:
     """Raw metadata column names (without the ``meta_`` prefix) present in ``table``."""
-    return [c[len(META_PREFIX):] for c in table.column_names if c.startswith(META_PREFIX)]
+    return [c[len(META_PREFIX) :] for c in table.column_names if c.startswith(META_PREFIX)]

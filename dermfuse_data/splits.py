@@ -5,15 +5,15 @@ otherwise a seeded stratified grouped split (scikit-learn ``StratifiedKFold`` ov
 ``group_id`` (lesion or patient) ever appears in two splits. :func:`load_or_make_splits` writes the
 partition as a small CSV next to the image cache so every paper and every rerun reuses it.
 """
+
 from __future__ import annotations
 
 import hashlib
 import json
 import os
 import tempfile
-from pathlib import Path
-
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -61,8 +61,9 @@ def _hold_out(labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int
     return held_groups[group_index]
 
 
-def make_splits(table: pa.Table, val_fraction: float = 0.15, test_fraction: float = 0.15,
-                seed: int = 0, use_official: bool = True) -> pa.Table:
+def make_splits(
+    table: pa.Table, val_fraction: float = 0.15, test_fraction: float = 0.15, seed: int = 0, use_official: bool = True
+) -> pa.Table:
     """Return ``table`` with a ``split`` column (``train``/``val``/``test``), grouped by ``group_id``.
 
     With ``use_official`` and an ``official_split`` column filled for every row, the publisher's
@@ -87,9 +88,11 @@ def make_splits(table: pa.Table, val_fraction: float = 0.15, test_fraction: floa
         val_share = val_fraction / max(1e-9, 1.0 - test_fraction)
         held = _hold_out(labels[rest], groups[rest], val_share, seed + 1)
         split[rest[held]] = "val"
-    out = table.append_column("split", pa.array(split.tolist(), pa.string())) \
-        if "split" not in table.column_names else table.set_column(
-            table.column_names.index("split"), "split", pa.array(split.tolist(), pa.string()))
+    out = (
+        table.append_column("split", pa.array(split.tolist(), pa.string()))
+        if "split" not in table.column_names
+        else table.set_column(table.column_names.index("split"), "split", pa.array(split.tolist(), pa.string()))
+    )
     return out
 
 
@@ -106,8 +109,11 @@ def assert_no_leak(table: pa.Table, source: str = "split") -> None:
     crossing = crossing_groups(table)
     if crossing:
         some = ", ".join(f"{g}: {sorted(s)}" for g, s in list(crossing.items())[:5])
-        raise DatasetError(f"{len(crossing)} groups cross splits ({some})", path=source,
-                           hint="use a grouped split (the default) or resplit with use_official=False")
+        raise DatasetError(
+            f"{len(crossing)} groups cross splits ({some})",
+            path=source,
+            hint="use a grouped split (the default) or resplit with use_official=False",
+        )
 
 
 def _check_leaks(table: pa.Table, official: bool, source: str) -> None:
@@ -117,14 +123,21 @@ def _check_leaks(table: pa.Table, official: bool, source: str) -> None:
         return
     crossing = crossing_groups(table)
     if crossing:
-        warnings.warn(f"{source}: the publisher's split puts {len(crossing)} groups in more than one "
-                      "split; pass use_official_split=False for a grouped resplit", stacklevel=3)
+        warnings.warn(
+            f"{source}: the publisher's split puts {len(crossing)} groups in more than one "
+            "split; pass use_official_split=False for a grouped resplit",
+            stacklevel=3,
+        )
 
 
 def uses_official(table: pa.Table, use_official: bool = True) -> bool:
     """Whether :func:`make_splits` keeps the publisher's split for ``table``."""
-    return bool(use_official and "official_split" in table.column_names
-                and table.column("official_split").null_count == 0 and len(table) > 0)
+    return bool(
+        use_official
+        and "official_split" in table.column_names
+        and table.column("official_split").null_count == 0
+        and len(table) > 0
+    )
 
 
 def _fingerprint(table: pa.Table, **params) -> str:
@@ -134,9 +147,14 @@ def _fingerprint(table: pa.Table, **params) -> str:
     return h.hexdigest()[:16]
 
 
-def load_or_make_splits(table: pa.Table, directory: str | Path, val_fraction: float = 0.15,
-                        test_fraction: float = 0.15, seed: int = 0,
-                        use_official: bool = True) -> tuple[pa.Table, Path]:
+def load_or_make_splits(
+    table: pa.Table,
+    directory: str | Path,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    seed: int = 0,
+    use_official: bool = True,
+) -> tuple[pa.Table, Path]:
     """:func:`make_splits`, saved as ``splits-<fingerprint>.csv`` in ``directory`` and reused.
 
     The fingerprint covers the sample ids, groups, labels, official split and the parameters, so a

@@ -6,6 +6,7 @@ indicator: categorical -> one-hot over the categories seen in training, compound
 seen in training count as missing. The blocks' widths (:attr:`TabularEncoder.group_widths`) let a
 model make one token per clinical feature. Columns that leak the label are refused unless asked for.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -19,8 +20,9 @@ from dermfuse_data.schema import META_PREFIX
 from dermfuse_data.sources.base import DatasetSource, MetaFeature
 
 
-def select_features(source: DatasetSource, names: Sequence[str] | str | None = "all",
-                    allow_leaky: bool = False) -> list[MetaFeature]:
+def select_features(
+    source: DatasetSource, names: Sequence[str] | str | None = "all", allow_leaky: bool = False
+) -> list[MetaFeature]:
     """The features to encode: ``"all"`` (every non-leaking one), ``None``/``[]`` (none) or names.
 
     Naming a label-leaking feature (e.g. CBIS-DDSM ``assessment``) without ``allow_leaky`` raises
@@ -38,13 +40,15 @@ def select_features(source: DatasetSource, names: Sequence[str] | str | None = "
         try:
             feature = source.feature(name)
         except KeyError as err:
-            raise DatasetError(str(err.args[0]), path=f"{source.name} metadata",
-                               hint="fix the meta_features list in your config") from None
+            raise DatasetError(
+                str(err.args[0]), path=f"{source.name} metadata", hint="fix the meta_features list in your config"
+            ) from None
         if feature.leaks_label and not allow_leaky:
             raise DatasetError(
                 f"metadata feature {name!r} leaks the label: {feature.why_leaks or 'it encodes the diagnosis'}",
                 path=f"{source.name} metadata",
-                hint="drop it from meta_features, or set allow_leaky_metadata=true to study the leak")
+                hint="drop it from meta_features, or set allow_leaky_metadata=true to study the leak",
+            )
         chosen.append(feature)
     return chosen
 
@@ -97,18 +101,24 @@ class TabularEncoder:
     def _cells(table: pa.Table, feature: MetaFeature) -> list[str | None]:
         name = META_PREFIX + feature.column
         if name not in table.column_names:
-            raise DatasetError(f"metadata column {feature.column!r} (feature {feature.name!r}) is absent",
-                               path="sample table", hint="check the dataset's metadata file headers")
+            raise DatasetError(
+                f"metadata column {feature.column!r} (feature {feature.name!r}) is absent",
+                path="sample table",
+                hint="check the dataset's metadata file headers",
+            )
         missing = set(feature.missing)
-        return [None if v is None or v.strip() in missing else v.strip()
-                for v in table.column(name).to_pylist()]
+        return [None if v is None or v.strip() in missing else v.strip() for v in table.column(name).to_pylist()]
 
     @staticmethod
     def _numbers(cells: list[str | None], feature: MetaFeature) -> np.ndarray:
         out, bad = parse_numbers(cells)
         if bad:
-            raise DatasetError(f"column {feature.column!r} holds {cells[bad[0]]!r}, not a number", row=bad[0] + 1,
-                               path="metadata", hint="fix the cell or mark it missing")
+            raise DatasetError(
+                f"column {feature.column!r} holds {cells[bad[0]]!r}, not a number",
+                row=bad[0] + 1,
+                path="metadata",
+                hint="fix the cell or mark it missing",
+            )
         return out
 
     @classmethod
@@ -131,8 +141,7 @@ class TabularEncoder:
         self.blocks = []
         for f in self.features:
             cells = self._cells(table, f)
-            block = FeatureBlock(f.name, f.column, f.kind, [], missing_tokens=tuple(f.missing),
-                                 separator=f.separator)
+            block = FeatureBlock(f.name, f.column, f.kind, [], missing_tokens=tuple(f.missing), separator=f.separator)
             if f.kind == "numeric":
                 x = self._numbers(cells, f)
                 if np.isfinite(x).any():
@@ -199,5 +208,4 @@ class TabularEncoder:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a fitted state from :meth:`state_dict`."""
-        self.blocks = [FeatureBlock(**{**b, "missing_tokens": tuple(b["missing_tokens"])})
-                       for b in state["blocks"]]
+        self.blocks = [FeatureBlock(**{**b, "missing_tokens": tuple(b["missing_tokens"])}) for b in state["blocks"]]

@@ -1,4 +1,5 @@
 """Augmentation applied jointly to image and mask (torchvision ``transforms.v2``), then normalised."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -21,13 +22,17 @@ def build_transform(train: bool, augment: str = "standard") -> v2.Compose:
     if train and augment != "none":
         steps += [v2.RandomHorizontalFlip(), v2.RandomVerticalFlip()]
         if augment == "standard":
-            steps += [v2.RandomChoice([v2.RandomRotation((a, a)) for a in (0, 90, 180, 270)]),
-                      v2.RandomAffine(degrees=15, translate=(0.05, 0.05), scale=(0.9, 1.1)),
-                      v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02)]
+            steps += [
+                v2.RandomChoice([v2.RandomRotation((a, a)) for a in (0, 90, 180, 270)]),
+                v2.RandomAffine(degrees=15, translate=(0.05, 0.05), scale=(0.9, 1.1)),
+                v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2, hue=0.02),
+            ]
         elif augment != "light":
             raise ValueError(f"augment must be none, light or standard, not {augment!r}")
-    steps += [v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True),
-              v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    steps += [
+        v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True),
+        v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+    ]
     return v2.Compose(steps)
 
 

@@ -111,8 +111,10 @@ def create_encoder(
         with _hub_offline_mode(offline):
             return timm.create_model(name, pretrained=True, **timm_kwargs)
     except _download_errors() as err:
-        reason = "HF_HUB_OFFLINE is set and the weights are not in the local cache" if offline else (
-            f"{type(err).__name__}: {err}"
+        reason = (
+            "HF_HUB_OFFLINE is set and the weights are not in the local cache"
+            if offline
+            else (f"{type(err).__name__}: {err}")
         )
         raise RuntimeError(
             f"Could not load pretrained weights for encoder {name!r}: the Hugging Face hub could "

@@ -18,9 +18,7 @@ def dice_bce_loss(dice_weight: float = 1.0, bce_weight: float = 1.0) -> DiceCELo
     (1e-5 in numerator and denominator), so an empty target predicted empty costs ~0.
     """
     if dice_weight < 0 or bce_weight < 0 or dice_weight + bce_weight == 0:
-        raise ValueError(
-            f"dice_weight={dice_weight} and bce_weight={bce_weight} must be >= 0 and not both 0."
-        )
+        raise ValueError(f"dice_weight={dice_weight} and bce_weight={bce_weight} must be >= 0 and not both 0.")
     return DiceCELoss(sigmoid=True, lambda_dice=dice_weight, lambda_ce=bce_weight)
 
 

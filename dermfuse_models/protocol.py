@@ -20,6 +20,7 @@ from ``dermfuse_models``:
 
 This module imports only torch: it is the whole surface other packages see of the nets.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -125,8 +126,9 @@ class ImageOnlyNet(nn.Module):
         super().__init__()
         self.module = module
 
-    def forward(self, image: torch.Tensor, meta: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> NetOutput:
+    def forward(
+        self, image: torch.Tensor, meta: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> NetOutput:
         """``{"logits": module(image)}``; ``meta`` and ``mask`` are ignored."""
         return {"logits": self.module(image)}
 
@@ -233,7 +235,23 @@ def uses_metadata(net: nn.Module) -> bool:
 
 
 __all__ = [
-    "IMAGE_SIZE_KEYS", "AttentionCapture", "AttentionMap", "AttentionMaps", "GradCamLayers", "ImageOnlyNet",
-    "KeyKind", "NetOutput", "OutputKind", "SegGradCamLayers", "TokenLayout", "UsesMetadata", "as_output",
-    "call_net", "check_input_size", "is_segmentation_net", "net_of", "output_kind", "uses_metadata",
+    "IMAGE_SIZE_KEYS",
+    "AttentionCapture",
+    "AttentionMap",
+    "AttentionMaps",
+    "GradCamLayers",
+    "ImageOnlyNet",
+    "KeyKind",
+    "NetOutput",
+    "OutputKind",
+    "SegGradCamLayers",
+    "TokenLayout",
+    "UsesMetadata",
+    "as_output",
+    "call_net",
+    "check_input_size",
+    "is_segmentation_net",
+    "net_of",
+    "output_kind",
+    "uses_metadata",
 ]

@@ -9,6 +9,7 @@ deletion faithfulness and the model-randomisation test (:mod:`dermfuse_xai.metri
 :mod:`dermfuse_xai.sanity`). Runner: :func:`explain_batches` and :func:`write_report` (the command:
 ``python -m dermfuse_models.runner explain``).
 """
+
 from dermfuse_models.protocol import is_segmentation_net
 from dermfuse_xai.explain import explain_batches
 from dermfuse_xai.methods import check_methods, default_methods, method_names
@@ -38,11 +39,42 @@ from dermfuse_xai.scoring import SCORE_KEYS
 from dermfuse_xai.settings import ExplainSettings
 
 __all__ = [
-    "SCORE_KEYS", "AttentionSummary", "ExplainReport", "ExplainSettings", "ExplanationMethod",
-    "FeatureAttribution", "FeatureScores", "LogitsModel", "MethodContext", "MethodInputs", "MethodResult",
-    "RegionScore", "TokenRelevance", "attention_rollout", "cam_layers_of", "check_methods", "clinical_attributions",
-    "cross_attention_maps", "default_methods", "deletion_curve", "deletion_scores", "dice", "energy_in_mask",
-    "explain_batches", "grad_cam", "group_feature_mask", "is_segmentation_net", "mask_fraction", "method_names",
-    "missing_baseline", "pointing_hit", "predicted_region", "randomized_copy", "seg_cam_layers_of", "seg_grad_cam",
-    "spearman", "transformer_relevancy", "write_report",
+    "SCORE_KEYS",
+    "AttentionSummary",
+    "ExplainReport",
+    "ExplainSettings",
+    "ExplanationMethod",
+    "FeatureAttribution",
+    "FeatureScores",
+    "LogitsModel",
+    "MethodContext",
+    "MethodInputs",
+    "MethodResult",
+    "RegionScore",
+    "TokenRelevance",
+    "attention_rollout",
+    "cam_layers_of",
+    "check_methods",
+    "clinical_attributions",
+    "cross_attention_maps",
+    "default_methods",
+    "deletion_curve",
+    "deletion_scores",
+    "dice",
+    "energy_in_mask",
+    "explain_batches",
+    "grad_cam",
+    "group_feature_mask",
+    "is_segmentation_net",
+    "mask_fraction",
+    "method_names",
+    "missing_baseline",
+    "pointing_hit",
+    "predicted_region",
+    "randomized_copy",
+    "seg_cam_layers_of",
+    "seg_grad_cam",
+    "spearman",
+    "transformer_relevancy",
+    "write_report",
 ]

@@ -16,6 +16,7 @@ are explained by Seg-Grad-CAM: the target is the sum of the lesion logits over t
 randomised model is explained for the same region. Rows carry ``dice`` (predicted lesion vs mask) and
 ``pred_area`` instead of class names.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
@@ -37,11 +38,19 @@ from dermfuse_xai.settings import ExplainSettings
 from dermfuse_xai.targets import BatchTargets, Chunk, targets_for
 
 
-def explain_batches(model: nn.Module, batches: Iterable[Mapping[str, Any]], n: int = 16,
-                    methods: list[str] | None = None, class_names: list[str] | None = None,
-                    meta_groups: list[int] | None = None, meta_names: list[str] | None = None,
-                    device: str | torch.device = "cpu", settings: ExplainSettings | None = None,
-                    progress: bool = True, task: Task | None = None) -> ExplainReport:
+def explain_batches(
+    model: nn.Module,
+    batches: Iterable[Mapping[str, Any]],
+    n: int = 16,
+    methods: list[str] | None = None,
+    class_names: list[str] | None = None,
+    meta_groups: list[int] | None = None,
+    meta_names: list[str] | None = None,
+    device: str | torch.device = "cpu",
+    settings: ExplainSettings | None = None,
+    progress: bool = True,
+    task: Task | None = None,
+) -> ExplainReport:
     """Explain the first ``n`` images of ``batches`` with ``methods`` (default: the registry's defaults that fit).
 
     Args:
@@ -91,8 +100,9 @@ def _chunks(batches: Iterable[Mapping[str, Any]], n: int, device: str | torch.de
         if seen >= n:
             break
         take = min(n - seen, int(batch["image"].shape[0]))
-        image, meta, mask = (None if batch.get(k) is None else batch[k][:take].to(device).float()
-                             for k in ("image", "meta", "mask"))
+        image, meta, mask = (
+            None if batch.get(k) is None else batch[k][:take].to(device).float() for k in ("image", "meta", "mask")
+        )
         labels = batch.get("label")
         ids = [str(s) for s in (batch.get("sample_id") or [seen + j for j in range(take)])[:take]]
         yield Chunk(image, meta, mask, None if labels is None else labels[:take], ids, seen)
@@ -124,13 +134,15 @@ class _Collected:
         self.maps: dict[str, list[torch.Tensor]] = {}
         self.captions: dict[str, list[str]] = {}
 
-    def add(self, chunk: Chunk, targets: BatchTargets, result: MethodResult,
-            rows_per_image: list[list[dict[str, Any]]]) -> None:
+    def add(
+        self, chunk: Chunk, targets: BatchTargets, result: MethodResult, rows_per_image: list[list[dict[str, Any]]]
+    ) -> None:
         """Keep one chunk's scored rows, feature scores and (up to ``max_figure_rows``) figure rows."""
         self.n_images += len(chunk.ids)
         for key, (names, values, extra) in result.features.items():
-            entry = self.features.setdefault(key, {"names": list(names), "values": [], "sample_id": [],
-                                                   "f_input": [], "f_baseline": []})
+            entry = self.features.setdefault(
+                key, {"names": list(names), "values": [], "sample_id": [], "f_input": [], "f_baseline": []}
+            )
             entry["values"].append(values.float().cpu())
             entry["sample_id"] += chunk.ids
             entry["f_input"] += extra.get("f_input", [])
@@ -148,19 +160,31 @@ class _Collected:
                 self.maps.setdefault(row["map"], []).append(result.maps[row["map"]][j].detach().cpu())
                 self.captions.setdefault(row["map"], []).append(caption(row))
 
-    def report(self, methods: list[str], settings: ExplainSettings, class_names: list[str],
-               task: Task) -> ExplainReport:
+    def report(
+        self, methods: list[str], settings: ExplainSettings, class_names: list[str], task: Task
+    ) -> ExplainReport:
         """The :class:`ExplainReport` of everything added."""
         map_names = list(dict.fromkeys(r["map"] for r in self.rows))
         means = {name: mean_scores([r for r in self.rows if r["map"] == name]) for name in map_names}
-        report = ExplainReport(methods=methods, map_names=map_names, rows=self.rows, means=means,
-                               features={k: _feature_summary(v) for k, v in self.features.items()},
-                               settings=asdict(settings), class_names=class_names, task=task)
-        report.figures = {"image": torch.stack(self.images), "mask": _stack_all(self.masks),
-                          "outline": _stack_all(self.outlines), "title": self.titles,
-                          "maps": {k: torch.stack(v) for k, v in self.maps.items()}, "captions": self.captions,
-                          "features": {k: (v["names"], torch.cat(v["values"]).numpy())
-                                       for k, v in self.features.items()}}
+        report = ExplainReport(
+            methods=methods,
+            map_names=map_names,
+            rows=self.rows,
+            means=means,
+            features={k: _feature_summary(v) for k, v in self.features.items()},
+            settings=asdict(settings),
+            class_names=class_names,
+            task=task,
+        )
+        report.figures = {
+            "image": torch.stack(self.images),
+            "mask": _stack_all(self.masks),
+            "outline": _stack_all(self.outlines),
+            "title": self.titles,
+            "maps": {k: torch.stack(v) for k, v in self.maps.items()},
+            "captions": self.captions,
+            "features": {k: (v["names"], torch.cat(v["values"]).numpy()) for k, v in self.features.items()},
+        }
         return report
 
 
@@ -172,11 +196,20 @@ def _stack_all(items: list[torch.Tensor | None]) -> torch.Tensor | None:
 def _feature_summary(entry: dict[str, Any]) -> dict[str, Any]:
     """Names, mean and mean |value| per feature, values per image; for SHAP-like methods the sum check too."""
     values = torch.cat(entry["values"]).numpy()
-    out = {"names": entry["names"], "mean": np.nanmean(values, 0).tolist(),
-           "mean_abs": np.nanmean(np.abs(values), 0).tolist(),
-           "per_image": {sid: v.tolist() for sid, v in zip(entry["sample_id"], values, strict=True)}}
+    out = {
+        "names": entry["names"],
+        "mean": np.nanmean(values, 0).tolist(),
+        "mean_abs": np.nanmean(np.abs(values), 0).tolist(),
+        "per_image": {sid: v.tolist() for sid, v in zip(entry["sample_id"], values, strict=True)},
+    }
     if entry["f_input"]:
         delta = np.asarray(entry["f_input"]) - np.asarray(entry["f_baseline"])
-        out.update({"output": entry.get("output"), "baseline": entry.get("baseline"),
-                    "output_delta": delta.tolist(), "attribution_sum": values.sum(1).tolist()})
+        out.update(
+            {
+                "output": entry.get("output"),
+                "baseline": entry.get("baseline"),
+                "output_delta": delta.tolist(),
+                "attribution_sum": values.sum(1).tolist(),
+            }
+        )
     return out

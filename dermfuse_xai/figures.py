@@ -4,6 +4,7 @@ Images arrive normalised; a ``to_rgb`` callable (normalised ``(3, H, W)`` tensor
 [0, 1]) shows them: the runner passes the data's inverse normalisation, the default is
 :func:`stretch_to_unit`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -32,10 +33,17 @@ def _unit(saliency: np.ndarray) -> np.ndarray:
     return (s - lo) / (hi - lo) if hi > lo else np.zeros_like(s)
 
 
-def heatmap_grid_figure(images: torch.Tensor, maps: torch.Tensor, titles: list[str],
-                        masks: torch.Tensor | None = None, method: str = "", alpha: float = 0.5,
-                        captions: list[str] | None = None, outlines: torch.Tensor | None = None,
-                        to_rgb: ToRGB | None = None) -> Figure:
+def heatmap_grid_figure(
+    images: torch.Tensor,
+    maps: torch.Tensor,
+    titles: list[str],
+    masks: torch.Tensor | None = None,
+    method: str = "",
+    alpha: float = 0.5,
+    captions: list[str] | None = None,
+    outlines: torch.Tensor | None = None,
+    to_rgb: ToRGB | None = None,
+) -> Figure:
     """One row per image: image | lesion mask | heatmap (min-max scaled per image) over the image.
 
     Args:
@@ -79,10 +87,18 @@ def heatmap_grid_figure(images: torch.Tensor, maps: torch.Tensor, titles: list[s
     return fig
 
 
-def save_heatmap_grid(path: str | Path, images: torch.Tensor, maps: torch.Tensor, titles: list[str],
-                      masks: torch.Tensor | None = None, method: str = "", alpha: float = 0.5,
-                      captions: list[str] | None = None, outlines: torch.Tensor | None = None,
-                      to_rgb: ToRGB | None = None) -> Path:
+def save_heatmap_grid(
+    path: str | Path,
+    images: torch.Tensor,
+    maps: torch.Tensor,
+    titles: list[str],
+    masks: torch.Tensor | None = None,
+    method: str = "",
+    alpha: float = 0.5,
+    captions: list[str] | None = None,
+    outlines: torch.Tensor | None = None,
+    to_rgb: ToRGB | None = None,
+) -> Path:
     """Write :func:`heatmap_grid_figure` as a PNG at ``path`` (folders are created)."""
     fig = heatmap_grid_figure(images, maps, titles, masks, method, alpha, captions, outlines, to_rgb)
     return _save(fig, path)
@@ -98,8 +114,9 @@ def _save(fig: Figure, path: str | Path) -> Path:
     return path
 
 
-def feature_bars_figure(importances: dict[str, tuple[list[str], np.ndarray]],
-                        title: str = "clinical feature importance") -> Figure:
+def feature_bars_figure(
+    importances: dict[str, tuple[list[str], np.ndarray]], title: str = "clinical feature importance"
+) -> Figure:
     """One horizontal bar chart per method: mean attribution per clinical feature over the images.
 
     Args:
@@ -127,7 +144,8 @@ def feature_bars_figure(importances: dict[str, tuple[list[str], np.ndarray]],
     return fig
 
 
-def save_feature_bars(path: str | Path, importances: dict[str, tuple[list[str], np.ndarray]],
-                      title: str = "clinical feature importance") -> Path:
+def save_feature_bars(
+    path: str | Path, importances: dict[str, tuple[list[str], np.ndarray]], title: str = "clinical feature importance"
+) -> Path:
     """Write :func:`feature_bars_figure` as a PNG at ``path`` (folders are created)."""
     return _save(feature_bars_figure(importances, title), path)

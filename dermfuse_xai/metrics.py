@@ -10,6 +10,7 @@
 * Agreement between two maps (model-randomisation test, Adebayo et al. 2018): Spearman rank
   correlation of the pixel values.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -94,9 +95,15 @@ def deletion_order(saliency: torch.Tensor, order: str = "saliency", seed: int = 
     return torch.from_numpy(np.lexsort((jitter, -flat)))
 
 
-def deletion_curve(score_fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, saliency: torch.Tensor,
-                   steps: int = 20, order: str = "saliency", fill: str | float = "mean",
-                   seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def deletion_curve(
+    score_fn: Callable[[torch.Tensor], torch.Tensor],
+    image: torch.Tensor,
+    saliency: torch.Tensor,
+    steps: int = 20,
+    order: str = "saliency",
+    fill: str | float = "mean",
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
     """Score of one image while pixels are removed in ``order``; returns ``(fractions, scores)``.
 
     Args:
@@ -138,8 +145,14 @@ def curve_auc(fractions: np.ndarray, scores: np.ndarray) -> float:
     return float(np.trapezoid(scores, fractions))
 
 
-def deletion_scores(score_fn: Callable[[torch.Tensor], torch.Tensor], image: torch.Tensor, saliency: torch.Tensor,
-                    steps: int = 20, fill: str | float = "mean", seed: int = 0) -> dict[str, float]:
+def deletion_scores(
+    score_fn: Callable[[torch.Tensor], torch.Tensor],
+    image: torch.Tensor,
+    saliency: torch.Tensor,
+    steps: int = 20,
+    fill: str | float = "mean",
+    seed: int = 0,
+) -> dict[str, float]:
     """Deletion AUC for the saliency order and a random order, and their difference.
 
     Returns ``{"deletion_auc": salient-first AUC (lower = more faithful), "deletion_auc_random":

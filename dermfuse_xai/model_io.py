@@ -5,6 +5,7 @@ NetOutput``); captum and the relevancy code want a callable returning the logits
 :class:`LogitsModel` is that adapter (through ``protocol.call_net``); the helpers here say which
 layers Grad-CAM and Seg-Grad-CAM should hook and whether a net exposes the protocol's attention capture API.
 """
+
 from __future__ import annotations
 
 import torch
@@ -33,8 +34,9 @@ class LogitsModel(nn.Module):
         ``meta_names``; empty = the image-only ablation)."""
         return uses_metadata(self.net)
 
-    def forward(self, image: torch.Tensor, meta: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, image: torch.Tensor, meta: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Logits of the wrapped net for ``image`` (and ``meta`` / ``mask``, which it ignores where unused)."""
         batch = {"image": image, "meta": meta, "mask": mask}
         return call_net(self.net, batch, mask_input=not is_segmentation_net(self.net))["logits"]

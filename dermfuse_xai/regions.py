@@ -4,6 +4,7 @@ EAM-Net and DualNet's Deep-UNet (``output_kind = "mask_logits"``) output one les
 Seg-Grad-CAM explains a *region* of that output (:func:`predicted_region`, or :func:`mask_region` for
 ``target="label"``); the report scores the prediction with :func:`dice`.
 """
+
 from __future__ import annotations
 
 import torch

@@ -7,6 +7,7 @@
 * ``scores.csv`` (one row per image and map), ``scores_mean.csv`` (one row per map) and
   ``feature_attributions.csv`` (one row per image, method and clinical feature).
 """
+
 from __future__ import annotations
 
 import csv
@@ -55,13 +56,25 @@ class ExplainReport:
 
     def to_json(self) -> dict[str, Any]:
         """Everything except the figure tensors."""
-        return {"task": self.task, "methods": self.methods, "maps": self.map_names, "class_names": self.class_names,
-                "settings": self.settings, "conventions": conventions(), "mean": self.means,
-                "per_image": self.rows, "feature_attributions": self.features}
+        return {
+            "task": self.task,
+            "methods": self.methods,
+            "maps": self.map_names,
+            "class_names": self.class_names,
+            "settings": self.settings,
+            "conventions": conventions(),
+            "mean": self.means,
+            "per_image": self.rows,
+            "feature_attributions": self.features,
+        }
 
 
-def write_report(report: ExplainReport, out_dir: str | Path, extra: Mapping[str, Any] | None = None,
-                 to_rgb: Callable[[torch.Tensor], np.ndarray] | None = None) -> dict[str, Path]:
+def write_report(
+    report: ExplainReport,
+    out_dir: str | Path,
+    extra: Mapping[str, Any] | None = None,
+    to_rgb: Callable[[torch.Tensor], np.ndarray] | None = None,
+) -> dict[str, Path]:
     """Write figures, ``scores.json``, ``scores.csv``, ``scores_mean.csv`` and ``feature_attributions.csv``.
 
     ``extra`` is merged into ``scores.json`` (e.g. checkpoint path, run folder, split). ``to_rgb`` turns a
@@ -74,10 +87,17 @@ def write_report(report: ExplainReport, out_dir: str | Path, extra: Mapping[str,
     written: dict[str, Path] = {}
     fig = report.figures
     for map_name, maps in fig.get("maps", {}).items():
-        written[f"figure:{map_name}"] = save_heatmap_grid(out / f"{_file_safe(map_name)}.png", fig["image"], maps,
-                                                         fig["title"], fig.get("mask"), method=map_name,
-                                                         captions=fig.get("captions", {}).get(map_name),
-                                                         outlines=fig.get("outline"), to_rgb=to_rgb)
+        written[f"figure:{map_name}"] = save_heatmap_grid(
+            out / f"{_file_safe(map_name)}.png",
+            fig["image"],
+            maps,
+            fig["title"],
+            fig.get("mask"),
+            method=map_name,
+            captions=fig.get("captions", {}).get(map_name),
+            outlines=fig.get("outline"),
+            to_rgb=to_rgb,
+        )
     if fig.get("features"):
         written["figure:features"] = save_feature_bars(out / "clinical_features.png", fig["features"])
     payload = {**(dict(extra) if extra else {}), **report.to_json()}
@@ -87,12 +107,15 @@ def write_report(report: ExplainReport, out_dir: str | Path, extra: Mapping[str,
     mean_rows = [{"map": k, **v} for k, v in report.means.items()]
     mean_cols = ["map", "n_images", *SCORE_KEYS, "energy_above_chance"]
     written["csv_mean"] = _write_csv(out / "scores_mean.csv", mean_cols, mean_rows)
-    feat_rows = [{"sample_id": sid, "method": method, "feature": name, "value": value}
-                 for method, entry in report.features.items()
-                 for sid, values in entry["per_image"].items()
-                 for name, value in zip(entry["names"], values, strict=True)]
-    written["csv_features"] = _write_csv(out / "feature_attributions.csv", ["sample_id", "method", "feature", "value"],
-                                         feat_rows)
+    feat_rows = [
+        {"sample_id": sid, "method": method, "feature": name, "value": value}
+        for method, entry in report.features.items()
+        for sid, values in entry["per_image"].items()
+        for name, value in zip(entry["names"], values, strict=True)
+    ]
+    written["csv_features"] = _write_csv(
+        out / "feature_attributions.csv", ["sample_id", "method", "feature", "value"], feat_rows
+    )
     return written
 
 

@@ -5,6 +5,7 @@ weights explains the input (edges, colour blobs), not the model. :func:`randomiz
 re-initialised model; comparing the two models' maps with :func:`dermfuse_xai.metrics.spearman`
 gives the reported rank correlation (near 1 = the method fails the check).
 """
+
 from __future__ import annotations
 
 import copy

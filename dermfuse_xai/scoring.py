@@ -5,6 +5,7 @@ Per image and map (:func:`score_maps`): ``energy_in_mask``, ``pointing_hit`` and
 ``deletion_auc_random`` / ``deletion_auc_gain`` (the curve tracks the chunk's score functions), and
 ``randomization_spearman`` (against the same map of the re-initialised model, :mod:`dermfuse_xai.sanity`).
 """
+
 from __future__ import annotations
 
 import math
@@ -17,22 +18,34 @@ from dermfuse_xai.metrics import deletion_scores, energy_in_mask, mask_fraction,
 from dermfuse_xai.settings import ExplainSettings
 from dermfuse_xai.targets import BatchTargets, Chunk
 
-SCORE_KEYS = ("energy_in_mask", "pointing_hit", "mask_fraction", "deletion_auc", "deletion_auc_random",
-              "deletion_auc_gain", "randomization_spearman")
+SCORE_KEYS = (
+    "energy_in_mask",
+    "pointing_hit",
+    "mask_fraction",
+    "deletion_auc",
+    "deletion_auc_random",
+    "deletion_auc_gain",
+    "randomization_spearman",
+)
 
 SCORE_CONVENTIONS = {
     "energy_in_mask": "share of positive saliency inside the lesion mask; chance = mask_fraction",
     "pointing_hit": "1 if the map's maximum is inside the lesion mask; chance = mask_fraction; NaN for a "
-                    "constant map (no maximum to point with)",
+    "constant map (no maximum to point with)",
     "deletion_auc": "AUC of the target probability while the most salient pixels are replaced first (lower = "
-                    "more faithful); deletion_auc_gain = random-order AUC - deletion_auc (> 0 beats random)",
+    "more faithful); deletion_auc_gain = random-order AUC - deletion_auc (> 0 beats random)",
     "randomization_spearman": "Spearman rank correlation with the same method's map on the re-initialised "
-                              "model (Adebayo et al. 2018); near 1 = the map does not depend on the weights",
+    "model (Adebayo et al. 2018); near 1 = the map does not depend on the weights",
 }
 
 
-def score_maps(maps: dict[str, torch.Tensor], random_maps: dict[str, torch.Tensor], chunk: Chunk,
-               targets: BatchTargets, settings: ExplainSettings) -> list[list[dict[str, Any]]]:
+def score_maps(
+    maps: dict[str, torch.Tensor],
+    random_maps: dict[str, torch.Tensor],
+    chunk: Chunk,
+    targets: BatchTargets,
+    settings: ExplainSettings,
+) -> list[list[dict[str, Any]]]:
     """Per image of ``chunk``, one row per map: the image's row columns, ``map`` and every :data:`SCORE_KEYS`
     score (NaN where it cannot be computed: no mask, no randomised map, a constant map)."""
     per_image = []
@@ -42,13 +55,21 @@ def score_maps(maps: dict[str, torch.Tensor], random_maps: dict[str, torch.Tenso
         for map_name, sal in maps.items():
             row = {**targets.rows[j], "map": map_name, **{k: float("nan") for k in SCORE_KEYS}}
             if mask is not None:
-                row["energy_in_mask"] = float(energy_in_mask(sal[j:j + 1], mask[j:j + 1])[0])
-                row["pointing_hit"] = float(pointing_hit(sal[j:j + 1], mask[j:j + 1])[0])
-                row["mask_fraction"] = float(mask_fraction(mask[j:j + 1])[0])
-            row.update(deletion_scores(targets.score_fns[j], chunk.image[j], sal[j], settings.deletion_steps,
-                                       settings.deletion_fill, settings.seed + chunk.first + j))
+                row["energy_in_mask"] = float(energy_in_mask(sal[j : j + 1], mask[j : j + 1])[0])
+                row["pointing_hit"] = float(pointing_hit(sal[j : j + 1], mask[j : j + 1])[0])
+                row["mask_fraction"] = float(mask_fraction(mask[j : j + 1])[0])
+            row.update(
+                deletion_scores(
+                    targets.score_fns[j],
+                    chunk.image[j],
+                    sal[j],
+                    settings.deletion_steps,
+                    settings.deletion_fill,
+                    settings.seed + chunk.first + j,
+                )
+            )
             if map_name in random_maps:
-                row["randomization_spearman"] = float(spearman(sal[j:j + 1], random_maps[map_name][j:j + 1])[0])
+                row["randomization_spearman"] = float(spearman(sal[j : j + 1], random_maps[map_name][j : j + 1])[0])
             rows.append(row)
         per_image.append(rows)
     return per_image

@@ -1,4 +1,5 @@
 """The knobs of an explanation run (:class:`ExplainSettings`), shared by the loop and the methods."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

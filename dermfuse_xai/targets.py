@@ -8,6 +8,7 @@
 
 Both turn a :class:`Chunk` and the net's output into :class:`BatchTargets`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -62,8 +63,8 @@ class BatchTargets:
 
 def _one_image_inputs(chunk: Chunk, j: int, k: int):
     """Image ``j``'s metadata and mask, repeated for ``k`` perturbed copies."""
-    meta = None if chunk.meta is None else chunk.meta[j:j + 1].expand(k, -1)
-    mask = None if chunk.mask is None else chunk.mask[j:j + 1].expand(k, -1, -1, -1)
+    meta = None if chunk.meta is None else chunk.meta[j : j + 1].expand(k, -1)
+    mask = None if chunk.mask is None else chunk.mask[j : j + 1].expand(k, -1, -1, -1)
     return meta, mask
 
 
@@ -84,7 +85,8 @@ class ClassificationTargets:
             raise ValueError(
                 f"{type(model.net).__name__} returns outputs of shape {tuple(output.shape)}, not class logits (B, K); "
                 "a segmentation net is explained when it sets output_kind = 'mask_logits' "
-                "(dermfuse_models.protocol) and declares seg_cam_layers().")
+                "(dermfuse_models.protocol) and declares seg_cam_layers()."
+            )
         if chunk.labels is None:
             raise ValueError("explaining a classifier needs a 'label' in every batch (the true class of each image).")
         labels = torch.as_tensor(chunk.labels).long()
@@ -95,8 +97,17 @@ class ClassificationTargets:
         rows, titles = [], []
         for j, sid in enumerate(chunk.ids):
             label, pred, prob = int(labels[j]), int(preds[j]), float(probs[j, preds[j]])
-            rows.append({"sample_id": sid, "label": label, "label_name": names[label], "pred": pred,
-                         "pred_name": names[pred], "prob": prob, "target": int(target[j])})
+            rows.append(
+                {
+                    "sample_id": sid,
+                    "label": label,
+                    "label_name": names[label],
+                    "pred": pred,
+                    "pred_name": names[pred],
+                    "prob": prob,
+                    "target": int(target[j]),
+                }
+            )
             titles.append(f"{sid}: pred {names[pred]} ({prob:.2f}) | true {names[label]}")
         score_fns = [self._probability(model, chunk, j, int(target[j])) for j in range(len(chunk.ids))]
         return BatchTargets(target, rows, titles, None, score_fns)
@@ -139,8 +150,11 @@ class SegmentationTargets:
         for j, sid in enumerate(chunk.ids):
             d, a = float(scores[j]), float(area[j])
             rows.append({"sample_id": sid, "dice": d, "pred_area": a, "target": self.settings.target})
-            titles.append(f"{sid}: Dice {d:.2f} (pred area {a:.2f})" if mask is not None
-                          else f"{sid}: pred area {a:.2f} (no mask)")
+            titles.append(
+                f"{sid}: Dice {d:.2f} (pred area {a:.2f})"
+                if mask is not None
+                else f"{sid}: pred area {a:.2f} (no mask)"
+            )
         score_fns = [self._region_probability(model, chunk, j, region[j]) for j in range(len(chunk.ids))]
         return BatchTargets(region, rows, titles, predicted, score_fns)
 
@@ -157,7 +171,8 @@ class SegmentationTargets:
         return score
 
 
-def targets_for(task: Task, settings: ExplainSettings,
-                class_names: Sequence[str] | None = None) -> ClassificationTargets | SegmentationTargets:
+def targets_for(
+    task: Task, settings: ExplainSettings, class_names: Sequence[str] | None = None
+) -> ClassificationTargets | SegmentationTargets:
     """The strategy of ``task``."""
     return (SegmentationTargets if task == "segmentation" else ClassificationTargets)(settings, class_names)

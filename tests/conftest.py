@@ -1,4 +1,5 @@
 """Test-wide settings: never touch the network, keep caches out of the repo."""
+
 from __future__ import annotations
 
 import os

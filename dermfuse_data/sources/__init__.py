@@ -1,4 +1,5 @@
 """Registry of dataset sources: ``get_source("pad_ufes_20")`` -> :class:`DatasetSource`."""
+
 from __future__ import annotations
 
 import importlib

@@ -1,4 +1,5 @@
 """What every dataset source declares: its classes, metadata features and how to read it."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -57,5 +58,4 @@ class DatasetSource:
         for f in self.features:
             if f.name == name:
                 return f
-        raise KeyError(f"{self.name} has no metadata feature {name!r}; known: "
-                       f"{[f.name for f in self.features]}")
+        raise KeyError(f"{self.name} has no metadata feature {name!r}; known: {[f.name for f in self.features]}")

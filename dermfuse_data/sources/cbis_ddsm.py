@@ -50,6 +50,7 @@ type, ``NA`` is common), hence 36 + 5. The raw calc types spell one category two
 (``LUCENT_CENTER`` in 175, ``LUCENT_CENTERED`` in 44 training rows, alone or in compounds); both are
 kept as written, so they are two of the 14 calc-type columns.
 """
+
 from __future__ import annotations
 
 import os
@@ -72,14 +73,36 @@ ABNORMALITY_TYPES = ("mass", "calc")
 OFFICIAL_SPLITS = ("train", "test")
 #: the 14 columns of the mass / calc case-description CSVs, in the publisher's order
 MASS_COLUMNS = (
-    "patient_id", "breast_density", "left or right breast", "image view", "abnormality id",
-    "abnormality type", "mass shape", "mass margins", "assessment", "pathology", "subtlety",
-    "image file path", "cropped image file path", "ROI mask file path",
+    "patient_id",
+    "breast_density",
+    "left or right breast",
+    "image view",
+    "abnormality id",
+    "abnormality type",
+    "mass shape",
+    "mass margins",
+    "assessment",
+    "pathology",
+    "subtlety",
+    "image file path",
+    "cropped image file path",
+    "ROI mask file path",
 )
 CALC_COLUMNS = (
-    "patient_id", "breast density", "left or right breast", "image view", "abnormality id",
-    "abnormality type", "calc type", "calc distribution", "assessment", "pathology", "subtlety",
-    "image file path", "cropped image file path", "ROI mask file path",
+    "patient_id",
+    "breast density",
+    "left or right breast",
+    "image view",
+    "abnormality id",
+    "abnormality type",
+    "calc type",
+    "calc distribution",
+    "assessment",
+    "pathology",
+    "subtlety",
+    "image file path",
+    "cropped image file path",
+    "ROI mask file path",
 )
 COLUMNS = {"mass": MASS_COLUMNS, "calc": CALC_COLUMNS}
 #: the density column's two published spellings (either is accepted in either file)
@@ -87,38 +110,51 @@ DENSITY_SPELLINGS = ("breast_density", "breast density")
 PATH_COLUMNS = ("image file path", "cropped image file path", "ROI mask file path")
 #: ``meta_*`` columns of the table (raw header lower-cased, spaces -> ``_``), same for every option
 META_COLUMNS = (
-    "breast_density", "left_or_right_breast", "image_view", "abnormality_id", "abnormality_type",
-    "mass_shape", "mass_margins", "calc_type", "calc_distribution", "assessment", "pathology",
-    "subtlety", "image_file_path", "cropped_image_file_path", "roi_mask_file_path",
+    "breast_density",
+    "left_or_right_breast",
+    "image_view",
+    "abnormality_id",
+    "abnormality_type",
+    "mass_shape",
+    "mass_margins",
+    "calc_type",
+    "calc_distribution",
+    "assessment",
+    "pathology",
+    "subtlety",
+    "image_file_path",
+    "cropped_image_file_path",
+    "roi_mask_file_path",
 )
 IMAGE_TREE = "CBIS-DDSM"
 ABNORMALITY_CHOICES = ("mass", "calc", "both")
 VIEW_CHOICES = ("full", "roi")
 OPTIONS = {
     "abnormality": "mass | calc | both (default both): which case-description CSVs to read "
-                   "(both = all four files, one row per abnormality)",
+    "(both = all four files, one row per abnormality)",
     "view": "full (default) | roi: full = image_path is the full mammogram and mask_path the "
-            "abnormality's ROI mask (same size); roi = image_path is the cropped ROI image and "
-            "mask_path is null (the crop's position in the mammogram is not published, so no "
-            "cropped mask exists)",
+    "abnormality's ROI mask (same size); roi = image_path is the cropped ROI image and "
+    "mask_path is null (the crop's position in the mammogram is not published, so no "
+    "cropped mask exists)",
 }
-DOWNLOAD_HINT = ("download CBIS-DDSM from TCIA (doi:10.7937/K9/TCIA.2016.7O02S9CY) with the NBIA "
-                 "Data Retriever into <root>/CBIS-DDSM/, and put the four case-description CSVs "
-                 "(mass/calc x train/test) from the same page directly in <root>")
+DOWNLOAD_HINT = (
+    "download CBIS-DDSM from TCIA (doi:10.7937/K9/TCIA.2016.7O02S9CY) with the NBIA "
+    "Data Retriever into <root>/CBIS-DDSM/, and put the four case-description CSVs "
+    "(mass/calc x train/test) from the same page directly in <root>"
+)
 WHY_ASSESSMENT_LEAKS = (
     "the BI-RADS assessment is the radiologist's malignancy call that led to the biopsy: in the "
     "published training CSVs 98% of assessment-5 abnormalities are malignant (450 of 458) and "
-    "0.2% of assessment-2 ones (1 of 559), so it predicts the label without the image")
+    "0.2% of assessment-2 ones (1 of 559), so it predicts the label without the image"
+)
 
 FEATURES = (
-    MetaFeature("breast_density", "breast_density", "categorical",
-                missing=MISSING_TOKENS + ("0",)),
+    MetaFeature("breast_density", "breast_density", "categorical", missing=MISSING_TOKENS + ("0",)),
     MetaFeature("mass_shape", "mass_shape", "multi", separator="-"),
     MetaFeature("mass_margins", "mass_margins", "multi", separator="-"),
     MetaFeature("calc_type", "calc_type", "multi", separator="-"),
     MetaFeature("calc_distribution", "calc_distribution", "multi", separator="-"),
-    MetaFeature("assessment", "assessment", "categorical", leaks_label=True,
-                why_leaks=WHY_ASSESSMENT_LEAKS),
+    MetaFeature("assessment", "assessment", "categorical", leaks_label=True, why_leaks=WHY_ASSESSMENT_LEAKS),
 )
 
 
@@ -138,8 +174,13 @@ def meta_name(column: str) -> str:
 def _read_case_csv(path: Path, kind: str) -> tuple[dict[str, int], list[tuple[int, list[str]]]]:
     """Column index by raw name (density spelling unified to the file type's) and data rows."""
     density = COLUMNS[kind][1]
-    table = read_csv(path, COLUMNS[kind], aliases={density: [s for s in DENSITY_SPELLINGS if s != density]},
-                     what=f"{kind} case-description CSV", download_hint=DOWNLOAD_HINT)
+    table = read_csv(
+        path,
+        COLUMNS[kind],
+        aliases={density: [s for s in DENSITY_SPELLINGS if s != density]},
+        what=f"{kind} case-description CSV",
+        download_hint=DOWNLOAD_HINT,
+    )
     return table.col, table.rows
 
 
@@ -159,35 +200,46 @@ class _Abnormality:
     meta: dict[str, str | None] = field(default_factory=dict)
 
 
-def _parse_row(path: Path, kind: str, split: str, col: dict[str, int], row: int,
-               cells: list[str]) -> _Abnormality:
+def _parse_row(path: Path, kind: str, split: str, col: dict[str, int], row: int, cells: list[str]) -> _Abnormality:
     """Validate one CSV row: ids, pathology, path columns; keep every column as raw meta."""
+
     def cell(name: str) -> str:
         return cells[col[name]].strip()
 
     patient = cell("patient_id")
     if not patient:
-        raise DatasetError("empty patient_id", path=path, row=row,
-                           hint="every row needs its patient_id (P_xxxxx); fix or delete that row")
+        raise DatasetError(
+            "empty patient_id",
+            path=path,
+            row=row,
+            hint="every row needs its patient_id (P_xxxxx); fix or delete that row",
+        )
     abnormality_id = cell("abnormality id")
     if not abnormality_id.isdigit():
-        raise DatasetError(f"abnormality id {abnormality_id!r} of patient {patient} is not a "
-                           "positive integer", path=path, row=row,
-                           hint="the abnormality id numbers the patient's findings in one image "
-                                "(1, 2, ...); restore the value")
+        raise DatasetError(
+            f"abnormality id {abnormality_id!r} of patient {patient} is not a positive integer",
+            path=path,
+            row=row,
+            hint="the abnormality id numbers the patient's findings in one image (1, 2, ...); restore the value",
+        )
     pathology = cell("pathology")
     label = PATHOLOGY_LABELS.get(pathology.upper())
     if label is None:
         raise DatasetError(
-            f"unknown pathology {pathology!r} in column 'pathology' (patient {patient}, "
-            f"abnormality {abnormality_id})", path=path, row=row,
-            hint=f"CBIS-DDSM pathologies are {list(PATHOLOGY_LABELS)}; fix the value or drop the row")
+            f"unknown pathology {pathology!r} in column 'pathology' (patient {patient}, abnormality {abnormality_id})",
+            path=path,
+            row=row,
+            hint=f"CBIS-DDSM pathologies are {list(PATHOLOGY_LABELS)}; fix the value or drop the row",
+        )
     paths = {name: cell(name).replace("\\", "/") for name in PATH_COLUMNS}
     empty = [name for name, value in paths.items() if not value]
     if empty:
-        raise DatasetError(f"empty {empty} for patient {patient}, abnormality {abnormality_id}",
-                           path=path, row=row, hint="restore the file paths of that row from the "
-                                                    "original CSV")
+        raise DatasetError(
+            f"empty {empty} for patient {patient}, abnormality {abnormality_id}",
+            path=path,
+            row=row,
+            hint="restore the file paths of that row from the original CSV",
+        )
     full_case = paths["image file path"].split("/")[0]
     roi_cases = tuple(dict.fromkeys(paths[name].split("/")[0] for name in PATH_COLUMNS[1:]))
     meta: dict[str, str | None] = {name: None for name in META_COLUMNS}
@@ -195,8 +247,9 @@ def _parse_row(path: Path, kind: str, split: str, col: dict[str, int], row: int,
         if name and name != "patient_id":
             value = cells[index].strip()
             meta[meta_name(name)] = value if value else None
-    return _Abnormality(path, row, f"{full_case}_{abnormality_id}", patient, split, label,
-                        full_case, roi_cases, paths, meta)
+    return _Abnormality(
+        path, row, f"{full_case}_{abnormality_id}", patient, split, label, full_case, roi_cases, paths, meta
+    )
 
 
 def _csv_path(root: Path, kind: str, split: str, abnormality: str) -> Path:
@@ -205,13 +258,11 @@ def _csv_path(root: Path, kind: str, split: str, abnormality: str) -> Path:
     if path.is_file():
         return path
     present = sorted(p.name for p in root.iterdir() if p.name.endswith(".csv"))
-    others = [k for k in ABNORMALITY_TYPES
-              if all((root / csv_name(k, s)).is_file() for s in OFFICIAL_SPLITS)]
+    others = [k for k in ABNORMALITY_TYPES if all((root / csv_name(k, s)).is_file() for s in OFFICIAL_SPLITS)]
     hint = DOWNLOAD_HINT
     if abnormality == "both" and others:
         hint += f"; or read only the complete type with the option abnormality={others[0]}"
-    raise DatasetError(f"{path.name} not found (CSV files in the folder: {present})", path=path,
-                       hint=hint)
+    raise DatasetError(f"{path.name} not found (CSV files in the folder: {present})", path=path, hint=hint)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,7 +289,7 @@ def dicom_rows_columns(path: Path) -> tuple[int, int] | str:
         try:
             ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Rows", "Columns"])
             _HEADER_SIZES[key] = (int(ds.Rows), int(ds.Columns))
-        except Exception as exc:  # noqa: BLE001 - any header failure is reported by path
+        except Exception as exc:
             return f"{type(exc).__name__}: {exc}"
     return _HEADER_SIZES[key]
 
@@ -271,8 +322,11 @@ class _CaseFolders:
                 if folder.is_dir():
                     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
                         dirnames.sort()
-                        found += [Path(dirpath) / f for f in sorted(filenames)
-                                  if f.lower().endswith(".dcm") and not f.startswith("._")]
+                        found += [
+                            Path(dirpath) / f
+                            for f in sorted(filenames)
+                            if f.lower().endswith(".dcm") and not f.startswith("._")
+                        ]
                     break
             self._dicoms[case] = found
         return self._dicoms[case]
@@ -305,8 +359,7 @@ class _CaseFolders:
         listed by :meth:`unreadable_headers`.
         """
         candidates = [p for case in rec.roi_cases for p in self.dicoms(case)]
-        sized = sorted(((s[0] * s[1], str(p), p) for p in candidates
-                        if not isinstance(s := self.size(p), str)))
+        sized = sorted((s[0] * s[1], str(p), p) for p in candidates if not isinstance(s := self.size(p), str))
         if not sized:
             return None, None
         if len(sized) == 1:
@@ -320,18 +373,18 @@ class _CaseFolders:
             raise DatasetError(
                 f"cannot tell the cropped image from the ROI mask of {rec.sample_id}: its "
                 f"{len(sized)} DICOMs all have the size {self.size(crop)} (rows, columns)",
-                path=crop.parent, hint="the mask has the full mammogram's size and the crop is a "
-                                       "small box; re-download this case folder from TCIA")
+                path=crop.parent,
+                hint="the mask has the full mammogram's size and the crop is a "
+                "small box; re-download this case folder from TCIA",
+            )
         return crop, mask
 
     def unreadable_headers(self) -> list[tuple[str, str]]:
         """``(path, reason)`` of every DICOM whose header could not be read, sorted."""
-        return sorted((str(p), reason) for p, reason in self._sizes.items()
-                      if isinstance(reason, str))
+        return sorted((str(p), reason) for p, reason in self._sizes.items() if isinstance(reason, str))
 
 
-def _resolve_files(records: list[_Abnormality], folders: _CaseFolders, view: str
-                   ) -> list[tuple[Path, Path | None]]:
+def _resolve_files(records: list[_Abnormality], folders: _CaseFolders, view: str) -> list[tuple[Path, Path | None]]:
     """``(image_path, mask_path)`` per record for ``view``; DatasetError for absent files."""
     out, absent_images, absent_masks = [], [], []
     for rec in records:
@@ -349,8 +402,9 @@ def _resolve_files(records: list[_Abnormality], folders: _CaseFolders, view: str
         raise DatasetError(
             f"{len(unreadable)} DICOM header(s) cannot be read, so crop and ROI mask cannot be told "
             f"apart by size: {examples}{' ...' if len(unreadable) > 3 else ''}",
-            path=folders.image_base, hint="re-download these series from TCIA (a partial download "
-                                          "leaves broken files)")
+            path=folders.image_base,
+            hint="re-download these series from TCIA (a partial download leaves broken files)",
+        )
     what = "full mammograms" if view == "full" else "cropped ROI images"
     for kind, recs in ((what, absent_images), ("ROI masks", absent_masks)):
         if not recs:
@@ -361,10 +415,12 @@ def _resolve_files(records: list[_Abnormality], folders: _CaseFolders, view: str
             f"{len(recs)} of {len(records)} {kind} listed in the case-description CSVs are not on "
             f"disk ({shown([r.sample_id for r in recs])}); e.g. no "
             f"{'matching ' if kind != 'full mammograms' else ''}.dcm below "
-            f"{folders.image_base / folder}", path=folders.image_base,
+            f"{folders.image_base / folder}",
+            path=folders.image_base,
             hint=f"{DOWNLOAD_HINT}. Each case folder (e.g. Mass-Training_P_00001_LEFT_CC, and "
-                 "Mass-Training_P_00001_LEFT_CC_1 for abnormality 1's crop and mask) must be "
-                 "there with its DICOMs; resume the NBIA download or pass abnormality=mass/calc")
+            "Mass-Training_P_00001_LEFT_CC_1 for abnormality 1's crop and mask) must be "
+            "there with its DICOMs; resume the NBIA download or pass abnormality=mass/calc",
+        )
     return out
 
 
@@ -392,8 +448,7 @@ def read(root: str | Path, abnormality: str = "both", view: str = "full") -> pa.
     view = _option("view", view, VIEW_CHOICES, root)
     root = dataset_root(root, DOWNLOAD_HINT)
     kinds = ABNORMALITY_TYPES if abnormality == "both" else (abnormality,)
-    files = [(kind, split, _csv_path(root, kind, split, abnormality))
-             for kind in kinds for split in OFFICIAL_SPLITS]
+    files = [(kind, split, _csv_path(root, kind, split, abnormality)) for kind in kinds for split in OFFICIAL_SPLITS]
 
     records: list[_Abnormality] = []
     seen: dict[str, _Abnormality] = {}
@@ -403,30 +458,43 @@ def read(root: str | Path, abnormality: str = "both", view: str = "full") -> pa.
             rec = _parse_row(path, kind, split, col, row, cells)
             if rec.sample_id in seen:
                 other = seen[rec.sample_id]
-                where = f"row {other.row}" + ("" if other.csv_path == path else
-                                              f" of {other.csv_path.name}")
+                where = f"row {other.row}" + ("" if other.csv_path == path else f" of {other.csv_path.name}")
                 raise DatasetError(
                     f"duplicate abnormality {rec.sample_id!r} (patient_id, left or right breast, "
-                    f"image view, abnormality id) (also on {where})", path=path, row=row,
-                    hint="each abnormality must be listed once; delete the repeated row")
+                    f"image view, abnormality id) (also on {where})",
+                    path=path,
+                    row=row,
+                    hint="each abnormality must be listed once; delete the repeated row",
+                )
             seen[rec.sample_id] = rec
             records.append(rec)
 
     if not records:
-        raise DatasetError("the case-description CSVs list no abnormalities (header only)",
-                           path=files[0][2], hint="restore the original CSVs; " + DOWNLOAD_HINT)
+        raise DatasetError(
+            "the case-description CSVs list no abnormalities (header only)",
+            path=files[0][2],
+            hint="restore the original CSVs; " + DOWNLOAD_HINT,
+        )
     folders = _CaseFolders(root)
     if not folders.has_any(case for r in records for case in (r.full_case, *r.roi_cases)):
         raise DatasetError(
             f"no image folders: none of the CSVs' case folders (e.g. {records[0].full_case}) is in "
-            f"{root / IMAGE_TREE} or {root}", path=root / IMAGE_TREE, hint=DOWNLOAD_HINT)
+            f"{root / IMAGE_TREE} or {root}",
+            path=root / IMAGE_TREE,
+            hint=DOWNLOAD_HINT,
+        )
     files_of = _resolve_files(records, folders, view)
     out = []
     for rec, (image, mask) in zip(records, files_of):
-        row = {"sample_id": rec.sample_id, "image_path": str(image),
-               "mask_path": None if mask is None else str(mask), "label": rec.label,
-               "label_name": CLASSES[rec.label], "group_id": rec.patient,
-               "official_split": rec.split}
+        row = {
+            "sample_id": rec.sample_id,
+            "image_path": str(image),
+            "mask_path": None if mask is None else str(mask),
+            "label": rec.label,
+            "label_name": CLASSES[rec.label],
+            "group_id": rec.patient,
+            "official_split": rec.split,
+        }
         row.update({"meta_" + k: v for k, v in rec.meta.items()})
         out.append(row)
     extra = sorted({k for rec in records for k in rec.meta} - set(META_COLUMNS))
@@ -454,8 +522,11 @@ def official_split_overlap(table: pa.Table) -> dict:
     """
     subsets: dict[str, set[str]] = {}
     for patient, kind, split, sample_id in zip(
-            table.column("group_id").to_pylist(), table.column("meta_abnormality_type").to_pylist(),
-            table.column("official_split").to_pylist(), table.column("sample_id").to_pylist()):
+        table.column("group_id").to_pylist(),
+        table.column("meta_abnormality_type").to_pylist(),
+        table.column("official_split").to_pylist(),
+        table.column("sample_id").to_pylist(),
+    ):
         if split is None:
             continue
         subsets.setdefault(f"{_subset_of(kind, sample_id)}-{split}", set()).add(patient)
@@ -466,8 +537,7 @@ def official_split_overlap(table: pa.Table) -> dict:
     for name, patients in subsets.items():
         by_split.setdefault(name.split("-")[1], set()).update(patients)
     crossing = sorted(by_split.get("train", set()) & by_split.get("test", set()))
-    return {"patients": {name: len(subsets[name]) for name in present}, "pairs": pairs,
-            "crossing": crossing}
+    return {"patients": {name: len(subsets[name]) for name in present}, "pairs": pairs, "crossing": crossing}
 
 
 SOURCE = DatasetSource(
@@ -480,10 +550,9 @@ SOURCE = DatasetSource(
     has_masks=True,
     tasks=("classification", "segmentation"),
     notes="Official train/test split per abnormality type; 31 patients cross it (mass in one split, "
-          "calcification in the other): use_official_split=False regroups by patient. Crop and ROI "
-          "mask are told apart by DICOM size (the CSV file numbers are swapped). 'assessment' "
-          "(BI-RADS) leaks the label. view=roi serves the cropped image without a mask.",
+    "calcification in the other): use_official_split=False regroups by patient. Crop and ROI "
+    "mask are told apart by DICOM size (the CSV file numbers are swapped). 'assessment' "
+    "(BI-RADS) leaks the label. view=roi serves the cropped image without a mask.",
     options=OPTIONS,
-    extra={"official_split_overlap": official_split_overlap, "columns": COLUMNS,
-           "pathology_labels": PATHOLOGY_LABELS},
+    extra={"official_split_overlap": official_split_overlap, "columns": COLUMNS, "pathology_labels": PATHOLOGY_LABELS},
 )

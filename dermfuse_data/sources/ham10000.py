@@ -19,6 +19,7 @@ Seven classes in alphabetical order of the ``dx`` codes (the order of ``LabelEnc
 :data:`ISIC2018_TASK3_ORDER`). ``group_id`` is ``lesion_id`` (up to 6 images per lesion); there
 is no official split.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,16 +29,23 @@ import pyarrow as pa
 from dermfuse_data.errors import DatasetError
 from dermfuse_data.schema import build_table
 from dermfuse_data.sources.base import DatasetSource, MetaFeature
-from dermfuse_data.sources.publisher_files import (absent_images_error, dataset_root, index_images, listed_ids,
-                                                   meta_cells, read_csv, reject_unknown_options, required_cell,
-                                                   required_path)
+from dermfuse_data.sources.publisher_files import (
+    absent_images_error,
+    dataset_root,
+    index_images,
+    listed_ids,
+    meta_cells,
+    read_csv,
+    reject_unknown_options,
+    required_cell,
+    required_path,
+)
 
 CLASSES = ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc")
 CLASS_NAMES = {
     "akiec": "actinic keratosis / intraepithelial carcinoma (Bowen's disease)",
     "bcc": "basal cell carcinoma",
-    "bkl": "benign keratosis-like lesion (solar lentigo, seborrheic keratosis, lichen planus-like "
-           "keratosis)",
+    "bkl": "benign keratosis-like lesion (solar lentigo, seborrheic keratosis, lichen planus-like keratosis)",
     "df": "dermatofibroma",
     "mel": "melanoma",
     "nv": "melanocytic nevus",
@@ -55,19 +63,23 @@ IMAGE_FOLDERS = ("HAM10000_images_part_1", "HAM10000_images_part_2")
 SINGLE_IMAGE_FOLDER = "HAM10000_images"
 #: last image of part 1 (the publisher's split of the images over the two zip files)
 PART_1_LAST = 29305
-DOWNLOAD_HINT = ("download HAM10000 from Harvard Dataverse (doi:10.7910/DVN/DBW86T), unzip "
-                 "HAM10000_images_part_1.zip and HAM10000_images_part_2.zip next to "
-                 "HAM10000_metadata.csv and pass that folder")
+DOWNLOAD_HINT = (
+    "download HAM10000 from Harvard Dataverse (doi:10.7910/DVN/DBW86T), unzip "
+    "HAM10000_images_part_1.zip and HAM10000_images_part_2.zip next to "
+    "HAM10000_metadata.csv and pass that folder"
+)
 
 WHY_DX_TYPE_LEAKS = (
     "dx_type says how the diagnosis was confirmed, and that depends on the diagnosis: in the "
     "published HAM10000_metadata.csv all 3704 follow_up images are nv and all 69 confocal images "
     "are bkl, while every mel (1113), bcc (514) and akiec (327) image is histo; follow_up alone "
-    "identifies 55% of the nv images with no error")
+    "identifies 55% of the nv images with no error"
+)
 WHY_DATASET_LEAKS = (
     "dataset is the acquisition cohort, a shortcut to the label: 3720 of the 3954 vidir_molemax "
     "images (94%) are nv and that cohort holds all 3704 follow_up images, while rosendahl holds "
-    "295 of the 327 akiec; only the 8-column release has it")
+    "295 of the 327 akiec; only the 8-column release has it"
+)
 FEATURES = (
     MetaFeature("age", "age", "numeric"),
     MetaFeature("sex", "sex", "categorical"),
@@ -85,13 +97,16 @@ def _image_folders(root: Path) -> list[Path]:
     publisher = IMAGE_FOLDERS + (SINGLE_IMAGE_FOLDER,)
     wanted = {name.lower() for name in publisher}
     # the publisher's spelling before other casings of the same folder (deterministic order)
-    folders = sorted((p for p in root.iterdir() if p.is_dir() and p.name.lower() in wanted),
-                     key=lambda p: (p.name.lower(), p.name not in publisher, p.name))
+    folders = sorted(
+        (p for p in root.iterdir() if p.is_dir() and p.name.lower() in wanted),
+        key=lambda p: (p.name.lower(), p.name not in publisher, p.name),
+    )
     if not folders:
         raise DatasetError(
-            f"no image folder (expected {IMAGE_FOLDERS[0]}/ and {IMAGE_FOLDERS[1]}/, or "
-            f"{SINGLE_IMAGE_FOLDER}/)", path=root / IMAGE_FOLDERS[0],
-            hint=DOWNLOAD_HINT)
+            f"no image folder (expected {IMAGE_FOLDERS[0]}/ and {IMAGE_FOLDERS[1]}/, or {SINGLE_IMAGE_FOLDER}/)",
+            path=root / IMAGE_FOLDERS[0],
+            hint=DOWNLOAD_HINT,
+        )
     return folders
 
 
@@ -118,22 +133,37 @@ def read(root: str | Path, **options) -> pa.Table:
         lesion_id = required_cell(table, line, cells, "lesion_id")
         dx = cells[table.col["dx"]]
         if dx.strip().lower() not in CLASSES:
-            raise DatasetError(f"unknown dx {dx!r} in column 'dx' (image_id {image_id})",
-                               path=meta_path, row=line,
-                               hint=f"HAM10000 dx codes are {list(CLASSES)}; fix the value or drop "
-                                    "the row")
+            raise DatasetError(
+                f"unknown dx {dx!r} in column 'dx' (image_id {image_id})",
+                path=meta_path,
+                row=line,
+                hint=f"HAM10000 dx codes are {list(CLASSES)}; fix the value or drop the row",
+            )
         image = images.get(image_id + ".jpg")
         if image is None:
             absent.append(image_id)
             continue
         label = CLASSES.index(dx.strip().lower())
-        out.append({"sample_id": image_id, "image_path": image, "label": label, "label_name": CLASSES[label],
-                    "group_id": lesion_id, "official_split": None, **meta_cells(table, cells, meta_names)})
+        out.append(
+            {
+                "sample_id": image_id,
+                "image_path": image,
+                "label": label,
+                "label_name": CLASSES[label],
+                "group_id": lesion_id,
+                "official_split": None,
+                **meta_cells(table, cells, meta_names),
+            }
+        )
     if absent:
         raise absent_images_error(
-            absent, len(table.rows), METADATA_FILE, root / IMAGE_FOLDERS[0],
+            absent,
+            len(table.rows),
+            METADATA_FILE,
+            root / IMAGE_FOLDERS[0],
             hint=f"images must be <image_id>.jpg in {IMAGE_FOLDERS[0]}/ and {IMAGE_FOLDERS[1]}/ "
-                 f"(or all in {SINGLE_IMAGE_FOLDER}/); unzip both image parts")
+            f"(or all in {SINGLE_IMAGE_FOLDER}/); unzip both image parts",
+        )
     return build_table(out, meta_names)
 
 
@@ -145,7 +175,7 @@ SOURCE = DatasetSource(
     features=FEATURES,
     group="lesion",
     notes="No official split: use a grouped split by lesion_id (up to 6 images per lesion). "
-          "Missing age is empty, missing sex/localization 'unknown'. 'dx_type' and 'dataset' leak "
-          "the label (all follow_up images are nv).",
+    "Missing age is empty, missing sex/localization 'unknown'. 'dx_type' and 'dataset' leak "
+    "the label (all follow_up images are nv).",
     extra={"class_names": CLASS_NAMES, "columns": COLUMNS, "isic2018_task3_order": ISIC2018_TASK3_ORDER},
 )

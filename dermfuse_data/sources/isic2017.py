@@ -17,6 +17,7 @@ a split without one gets null metadata, and missing values are kept as written (
 A split without its ``Part1_GroundTruth`` folder gets null masks (classification still works);
 when the folder exists every image must have its mask.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -27,9 +28,18 @@ import pyarrow as pa
 from dermfuse_data.errors import DatasetError
 from dermfuse_data.schema import build_table
 from dermfuse_data.sources.base import DatasetSource, MetaFeature
-from dermfuse_data.sources.publisher_files import (SPLITS_OPTION_HELP, absent_images_error,
-                                                   check_cross_split_duplicates, dataset_root, index_folder,
-                                                   listed_ids, parse_splits, read_csv, required_path, shown)
+from dermfuse_data.sources.publisher_files import (
+    SPLITS_OPTION_HELP,
+    absent_images_error,
+    check_cross_split_duplicates,
+    dataset_root,
+    index_folder,
+    listed_ids,
+    parse_splits,
+    read_csv,
+    required_path,
+    shown,
+)
 
 CLASSES = ("melanoma", "seborrheic_keratosis", "nevus")
 #: official split -> the name the challenge uses in its folder and file names
@@ -39,9 +49,11 @@ METADATA_COLUMNS = ("image_id", "age_approximate", "sex")
 META_COLUMNS = METADATA_COLUMNS[1:]
 #: published class counts per split (melanoma, seborrheic keratosis, nevus)
 REAL_COUNTS = {"train": (374, 254, 1372), "val": (30, 42, 78), "test": (117, 90, 393)}
-DOWNLOAD_HINT = ("download the ISIC 2017 challenge data (challenge.isic-archive.com/data/#2017): "
-                 "the ISIC-2017_<Split>_Data, _Part1_GroundTruth and _Part3_GroundTruth.csv files "
-                 "of each split, unzipped side by side into one folder")
+DOWNLOAD_HINT = (
+    "download the ISIC 2017 challenge data (challenge.isic-archive.com/data/#2017): "
+    "the ISIC-2017_<Split>_Data, _Part1_GroundTruth and _Part3_GroundTruth.csv files "
+    "of each split, unzipped side by side into one folder"
+)
 FEATURES = (
     MetaFeature("age_approximate", "age_approximate", "numeric"),
     MetaFeature("sex", "sex", "categorical"),
@@ -90,12 +102,19 @@ def _read_labels(path: Path) -> list[tuple[int, str, int]]:
             cell = cells[table.col[name]]
             flags[name] = _flag(cell.strip())
             if flags[name] is None:
-                raise DatasetError(f"unknown value {cell!r} in column {name!r} (image_id {image_id})",
-                                   path=path, row=line, hint="Part 3 labels are 0.0 or 1.0; fix the value")
+                raise DatasetError(
+                    f"unknown value {cell!r} in column {name!r} (image_id {image_id})",
+                    path=path,
+                    row=line,
+                    hint="Part 3 labels are 0.0 or 1.0; fix the value",
+                )
         if flags["melanoma"] and flags["seborrheic_keratosis"]:
-            raise DatasetError(f"image_id {image_id} is marked both melanoma and seborrheic_keratosis",
-                               path=path, row=line,
-                               hint="each image has one diagnosis; set one of the two columns to 0.0")
+            raise DatasetError(
+                f"image_id {image_id} is marked both melanoma and seborrheic_keratosis",
+                path=path,
+                row=line,
+                hint="each image has one diagnosis; set one of the two columns to 0.0",
+            )
         out.append((line, image_id, 0 if flags["melanoma"] else 1 if flags["seborrheic_keratosis"] else 2))
     return out
 
@@ -114,23 +133,27 @@ def _read_metadata(path: Path, ids: list[str]) -> tuple[list[str], dict[str, dic
     metadata CSV that must cover ``ids``."""
     table = read_csv(path, METADATA_COLUMNS, what="metadata CSV", download_hint=DOWNLOAD_HINT)
     names = [c for c in table.header if c and c != "image_id"]
-    values = {image_id: {"meta_" + n: (cells[table.col[n]].strip() or None) for n in names}
-              for _, image_id, cells in listed_ids(table, "image_id")}
+    values = {
+        image_id: {"meta_" + n: (cells[table.col[n]].strip() or None) for n in names}
+        for _, image_id, cells in listed_ids(table, "image_id")
+    }
     absent = [i for i in ids if i not in values]
     if absent:
         raise DatasetError(
-            f"{len(absent)} of {len(ids)} images of the ground truth have no metadata row "
-            f"({shown(absent)})", path=path,
+            f"{len(absent)} of {len(ids)} images of the ground truth have no metadata row ({shown(absent)})",
+            path=path,
             hint="this is probably another split's metadata file: restore the right one, or delete "
-                 "it to read this split without metadata")
+            "it to read this split without metadata",
+        )
     return names, values
 
 
 def _split_rows(root: Path, split: str) -> tuple[list[dict], list[str], list[str], list[str]]:
     """Rows of one split, its metadata columns, and the ids whose image / mask is absent."""
     gt, images_dir, masks_dir = labels_csv(root, split), data_dir(root, split), mask_dir(root, split)
-    required_path(root, gt.name, DOWNLOAD_HINT + f"; or read only some splits with splits=... (now {split} "
-                                                 "is asked for)")
+    required_path(
+        root, gt.name, DOWNLOAD_HINT + f"; or read only some splits with splits=... (now {split} is asked for)"
+    )
     required_path(root, images_dir.name, DOWNLOAD_HINT, folder=True, what="image folder")
     labels = _read_labels(gt)
     ids = [image_id for _, image_id, _ in labels]
@@ -146,9 +169,18 @@ def _split_rows(root: Path, split: str) -> tuple[list[dict], list[str], list[str
             no_image.append(image_id)
         if masks is not None and mask is None:
             no_mask.append(image_id)
-        rows.append({"sample_id": image_id, "image_path": str(image), "label": label, "label_name": CLASSES[label],
-                     "group_id": image_id, "official_split": split, "mask_path": None if mask is None else str(mask),
-                     **meta.get(image_id, {})})
+        rows.append(
+            {
+                "sample_id": image_id,
+                "image_path": str(image),
+                "label": label,
+                "label_name": CLASSES[label],
+                "group_id": image_id,
+                "official_split": split,
+                "mask_path": None if mask is None else str(mask),
+                **meta.get(image_id, {}),
+            }
+        )
     return rows, names, no_image, no_mask
 
 
@@ -171,15 +203,20 @@ def read(root: str | Path, splits: str | Iterable[str] | None = None) -> pa.Tabl
         split_rows, names, no_image, no_mask = _split_rows(root, split)
         if no_image:
             raise absent_images_error(
-                no_image, len(split_rows), labels_csv(root, split).name, data_dir(root, split),
-                hint=f"put every image as {data_dir(root, split).name}/<image_id>.jpg; unzip the whole image "
-                     "archive")
+                no_image,
+                len(split_rows),
+                labels_csv(root, split).name,
+                data_dir(root, split),
+                hint=f"put every image as {data_dir(root, split).name}/<image_id>.jpg; unzip the whole image archive",
+            )
         if no_mask:
             raise DatasetError(
                 f"{len(no_mask)} of {len(split_rows)} images have no mask "
-                f"<image_id>_segmentation.png ({shown(no_mask)})", path=mask_dir(root, split),
+                f"<image_id>_segmentation.png ({shown(no_mask)})",
+                path=mask_dir(root, split),
                 hint="unzip the whole Part 1 ground-truth archive, or remove the folder to read "
-                     "this split without masks")
+                "this split without masks",
+            )
         meta_names += [n for n in names if n not in meta_names]
         ids_by_split[split] = [r["sample_id"] for r in split_rows]
         rows += split_rows
@@ -196,8 +233,8 @@ SOURCE = DatasetSource(
     has_masks=True,
     tasks=("classification", "segmentation"),
     notes="Official split train 2000 / val 150 / test 600 is kept. Classes are the Part 3 columns; "
-          "nevus = neither. Metadata (age_approximate, sex; 'unknown' = missing) only where the "
-          "split's metadata CSV is present.",
+    "nevus = neither. Metadata (age_approximate, sex; 'unknown' = missing) only where the "
+    "split's metadata CSV is present.",
     options={"splits": SPLITS_OPTION_HELP},
     extra={"split_tags": SPLIT_TAGS, "real_counts": REAL_COUNTS},
 )

@@ -13,6 +13,7 @@ class, ``lesion`` (label 0). The official split is kept; ``group_id`` is the ima
 validation and test masks were published after the challenge, so ``splits=train`` reads a copy that
 has only the training part.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -23,8 +24,15 @@ import pyarrow as pa
 from dermfuse_data.errors import DatasetError
 from dermfuse_data.schema import build_table
 from dermfuse_data.sources.base import DatasetSource
-from dermfuse_data.sources.publisher_files import (SPLITS_OPTION_HELP, check_cross_split_duplicates, dataset_root,
-                                                   index_folder, parse_splits, required_path, shown)
+from dermfuse_data.sources.publisher_files import (
+    SPLITS_OPTION_HELP,
+    check_cross_split_duplicates,
+    dataset_root,
+    index_folder,
+    parse_splits,
+    required_path,
+    shown,
+)
 
 CLASSES = ("lesion",)
 SPLIT_TAGS = {"train": "Training", "val": "Validation", "test": "Test"}
@@ -32,9 +40,11 @@ SPLIT_TAGS = {"train": "Training", "val": "Validation", "test": "Test"}
 REAL_SPLIT_SIZES = {"train": 2594, "val": 100, "test": 1000}
 IMAGE_SUFFIX = ".jpg"
 MASK_SUFFIX = "_segmentation.png"
-DOWNLOAD_HINT = ("download ISIC 2018 Task 1 (challenge.isic-archive.com/data/#2018): the "
-                 "ISIC2018_Task1-2_<Split>_Input and ISIC2018_Task1_<Split>_GroundTruth zips of each "
-                 "split, unzipped side by side into one folder")
+DOWNLOAD_HINT = (
+    "download ISIC 2018 Task 1 (challenge.isic-archive.com/data/#2018): the "
+    "ISIC2018_Task1-2_<Split>_Input and ISIC2018_Task1_<Split>_GroundTruth zips of each "
+    "split, unzipped side by side into one folder"
+)
 
 
 def input_dir(root: Path, split: str) -> Path:
@@ -51,29 +61,48 @@ def _split_rows(root: Path, split: str) -> list[dict]:
     """Rows of one split (sorted by id), after checking that images and masks pair up."""
     images_dir, masks_dir = input_dir(root, split), ground_truth_dir(root, split)
     for folder, what in ((images_dir, "image folder"), (masks_dir, "mask folder")):
-        required_path(root, folder.name, DOWNLOAD_HINT + f"; or read only the splits you have with splits=... "
-                                                         f"(the {split} split is asked for)", folder=True, what=what)
+        required_path(
+            root,
+            folder.name,
+            DOWNLOAD_HINT + f"; or read only the splits you have with splits=... (the {split} split is asked for)",
+            folder=True,
+            what=what,
+        )
     images = index_folder(images_dir, IMAGE_SUFFIX)
     masks = index_folder(masks_dir, MASK_SUFFIX)
     if not images:
-        raise DatasetError(f"no <image_id>{IMAGE_SUFFIX} images in the folder", path=images_dir,
-                           hint="unzip the image archive into this folder; " + DOWNLOAD_HINT)
+        raise DatasetError(
+            f"no <image_id>{IMAGE_SUFFIX} images in the folder",
+            path=images_dir,
+            hint="unzip the image archive into this folder; " + DOWNLOAD_HINT,
+        )
     no_mask = sorted(set(images) - set(masks))
     if no_mask:
         raise DatasetError(
-            f"{len(no_mask)} of {len(images)} images have no mask <image_id>{MASK_SUFFIX} "
-            f"({shown(no_mask)})", path=masks_dir,
-            hint="unzip the whole ground-truth archive of this split (its masks pair one-to-one "
-                 "with the images)")
+            f"{len(no_mask)} of {len(images)} images have no mask <image_id>{MASK_SUFFIX} ({shown(no_mask)})",
+            path=masks_dir,
+            hint="unzip the whole ground-truth archive of this split (its masks pair one-to-one with the images)",
+        )
     no_image = sorted(set(masks) - set(images))
     if no_image:
         raise DatasetError(
-            f"{len(no_image)} of {len(masks)} masks have no image <image_id>{IMAGE_SUFFIX} "
-            f"({shown(no_image)})", path=images_dir,
+            f"{len(no_image)} of {len(masks)} masks have no image <image_id>{IMAGE_SUFFIX} ({shown(no_image)})",
+            path=images_dir,
             hint="unzip the whole image archive of this split, or check that the ground-truth folder "
-                 "belongs to this split")
-    return [{"sample_id": i, "image_path": str(images[i]), "mask_path": str(masks[i]), "label": 0,
-             "label_name": CLASSES[0], "group_id": i, "official_split": split} for i in sorted(images)]
+            "belongs to this split",
+        )
+    return [
+        {
+            "sample_id": i,
+            "image_path": str(images[i]),
+            "mask_path": str(masks[i]),
+            "label": 0,
+            "label_name": CLASSES[0],
+            "group_id": i,
+            "official_split": split,
+        }
+        for i in sorted(images)
+    ]
 
 
 def read(root: str | Path, splits: str | Iterable[str] | None = None) -> pa.Table:
@@ -104,7 +133,7 @@ SOURCE = DatasetSource(
     has_masks=True,
     tasks=("segmentation",),
     notes="Segmentation only (one class). Official split train 2594 / val 100 / test 1000; "
-          "val/test masks came out after the challenge: use splits=train for a training-only copy.",
+    "val/test masks came out after the challenge: use splits=train for a training-only copy.",
     options={"splits": SPLITS_OPTION_HELP},
     extra={"split_tags": SPLIT_TAGS, "real_split_sizes": REAL_SPLIT_SIZES},
 )

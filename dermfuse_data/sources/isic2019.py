@@ -22,6 +22,7 @@ lesion_ids): ``meta_in_ham10000`` is ``"true"`` for them (it is a provenance fla
 feature), and ``read(root, exclude_ham10000=True)`` drops them, e.g. to test a model trained on
 HAM10000 on the rest of ISIC 2019 without seeing a training image again.
 """
+
 from __future__ import annotations
 
 import re
@@ -32,16 +33,29 @@ import pyarrow as pa
 from dermfuse_data.errors import DatasetError
 from dermfuse_data.schema import build_table
 from dermfuse_data.sources.base import DatasetSource, MetaFeature
-from dermfuse_data.sources.publisher_files import (absent_images_error, bool_option, dataset_root, index_images,
-                                                   listed_ids, meta_cells, read_csv, reject_unknown_options,
-                                                   required_path, shown)
+from dermfuse_data.sources.publisher_files import (
+    absent_images_error,
+    bool_option,
+    dataset_root,
+    index_images,
+    listed_ids,
+    meta_cells,
+    read_csv,
+    reject_unknown_options,
+    required_path,
+    shown,
+)
 
 CLASSES = ("MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC", "UNK")
 CLASS_NAMES = {
-    "MEL": "melanoma", "NV": "melanocytic nevus", "BCC": "basal cell carcinoma",
-    "AK": "actinic keratosis", "BKL": "benign keratosis (solar lentigo / seborrheic keratosis / "
-                                      "lichen planus-like keratosis)",
-    "DF": "dermatofibroma", "VASC": "vascular lesion", "SCC": "squamous cell carcinoma",
+    "MEL": "melanoma",
+    "NV": "melanocytic nevus",
+    "BCC": "basal cell carcinoma",
+    "AK": "actinic keratosis",
+    "BKL": "benign keratosis (solar lentigo / seborrheic keratosis / lichen planus-like keratosis)",
+    "DF": "dermatofibroma",
+    "VASC": "vascular lesion",
+    "SCC": "squamous cell carcinoma",
     "UNK": "none of the others (challenge test set only; no training image)",
 }
 GROUND_TRUTH_FILE = "ISIC_2019_Training_GroundTruth.csv"
@@ -57,13 +71,15 @@ META_COLUMNS = ("age_approx", "anatom_site_general", "lesion_id", "sex", "in_ham
 HAM10000_RANGE = (24306, 34320)
 DOWNSAMPLED_SUFFIX = "_downsampled"
 _ID_NUMBER = re.compile(r"^ISIC_(\d+)(?:_downsampled)?$")
-DOWNLOAD_HINT = ("download ISIC_2019_Training_Input.zip, ISIC_2019_Training_GroundTruth.csv and "
-                 "ISIC_2019_Training_Metadata.csv from https://challenge.isic-archive.com/data/#2019, "
-                 "unzip the images next to the two CSV files and pass that folder")
+DOWNLOAD_HINT = (
+    "download ISIC_2019_Training_Input.zip, ISIC_2019_Training_GroundTruth.csv and "
+    "ISIC_2019_Training_Metadata.csv from https://challenge.isic-archive.com/data/#2019, "
+    "unzip the images next to the two CSV files and pass that folder"
+)
 OPTIONS = {
     "exclude_ham10000": "bool (default false; 'true'/'false' from the command line): drop the 10015 "
-                        "HAM10000 images (ISIC_0024306..ISIC_0034320, meta_in_ham10000=true), e.g. "
-                        "for cross-dataset evaluation of a model trained on HAM10000",
+    "HAM10000 images (ISIC_0024306..ISIC_0034320, meta_in_ham10000=true), e.g. "
+    "for cross-dataset evaluation of a model trained on HAM10000",
 }
 
 FEATURES = (
@@ -92,25 +108,34 @@ def _label_of(path: Path, line: int, image: str, cells: list[str], col: dict[str
         except ValueError:
             value = None
         if value not in (0.0, 1.0):
-            raise DatasetError(f"column {name!r} of image {image} holds {text!r}, not 0.0 or 1.0",
-                               path=path, row=line,
-                               hint="the ground truth is one-hot: one 1.0 and eight 0.0 per row; "
-                                    "fix the cell or restore the original file")
+            raise DatasetError(
+                f"column {name!r} of image {image} holds {text!r}, not 0.0 or 1.0",
+                path=path,
+                row=line,
+                hint="the ground truth is one-hot: one 1.0 and eight 0.0 per row; "
+                "fix the cell or restore the original file",
+            )
         if value == 1.0:
             marked.append(index)
     if len(marked) != 1:
         what = "no class" if not marked else f"{len(marked)} classes {[CLASSES[i] for i in marked]}"
-        raise DatasetError(f"image {image} is marked as {what}", path=path, row=line,
-                           hint=f"each row needs exactly one 1.0 among {list(CLASSES)}; fix the "
-                                "row or restore the original ground truth")
+        raise DatasetError(
+            f"image {image} is marked as {what}",
+            path=path,
+            row=line,
+            hint=f"each row needs exactly one 1.0 among {list(CLASSES)}; fix the "
+            "row or restore the original ground truth",
+        )
     return marked[0]
 
 
 def _ground_truth(path: Path) -> list[tuple[int, str, int]]:
     """``(line, image, label)`` of every ground-truth row, checking ids and the one-hot encoding."""
     table = read_csv(path, GROUND_TRUTH_COLUMNS, what="ISIC 2019 ground truth")
-    return [(line, image, _label_of(path, line, image, cells, table.col))
-            for line, image, cells in listed_ids(table, "image")]
+    return [
+        (line, image, _label_of(path, line, image, cells, table.col))
+        for line, image, cells in listed_ids(table, "image")
+    ]
 
 
 def _metadata(path: Path) -> tuple[dict[str, dict[str, str | None]], list[str]]:
@@ -122,10 +147,12 @@ def _metadata(path: Path) -> tuple[dict[str, dict[str, str | None]], list[str]]:
 
 
 def _unmatched_error(ids: list[str], listed_in: str, not_in: str, path: Path) -> DatasetError:
-    return DatasetError(f"{len(ids)} image(s) listed in {listed_in} have no row in {not_in} "
-                        f"({shown(ids)})", path=path,
-                        hint=f"{GROUND_TRUTH_FILE} and {METADATA_FILE} must list the same images; "
-                             "restore both files from the same ISIC 2019 training release")
+    return DatasetError(
+        f"{len(ids)} image(s) listed in {listed_in} have no row in {not_in} ({shown(ids)})",
+        path=path,
+        hint=f"{GROUND_TRUTH_FILE} and {METADATA_FILE} must list the same images; "
+        "restore both files from the same ISIC 2019 training release",
+    )
 
 
 def read(root: str | Path, **options) -> pa.Table:
@@ -173,14 +200,27 @@ def read(root: str | Path, **options) -> pa.Table:
             absent.append(image)
             continue
         cells = meta[image]
-        out.append({"sample_id": image, "image_path": path, "label": label, "label_name": CLASSES[label],
-                    "group_id": (cells["meta_lesion_id"] or "").strip() or image, "official_split": None,
-                    "meta_in_ham10000": "true" if ham else "false", **cells})
+        out.append(
+            {
+                "sample_id": image,
+                "image_path": path,
+                "label": label,
+                "label_name": CLASSES[label],
+                "group_id": (cells["meta_lesion_id"] or "").strip() or image,
+                "official_split": None,
+                "meta_in_ham10000": "true" if ham else "false",
+                **cells,
+            }
+        )
     if absent:
         raise absent_images_error(
-            absent, len(out) + len(absent), GROUND_TRUTH_FILE, folder,
+            absent,
+            len(out) + len(absent),
+            GROUND_TRUTH_FILE,
+            folder,
             hint=f"images must be {IMAGE_FOLDER}/<image>.jpg, named exactly as the image column "
-                 "(including any _downsampled suffix); unzip ISIC_2019_Training_Input.zip")
+            "(including any _downsampled suffix); unzip ISIC_2019_Training_Input.zip",
+        )
     return build_table(out, meta_names)
 
 
@@ -192,9 +232,13 @@ SOURCE = DatasetSource(
     features=FEATURES,
     group="lesion",
     notes="No official split: use a grouped split by lesion_id (image id where it is empty). UNK "
-          "has no training image. meta_in_ham10000 flags the 10015 HAM10000 images; "
-          "exclude_ham10000=true drops them for cross-dataset evaluation.",
+    "has no training image. meta_in_ham10000 flags the 10015 HAM10000 images; "
+    "exclude_ham10000=true drops them for cross-dataset evaluation.",
     options=OPTIONS,
-    extra={"class_names": CLASS_NAMES, "ground_truth_columns": GROUND_TRUTH_COLUMNS,
-           "metadata_columns": METADATA_COLUMNS, "ham10000_range": HAM10000_RANGE},
+    extra={
+        "class_names": CLASS_NAMES,
+        "ground_truth_columns": GROUND_TRUTH_COLUMNS,
+        "metadata_columns": METADATA_COLUMNS,
+        "ham10000_range": HAM10000_RANGE,
+    },
 )

@@ -14,6 +14,7 @@ split; ``group_id`` is the patient (``lesion_id`` is not unique across patients)
 written empty (the fields of patients seen before the full questionnaire) or ``UNK``; both are kept
 as written here (empty -> null) and treated as missing by the encoder.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -23,49 +24,123 @@ import pyarrow as pa
 from dermfuse_data.errors import DatasetError
 from dermfuse_data.schema import build_table
 from dermfuse_data.sources.base import DatasetSource, MetaFeature
-from dermfuse_data.sources.publisher_files import (absent_images_error, dataset_root, index_images, listed_ids,
-                                                   meta_cells, read_csv, required_cell, required_path)
+from dermfuse_data.sources.publisher_files import (
+    absent_images_error,
+    dataset_root,
+    index_images,
+    listed_ids,
+    meta_cells,
+    read_csv,
+    required_cell,
+    required_path,
+)
 
 CLASSES = ("ACK", "BCC", "MEL", "NEV", "SCC", "SEK")
 CLASS_NAMES = {
-    "ACK": "actinic keratosis", "BCC": "basal cell carcinoma", "MEL": "melanoma",
-    "NEV": "nevus", "SCC": "squamous cell carcinoma", "SEK": "seborrheic keratosis",
+    "ACK": "actinic keratosis",
+    "BCC": "basal cell carcinoma",
+    "MEL": "melanoma",
+    "NEV": "nevus",
+    "SCC": "squamous cell carcinoma",
+    "SEK": "seborrheic keratosis",
 }
 #: the 26 columns of ``metadata.csv`` in the publisher's order
 COLUMNS = (
-    "patient_id", "lesion_id", "smoke", "drink", "background_father", "background_mother", "age",
-    "pesticide", "gender", "skin_cancer_history", "cancer_history", "has_piped_water",
-    "has_sewage_system", "fitspatrick", "region", "diameter_1", "diameter_2", "diagnostic", "itch",
-    "grew", "hurt", "changed", "bleed", "elevation", "img_id", "biopsed",
+    "patient_id",
+    "lesion_id",
+    "smoke",
+    "drink",
+    "background_father",
+    "background_mother",
+    "age",
+    "pesticide",
+    "gender",
+    "skin_cancer_history",
+    "cancer_history",
+    "has_piped_water",
+    "has_sewage_system",
+    "fitspatrick",
+    "region",
+    "diameter_1",
+    "diameter_2",
+    "diagnostic",
+    "itch",
+    "grew",
+    "hurt",
+    "changed",
+    "bleed",
+    "elevation",
+    "img_id",
+    "biopsed",
 )
 KEY_COLUMNS = ("img_id", "diagnostic", "patient_id")
 #: raw columns kept as ``meta_*`` (everything but the id, label and group columns)
 META_COLUMNS = tuple(c for c in COLUMNS if c not in KEY_COLUMNS)
 METADATA_FILE = "metadata.csv"
 IMAGE_PARTS = ("imgs_part_1", "imgs_part_2", "imgs_part_3")
-DOWNLOAD_HINT = ("download PAD-UFES-20 from Mendeley Data (doi:10.17632/zr7vgbcyr2.1), unzip it and "
-                 "pass the folder holding metadata.csv and images/imgs_part_{1,2,3}/")
+DOWNLOAD_HINT = (
+    "download PAD-UFES-20 from Mendeley Data (doi:10.17632/zr7vgbcyr2.1), unzip it and "
+    "pass the folder holding metadata.csv and images/imgs_part_{1,2,3}/"
+)
 
-_CATEGORICAL = ("smoke", "drink", "background_father", "background_mother", "pesticide", "gender",
-                "skin_cancer_history", "cancer_history", "has_piped_water", "has_sewage_system",
-                "fitspatrick", "region", "itch", "grew", "hurt", "changed", "bleed", "elevation")
+_CATEGORICAL = (
+    "smoke",
+    "drink",
+    "background_father",
+    "background_mother",
+    "pesticide",
+    "gender",
+    "skin_cancer_history",
+    "cancer_history",
+    "has_piped_water",
+    "has_sewage_system",
+    "fitspatrick",
+    "region",
+    "itch",
+    "grew",
+    "hurt",
+    "changed",
+    "bleed",
+    "elevation",
+)
 _NUMERIC = ("age", "diameter_1", "diameter_2")
-_FEATURE_ORDER = ("smoke", "drink", "background_father", "background_mother", "age", "pesticide",
-                  "gender", "skin_cancer_history", "cancer_history", "has_piped_water",
-                  "has_sewage_system", "fitspatrick", "region", "diameter_1", "diameter_2", "itch",
-                  "grew", "hurt", "changed", "bleed", "elevation", "biopsed")
+_FEATURE_ORDER = (
+    "smoke",
+    "drink",
+    "background_father",
+    "background_mother",
+    "age",
+    "pesticide",
+    "gender",
+    "skin_cancer_history",
+    "cancer_history",
+    "has_piped_water",
+    "has_sewage_system",
+    "fitspatrick",
+    "region",
+    "diameter_1",
+    "diameter_2",
+    "itch",
+    "grew",
+    "hurt",
+    "changed",
+    "bleed",
+    "elevation",
+    "biopsed",
+)
 WHY_BIOPSED_LEAKS = (
     "biopsy is ordered for suspected cancers: in the published metadata.csv every BCC (845), SCC "
     "(192) and MEL (52) image is biopsed=True, while only 253 of the 1209 ACK/NEV/SEK images are "
     "(all cancers are histopathology-confirmed, the rest mostly by clinical consensus), so "
-    "biopsed=False rules out the three cancers")
+    "biopsed=False rules out the three cancers"
+)
 
 #: clinical features for the tabular encoder; ``column`` is the raw metadata column name (the table
 #: column is ``meta_<column>``)
 FEATURES = tuple(
     MetaFeature(name, name, "numeric" if name in _NUMERIC else "categorical")
-    if name != "biopsed" else
-    MetaFeature(name, name, "categorical", leaks_label=True, why_leaks=WHY_BIOPSED_LEAKS)
+    if name != "biopsed"
+    else MetaFeature(name, name, "categorical", leaks_label=True, why_leaks=WHY_BIOPSED_LEAKS)
     for name in _FEATURE_ORDER
 )
 
@@ -83,7 +158,9 @@ def _image_dirs(root: Path) -> list[Path]:
         return parts
     raise DatasetError(
         "no images folder (expected images/imgs_part_1/, imgs_part_2/, imgs_part_3/ or images/)",
-        path=images, hint=DOWNLOAD_HINT + "; unzip the three image parts into images/")
+        path=images,
+        hint=DOWNLOAD_HINT + "; unzip the three image parts into images/",
+    )
 
 
 def read(root: str | Path) -> pa.Table:
@@ -109,20 +186,35 @@ def read(root: str | Path) -> pa.Table:
         if diagnostic.strip().upper() not in CLASSES:
             raise DatasetError(
                 f"unknown diagnostic {diagnostic!r} in column 'diagnostic' (img_id {img_id})",
-                path=meta_path, row=line,
-                hint=f"PAD-UFES-20 diagnostics are {list(CLASSES)}; fix the value or drop the row")
+                path=meta_path,
+                row=line,
+                hint=f"PAD-UFES-20 diagnostics are {list(CLASSES)}; fix the value or drop the row",
+            )
         image = images.get(img_id)
         if image is None:
             absent.append(img_id)
             continue
         label = CLASSES.index(diagnostic.strip().upper())
-        out.append({"sample_id": img_id, "image_path": image, "label": label, "label_name": CLASSES[label],
-                    "group_id": patient, "official_split": None, **meta_cells(table, cells, meta_names)})
+        out.append(
+            {
+                "sample_id": img_id,
+                "image_path": image,
+                "label": label,
+                "label_name": CLASSES[label],
+                "group_id": patient,
+                "official_split": None,
+                **meta_cells(table, cells, meta_names),
+            }
+        )
     if absent:
         raise absent_images_error(
-            absent, len(table.rows), METADATA_FILE, root / "images",
+            absent,
+            len(table.rows),
+            METADATA_FILE,
+            root / "images",
             hint="images must be in images/imgs_part_1/, imgs_part_2/, imgs_part_3/ (or all in "
-                 "images/), named exactly as img_id; unzip all three parts")
+            "images/), named exactly as img_id; unzip all three parts",
+        )
     return build_table(out, meta_names)
 
 
@@ -134,6 +226,6 @@ SOURCE = DatasetSource(
     features=FEATURES,
     group="patient",
     notes="No official split: use a grouped split by patient. 'UNK' and empty cells both mean "
-          "missing. 'biopsed' leaks the label (all BCC/SCC/MEL are biopsied).",
+    "missing. 'biopsed' leaks the label (all BCC/SCC/MEL are biopsied).",
     extra={"class_names": CLASS_NAMES, "columns": COLUMNS},
 )

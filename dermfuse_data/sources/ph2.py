@@ -31,6 +31,7 @@ then one ``||``/``|``-delimited line per image with the clinical diagnosis as a 
 brown, 4 dark brown, 5 blue-gray, 6 black), spread here into the same per-colour columns as the
 xlsx so both releases give the same table. Lines not starting with ``||`` (legends) are ignored.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,51 +51,90 @@ XLSX_FILE = "PH2_dataset.xlsx"
 TXT_FILE = "PH2_dataset.txt"
 IMAGE_FOLDERS = ("PH2 Dataset images", "PH2_Dataset_images")
 UNPACKED_FOLDER = "PH2Dataset"
-CRITERIA = ("asymmetry", "pigment_network", "dots_globules", "streaks", "regression_areas",
-            "blue_whitish_veil")
+CRITERIA = ("asymmetry", "pigment_network", "dots_globules", "streaks", "regression_areas", "blue_whitish_veil")
 COLOURS = ("white", "red", "light_brown", "dark_brown", "blue_gray", "black")
 #: ``meta_*`` columns, the same for both metadata files
 META_COLUMNS = ("histological_diagnosis",) + CRITERIA + COLOURS
 #: header cells of the xlsx (first line of each cell; the rest is the legend, e.g. ``(0/1/2)``)
-XLSX_HEADER = ("Image Name", "Histological Diagnosis", "Common Nevus", "Atypical Nevus", "Melanoma",
-               "Asymmetry", "Pigment Network", "Dots/Globules", "Streaks", "Regression Areas",
-               "Blue-Whitish Veil", "White", "Red", "Light-Brown", "Dark-Brown", "Blue-Gray", "Black")
-TXT_HEADER = ("Name", "Histological Diagnosis", "Clinical Diagnosis", "Asymmetry", "Pigment Network",
-              "Dots/Globules", "Streaks", "Regression Areas", "Blue-Whitish Veil", "Colors")
+XLSX_HEADER = (
+    "Image Name",
+    "Histological Diagnosis",
+    "Common Nevus",
+    "Atypical Nevus",
+    "Melanoma",
+    "Asymmetry",
+    "Pigment Network",
+    "Dots/Globules",
+    "Streaks",
+    "Regression Areas",
+    "Blue-Whitish Veil",
+    "White",
+    "Red",
+    "Light-Brown",
+    "Dark-Brown",
+    "Blue-Gray",
+    "Black",
+)
+TXT_HEADER = (
+    "Name",
+    "Histological Diagnosis",
+    "Clinical Diagnosis",
+    "Asymmetry",
+    "Pigment Network",
+    "Dots/Globules",
+    "Streaks",
+    "Regression Areas",
+    "Blue-Whitish Veil",
+    "Colors",
+)
 #: ``Colors`` codes of the text release
 COLOUR_CODES = {str(i + 1): name for i, name in enumerate(COLOURS)}
 METADATA_OPTIONS = ("auto", "xlsx", "txt")
 HEADER_SEARCH_ROWS = 40
-DOWNLOAD_HINT = ("download PH2 from its publisher (fc.up.pt/addi/ph2 database.html), unpack "
-                 "PH2Dataset.rar and pass the PH2Dataset folder (it holds PH2_dataset.xlsx and "
-                 "'PH2 Dataset images/')")
+DOWNLOAD_HINT = (
+    "download PH2 from its publisher (fc.up.pt/addi/ph2 database.html), unpack "
+    "PH2Dataset.rar and pass the PH2Dataset folder (it holds PH2_dataset.xlsx and "
+    "'PH2 Dataset images/')"
+)
 
 _WHY = {
     "histological_diagnosis": (
         "filled only for the 41 histopathology-confirmed lesions and names the class: none of the "
         "80 common nevi has one, Melanoma / Nodular Melanoma / Lentigo Maligna occur only for "
-        "melanomas and Dysplastic / Intradermal / Blue Nevus only for atypical nevi"),
-    "asymmetry": ("dermatologists' ABCD assessment behind the diagnosis: fully symmetric (0) in 77/80 "
-                  "common nevi but fully asymmetric (2) in 33/40 melanomas"),
-    "pigment_network": ("dermatologists' assessment behind the diagnosis: Typical for all 80 common "
-                        "nevi, Atypical for 77/80 atypical nevi and 39/40 melanomas"),
-    "dots_globules": ("dermatologists' assessment behind the diagnosis: Typical in 46/80 common nevi "
-                      "and in no melanoma"),
-    "streaks": ("dermatologists' assessment behind the diagnosis: present in 1/80 common nevi and "
-                "13/40 melanomas"),
-    "regression_areas": ("dermatologists' assessment behind the diagnosis: present in no common "
-                         "nevus, 4/80 atypical nevi and 21/40 melanomas"),
-    "blue_whitish_veil": ("dermatologists' assessment behind the diagnosis: present in no common "
-                          "nevus, 6/80 atypical nevi and 30/40 melanomas"),
+        "melanomas and Dysplastic / Intradermal / Blue Nevus only for atypical nevi"
+    ),
+    "asymmetry": (
+        "dermatologists' ABCD assessment behind the diagnosis: fully symmetric (0) in 77/80 "
+        "common nevi but fully asymmetric (2) in 33/40 melanomas"
+    ),
+    "pigment_network": (
+        "dermatologists' assessment behind the diagnosis: Typical for all 80 common "
+        "nevi, Atypical for 77/80 atypical nevi and 39/40 melanomas"
+    ),
+    "dots_globules": (
+        "dermatologists' assessment behind the diagnosis: Typical in 46/80 common nevi and in no melanoma"
+    ),
+    "streaks": ("dermatologists' assessment behind the diagnosis: present in 1/80 common nevi and 13/40 melanomas"),
+    "regression_areas": (
+        "dermatologists' assessment behind the diagnosis: present in no common "
+        "nevus, 4/80 atypical nevi and 21/40 melanomas"
+    ),
+    "blue_whitish_veil": (
+        "dermatologists' assessment behind the diagnosis: present in no common "
+        "nevus, 6/80 atypical nevi and 30/40 melanomas"
+    ),
 }
-_WHY_COLOUR = ("colours are part of the dermatologists' assessment behind the diagnosis (blue-gray in "
-               "2/80 common nevi vs 26/40 melanomas; white 1/80 vs 13/40); an empty cell means the "
-               "colour is absent, so the encoder's '=missing' column reads as 'absent'")
+_WHY_COLOUR = (
+    "colours are part of the dermatologists' assessment behind the diagnosis (blue-gray in "
+    "2/80 common nevi vs 26/40 melanomas; white 1/80 vs 13/40); an empty cell means the "
+    "colour is absent, so the encoder's '=missing' column reads as 'absent'"
+)
 FEATURES = tuple(
     MetaFeature(name, name, "categorical", leaks_label=True, why_leaks=_WHY[name])
     for name in ("histological_diagnosis",) + CRITERIA
-) + tuple(MetaFeature(name, name, "categorical", missing=(), leaks_label=True, why_leaks=_WHY_COLOUR)
-          for name in COLOURS)
+) + tuple(
+    MetaFeature(name, name, "categorical", missing=(), leaks_label=True, why_leaks=_WHY_COLOUR) for name in COLOURS
+)
 
 
 @dataclass(frozen=True)
@@ -131,9 +171,13 @@ def _check_header(path: Path, row: int, header: list[str], expected: tuple[str, 
     missing = [name for name in expected if _key(name) not in index]
     if missing:
         present = [str(h).split("\n")[0] for h in header if h not in (None, "")]
-        raise DatasetError(f"missing column(s) {missing}; the header has {present}", path=path, row=row,
-                           hint=f"PH2's {path.name} has the columns {list(expected)}; restore the "
-                                "original file or rename the columns back")
+        raise DatasetError(
+            f"missing column(s) {missing}; the header has {present}",
+            path=path,
+            row=row,
+            hint=f"PH2's {path.name} has the columns {list(expected)}; restore the "
+            "original file or rename the columns back",
+        )
     return {_key(name): index[_key(name)] for name in expected}
 
 
@@ -141,9 +185,12 @@ def _check_unique(path: Path, records: list[Record]) -> None:
     seen: dict[str, int] = {}
     for r in records:
         if r.image_id in seen:
-            raise DatasetError(f"duplicate image {r.image_id!r} (also on row {seen[r.image_id]})",
-                               path=path, row=r.row,
-                               hint="each image must be listed once; delete the repeated row")
+            raise DatasetError(
+                f"duplicate image {r.image_id!r} (also on row {seen[r.image_id]})",
+                path=path,
+                row=r.row,
+                hint="each image must be listed once; delete the repeated row",
+            )
         seen[r.image_id] = r.row
 
 
@@ -161,45 +208,62 @@ def read_xlsx(path: Path) -> list[Record]:
             rows = list(sheets[0].iter_rows(values_only=True)) if sheets else None
         finally:
             workbook.close()
-    except Exception as exc:  # noqa: BLE001 - zip/XML errors of a damaged file
-        raise DatasetError(f"not a readable Excel file ({type(exc).__name__}: {exc})", path=path,
-                           hint="restore the original PH2_dataset.xlsx (or use metadata=txt)") from None
+    except Exception as exc:
+        raise DatasetError(
+            f"not a readable Excel file ({type(exc).__name__}: {exc})",
+            path=path,
+            hint="restore the original PH2_dataset.xlsx (or use metadata=txt)",
+        ) from None
     if rows is None:
-        raise DatasetError("the workbook has no worksheet", path=path,
-                           hint="restore the original PH2_dataset.xlsx (or use metadata=txt)")
-    header_at = next((i for i, cells in enumerate(rows[:HEADER_SEARCH_ROWS])
-                      if "image_name" in {_key(c) for c in cells}), None)
+        raise DatasetError(
+            "the workbook has no worksheet",
+            path=path,
+            hint="restore the original PH2_dataset.xlsx (or use metadata=txt)",
+        )
+    header_at = next(
+        (i for i, cells in enumerate(rows[:HEADER_SEARCH_ROWS]) if "image_name" in {_key(c) for c in cells}), None
+    )
     if header_at is None:
-        raise DatasetError(f"no header row with an 'Image Name' cell in the first {HEADER_SEARCH_ROWS} "
-                           "rows", path=path, hint="restore the original PH2_dataset.xlsx (its "
-                                                   "header is on row 13)")
+        raise DatasetError(
+            f"no header row with an 'Image Name' cell in the first {HEADER_SEARCH_ROWS} rows",
+            path=path,
+            hint="restore the original PH2_dataset.xlsx (its header is on row 13)",
+        )
     header = list(rows[header_at])
     col = _check_header(path, header_at + 1, header, XLSX_HEADER)
     records = []
-    for number, cells in enumerate(rows[header_at + 1:], start=header_at + 2):
+    for number, cells in enumerate(rows[header_at + 1 :], start=header_at + 2):
         cells = list(cells) + [None] * (len(header) - len(cells))
         if all(_text(c) is None for c in cells):
             continue
         image_id = _text(cells[col["image_name"]])
         if image_id is None:
-            raise DatasetError("empty 'Image Name'", path=path, row=number,
-                               hint="every row needs its image name (IMDxxx); fix or delete the row")
+            raise DatasetError(
+                "empty 'Image Name'",
+                path=path,
+                row=number,
+                hint="every row needs its image name (IMDxxx); fix or delete the row",
+            )
         marked = []
         for label, name in enumerate(CLASSES):
             mark = _text(cells[col[_key(name)]])
             if mark is not None and mark.upper() != "X":
-                raise DatasetError(f"unknown mark {mark!r} in column {name!r} (image {image_id})",
-                                   path=path, row=number,
-                                   hint="the clinical diagnosis is marked with X in one of "
-                                        f"{list(CLASSES)}; fix the cell")
+                raise DatasetError(
+                    f"unknown mark {mark!r} in column {name!r} (image {image_id})",
+                    path=path,
+                    row=number,
+                    hint=f"the clinical diagnosis is marked with X in one of {list(CLASSES)}; fix the cell",
+                )
             if mark is not None:
                 marked.append(label)
         if len(marked) != 1:
             found = [CLASSES[m] for m in marked]
             raise DatasetError(
-                f"image {image_id} has {'no' if not marked else 'more than one'} clinical diagnosis "
-                f"marked ({found})", path=path, row=number,
-                hint=f"mark exactly one of {list(CLASSES)} with X")
+                f"image {image_id} has {'no' if not marked else 'more than one'} clinical diagnosis marked ({found})",
+                path=path,
+                row=number,
+                hint=f"mark exactly one of {list(CLASSES)} with X",
+            )
         meta = {name: _text(cells[col[name]]) for name in ("histological_diagnosis",) + CRITERIA}
         meta.update({name: _text(cells[col[name]]) for name in COLOURS})
         records.append(Record(number, image_id, marked[0], meta))
@@ -230,38 +294,51 @@ def read_txt(path: Path) -> list[Record]:
         cells = _txt_cells(line)
         if header is None:
             if _key(cells[0]) != "name":
-                raise DatasetError(f"the first table line is not the header (starts {cells[0]!r})",
-                                   path=path, row=number,
-                                   hint="restore the original PH2_dataset.txt (its first '||' "
-                                        "line names the columns: Name, Histological Diagnosis, ...)")
+                raise DatasetError(
+                    f"the first table line is not the header (starts {cells[0]!r})",
+                    path=path,
+                    row=number,
+                    hint="restore the original PH2_dataset.txt (its first '||' "
+                    "line names the columns: Name, Histological Diagnosis, ...)",
+                )
             header = cells
             col = _check_header(path, number, header, TXT_HEADER)
             continue
         if len(cells) != len(header):
-            raise DatasetError(f"has {len(cells)} cells but the header has {len(header)} columns",
-                               path=path, row=number, hint="fix that line or restore the original file")
+            raise DatasetError(
+                f"has {len(cells)} cells but the header has {len(header)} columns",
+                path=path,
+                row=number,
+                hint="fix that line or restore the original file",
+            )
         image_id = cells[col["name"]]
         if not image_id:
             raise DatasetError("empty 'Name'", path=path, row=number, hint="fix or delete the line")
         code = cells[col["clinical_diagnosis"]]
         if code not in ("0", "1", "2"):
-            raise DatasetError(f"unknown Clinical Diagnosis {code!r} (image {image_id})", path=path,
-                               row=number, hint="codes are 0 Common Nevus, 1 Atypical Nevus, 2 "
-                                                "Melanoma; fix the value")
-        meta: dict[str, str | None] = {n: (cells[col[n]] or None)
-                                       for n in ("histological_diagnosis",) + CRITERIA}
+            raise DatasetError(
+                f"unknown Clinical Diagnosis {code!r} (image {image_id})",
+                path=path,
+                row=number,
+                hint="codes are 0 Common Nevus, 1 Atypical Nevus, 2 Melanoma; fix the value",
+            )
+        meta: dict[str, str | None] = {n: (cells[col[n]] or None) for n in ("histological_diagnosis",) + CRITERIA}
         meta.update({name: None for name in COLOURS})
         for token in cells[col["colors"]].split():
             if token not in COLOUR_CODES:
-                raise DatasetError(f"unknown colour code {token!r} in column 'Colors' (image {image_id})",
-                                   path=path, row=number,
-                                   hint="colour codes are 1 White, 2 Red, 3 Light-Brown, 4 Dark-Brown, "
-                                        "5 Blue-Gray, 6 Black, separated by spaces")
+                raise DatasetError(
+                    f"unknown colour code {token!r} in column 'Colors' (image {image_id})",
+                    path=path,
+                    row=number,
+                    hint="colour codes are 1 White, 2 Red, 3 Light-Brown, 4 Dark-Brown, "
+                    "5 Blue-Gray, 6 Black, separated by spaces",
+                )
             meta[COLOUR_CODES[token]] = "X"
         records.append(Record(number, image_id, int(code), meta))
     if header is None:
-        raise DatasetError("no '||'-delimited table found", path=path,
-                           hint="restore the original PH2_dataset.txt; " + DOWNLOAD_HINT)
+        raise DatasetError(
+            "no '||'-delimited table found", path=path, hint="restore the original PH2_dataset.txt; " + DOWNLOAD_HINT
+        )
     _check_unique(path, records)
     return records
 
@@ -278,22 +355,27 @@ def _unpacked(root: Path) -> Path:
 
 
 def _metadata_file(root: Path, choice: str) -> Path:
-    choice = choice_option("metadata", choice, METADATA_OPTIONS, root,
-                           hint="metadata=auto reads PH2_dataset.xlsx, else PH2_dataset.txt")
+    choice = choice_option(
+        "metadata", choice, METADATA_OPTIONS, root, hint="metadata=auto reads PH2_dataset.xlsx, else PH2_dataset.txt"
+    )
     names = {"xlsx": [XLSX_FILE], "txt": [TXT_FILE], "auto": [XLSX_FILE, TXT_FILE]}[choice]
     for name in names:
         if (root / name).is_file():
             return root / name
-    raise DatasetError(f"{' or '.join(names)} not found ({folder_holds(root)})", path=root / names[0],
-                       hint=DOWNLOAD_HINT)
+    raise DatasetError(
+        f"{' or '.join(names)} not found ({folder_holds(root)})", path=root / names[0], hint=DOWNLOAD_HINT
+    )
 
 
 def _images_folder(root: Path) -> Path:
     for name in IMAGE_FOLDERS:
         if (root / name).is_dir():
             return root / name
-    raise DatasetError(f"no image folder (expected '{IMAGE_FOLDERS[0]}/' or '{IMAGE_FOLDERS[1]}/')",
-                       path=root / IMAGE_FOLDERS[0], hint=DOWNLOAD_HINT)
+    raise DatasetError(
+        f"no image folder (expected '{IMAGE_FOLDERS[0]}/' or '{IMAGE_FOLDERS[1]}/')",
+        path=root / IMAGE_FOLDERS[0],
+        hint=DOWNLOAD_HINT,
+    )
 
 
 def image_path(images: Path, image_id: str) -> Path:
@@ -308,9 +390,14 @@ def mask_path(images: Path, image_id: str) -> Path:
 
 def _absent_error(kind: str, absent: list[Path], total: int, listing: Path, images: Path) -> DatasetError:
     where = "IMDxxx_Dermoscopic_Image/IMDxxx.bmp" if kind == "image" else "IMDxxx_lesion/IMDxxx_lesion.bmp"
-    return absent_images_error([str(p.relative_to(images)) for p in absent], total, listing.name, images,
-                               hint=f"each {kind} must be at IMDxxx/{where} under '{images.name}/'; unpack the "
-                                    "whole PH2 archive", kind=f"{kind}s")
+    return absent_images_error(
+        [str(p.relative_to(images)) for p in absent],
+        total,
+        listing.name,
+        images,
+        hint=f"each {kind} must be at IMDxxx/{where} under '{images.name}/'; unpack the whole PH2 archive",
+        kind=f"{kind}s",
+    )
 
 
 def read(root: str | Path, metadata: str = "auto") -> pa.Table:
@@ -327,18 +414,25 @@ def read(root: str | Path, metadata: str = "auto") -> pa.Table:
     listing = _metadata_file(root, metadata)
     records = read_xlsx(listing) if listing.suffix == ".xlsx" else read_txt(listing)
     images = _images_folder(root)
-    no_image = [image_path(images, r.image_id) for r in records
-                if not os.path.isfile(image_path(images, r.image_id))]
+    no_image = [image_path(images, r.image_id) for r in records if not os.path.isfile(image_path(images, r.image_id))]
     if no_image:
         raise _absent_error("image", no_image, len(records), listing, images)
-    no_mask = [mask_path(images, r.image_id) for r in records
-               if not os.path.isfile(mask_path(images, r.image_id))]
+    no_mask = [mask_path(images, r.image_id) for r in records if not os.path.isfile(mask_path(images, r.image_id))]
     if no_mask:
         raise _absent_error("mask", no_mask, len(records), listing, images)
-    rows = [{"sample_id": r.image_id, "image_path": str(image_path(images, r.image_id)),
-             "mask_path": str(mask_path(images, r.image_id)), "label": r.label,
-             "label_name": CLASSES[r.label], "group_id": r.image_id, "official_split": None,
-             **{"meta_" + k: v for k, v in r.meta.items()}} for r in records]
+    rows = [
+        {
+            "sample_id": r.image_id,
+            "image_path": str(image_path(images, r.image_id)),
+            "mask_path": str(mask_path(images, r.image_id)),
+            "label": r.label,
+            "label_name": CLASSES[r.label],
+            "group_id": r.image_id,
+            "official_split": None,
+            **{"meta_" + k: v for k, v in r.meta.items()},
+        }
+        for r in records
+    ]
     return build_table(rows, META_COLUMNS)
 
 
@@ -351,9 +445,8 @@ SOURCE = DatasetSource(
     has_masks=True,
     tasks=("classification", "segmentation"),
     notes="200 images (80 common nevus, 80 atypical nevus, 40 melanoma), no official split: use a "
-          "stratified grouped split. Every metadata column is the dermatologists' assessment behind "
-          "the diagnosis and leaks the label (refused unless allow_leaky_metadata).",
-    options={"metadata": "which label file to read: auto (PH2_dataset.xlsx, else PH2_dataset.txt), "
-                         "xlsx or txt"},
+    "stratified grouped split. Every metadata column is the dermatologists' assessment behind "
+    "the diagnosis and leaks the label (refused unless allow_leaky_metadata).",
+    options={"metadata": "which label file to read: auto (PH2_dataset.xlsx, else PH2_dataset.txt), xlsx or txt"},
     extra={"meta_columns": META_COLUMNS, "colour_codes": COLOUR_CODES},
 )

@@ -6,6 +6,7 @@ challenges' official splits, and read options. Every problem a user can fix is a
 :class:`~dermfuse_data.errors.DatasetError` naming the file, the row (header = row 1) or column,
 and a hint.
 """
+
 from __future__ import annotations
 
 import csv
@@ -21,8 +22,10 @@ from dermfuse_data.schema import SPLITS
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
 #: the ``splits`` read option's help, shared by the ISIC challenge sources
-SPLITS_OPTION_HELP = ("comma-separated official splits to read, of train,val,test (default all "
-                      "three); e.g. splits=train when only the training part is downloaded")
+SPLITS_OPTION_HELP = (
+    "comma-separated official splits to read, of train,val,test (default all "
+    "three); e.g. splits=train when only the training part is downloaded"
+)
 
 
 def shown(items: Sequence[str], k: int = 5) -> str:
@@ -54,16 +57,19 @@ def required_path(root: Path, name: str, hint: str, *, folder: bool = False, wha
     what ``root`` holds instead. ``what`` comes before the name in the message (``"image folder"``)."""
     path = root / name
     if not (path.is_dir() if folder else path.is_file()):
-        raise DatasetError(f"{what + ' ' if what else ''}{name} not found ({folder_holds(root)})", path=path,
-                           hint=hint)
+        raise DatasetError(f"{what + ' ' if what else ''}{name} not found ({folder_holds(root)})", path=path, hint=hint)
     return path
 
 
-def absent_images_error(absent: list[str], listed: int, listed_in: str, where: Path, hint: str,
-                        kind: str = "images") -> DatasetError:
+def absent_images_error(
+    absent: list[str], listed: int, listed_in: str, where: Path, hint: str, kind: str = "images"
+) -> DatasetError:
     """The error for ``kind`` listed in ``listed_in`` but not on disk: their count and the first five."""
-    return DatasetError(f"{len(absent)} of {listed} {kind} listed in {listed_in} are not on disk "
-                        f"({shown(absent)})", path=where, hint=hint)
+    return DatasetError(
+        f"{len(absent)} of {listed} {kind} listed in {listed_in} are not on disk ({shown(absent)})",
+        path=where,
+        hint=hint,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -99,17 +105,29 @@ def _csv_records(path: Path) -> Iterator[tuple[int, list[str]]]:
                     row += 1
                     yield row, cells
             except csv.Error as exc:
-                raise DatasetError(f"not a valid CSV file: {exc}", path=path, row=row + 1,
-                                   hint=f"fix the quoting on that row or restore the original "
-                                        f"{path.name}") from None
+                raise DatasetError(
+                    f"not a valid CSV file: {exc}",
+                    path=path,
+                    row=row + 1,
+                    hint=f"fix the quoting on that row or restore the original {path.name}",
+                ) from None
     except UnicodeDecodeError as exc:
-        raise DatasetError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", path=path,
-                           hint=f"restore the original file {path.name} (a spreadsheet may have re-saved "
-                                "it in another encoding; save as CSV UTF-8)") from None
+        raise DatasetError(
+            f"not UTF-8 text ({exc.reason} at byte {exc.start})",
+            path=path,
+            hint=f"restore the original file {path.name} (a spreadsheet may have re-saved "
+            "it in another encoding; save as CSV UTF-8)",
+        ) from None
 
 
-def read_csv(path: Path, required: Iterable[str], *, aliases: Mapping[str, Iterable[str]] = {},
-             what: str = "", download_hint: str = "") -> CsvFile:
+def read_csv(
+    path: Path,
+    required: Iterable[str],
+    *,
+    aliases: Mapping[str, Iterable[str]] = {},
+    what: str = "",
+    download_hint: str = "",
+) -> CsvFile:
     """Parse ``path`` and check that its header has every ``required`` column.
 
     ``aliases`` maps a canonical column to other names some copies use (ISIC 2019 ``sex`` is
@@ -122,13 +140,16 @@ def read_csv(path: Path, required: Iterable[str], *, aliases: Mapping[str, Itera
     what = what or path.name
     records = _csv_records(path)
     header: list[str] | None = None
-    for header_row, cells in records:
+    for header_row, cells in records:  # noqa: B007 (the header row number is used after the loop)
         if any(c.strip() for c in cells):
             header = [c.strip() for c in cells]
             break
     if header is None:
-        raise DatasetError(f"{path.name} is empty", path=path,
-                           hint=f"restore the original {what} file" + (f"; {download_hint}" if download_hint else ""))
+        raise DatasetError(
+            f"{path.name} is empty",
+            path=path,
+            hint=f"restore the original {what} file" + (f"; {download_hint}" if download_hint else ""),
+        )
     renamed = {}
     for canonical, others in aliases.items():
         if canonical in header:
@@ -140,26 +161,35 @@ def read_csv(path: Path, required: Iterable[str], *, aliases: Mapping[str, Itera
                 break
     dupes = sorted({c for c in header if c and header.count(c) > 1})
     if dupes:
-        raise DatasetError(f"column(s) {dupes} appear more than once in the header", path=path,
-                           row=header_row, hint=f"remove the repeated columns or restore the original {what}")
+        raise DatasetError(
+            f"column(s) {dupes} appear more than once in the header",
+            path=path,
+            row=header_row,
+            hint=f"remove the repeated columns or restore the original {what}",
+        )
     required = list(required)
     missing = [c for c in required if c not in header]
     if missing:
         also = {c: list(aliases[c]) for c in missing if c in aliases}
         alias_text = "".join(f" ('{c}' may also be called {o})" for c, o in also.items())
         raise DatasetError(
-            f"missing column(s) {missing}{alias_text}; the header has {header}", path=path, row=header_row,
-            hint=f"the {what} has these columns: {required}; restore the original file or rename "
-                 "the columns back")
+            f"missing column(s) {missing}{alias_text}; the header has {header}",
+            path=path,
+            row=header_row,
+            hint=f"the {what} has these columns: {required}; restore the original file or rename the columns back",
+        )
     rows = []
     for row, cells in records:
         if not any(c.strip() for c in cells):
             continue
         if len(cells) != len(header):
             raise DatasetError(
-                f"has {len(cells)} cells but the header has {len(header)} columns", path=path,
-                row=row, hint=f"a value probably contains an unquoted comma, or the row was cut; "
-                              f"fix that row or restore the original {what}")
+                f"has {len(cells)} cells but the header has {len(header)} columns",
+                path=path,
+                row=row,
+                hint=f"a value probably contains an unquoted comma, or the row was cut; "
+                f"fix that row or restore the original {what}",
+            )
         rows.append((row, cells))
     return CsvFile(path, header, rows, renamed)
 
@@ -168,8 +198,12 @@ def required_cell(table: CsvFile, row: int, cells: list[str], column: str) -> st
     """The stripped cell of ``column``, or a :class:`DatasetError` when it is empty."""
     value = cells[table.col[column]].strip()
     if not value:
-        raise DatasetError(f"empty {column}", path=table.path, row=row,
-                           hint=f"every row needs a value in column {column!r}; fix or delete that row")
+        raise DatasetError(
+            f"empty {column}",
+            path=table.path,
+            row=row,
+            hint=f"every row needs a value in column {column!r}; fix or delete that row",
+        )
     return value
 
 
@@ -187,9 +221,12 @@ def listed_ids(table: CsvFile, column: str) -> Iterator[tuple[int, str, list[str
 
 def duplicate_error(column: str, value: str, path: Path, line: int, first_line: int) -> DatasetError:
     """The error for an id listed twice (names both rows)."""
-    return DatasetError(f"duplicate {column} {value!r} in column {column!r} (also on row {first_line})",
-                        path=path, row=line,
-                        hint="each image must be listed once; delete the repeated row")
+    return DatasetError(
+        f"duplicate {column} {value!r} in column {column!r} (also on row {first_line})",
+        path=path,
+        row=line,
+        hint="each image must be listed once; delete the repeated row",
+    )
 
 
 def meta_cells(table: CsvFile, cells: list[str], names: Iterable[str]) -> dict[str, str | None]:
@@ -240,7 +277,9 @@ def index_folder(folder: Path, suffix: str, skip: tuple[str, ...] = ()) -> dict[
         if sample_id in found:
             raise DatasetError(
                 f"two files for id {sample_id!r}: {found[sample_id].name} and {entry.name}",
-                path=folder, hint="keep one file per image (delete the copy)")
+                path=folder,
+                hint="keep one file per image (delete the copy)",
+            )
         found[sample_id] = Path(entry.path)
     nested = folder / folder.name
     if not found and nested.is_dir():
@@ -262,8 +301,11 @@ def parse_splits(value: str | Iterable[str] | None, root: Path) -> tuple[str, ..
     names = [str(n).strip().lower() for n in names if str(n).strip()]
     unknown = [n for n in names if n not in SPLITS]
     if unknown or not names:
-        raise DatasetError(f"option splits={value!r} names no split or unknown split(s) {unknown}",
-                           path=root, hint=f"choose among {list(SPLITS)}, e.g. splits=train,val")
+        raise DatasetError(
+            f"option splits={value!r} names no split or unknown split(s) {unknown}",
+            path=root,
+            hint=f"choose among {list(SPLITS)}, e.g. splits=train,val",
+        )
     return tuple(s for s in SPLITS if s in names)
 
 
@@ -276,8 +318,10 @@ def check_cross_split_duplicates(ids_by_split: dict[str, list[str]], where: dict
                 other = first[sample_id]
                 raise DatasetError(
                     f"duplicate id {sample_id!r}: listed in the {other} split ({where[other].name}) "
-                    f"and again in the {split} split", path=where[split],
-                    hint="an image belongs to one official split only; remove the copy")
+                    f"and again in the {split} split",
+                    path=where[split],
+                    hint="an image belongs to one official split only; remove the copy",
+                )
             first[sample_id] = split
 
 
@@ -288,8 +332,11 @@ def reject_unknown_options(dataset: str, options: Mapping[str, Any], known: Mapp
     """Raise :class:`DatasetError` naming ``options`` that ``dataset``'s ``read`` does not know."""
     unknown = sorted(set(options) - set(known))
     if unknown:
-        raise DatasetError(f"unknown option(s) {unknown} for {dataset}", path=f"{dataset} read()",
-                           hint=f"known options: {dict(known) or 'none'}")
+        raise DatasetError(
+            f"unknown option(s) {unknown} for {dataset}",
+            path=f"{dataset} read()",
+            hint=f"known options: {dict(known) or 'none'}",
+        )
 
 
 def bool_option(name: str, value: bool | str | int) -> bool:
@@ -301,8 +348,9 @@ def bool_option(name: str, value: bool | str | int) -> bool:
         return True
     if text in _FALSE:
         return False
-    raise DatasetError(f"option {name}={value!r} is not a boolean", path=f"option {name}",
-                       hint=f"pass {name}=true or {name}=false")
+    raise DatasetError(
+        f"option {name}={value!r} is not a boolean", path=f"option {name}", hint=f"pass {name}=true or {name}=false"
+    )
 
 
 def choice_option(name: str, value: object, choices: Sequence[str], where: object, hint: str) -> str:

@@ -7,6 +7,7 @@ bright means low values), 8- or 16-bit unsigned, optional modality rescale. Ever
 from the caller's ``uid_key`` (pydicom's ``generate_uid`` with fixed entropy), so the same key
 gives byte-identical files; nothing depends on the clock.
 """
+
 from __future__ import annotations
 
 import io
@@ -23,9 +24,14 @@ def synthetic_uid(*key: object) -> str:
     return generate_uid(entropy_srcs=[repr(k) for k in key])
 
 
-def dicom_dataset(pixels: np.ndarray, *, uid_key: Sequence[object] = (),
-                  photometric: str = "MONOCHROME2", rescale: tuple[float, float] | None = None,
-                  **tags: object) -> Dataset:
+def dicom_dataset(
+    pixels: np.ndarray,
+    *,
+    uid_key: Sequence[object] = (),
+    photometric: str = "MONOCHROME2",
+    rescale: tuple[float, float] | None = None,
+    **tags: object,
+) -> Dataset:
     """A Secondary Capture :class:`~pydicom.dataset.Dataset` holding ``pixels``.
 
     ``pixels``: 2-D ``uint8`` or ``uint16`` array (rows, columns), stored as is (``BitsStored`` =
@@ -36,8 +42,7 @@ def dicom_dataset(pixels: np.ndarray, *, uid_key: Sequence[object] = (),
     """
     pixels = np.asarray(pixels)
     if pixels.ndim != 2 or pixels.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"pixels must be a 2-D uint8 or uint16 array, got {pixels.dtype} "
-                         f"{pixels.shape}")
+        raise ValueError(f"pixels must be a 2-D uint8 or uint16 array, got {pixels.dtype} {pixels.shape}")
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise ValueError(f"photometric must be MONOCHROME1 or MONOCHROME2, got {photometric!r}")
     sop_uid = synthetic_uid("sop", *uid_key)

@@ -3,6 +3,7 @@
 Every writer creates the parent folders and returns the path it wrote; nothing depends on the clock,
 so the same arrays and rows give the same bytes.
 """
+
 from __future__ import annotations
 
 import csv
@@ -36,8 +37,7 @@ def save_1bit_bmp(path: str | Path, mask: np.ndarray) -> Path:
     return path
 
 
-def write_csv(path: str | Path, header: Sequence[str], rows: Iterable[Sequence[str]],
-              line_end: str = "\r\n") -> Path:
+def write_csv(path: str | Path, header: Sequence[str], rows: Iterable[Sequence[str]], line_end: str = "\r\n") -> Path:
     """A UTF-8 CSV with ``header`` then ``rows``, minimal quoting, lines ended by ``line_end``.
 
     Publishers differ in line ends (PAD-UFES-20 LF, HAM10000 / ISIC / TCIA CRLF); pass theirs.

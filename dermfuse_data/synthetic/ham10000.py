@@ -9,6 +9,7 @@ file). Each class has its own lesion style (:func:`~dermfuse_data.synthetic.lesi
 except bkl vs df, which differ only in ``age`` (:data:`METADATA_ONLY_PAIRS`). Byte-identical for
 the same seed.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,23 +25,30 @@ from dermfuse_data.synthetic.lesions import class_counts, draw_class_lesion, may
 METADATA_ONLY_PAIRS = ((CLASSES.index("bkl"), CLASSES.index("df")),)
 SYNTHETIC_IMAGES = 150
 #: published class frequencies (real metadata), used for the miniature's imbalance
-_REAL_COUNTS = {"akiec": 327, "bcc": 514, "bkl": 1099, "df": 115, "mel": 1113, "nv": 6705,
-                "vasc": 142}
-_AGE_RANGE = {"akiec": (50, 85), "bcc": (45, 85), "bkl": (60, 85), "df": (20, 45),
-              "mel": (35, 85), "nv": (15, 60), "vasc": (10, 80)}
+_REAL_COUNTS = {"akiec": 327, "bcc": 514, "bkl": 1099, "df": 115, "mel": 1113, "nv": 6705, "vasc": 142}
+_AGE_RANGE = {
+    "akiec": (50, 85),
+    "bcc": (45, 85),
+    "bkl": (60, 85),
+    "df": (20, 45),
+    "mel": (35, 85),
+    "nv": (15, 60),
+    "vasc": (10, 80),
+}
 _LOCALIZATIONS = {
     "akiec": ("face", "scalp", "upper extremity", "ear", "neck", "hand"),
     "bcc": ("back", "face", "trunk", "chest", "neck", "lower extremity"),
     "bkl": ("face", "back", "trunk", "chest", "upper extremity", "lower extremity"),
     "df": ("lower extremity", "upper extremity", "trunk"),
     "mel": ("back", "lower extremity", "upper extremity", "trunk", "face", "chest", "abdomen"),
-    "nv": ("back", "lower extremity", "trunk", "abdomen", "upper extremity", "chest", "foot",
-           "genital", "acral"),
+    "nv": ("back", "lower extremity", "trunk", "abdomen", "upper extremity", "chest", "foot", "genital", "acral"),
     "vasc": ("trunk", "lower extremity", "abdomen", "face", "back"),
 }
 #: how each class was confirmed (published proportions, rounded)
 _DX_TYPE = {
-    "akiec": {"histo": 1.0}, "bcc": {"histo": 1.0}, "mel": {"histo": 1.0},
+    "akiec": {"histo": 1.0},
+    "bcc": {"histo": 1.0},
+    "mel": {"histo": 1.0},
     "bkl": {"histo": 0.7, "consensus": 0.24, "confocal": 0.06},
     "df": {"histo": 0.48, "consensus": 0.52},
     "nv": {"follow_up": 0.55, "histo": 0.37, "consensus": 0.08},
@@ -83,14 +91,17 @@ def _synthetic_rows(rng: np.random.Generator, n_images: int) -> list[dict[str, s
         paired = any(CLASSES.index(name) in pair for pair in METADATA_ONLY_PAIRS)
         dx_type = _pick(rng, _DX_TYPE[name])
         lesion = {
-            "lesion_id": f"HAM_{number:07d}", "dx": name, "dx_type": dx_type,
+            "lesion_id": f"HAM_{number:07d}",
+            "dx": name,
+            "dx_type": dx_type,
             "age": age if paired else maybe_missing(rng, age, 0.02),
-            "sex": maybe_missing(rng, str(rng.choice(["male", "female"], p=[0.54, 0.46])), 0.02,
-                                 "unknown"),
-            "localization": maybe_missing(rng, str(rng.choice(_LOCALIZATIONS[name])), 0.04,
-                                          "unknown"),
-            "dataset": "vidir_molemax" if dx_type == "follow_up" else
-                       "vidir_modern" if dx_type == "confocal" else _pick(rng, _COHORT[name]),
+            "sex": maybe_missing(rng, str(rng.choice(["male", "female"], p=[0.54, 0.46])), 0.02, "unknown"),
+            "localization": maybe_missing(rng, str(rng.choice(_LOCALIZATIONS[name])), 0.04, "unknown"),
+            "dataset": "vidir_molemax"
+            if dx_type == "follow_up"
+            else "vidir_modern"
+            if dx_type == "confocal"
+            else _pick(rng, _COHORT[name]),
         }
         for _ in range(k):
             rows.append(dict(lesion, image_id=f"ISIC_{image_numbers[ii]:07d}"))
@@ -107,8 +118,9 @@ def write_miniature(out: Path, seed: int = 0, n_images: int = SYNTHETIC_IMAGES) 
     for i, row in enumerate(rows):
         img_rng = np.random.default_rng([int(seed), 31, i])
         height = int(img_rng.integers(84, 97))
-        rgb, _ = draw_class_lesion(img_rng, (height, round(height * 4 / 3)), CLASSES.index(row["dx"]), len(CLASSES),
-                                   METADATA_ONLY_PAIRS)
+        rgb, _ = draw_class_lesion(
+            img_rng, (height, round(height * 4 / 3)), CLASSES.index(row["dx"]), len(CLASSES), METADATA_ONLY_PAIRS
+        )
         part = IMAGE_FOLDERS[0] if int(row["image_id"][5:]) <= PART_1_LAST else IMAGE_FOLDERS[1]
         save_image(out / part / f"{row['image_id']}.jpg", rgb, quality=90)
     write_csv(out / METADATA_FILE, COLUMNS, ([row[c] for c in COLUMNS] for row in rows))

@@ -7,6 +7,7 @@ PNG masks at image size and the ``_Part3_GroundTruth.csv`` (CRLF, ``0.0``/``1.0`
 Melanoma and the other two classes differ in the image; seborrheic keratosis vs nevus only in age
 (:data:`METADATA_ONLY_PAIRS`). Byte-identical per seed.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,8 +15,16 @@ from pathlib import Path
 import numpy as np
 
 from dermfuse_data.schema import SPLITS
-from dermfuse_data.sources.isic2017 import (CLASSES, LABEL_COLUMNS, METADATA_COLUMNS, REAL_COUNTS, data_dir,
-                                            labels_csv, mask_dir, metadata_name)
+from dermfuse_data.sources.isic2017 import (
+    CLASSES,
+    LABEL_COLUMNS,
+    METADATA_COLUMNS,
+    REAL_COUNTS,
+    data_dir,
+    labels_csv,
+    mask_dir,
+    metadata_name,
+)
 from dermfuse_data.synthetic.files import save_image, write_csv
 from dermfuse_data.synthetic.lesions import class_counts, draw_class_lesion, maybe_missing, random_size
 
@@ -51,7 +60,7 @@ def write_miniature(out: Path, seed: int = 0) -> Path:
         n = SYNTHETIC_SPLIT_SIZES[split]
         counts = class_counts(n, REAL_COUNTS[split], minimum=5)
         labels = np.repeat(np.arange(len(CLASSES)), counts)[rng.permutation(n)]
-        ids = [f"ISIC_{k:07d}" for k in sorted(numbers[start:start + n])]
+        ids = [f"ISIC_{k:07d}" for k in sorted(numbers[start : start + n])]
         gt_rows, meta_rows = [], []
         for i, (image_id, label) in enumerate(zip(ids, labels), start=start):
             img_rng = np.random.default_rng([int(seed), 2017, i])
@@ -62,8 +71,13 @@ def write_miniature(out: Path, seed: int = 0) -> Path:
             save_image(mask_dir(out, split) / f"{image_id}_segmentation.png", mask)
             gt_rows.append([image_id, "1.0" if label == 0 else "0.0", "1.0" if label == 1 else "0.0"])
             age = str(int(rng.choice(list(_AGES[int(label)]))))
-            meta_rows.append([image_id, maybe_missing(rng, age, 0.1 if label == 0 else 0.0, "unknown"),
-                              maybe_missing(rng, str(rng.choice(["female", "male"])), 0.1, "unknown")])
+            meta_rows.append(
+                [
+                    image_id,
+                    maybe_missing(rng, age, 0.1 if label == 0 else 0.0, "unknown"),
+                    maybe_missing(rng, str(rng.choice(["female", "male"])), 0.1, "unknown"),
+                ]
+            )
         start += n
         write_csv(labels_csv(out, split), LABEL_COLUMNS, gt_rows)
         write_csv(data_dir(out, split) / metadata_name(split), METADATA_COLUMNS, meta_rows, line_end="\n")

@@ -8,14 +8,22 @@ older archive ids without ``lesion_id``, most of them ``_downsampled``). DF and 
 style and differ only in ``anatom_site_general`` (:data:`METADATA_ONLY_PAIRS`). Byte-identical for
 the same seed.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-from dermfuse_data.sources.isic2019 import (CLASSES, DOWNSAMPLED_SUFFIX, GROUND_TRUTH_COLUMNS, GROUND_TRUTH_FILE,
-                                            IMAGE_FOLDER, METADATA_COLUMNS, METADATA_FILE)
+from dermfuse_data.sources.isic2019 import (
+    CLASSES,
+    DOWNSAMPLED_SUFFIX,
+    GROUND_TRUTH_COLUMNS,
+    GROUND_TRUTH_FILE,
+    IMAGE_FOLDER,
+    METADATA_COLUMNS,
+    METADATA_FILE,
+)
 from dermfuse_data.synthetic.files import save_image, write_csv
 from dermfuse_data.synthetic.lesions import class_counts, draw_class_lesion, maybe_missing, random_size
 
@@ -24,18 +32,33 @@ from dermfuse_data.synthetic.lesions import class_counts, draw_class_lesion, may
 METADATA_ONLY_PAIRS = ((CLASSES.index("DF"), CLASSES.index("VASC")),)
 SYNTHETIC_IMAGES = 160
 #: published class frequencies of the training set (UNK has none)
-_REAL_COUNTS = {"MEL": 4522, "NV": 12875, "BCC": 3323, "AK": 867, "BKL": 2624, "DF": 239,
-                "VASC": 253, "SCC": 628}
+_REAL_COUNTS = {"MEL": 4522, "NV": 12875, "BCC": 3323, "AK": 867, "BKL": 2624, "DF": 239, "VASC": 253, "SCC": 628}
 _TRAINED = tuple(c for c in CLASSES if c != "UNK")
 #: where lesions come from: HAM10000 (ids 24306-34320, HAM_ lesions), BCN20000 (ids 53xxx-73xxx,
 #: BCN_ lesions), the older ISIC archive (ids < 16073, no lesion_id, often _downsampled)
 _ORIGIN_P = {"ham": 0.35, "bcn": 0.4, "archive": 0.25}
 _ID_RANGES = {"ham": (24306, 34321), "bcn": (53000, 73255), "archive": (0, 16073)}
-_SITES = ("anterior torso", "lower extremity", "head/neck", "upper extremity", "posterior torso",
-          "palms/soles", "oral/genital", "lateral torso")
+_SITES = (
+    "anterior torso",
+    "lower extremity",
+    "head/neck",
+    "upper extremity",
+    "posterior torso",
+    "palms/soles",
+    "oral/genital",
+    "lateral torso",
+)
 _SITE_P = (0.30, 0.22, 0.20, 0.13, 0.12, 0.02, 0.005, 0.005)
-_AGE_RANGE = {"MEL": (35, 85), "NV": (15, 60), "BCC": (45, 85), "AK": (55, 85), "BKL": (45, 85),
-              "DF": (20, 60), "VASC": (10, 80), "SCC": (55, 85)}
+_AGE_RANGE = {
+    "MEL": (35, 85),
+    "NV": (15, 60),
+    "BCC": (45, 85),
+    "AK": (55, 85),
+    "BKL": (45, 85),
+    "DF": (20, 60),
+    "VASC": (10, 80),
+    "SCC": (55, 85),
+}
 
 
 def _site(rng: np.random.Generator, name: str) -> str:
@@ -54,7 +77,7 @@ def _synthetic_rows(rng: np.random.Generator, n_images: int) -> list[dict[str, s
         left = count
         while left > 0:
             origin = str(rng.choice(list(_ORIGIN_P), p=list(_ORIGIN_P.values())))
-            k = 1 if origin == "archive" else min(left, int(rng.choice([1, 2, 3], p=[.5, .3, .2])))
+            k = 1 if origin == "archive" else min(left, int(rng.choice([1, 2, 3], p=[0.5, 0.3, 0.2])))
             lesions.append((name, origin, k))
             left -= k
     used: set[int] = set()
@@ -63,8 +86,7 @@ def _synthetic_rows(rng: np.random.Generator, n_images: int) -> list[dict[str, s
     for (name, origin, k), lesion_number in zip(lesions, lesion_numbers):
         lo, hi = _AGE_RANGE[name]
         lesion = {
-            "lesion_id": {"ham": f"HAM_{lesion_number:07d}", "bcn": f"BCN_{lesion_number:07d}",
-                          "archive": ""}[origin],
+            "lesion_id": {"ham": f"HAM_{lesion_number:07d}", "bcn": f"BCN_{lesion_number:07d}", "archive": ""}[origin],
             "diagnosis": name,
             "age_approx": maybe_missing(rng, str(5 * int(rng.integers(lo // 5, hi // 5 + 1))), 0.02),
             "anatom_site_general": _site(rng, name),
@@ -92,10 +114,14 @@ def write_miniature(out: Path, seed: int = 0, n_images: int = SYNTHETIC_IMAGES) 
     rows = _synthetic_rows(rng, n_images)
     for i, row in enumerate(rows):
         img_rng = np.random.default_rng([int(seed), 41, i])
-        rgb, _ = draw_class_lesion(img_rng, random_size(img_rng, 96, 129), CLASSES.index(row["diagnosis"]),
-                                   len(_TRAINED), METADATA_ONLY_PAIRS)
+        rgb, _ = draw_class_lesion(
+            img_rng, random_size(img_rng, 96, 129), CLASSES.index(row["diagnosis"]), len(_TRAINED), METADATA_ONLY_PAIRS
+        )
         save_image(out / IMAGE_FOLDER / f"{row['image']}.jpg", rgb, quality=90)
-    write_csv(out / GROUND_TRUTH_FILE, GROUND_TRUTH_COLUMNS,
-              ([row["image"]] + ["1.0" if c == row["diagnosis"] else "0.0" for c in CLASSES] for row in rows))
+    write_csv(
+        out / GROUND_TRUTH_FILE,
+        GROUND_TRUTH_COLUMNS,
+        ([row["image"]] + ["1.0" if c == row["diagnosis"] else "0.0" for c in CLASSES] for row in rows),
+    )
     write_csv(out / METADATA_FILE, METADATA_COLUMNS, ([row[c] for c in METADATA_COLUMNS] for row in rows))
     return out

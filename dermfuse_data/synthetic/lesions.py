@@ -12,6 +12,7 @@
 
 Everything takes a :class:`numpy.random.Generator`; the same generator state gives the same arrays.
 """
+
 from __future__ import annotations
 
 import math
@@ -145,8 +146,9 @@ def smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.nda
     return (a * (1 - fx) + b * fx) * (1 - fy) + (c * (1 - fx) + d * fx) * fy
 
 
-def _texture(rng: np.random.Generator, style: LesionStyle, u: np.ndarray, v: np.ndarray,
-             rn: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _texture(
+    rng: np.random.Generator, style: LesionStyle, u: np.ndarray, v: np.ndarray, rn: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Brightness factor (HxW, ~1) and whiteness (HxW in [0,1]) of the lesion body for ``style``.
 
     ``u, v`` are lesion-aligned coordinates in units of the radii and ``rn`` the normalised radius.
@@ -173,8 +175,9 @@ def _texture(rng: np.random.Generator, style: LesionStyle, u: np.ndarray, v: np.
     return shade, white
 
 
-def draw_lesion(rng: np.random.Generator, size: int | tuple[int, int], image_class: int,
-                n_image_classes: int) -> tuple[np.ndarray, np.ndarray]:
+def draw_lesion(
+    rng: np.random.Generator, size: int | tuple[int, int], image_class: int, n_image_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Draw one lesion-like image; returns ``(rgb uint8 HxWx3, mask bool HxW)``.
 
     Skin-toned background (random tone, illumination gradient, low-frequency blotches, pixel noise,
@@ -239,12 +242,28 @@ def random_size(rng: np.random.Generator, low: int, high: int) -> tuple[int, int
     return int(rng.integers(low, high)), int(rng.integers(low, high))
 
 
-def draw_class_lesion(rng: np.random.Generator, size: int | tuple[int, int], class_index: int, n_classes: int,
-                      pairs: Sequence[Sequence[int]] = ()) -> tuple[np.ndarray, np.ndarray]:
+def draw_class_lesion(
+    rng: np.random.Generator,
+    size: int | tuple[int, int],
+    class_index: int,
+    n_classes: int,
+    pairs: Sequence[Sequence[int]] = (),
+) -> tuple[np.ndarray, np.ndarray]:
     """:func:`draw_lesion` for dataset class ``class_index`` of ``n_classes``: the classes in each of
     ``pairs`` share one image class (:func:`image_class_of`), so only metadata tells them apart."""
     return draw_lesion(rng, size, image_class_of(class_index, pairs), count_image_classes(n_classes, pairs))
 
 
-__all__ = ["LesionStyle", "STYLES", "lesion_style", "image_class_of", "count_image_classes",
-           "class_counts", "maybe_missing", "smooth_noise", "draw_lesion", "random_size", "draw_class_lesion"]
+__all__ = [
+    "LesionStyle",
+    "STYLES",
+    "lesion_style",
+    "image_class_of",
+    "count_image_classes",
+    "class_counts",
+    "maybe_missing",
+    "smooth_noise",
+    "draw_lesion",
+    "random_size",
+    "draw_class_lesion",
+]

@@ -7,6 +7,7 @@ lesions per patient, 1-3 images per lesion, all six classes with the published i
 (:func:`~dermfuse_data.synthetic.lesions.draw_lesion`); ACK vs SCC differ only in ``bleed`` and NEV
 vs SEK only in ``age`` (:data:`METADATA_ONLY_PAIRS`). Byte-identical for the same seed.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,13 +20,11 @@ from dermfuse_data.synthetic.lesions import class_counts, draw_class_lesion, may
 
 #: (ACK, SCC) share one image distribution and differ only in ``bleed`` (ACK never bleeds, SCC
 #: always does); (NEV, SEK) share one and differ only in ``age`` (NEV < 40, SEK >= 60).
-METADATA_ONLY_PAIRS = ((CLASSES.index("ACK"), CLASSES.index("SCC")),
-                       (CLASSES.index("NEV"), CLASSES.index("SEK")))
+METADATA_ONLY_PAIRS = ((CLASSES.index("ACK"), CLASSES.index("SCC")), (CLASSES.index("NEV"), CLASSES.index("SEK")))
 SYNTHETIC_IMAGES = 160
 #: published class frequencies (real metadata.csv), used for the miniature's imbalance
 _REAL_COUNTS = {"ACK": 730, "BCC": 845, "MEL": 52, "NEV": 244, "SCC": 192, "SEK": 235}
-_AGE_RANGE = {"ACK": (45, 86), "BCC": (40, 91), "MEL": (28, 81), "NEV": (15, 40), "SCC": (50, 93),
-              "SEK": (60, 89)}
+_AGE_RANGE = {"ACK": (45, 86), "BCC": (40, 91), "MEL": (28, 81), "NEV": (15, 40), "SCC": (50, 93), "SEK": (60, 89)}
 _REGIONS = {
     "ACK": ("FACE", "FOREARM", "HAND", "NOSE", "ARM", "SCALP", "EAR"),
     "BCC": ("FACE", "NOSE", "BACK", "CHEST", "NECK", "EAR", "LIP"),
@@ -82,13 +81,17 @@ def _synthetic_rows(rng: np.random.Generator, n_images: int) -> list[dict[str, s
         patient = {
             "patient_id": f"PAT_{pid}",
             "age": str(int(rng.integers(lo, hi))),
-            "smoke": _bool(rng, 0.13), "drink": _bool(rng, 0.25),
+            "smoke": _bool(rng, 0.13),
+            "drink": _bool(rng, 0.25),
             "background_father": str(rng.choice(_BACKGROUNDS, p=_BACKGROUND_P)),
             "background_mother": str(rng.choice(_BACKGROUNDS, p=_BACKGROUND_P)),
-            "pesticide": _bool(rng, 0.4), "gender": str(rng.choice(["FEMALE", "MALE"])),
-            "skin_cancer_history": _bool(rng, 0.45), "cancer_history": _bool(rng, 0.5),
-            "has_piped_water": _bool(rng, 0.6), "has_sewage_system": _bool(rng, 0.55),
-            "fitspatrick": f"{int(rng.choice([1, 2, 3, 4, 5], p=[.1, .55, .25, .07, .03]))}.0",
+            "pesticide": _bool(rng, 0.4),
+            "gender": str(rng.choice(["FEMALE", "MALE"])),
+            "skin_cancer_history": _bool(rng, 0.45),
+            "cancer_history": _bool(rng, 0.5),
+            "has_piped_water": _bool(rng, 0.6),
+            "has_sewage_system": _bool(rng, 0.55),
+            "fitspatrick": f"{int(rng.choice([1, 2, 3, 4, 5], p=[0.1, 0.55, 0.25, 0.07, 0.03]))}.0",
         }
         if not complete:
             for key in patient:
@@ -96,19 +99,24 @@ def _synthetic_rows(rng: np.random.Generator, n_images: int) -> list[dict[str, s
                     patient[key] = ""
         for n_imgs in lesions:
             d1 = int(rng.integers(3, 21))
-            lesion = dict(patient, lesion_id=str(lesion_ids[li]), diagnostic=name,
-                          region=str(rng.choice(_REGIONS[name])),
-                          diameter_1=f"{d1}.0" if complete else "",
-                          diameter_2=f"{int(rng.integers(2, d1 + 1))}.0" if complete else "",
-                          biopsed=_bool(rng, _P_BIOPSED[name]))
+            lesion = dict(
+                patient,
+                lesion_id=str(lesion_ids[li]),
+                diagnostic=name,
+                region=str(rng.choice(_REGIONS[name])),
+                diameter_1=f"{d1}.0" if complete else "",
+                diameter_2=f"{int(rng.integers(2, d1 + 1))}.0" if complete else "",
+                biopsed=_bool(rng, _P_BIOPSED[name]),
+            )
             for q, p in _SYMPTOM_P[name].items():
                 lesion[q] = _bool(rng, p)
                 if not (q == "bleed" and name in ("ACK", "SCC")):
                     lesion[q] = maybe_missing(rng, lesion[q], _P_UNK[q], "UNK")
             li += 1
             for _ in range(n_imgs):
-                rows.append(dict(lesion, img_id=f"{lesion['patient_id']}_{lesion['lesion_id']}_"
-                                                f"{image_numbers[ii]}.png"))
+                rows.append(
+                    dict(lesion, img_id=f"{lesion['patient_id']}_{lesion['lesion_id']}_{image_numbers[ii]}.png")
+                )
                 ii += 1
     return [rows[i] for i in rng.permutation(len(rows))]
 
@@ -122,8 +130,9 @@ def write_miniature(out: Path, seed: int = 0, n_images: int = SYNTHETIC_IMAGES) 
     parts = rng.permutation(len(rows)) % len(IMAGE_PARTS)
     for i, (row, part) in enumerate(zip(rows, parts)):
         img_rng = np.random.default_rng([int(seed), 21, i])
-        rgb, _ = draw_class_lesion(img_rng, random_size(img_rng, 88, 129), CLASSES.index(row["diagnostic"]),
-                                   len(CLASSES), METADATA_ONLY_PAIRS)
+        rgb, _ = draw_class_lesion(
+            img_rng, random_size(img_rng, 88, 129), CLASSES.index(row["diagnostic"]), len(CLASSES), METADATA_ONLY_PAIRS
+        )
         save_image(out / "images" / IMAGE_PARTS[part] / row["img_id"], rgb)
     write_csv(out / METADATA_FILE, COLUMNS, ([row[c] for c in COLUMNS] for row in rows), line_end="\n")
     return out

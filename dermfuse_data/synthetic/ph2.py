@@ -10,6 +10,7 @@ class with the frequencies of the real sheet, except ``pigment_network``, which 
 (always T) from atypical nevi (always AT): the two share one image distribution
 (:data:`METADATA_ONLY_PAIRS`).
 """
+
 from __future__ import annotations
 
 import datetime
@@ -20,8 +21,17 @@ from pathlib import Path
 
 import numpy as np
 
-from dermfuse_data.sources.ph2 import (CLASSES, COLOURS, CRITERIA, IMAGE_FOLDERS, TXT_FILE, XLSX_FILE, XLSX_HEADER,
-                                       image_path, mask_path)
+from dermfuse_data.sources.ph2 import (
+    CLASSES,
+    COLOURS,
+    CRITERIA,
+    IMAGE_FOLDERS,
+    TXT_FILE,
+    XLSX_FILE,
+    XLSX_HEADER,
+    image_path,
+    mask_path,
+)
 from dermfuse_data.synthetic.files import save_1bit_bmp, save_image
 from dermfuse_data.synthetic.lesions import class_counts, draw_class_lesion, random_size
 
@@ -43,33 +53,78 @@ _CRITERIA_COUNTS = {
     "blue_whitish_veil": ({"A": 1}, {"A": 74, "P": 6}, {"A": 10, "P": 30}),
 }
 #: P(colour marked) per class, in :data:`COLOURS` order, from the real sheet
-_COLOUR_P = ((1 / 80, 4 / 80, 60 / 80, 58 / 80, 2 / 80, 4 / 80),
-             (5 / 80, 4 / 80, 51 / 80, 64 / 80, 10 / 80, 15 / 80),
-             (13 / 40, 2 / 40, 28 / 40, 34 / 40, 26 / 40, 23 / 40))
-#: (P(histology given), value counts) per class, from the real sheet
-_HISTOLOGY = ((0.0, {"": 1}),
-              (8 / 80, {"Dysplastic Nevus": 5, "Intradermal Nevus": 2, "Blue Nevus": 1}),
-              (33 / 40, {"Melanoma": 26, "Lentigo Maligna": 5, "Nodular Melanoma": 2}))
-_LEGENDS = (  # (cell, value) of the legend block, as in the published sheet (typo included)
-    ("F2", "Legends"), ("F3", "Asymmetry"), ("G3", 0), ("H3", "Fully Simmetric"), ("G4", 1),
-    ("H4", "Symmetric in 1 axes"), ("G5", 2), ("H5", "Fully Asymmetric"),
-    ("F6", "Pigment Network\nDots/Globules\nStreaks\nRegression Areas\nBlue-Whitish Veil"),
-    ("G6", "AT"), ("H6", "Atypical"), ("G7", "T"), ("H7", "Typical"), ("G8", "A"), ("H8", "Absent"),
-    ("G9", "P"), ("H9", "Present"), ("C12", "Clinical Diagnosis"), ("L12", "Colors"),
+_COLOUR_P = (
+    (1 / 80, 4 / 80, 60 / 80, 58 / 80, 2 / 80, 4 / 80),
+    (5 / 80, 4 / 80, 51 / 80, 64 / 80, 10 / 80, 15 / 80),
+    (13 / 40, 2 / 40, 28 / 40, 34 / 40, 26 / 40, 23 / 40),
 )
-_MERGED = ("F2:K2", "F3:F5", "H3:K3", "H4:K4", "H5:K5", "F6:F9", "H6:K6", "H7:K7", "H8:K8", "H9:K9",
-           "C12:E12", "L12:Q12")
+#: (P(histology given), value counts) per class, from the real sheet
+_HISTOLOGY = (
+    (0.0, {"": 1}),
+    (8 / 80, {"Dysplastic Nevus": 5, "Intradermal Nevus": 2, "Blue Nevus": 1}),
+    (33 / 40, {"Melanoma": 26, "Lentigo Maligna": 5, "Nodular Melanoma": 2}),
+)
+_LEGENDS = (  # (cell, value) of the legend block, as in the published sheet (typo included)
+    ("F2", "Legends"),
+    ("F3", "Asymmetry"),
+    ("G3", 0),
+    ("H3", "Fully Simmetric"),
+    ("G4", 1),
+    ("H4", "Symmetric in 1 axes"),
+    ("G5", 2),
+    ("H5", "Fully Asymmetric"),
+    ("F6", "Pigment Network\nDots/Globules\nStreaks\nRegression Areas\nBlue-Whitish Veil"),
+    ("G6", "AT"),
+    ("H6", "Atypical"),
+    ("G7", "T"),
+    ("H7", "Typical"),
+    ("G8", "A"),
+    ("H8", "Absent"),
+    ("G9", "P"),
+    ("H9", "Present"),
+    ("C12", "Clinical Diagnosis"),
+    ("L12", "Colors"),
+)
+_MERGED = (
+    "F2:K2",
+    "F3:F5",
+    "H3:K3",
+    "H4:K4",
+    "H5:K5",
+    "F6:F9",
+    "H6:K6",
+    "H7:K7",
+    "H8:K8",
+    "H9:K9",
+    "C12:E12",
+    "L12:Q12",
+)
 #: header row as published: the criteria cells carry their legend on a second line
-_HEADER_CELLS = XLSX_HEADER[:5] + ("Asymmetry\n(0/1/2)", "Pigment Network\n(AT/T)",
-                                   "Dots/Globules\n(A/AT/T)", "Streaks\n(A/P)",
-                                   "Regression Areas\n(A/P)", "Blue-Whitish Veil\n(A/P)") + XLSX_HEADER[11:]
-_TXT_HEADER = ("||   Name || Histological Diagnosis || Clinical Diagnosis || Asymmetry | Pigment Network "
-               "| Dots/Globules | Streaks | Regression Areas | Blue-Whitish Veil ||           Colors ||")
-_TXT_LEGEND = ("", "Legend:", "Clinical Diagnosis: 0 - Common Nevus; 1 - Atypical Nevus; 2 - Melanoma",
-               "Asymmetry: 0 - Fully Symmetric; 1 - Symmetric in 1 axe; 2 - Fully Asymmetric",
-               "Pigment Network, Dots/Globules, Streaks, Regression Areas, Blue-Whitish Veil: "
-               "A - Absent; AT - Atypical; P - Present; T - Typical",
-               "Colors: 1 - White; 2 - Red; 3 - Light-Brown; 4 - Dark-Brown; 5 - Blue-Gray; 6 - Black")
+_HEADER_CELLS = (
+    XLSX_HEADER[:5]
+    + (
+        "Asymmetry\n(0/1/2)",
+        "Pigment Network\n(AT/T)",
+        "Dots/Globules\n(A/AT/T)",
+        "Streaks\n(A/P)",
+        "Regression Areas\n(A/P)",
+        "Blue-Whitish Veil\n(A/P)",
+    )
+    + XLSX_HEADER[11:]
+)
+_TXT_HEADER = (
+    "||   Name || Histological Diagnosis || Clinical Diagnosis || Asymmetry | Pigment Network "
+    "| Dots/Globules | Streaks | Regression Areas | Blue-Whitish Veil ||           Colors ||"
+)
+_TXT_LEGEND = (
+    "",
+    "Legend:",
+    "Clinical Diagnosis: 0 - Common Nevus; 1 - Atypical Nevus; 2 - Melanoma",
+    "Asymmetry: 0 - Fully Symmetric; 1 - Symmetric in 1 axe; 2 - Fully Asymmetric",
+    "Pigment Network, Dots/Globules, Streaks, Regression Areas, Blue-Whitish Veil: "
+    "A - Absent; AT - Atypical; P - Present; T - Typical",
+    "Colors: 1 - White; 2 - Red; 3 - Light-Brown; 4 - Dark-Brown; 5 - Blue-Gray; 6 - Black",
+)
 #: the publication date, used for every timestamp inside the xlsx so that its bytes depend on the seed only
 _FIXED_TIME = datetime.datetime(2013, 7, 3)
 
@@ -86,7 +141,7 @@ def synthetic_rows(rng: np.random.Generator, n_images: int = SYNTHETIC_IMAGES) -
     numbers = rng.choice(np.arange(2, 438), n_images, replace=False)
     rows, start = [], 0
     for label, count in enumerate(counts):
-        for number in sorted(numbers[start:start + count]):
+        for number in sorted(numbers[start : start + count]):
             row = {"image_id": f"IMD{number:03d}", "label": label}
             for name in CRITERIA:
                 row[name] = _pick(rng, _CRITERIA_COUNTS[name][label])
@@ -149,7 +204,8 @@ def write_txt(rows: list[dict], path: Path) -> Path:
             f"|| {row['image_id']} || {row['histological_diagnosis']:>22} || {row['label']:>18} || "
             f"{row['asymmetry']:>9} | {row['pigment_network']:>15} | {row['dots_globules']:>13} | "
             f"{row['streaks']:>7} | {row['regression_areas']:>16} | {row['blue_whitish_veil']:>17} || "
-            f"{colours:>16} ||")
+            f"{colours:>16} ||"
+        )
     path.write_text("\n".join(lines + list(_TXT_LEGEND)) + "\n", encoding="utf-8")
     return path
 

@@ -69,8 +69,13 @@ class ASPPBottleneck(nn.Module):
             )
         else:
             self.block = Convolution(
-                spatial_dims=2, in_channels=in_channels, out_channels=self.out_channels,
-                kernel_size=3, act="RELU", norm="BATCH", bias=False,
+                spatial_dims=2,
+                in_channels=in_channels,
+                out_channels=self.out_channels,
+                kernel_size=3,
+                act="RELU",
+                norm="BATCH",
+                bias=False,
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

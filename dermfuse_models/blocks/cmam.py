@@ -130,8 +130,10 @@ class CrossMixAttention(nn.Module):
             return x_s, x_c
         sa, attn_sa = self.spatial_queries(x_s, x_c)
         ca, attn_ca = self.channel_queries(x_c, x_s)
-        self.attention_maps = {"spatial_to_channel": AttentionMap(attn_sa.detach(), keys="channels"),
-                               "channel_to_spatial": AttentionMap(attn_ca.detach(), keys="channels")}
+        self.attention_maps = {
+            "spatial_to_channel": AttentionMap(attn_sa.detach(), keys="channels"),
+            "channel_to_spatial": AttentionMap(attn_ca.detach(), keys="channels"),
+        }
         return sa, ca
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -85,16 +85,25 @@ class CrossAttentionFusion(nn.Module):
         self.norm_key = nn.LayerNorm(dim) if residual else nn.Identity()
         self.attention_drop = nn.Dropout(dropout)
         self.norm_mlp: nn.Module | None = nn.LayerNorm(dim) if hidden > 0 else None
-        self.mlp: nn.Module | None = nn.Sequential(
-            nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim), nn.Dropout(dropout)
-        ) if hidden > 0 else None
+        self.mlp: nn.Module | None = (
+            nn.Sequential(
+                nn.Linear(dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, dim), nn.Dropout(dropout)
+            )
+            if hidden > 0
+            else None
+        )
         self.keep_attention_grad = False
         self.last_attention: torch.Tensor | None = None
 
     def forward(self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
         """Fuse ``key``'s stream into ``query``'s; stores ``last_attention`` (B, heads, Q, K)."""
-        if (query.ndim != 3 or key.ndim != 3 or query.shape[-1] != self.dim or key.shape[-1] != self.dim
-                or query.shape[0] != key.shape[0]):
+        if (
+            query.ndim != 3
+            or key.ndim != 3
+            or query.shape[-1] != self.dim
+            or key.shape[-1] != self.dim
+            or query.shape[0] != key.shape[0]
+        ):
             raise ValueError(
                 f"CrossAttentionFusion expects (B, tokens, {self.dim}) query and key, "
                 f"got {tuple(query.shape)} and {tuple(key.shape)}."
@@ -105,8 +114,9 @@ class CrossAttentionFusion(nn.Module):
                 f"the same number of tokens; got {query.shape[1]} and {key.shape[1]}."
             )
         q, k = self.norm_query(query), self.norm_key(key)
-        attended, weights = self.attention(q, k, q if self.value_source == "query" else k,
-                                           need_weights=True, average_attn_weights=False)
+        attended, weights = self.attention(
+            q, k, q if self.value_source == "query" else k, need_weights=True, average_attn_weights=False
+        )
         self.last_attention = weights.detach()
         if self.keep_attention_grad and torch.is_grad_enabled():
             self.last_attention.requires_grad_(True)
@@ -122,7 +132,7 @@ class CrossAttentionFusion(nn.Module):
         """``(A - A.detach()) V W_o^T``: zero, but its gradient reaches ``A`` (a leaf copy of the weights) as
         the attention output's would; nothing else gets a gradient through it."""
         b, n_q, n_k = weights.shape[0], weights.shape[2], weights.shape[3]
-        w_v, b_v = self.attention.in_proj_weight[2 * self.dim:], self.attention.in_proj_bias[2 * self.dim:]
+        w_v, b_v = self.attention.in_proj_weight[2 * self.dim :], self.attention.in_proj_bias[2 * self.dim :]
         v = F.linear(value, w_v, b_v).view(b, n_k, self.num_heads, self.dim // self.num_heads).transpose(1, 2)
         heads = (weights - weights.detach()) @ v  # (B, heads, Q, head_dim), all zeros
         return F.linear(heads.transpose(1, 2).reshape(b, n_q, self.dim), self.attention.out_proj.weight)

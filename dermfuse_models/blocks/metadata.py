@@ -44,8 +44,14 @@ class MetadataTokenizer(nn.Module):
         input ``(B, sum(group_widths))`` -> output ``(B, len(group_widths), dim)``.
     """
 
-    def __init__(self, group_widths: Sequence[int], dim: int, post: Literal["batch_norm", "relu"] = "batch_norm",
-                 feature_embedding: bool = True, owner: str = "MetadataTokenizer") -> None:
+    def __init__(
+        self,
+        group_widths: Sequence[int],
+        dim: int,
+        post: Literal["batch_norm", "relu"] = "batch_norm",
+        feature_embedding: bool = True,
+        owner: str = "MetadataTokenizer",
+    ) -> None:
         super().__init__()
         widths = [int(w) for w in group_widths]
         if not widths:
@@ -95,8 +101,9 @@ class MetadataTokenizer(nn.Module):
         return out + self.feature_embed if self.feature_embed is not None else out
 
 
-def metadata_tokenizer(owner: str, meta_groups: Sequence[int] | None, meta_names: Sequence[str] | None, dim: int,
-                       enabled: bool = True) -> tuple[MetadataTokenizer | None, list[str]]:
+def metadata_tokenizer(
+    owner: str, meta_groups: Sequence[int] | None, meta_names: Sequence[str] | None, dim: int, enabled: bool = True
+) -> tuple[MetadataTokenizer | None, list[str]]:
     """A net's ``(MetadataTokenizer, meta_names)`` when built with metadata (``enabled`` and ``meta_groups``),
     else ``(None, [])``: the image-only ablation has no metadata parameters."""
     groups = [int(w) for w in (meta_groups or [])]

@@ -213,5 +213,6 @@ class MultiScaleSelfAttention(nn.Module):
         return self.proj_drop(self.proj(out))
 
     def extra_repr(self) -> str:
-        return (f"heads={self.num_heads}, head_dim={self.head_dim}, scales={self.scales}, "
-                f"prefix={self.num_prefix_tokens}")
+        return (
+            f"heads={self.num_heads}, head_dim={self.head_dim}, scales={self.scales}, prefix={self.num_prefix_tokens}"
+        )

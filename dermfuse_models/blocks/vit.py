@@ -9,12 +9,26 @@ import torch.nn as nn
 
 from dermfuse_models.encoders import create_encoder
 
-_REQUIRED_VIT_PARTS = ("patch_embed", "_pos_embed", "patch_drop", "norm_pre", "blocks", "norm", "cls_token",
-                       "embed_dim")
+_REQUIRED_VIT_PARTS = (
+    "patch_embed",
+    "_pos_embed",
+    "patch_drop",
+    "norm_pre",
+    "blocks",
+    "norm",
+    "cls_token",
+    "embed_dim",
+)
 
 
-def create_vit(owner: str, backbone: str, img_size: int, pretrained: bool = False, weights_path: str | None = None,
-               **timm_kwargs: Any) -> nn.Module:
+def create_vit(
+    owner: str,
+    backbone: str,
+    img_size: int,
+    pretrained: bool = False,
+    weights_path: str | None = None,
+    **timm_kwargs: Any,
+) -> nn.Module:
     """A headless timm VisionTransformer with a class token, its position embedding sized for ``img_size``.
 
     Built with ``dynamic_img_size=True`` (other sizes interpolate the position embedding when the net
@@ -24,8 +38,15 @@ def create_vit(owner: str, backbone: str, img_size: int, pretrained: bool = Fals
     Raises:
         TypeError: ``backbone`` is not a timm ViT with a class token (``owner`` names the net).
     """
-    vit = create_encoder(backbone, pretrained=pretrained, weights_path=weights_path, num_classes=0,
-                         img_size=img_size, dynamic_img_size=True, **timm_kwargs)
+    vit = create_encoder(
+        backbone,
+        pretrained=pretrained,
+        weights_path=weights_path,
+        num_classes=0,
+        img_size=img_size,
+        dynamic_img_size=True,
+        **timm_kwargs,
+    )
     missing = [part for part in _REQUIRED_VIT_PARTS if not hasattr(vit, part)]
     if missing or vit.cls_token is None:
         raise TypeError(

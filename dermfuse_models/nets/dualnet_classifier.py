@@ -121,7 +121,9 @@ class DualNetClassifier(nn.Module):
         if fusion not in FUSIONS:
             raise ValueError(f"DualNetClassifier fusion must be one of {FUSIONS}, got {fusion!r}.")
         if segmented_input not in SEGMENTED_INPUTS:
-            raise ValueError(f"DualNetClassifier segmented_input must be one of {SEGMENTED_INPUTS}, got {segmented_input!r}.")
+            raise ValueError(
+                f"DualNetClassifier segmented_input must be one of {SEGMENTED_INPUTS}, got {segmented_input!r}."
+            )
         for name, heads in (("num_heads", num_heads), ("meta_heads", meta_heads)):
             if heads < 1 or embed_dim % heads != 0:
                 raise ValueError(f"DualNetClassifier {name}={heads} must be >= 1 and divide embed_dim={embed_dim}.")
@@ -134,7 +136,11 @@ class DualNetClassifier(nn.Module):
 
         def build_encoder() -> nn.Module:
             return create_encoder(
-                encoder, pretrained=pretrained, weights_path=weights_path, num_classes=0, global_pool="",
+                encoder,
+                pretrained=pretrained,
+                weights_path=weights_path,
+                num_classes=0,
+                global_pool="",
                 **(encoder_kwargs or {}),
             )
 
@@ -166,14 +172,20 @@ class DualNetClassifier(nn.Module):
 
         # Metadata transformer.
         self.meta_tokenizer: MetadataTokenizer | None
-        self.meta_tokenizer, self.meta_names = metadata_tokenizer("DualNetClassifier", meta_groups, meta_names,
-                                                                  embed_dim, enabled=use_metadata)
+        self.meta_tokenizer, self.meta_names = metadata_tokenizer(
+            "DualNetClassifier", meta_groups, meta_names, embed_dim, enabled=use_metadata
+        )
         self.use_metadata = self.meta_tokenizer is not None
         self.meta_encoder: nn.Module | None = None
         if self.use_metadata:
             layer = nn.TransformerEncoderLayer(
-                embed_dim, meta_heads, dim_feedforward=4 * embed_dim, dropout=attention_dropout,
-                activation="gelu", batch_first=True, norm_first=True,
+                embed_dim,
+                meta_heads,
+                dim_feedforward=4 * embed_dim,
+                dropout=attention_dropout,
+                activation="gelu",
+                batch_first=True,
+                norm_first=True,
             )
             self.meta_encoder = nn.TransformerEncoder(
                 layer, num_layers=meta_layers, norm=nn.LayerNorm(embed_dim), enable_nested_tensor=False
@@ -181,7 +193,10 @@ class DualNetClassifier(nn.Module):
 
         hidden = max(embed_dim // 2, 1)
         self.head = nn.Sequential(
-            nn.Dropout(dropout), nn.Linear(embed_dim, hidden), nn.GELU(), nn.Dropout(dropout),
+            nn.Dropout(dropout),
+            nn.Linear(embed_dim, hidden),
+            nn.GELU(),
+            nn.Dropout(dropout),
             nn.Linear(hidden, num_classes),
         )
         self.attention_maps: dict[str, AttentionMap] = {}
@@ -227,7 +242,8 @@ class DualNetClassifier(nn.Module):
                     self.segmented_projection(_tokens(segmented_features)),
                 )
                 self.attention_maps["cross"] = AttentionMap(
-                    self.cross_attention.last_attention, keys="image_grid",
+                    self.cross_attention.last_attention,
+                    keys="image_grid",
                     grid=(int(segmented_features.shape[-2]), int(segmented_features.shape[-1])),
                 )
                 image_vector = fused.mean(dim=1)

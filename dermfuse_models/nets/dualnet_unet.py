@@ -28,7 +28,9 @@ class UNetDecoderBlock(nn.Module):
         super().__init__()
         self.gate = DepthwiseAttentionGate(skip_channels, in_channels) if attention_gate else None
         self.convs = nn.Sequential(
-            Convolution(2, in_channels + skip_channels, out_channels, kernel_size=3, act="RELU", norm="BATCH", bias=False),
+            Convolution(
+                2, in_channels + skip_channels, out_channels, kernel_size=3, act="RELU", norm="BATCH", bias=False
+            ),
             Convolution(2, out_channels, out_channels, kernel_size=3, act="RELU", norm="BATCH", bias=False),
         )
 
@@ -123,7 +125,9 @@ class DeepUNet(nn.Module):
         )
         self.head = nn.Conv2d(decoder_channels[-1], 1, kernel_size=3, padding=1)
         self.deep_heads = (
-            nn.ModuleList(nn.Conv2d(c, 1, kernel_size=1) for c in decoder_channels[:-1]) if self.deep_supervision else None
+            nn.ModuleList(nn.Conv2d(c, 1, kernel_size=1) for c in decoder_channels[:-1])
+            if self.deep_supervision
+            else None
         )
 
     @property
@@ -132,12 +136,13 @@ class DeepUNet(nn.Module):
         return [block.gate for block in self.decoder if block.gate is not None]
 
     def seg_cam_layers(self) -> dict[str, nn.Module]:
-        """Seg-Grad-CAM layers (``dermfuse_xai.segmentation``): the ASPP bottleneck (stride 32) and
+        """Seg-Grad-CAM layers (``dermfuse_xai.methods.gradcam``): the ASPP bottleneck (stride 32) and
         the last decoder stage (stride 2)."""
         return {"bottleneck": self.bottleneck, "decoder": self.decoder[-1]}
 
-    def forward(self, image: torch.Tensor, meta: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> NetOutput:
+    def forward(
+        self, image: torch.Tensor, meta: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> NetOutput:
         """Mask logits at the input size: ``{"logits": (B, 1, H, W)[, "deep_logits": [...]]}``."""
         if image.ndim != 4:
             raise ValueError(f"DeepUNet expects images (B, C, H, W), got shape {tuple(image.shape)}.")
@@ -150,7 +155,9 @@ class DeepUNet(nn.Module):
             stage_outputs.append(x)
         out: NetOutput = {"logits": _resize(self.head(x), size)}
         if self.deep_heads is not None and self.training:
-            out["deep_logits"] = [_resize(head(f), size) for head, f in zip(self.deep_heads, stage_outputs, strict=False)]
+            out["deep_logits"] = [
+                _resize(head(f), size) for head, f in zip(self.deep_heads, stage_outputs, strict=False)
+            ]
         return out
 
 

@@ -220,8 +220,9 @@ class EAMNet(nn.Module):
             self.msef, self.side_heads = None, None
         self.attention_maps: dict[str, AttentionMap] = {}
 
-    def forward(self, image: torch.Tensor, meta: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> NetOutput:
+    def forward(
+        self, image: torch.Tensor, meta: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> NetOutput:
         """Mask logits at input size; ``deep_logits`` (coarse to fine) in training with deep supervision."""
         h, w = image.shape[-2:]
         factor = 2 ** (NUM_STAGES - 1)
@@ -253,7 +254,7 @@ class EAMNet(nn.Module):
         return out
 
     def seg_cam_layers(self) -> dict[str, nn.Module]:
-        """Seg-Grad-CAM layers (``dermfuse_xai.segmentation``): the stage-4 MRCF output (stride 8)
+        """Seg-Grad-CAM layers (``dermfuse_xai.methods.gradcam``): the stage-4 MRCF output (stride 8)
         and the last decoder stage (stride 1, after its CMAM)."""
         return {"bottleneck": self.multi_scale[-1], "decoder": self.decoder[-1]}
 

@@ -122,8 +122,9 @@ class MammoXAttn(nn.Module):
         self.cross_attention: CrossAttentionFusion | None = None
         self.co_attention: CoAttentionFusion | None = None
         if fusion in ("cross", "co"):
-            self.clinical_tokens = MetadataTokenizer(groups, d, post="relu", feature_embedding=False,
-                                                     owner="MammoXAttn")
+            self.clinical_tokens = MetadataTokenizer(
+                groups, d, post="relu", feature_embedding=False, owner="MammoXAttn"
+            )
         if fusion == "cross":
             self.cross_attention = CrossAttentionFusion(d, num_heads, attn_dropout, mlp_ratio=0, residual=False)
         elif fusion == "co":
@@ -159,8 +160,9 @@ class MammoXAttn(nn.Module):
             )
         return meta
 
-    def forward(self, image: torch.Tensor, meta: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> NetOutput:
+    def forward(
+        self, image: torch.Tensor, meta: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> NetOutput:
         """Class logits ``{"logits": (B, num_classes)}`` (see the class docstring per fusion)."""
         self.attention_maps = {}
         image_parts: list[torch.Tensor] = []
@@ -184,8 +186,9 @@ class MammoXAttn(nn.Module):
         fused = self._fuse(image_parts, clinical_parts, grid)
         return {"logits": self.classifier(fused)}
 
-    def _fuse(self, image_parts: list[torch.Tensor], clinical_parts: list[torch.Tensor],
-              grid: tuple[int, int]) -> torch.Tensor:
+    def _fuse(
+        self, image_parts: list[torch.Tensor], clinical_parts: list[torch.Tensor], grid: tuple[int, int]
+    ) -> torch.Tensor:
         """The fused vector of ``fusion``; ``grid`` is the layer-4 grid (co-attention's image keys)."""
         if self.fusion == "image":
             return image_parts[0]

@@ -62,7 +62,7 @@ def resolve_backbone(backbone: str, patch_size: int | None) -> tuple[str, dict[s
     if found and int(found.group(1)) == patch_size:
         return backbone, {}
     if found:
-        variant = backbone[: found.start()] + f"patch{patch_size}" + backbone[found.end():]
+        variant = backbone[: found.start()] + f"patch{patch_size}" + backbone[found.end() :]
         if timm.is_model(variant):
             return variant, {}
     return backbone, {"patch_size": int(patch_size)}
@@ -157,8 +157,9 @@ class MSViT(CapturesViTAttention, nn.Module):
         if meta_groups:
             log.warning("MSViT is image-only (paper 2502.06243); ignoring %d metadata features.", len(meta_groups))
         self.backbone_name, extra = resolve_backbone(backbone, patch_size)
-        self.vit = create_vit("MSViT", self.backbone_name, img_size, pretrained=pretrained,
-                              weights_path=weights_path, **extra)
+        self.vit = create_vit(
+            "MSViT", self.backbone_name, img_size, pretrained=pretrained, weights_path=weights_path, **extra
+        )
         self.input_size = int(img_size)
         self.num_prefix_tokens = int(self.vit.num_prefix_tokens)
         self.scales = tuple(int(s) for s in scales)
@@ -209,8 +210,9 @@ class MSViT(CapturesViTAttention, nn.Module):
                 attn.keep_attention = False
         return self.vit.norm(x)
 
-    def forward(self, image: torch.Tensor, meta: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> NetOutput:
+    def forward(
+        self, image: torch.Tensor, meta: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> NetOutput:
         """Logits from the class token, plus ``aux_losses["attn_reg"]`` when a mask is given (``meta`` ignored)."""
         regularise = mask is not None and self.attn_reg_weight > 0
         tokens = self.forward_tokens(image, self.attn_reg_layers if regularise else ())

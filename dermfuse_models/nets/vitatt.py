@@ -77,8 +77,9 @@ class ViTAtt(CapturesViTAttention, nn.Module):
         embed_dim = int(self.vit.embed_dim)
 
         self.meta_tokenizer: MetadataTokenizer | None
-        self.meta_tokenizer, self.meta_names = metadata_tokenizer("ViTAtt", meta_groups, meta_names, embed_dim,
-                                                                  enabled=use_metadata)
+        self.meta_tokenizer, self.meta_names = metadata_tokenizer(
+            "ViTAtt", meta_groups, meta_names, embed_dim, enabled=use_metadata
+        )
         self.use_metadata = self.meta_tokenizer is not None
 
         self.head_drop = nn.Dropout(drop_rate)
@@ -103,14 +104,16 @@ class ViTAtt(CapturesViTAttention, nn.Module):
             meta_tokens = self.meta_tokenizer(meta if meta is None else meta.to(dtype=x.dtype))
             x = torch.cat([x, meta_tokens], dim=1)
             meta_slice = slice(n_prefix_and_patches, n_prefix_and_patches + self.num_meta_tokens)
-        self.token_layout = TokenLayout(cls=0, patches=slice(int(self.vit.num_prefix_tokens), n_prefix_and_patches),
-                                        grid=grid, meta=meta_slice)
+        self.token_layout = TokenLayout(
+            cls=0, patches=slice(int(self.vit.num_prefix_tokens), n_prefix_and_patches), grid=grid, meta=meta_slice
+        )
         x = self.vit.norm_pre(x)
         x = self.vit.blocks(x)
         return self.vit.norm(x)
 
-    def forward(self, image: torch.Tensor, meta: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> NetOutput:
+    def forward(
+        self, image: torch.Tensor, meta: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> NetOutput:
         """Classify from the class token: ``{"logits": (B, num_classes)}``; ``mask`` is ignored, and ``meta``
         too for the image-only model."""
         tokens = self.forward_tokens(image, meta)

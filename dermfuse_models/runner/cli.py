@@ -20,6 +20,7 @@ Experiment name: the folder of the first ``--config`` (``experiments/vitatt/conf
 ``vitatt``), suffixed with the file's stem unless it is ``config`` (``experiments/dualnet/
 segmenter.yaml`` -> ``dualnet_segmenter``).
 """
+
 from __future__ import annotations
 
 import os
@@ -38,7 +39,9 @@ from dermfuse_models.runner.summary import print_summary, run_summary, scalars, 
 
 RUN_DIR_ENV = "DERMFUSE_RUN_DIR"
 #: trainer defaults every run shares (loggers, checkpointing, LR monitor), layered under every --config
-DEFAULTS = Path(__file__).resolve().parents[2] / "experiments" / "defaults.yaml"  # handed to DDP child processes so every rank uses one folder
+DEFAULTS = (
+    Path(__file__).resolve().parents[2] / "experiments" / "defaults.yaml"
+)  # handed to DDP child processes so every rank uses one folder
 
 
 def experiment_name(config_paths: list | None) -> str:
@@ -59,7 +62,11 @@ def _launcher_job_id() -> str | None:
     """The SLURM job id or torchrun run id when an external launcher started this process."""
     for key in ("SLURM_JOB_ID", "TORCHELASTIC_RUN_ID"):
         value = os.environ.get(key)
-        if value and value.lower() != "none" and int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", "1"))) > 1:
+        if (
+            value
+            and value.lower() != "none"
+            and int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", "1"))) > 1
+        ):
             return value
     return None
 
@@ -96,15 +103,25 @@ class DermCLI(LightningCLI):
         super().__init__(None, DermDataModule, *args, **kwargs)
 
     def add_arguments_to_parser(self, parser) -> None:
-        parser.add_argument("--run_dir", type=str | None, default=None,
-                            help="output folder (default runs/<experiment>/<time>-<dataset>)")
-        parser.add_argument("--resume", type=bool, default=False,
-                            help="continue the latest run of this experiment+dataset (or --run_dir) from its "
-                                 "checkpoints/last.ckpt, in the same folder, up to trainer.max_epochs")
-        links = {"data.num_classes": ["model.init_args.num_classes", "model.init_args.net.init_args.num_classes"],
-                 "data.class_names": ["model.init_args.class_names"],
-                 "data.meta_groups": ["model.init_args.net.init_args.meta_groups"],
-                 "data.meta_names": ["model.init_args.net.init_args.meta_names"]}
+        parser.add_argument(
+            "--run_dir",
+            type=str | None,
+            default=None,
+            help="output folder (default runs/<experiment>/<time>-<dataset>)",
+        )
+        parser.add_argument(
+            "--resume",
+            type=bool,
+            default=False,
+            help="continue the latest run of this experiment+dataset (or --run_dir) from its "
+            "checkpoints/last.ckpt, in the same folder, up to trainer.max_epochs",
+        )
+        links = {
+            "data.num_classes": ["model.init_args.num_classes", "model.init_args.net.init_args.num_classes"],
+            "data.class_names": ["model.init_args.class_names"],
+            "data.meta_groups": ["model.init_args.net.init_args.meta_groups"],
+            "data.meta_names": ["model.init_args.net.init_args.meta_names"],
+        }
         for source, targets in links.items():
             for target in targets:
                 parser.link_arguments(source, target, apply_on="instantiate")
@@ -139,18 +156,29 @@ class DermCLI(LightningCLI):
         if _is_ddp_child() and os.environ.get(RUN_DIR_ENV):
             run_dir = Path(os.environ[RUN_DIR_ENV])
         elif cfg.get("resume"):
-            run_dir = Path(cfg.run_dir).resolve() if cfg.get("run_dir") else find_resumable_run(
-                experiment, cfg.data.dataset, cfg.data.get("root"), source_options=_options(cfg.data))
+            run_dir = (
+                Path(cfg.run_dir).resolve()
+                if cfg.get("run_dir")
+                else find_resumable_run(
+                    experiment, cfg.data.dataset, cfg.data.get("root"), source_options=_options(cfg.data)
+                )
+            )
             if run_dir is None or not (run_dir / "checkpoints" / "last.ckpt").is_file():
                 where = run_dir or runs_root() / experiment
-                raise RuntimeError(f"RESUME=1 but no run of {experiment!r} on {cfg.data.dataset!r} "
-                                   f"(root={cfg.data.get('root')}) has checkpoints/last.ckpt under {where}. "
-                                   "Start a fresh run without RESUME, or pass --run_dir=<run folder>.")
+                raise RuntimeError(
+                    f"RESUME=1 but no run of {experiment!r} on {cfg.data.dataset!r} "
+                    f"(root={cfg.data.get('root')}) has checkpoints/last.ckpt under {where}. "
+                    "Start a fresh run without RESUME, or pass --run_dir=<run folder>."
+                )
         elif cfg.get("run_dir"):
             run_dir = Path(cfg.run_dir).resolve()
         elif _launcher_job_id():
             # SLURM / torchrun start every rank at once: name the folder after the job so they agree
-            run_dir = runs_root() / experiment / f"job{_launcher_job_id()}-{dataset_tag(cfg.data.dataset, _options(cfg.data))}"
+            run_dir = (
+                runs_root()
+                / experiment
+                / f"job{_launcher_job_id()}-{dataset_tag(cfg.data.dataset, _options(cfg.data))}"
+            )
         else:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             run_dir = _unique(runs_root() / experiment / f"{stamp}-{dataset_tag(cfg.data.dataset, _options(cfg.data))}")
@@ -158,8 +186,9 @@ class DermCLI(LightningCLI):
             last = run_dir / "checkpoints" / "last.ckpt"
             if cfg.get("ckpt_path") in (None, "", "last"):
                 cfg.ckpt_path = str(last)
-            self.resume_step = int(torch.load(cfg.ckpt_path, map_location="cpu", weights_only=False)
-                                   .get("global_step", 0))
+            self.resume_step = int(
+                torch.load(cfg.ckpt_path, map_location="cpu", weights_only=False).get("global_step", 0)
+            )
             print(f"resuming {run_dir} from {cfg.ckpt_path} (step {self.resume_step})", file=sys.stderr)
         os.environ[RUN_DIR_ENV] = str(run_dir)
         return run_dir
@@ -170,8 +199,11 @@ class DermCLI(LightningCLI):
         accelerator = str(trainer_cfg.get("accelerator") or "auto")
         precision = str(trainer_cfg.get("precision") or "32-true")
         if _on_cpu(accelerator) and ("bf16" in precision or precision.startswith("16")):
-            print(f"precision={precision} requested but the run is on CPU: using 32-true "
-                  "(bf16 on CPU is much slower here)", file=sys.stderr)
+            print(
+                f"precision={precision} requested but the run is on CPU: using 32-true "
+                "(bf16 on CPU is much slower here)",
+                file=sys.stderr,
+            )
             trainer_cfg.precision = "32-true"
 
     # -- after fit: test and summarise ---------------------------------------------------------
@@ -184,8 +216,15 @@ class DermCLI(LightningCLI):
             best = None
         test = trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)
         cfg = self.config[self.subcommand]
-        summary = run_summary(trainer, self.datamodule, experiment_name(cfg.get("config")), cfg.get("seed_everything"),
-                              best, val, scalars(test[0]) if test else {})
+        summary = run_summary(
+            trainer,
+            self.datamodule,
+            experiment_name(cfg.get("config")),
+            cfg.get("seed_everything"),
+            best,
+            val,
+            scalars(test[0]) if test else {},
+        )
         if trainer.is_global_zero:
             write_summary(trainer.default_root_dir, summary)
             print_summary(summary)

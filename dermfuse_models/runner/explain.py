@@ -6,6 +6,7 @@ of a split with every method that fits the net (or ``--methods``), and writes fi
 feature attributions into ``<run>/explain/`` (see :mod:`dermfuse_xai.report`). ``make
 explain-<paper> [CKPT=path] [N=16]`` calls it.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,28 +26,50 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("explain", help="explain a trained checkpoint's predictions")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--ckpt", help="checkpoint inside a run folder (<run>/checkpoints/*.ckpt)")
-    which.add_argument("--experiment", help="explain the best checkpoint of this experiment's latest finished run "
-                                            "(runs/<experiment>/, $DERMFUSE_RUNS to move it), e.g. vitatt")
+    which.add_argument(
+        "--experiment",
+        help="explain the best checkpoint of this experiment's latest finished run "
+        "(runs/<experiment>/, $DERMFUSE_RUNS to move it), e.g. vitatt",
+    )
     p.add_argument("--n", type=int, default=16, help="images to explain (default 16)")
-    p.add_argument("--methods", nargs="+", default=None,
-                   help=f"methods (space or comma separated) from: {', '.join(method_names())}; default: all that fit")
+    p.add_argument(
+        "--methods",
+        nargs="+",
+        default=None,
+        help=f"methods (space or comma separated) from: {', '.join(method_names())}; default: all that fit",
+    )
     p.add_argument("--out", default=None, help="output folder (default <run>/explain)")
     p.add_argument("--split", default="test", choices=("train", "val", "test"), help="split to explain (default test)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     p.add_argument("--batch-size", type=int, default=None, help="images per batch (default: the run's, at most --n)")
-    p.add_argument("--target", default="pred", choices=("pred", "label"),
-                   help="explain the predicted class or the label")
-    p.add_argument("--n-samples", type=int, default=None,
-                   help="samples per image for SHAP/LIME (default 200 on a GPU, 64 on the CPU)")
+    p.add_argument(
+        "--target", default="pred", choices=("pred", "label"), help="explain the predicted class or the label"
+    )
+    p.add_argument(
+        "--n-samples",
+        type=int,
+        default=None,
+        help="samples per image for SHAP/LIME (default 200 on a GPU, 64 on the CPU)",
+    )
     p.add_argument("--deletion-steps", type=int, default=20, help="points on each deletion curve minus one")
     p.add_argument("--deletion-fill", default="mean", help="mean | blur | a number: what replaces deleted pixels")
     p.add_argument("--feature-output", default="probability", choices=("probability", "logit"))
     p.add_argument("--no-randomization", action="store_true", help="skip the model-randomisation test")
-    p.add_argument("--use-masks", default="auto", choices=("auto", "true", "false"),
-                   help="serve lesion masks (auto: when the dataset has them)")
+    p.add_argument(
+        "--use-masks",
+        default="auto",
+        choices=("auto", "true", "false"),
+        help="serve lesion masks (auto: when the dataset has them)",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--set", dest="overrides", nargs="*", default=[], metavar="KEY=VALUE",
-                   help="LightningCLI overrides for rebuilding the run, e.g. data.root=/data/PAD-UFES-20")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="LightningCLI overrides for rebuilding the run, e.g. data.root=/data/PAD-UFES-20",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -64,10 +87,19 @@ def _device(name: str) -> torch.device:
     return device
 
 
-def explain_checkpoint(ckpt: str | Path, n: int = 16, methods: list[str] | None = None, out: str | Path | None = None,
-                       split: str = "test", device: str = "auto", batch_size: int | None = None,
-                       settings: ExplainSettings | None = None, overrides: list[str] | tuple[str, ...] = (),
-                       use_masks: bool | None = None, progress: bool = True) -> dict[str, Path]:
+def explain_checkpoint(
+    ckpt: str | Path,
+    n: int = 16,
+    methods: list[str] | None = None,
+    out: str | Path | None = None,
+    split: str = "test",
+    device: str = "auto",
+    batch_size: int | None = None,
+    settings: ExplainSettings | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    use_masks: bool | None = None,
+    progress: bool = True,
+) -> dict[str, Path]:
     """Python API of the command: rebuild the run, explain ``n`` images of ``split``, write the report.
 
     Images are ``n`` evenly spaced samples of the split (deterministic, spread over the split's
@@ -90,13 +122,28 @@ def explain_checkpoint(ckpt: str | Path, n: int = 16, methods: list[str] | None 
     bs = batch_size or min(int(dm.hparams.batch_size), len(index))
     loader = DataLoader(Subset(dataset, index.tolist()), batch_size=bs, shuffle=False, num_workers=0)
     meta_groups = dm.meta_groups if dm.features else None
-    report = explain_batches(run.model, loader, n=len(index), methods=methods, class_names=dm.class_names,
-                             meta_groups=meta_groups, meta_names=dm.meta_names if dm.features else None,
-                             device=_device(device), settings=settings, progress=progress)
+    report = explain_batches(
+        run.model,
+        loader,
+        n=len(index),
+        methods=methods,
+        class_names=dm.class_names,
+        meta_groups=meta_groups,
+        meta_names=dm.meta_names if dm.features else None,
+        device=_device(device),
+        settings=settings,
+        progress=progress,
+    )
     out_dir = Path(out) if out else run.run_dir / "explain"
-    extra = {"checkpoint": str(run.checkpoint), "run_dir": str(run.run_dir), "config": str(run.config_path),
-             "dataset": dm.hparams.dataset, "synthetic": bool(dm.is_synthetic), "split": split,
-             "n_images": len(index)}
+    extra = {
+        "checkpoint": str(run.checkpoint),
+        "run_dir": str(run.run_dir),
+        "config": str(run.config_path),
+        "dataset": dm.hparams.dataset,
+        "synthetic": bool(dm.is_synthetic),
+        "split": split,
+        "n_images": len(index),
+    }
     return write_report(report, out_dir, extra, to_rgb=denormalise)
 
 
@@ -106,9 +153,11 @@ def latest_checkpoint(experiment: str) -> Path:
 
     run = latest_finished_run(experiment)
     if run is None:
-        raise FileNotFoundError(f"no finished run of {experiment!r} under {runs_root() / experiment} "
-                                f"(a run folder with metrics.json): train one first (make train-{experiment}) "
-                                "or pass CKPT=<checkpoint>.")
+        raise FileNotFoundError(
+            f"no finished run of {experiment!r} under {runs_root() / experiment} "
+            f"(a run folder with metrics.json): train one first (make train-{experiment}) "
+            "or pass CKPT=<checkpoint>."
+        )
     return best_checkpoint(run)
 
 
@@ -130,16 +179,32 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    settings = ExplainSettings(target=args.target, deletion_steps=args.deletion_steps, deletion_fill=fill,
-                               n_samples=args.n_samples or (200 if on_gpu else 64), feature_output=args.feature_output,
-                               randomization=not args.no_randomization, seed=args.seed,
-                               perturbation_batch=256 if on_gpu else 64)
+    settings = ExplainSettings(
+        target=args.target,
+        deletion_steps=args.deletion_steps,
+        deletion_fill=fill,
+        n_samples=args.n_samples or (200 if on_gpu else 64),
+        feature_output=args.feature_output,
+        randomization=not args.no_randomization,
+        seed=args.seed,
+        perturbation_batch=256 if on_gpu else 64,
+    )
     use_masks = None if args.use_masks == "auto" else args.use_masks == "true"
     try:
         ckpt = args.ckpt or latest_checkpoint(args.experiment)
-        written = explain_checkpoint(ckpt, n=args.n, methods=methods, out=args.out, split=args.split,
-                                     device=args.device, batch_size=args.batch_size, settings=settings,
-                                     overrides=args.overrides, use_masks=use_masks, progress=not args.quiet)
+        written = explain_checkpoint(
+            ckpt,
+            n=args.n,
+            methods=methods,
+            out=args.out,
+            split=args.split,
+            device=args.device,
+            batch_size=args.batch_size,
+            settings=settings,
+            overrides=args.overrides,
+            use_masks=use_masks,
+            progress=not args.quiet,
+        )
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

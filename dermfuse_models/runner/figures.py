@@ -5,6 +5,7 @@ callback when ``data.task`` is ``segmentation``), so a reader sees at a glance w
 comes from sensible masks. Calls the net through ``protocol.call_net`` (``{"logits": (B,1,H,W)}``),
 uses matplotlib's Agg backend (no display needed) and only the first test batches.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,8 +23,9 @@ def mask_logits(module: pl.LightningModule, image: torch.Tensor) -> torch.Tensor
     """(B,1,H,W) mask logits of ``module`` (its ``net`` if it has one) for normalised ``image``."""
     logits = call_net(net_of(module), {"image": image}, mask_input=False)["logits"]
     if logits.shape[-2:] != image.shape[-2:]:
-        logits = torch.nn.functional.interpolate(logits.float(), size=image.shape[-2:], mode="bilinear",
-                                                 align_corners=False)
+        logits = torch.nn.functional.interpolate(
+            logits.float(), size=image.shape[-2:], mode="bilinear", align_corners=False
+        )
     return logits
 
 
@@ -36,8 +38,9 @@ class SegmentationSamplesFigure(pl.Callback):
         filename: path relative to the run folder (``trainer.default_root_dir``).
     """
 
-    def __init__(self, num_samples: int = 6, threshold: float = 0.5,
-                 filename: str = "figures/segmentation_samples.png") -> None:
+    def __init__(
+        self, num_samples: int = 6, threshold: float = 0.5, filename: str = "figures/segmentation_samples.png"
+    ) -> None:
         super().__init__()
         self.num_samples, self.threshold, self.filename = num_samples, threshold, filename
         self._rows: list[tuple[np.ndarray, np.ndarray | None, np.ndarray, str]] = []
@@ -47,8 +50,15 @@ class SegmentationSamplesFigure(pl.Callback):
         self._rows = []
 
     @torch.no_grad()
-    def on_test_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
-                          batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_test_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
         """Predict masks for the first ``num_samples`` test samples of this rank."""
         need = self.num_samples - len(self._rows)
         if need <= 0 or not isinstance(batch, dict) or "image" not in batch:
@@ -59,8 +69,9 @@ class SegmentationSamplesFigure(pl.Callback):
         ids = batch.get("sample_id") or [str(i) for i in range(len(image))]
         for i in range(len(image)):
             true_mask = truth[i, 0].float().cpu().numpy() if truth is not None else None
-            self._rows.append((denormalise(image[i]), true_mask,
-                               (prob[i, 0] > self.threshold).cpu().numpy(), str(ids[i])))
+            self._rows.append(
+                (denormalise(image[i]), true_mask, (prob[i, 0] > self.threshold).cpu().numpy(), str(ids[i]))
+            )
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Write the figure (global rank 0)."""
@@ -68,8 +79,9 @@ class SegmentationSamplesFigure(pl.Callback):
             self.path = write_segmentation_figure(self._rows, Path(trainer.default_root_dir) / self.filename)
 
 
-def write_segmentation_figure(rows: list[tuple[np.ndarray, np.ndarray | None, np.ndarray, str]],
-                              path: str | Path) -> Path:
+def write_segmentation_figure(
+    rows: list[tuple[np.ndarray, np.ndarray | None, np.ndarray, str]], path: str | Path
+) -> Path:
     """Draw ``(image, true mask, predicted mask, sample id)`` rows into a PNG at ``path``."""
     import matplotlib
 
@@ -87,16 +99,16 @@ def write_segmentation_figure(rows: list[tuple[np.ndarray, np.ndarray | None, np
             axes[r, 1].imshow(truth, cmap="gray", vmin=0, vmax=1)
         axes[r, 1].set_title("true mask" if truth is not None else "no true mask", fontsize=8)
         axes[r, 2].imshow(image)
-        axes[r, 2].imshow(np.ma.masked_where(~pred.astype(bool), pred), cmap=ListedColormap(["#ff7f0e"]),
-                          alpha=0.5, vmin=0, vmax=1)
+        axes[r, 2].imshow(
+            np.ma.masked_where(~pred.astype(bool), pred), cmap=ListedColormap(["#ff7f0e"]), alpha=0.5, vmin=0, vmax=1
+        )
         if truth is not None and truth.any() and truth.min() != truth.max():
             axes[r, 2].contour(truth, levels=[0.5], colors="cyan", linewidths=0.8)
         dice = _dice(pred, truth) if truth is not None else None
         axes[r, 2].set_title("prediction" + (f" (Dice {dice:.2f})" if dice is not None else ""), fontsize=8)
         for ax in axes[r]:
             ax.axis("off")
-    fig.suptitle("test samples: image | true mask | predicted mask (orange) with true contour (cyan)",
-                 fontsize=9)
+    fig.suptitle("test samples: image | true mask | predicted mask (orange) with true contour (cyan)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -9,11 +9,11 @@ already has one. A resumed run (``RESUME=1``) writes into the same run folder, s
 epochs before the interruption. :class:`ResumableCSVLogger` instead keeps the rows logged up to the
 checkpoint (``step <= resume_step``, test rows dropped: the resumed run tests again) and appends.
 """
+
 from __future__ import annotations
 
 import csv
 import os
-
 from pathlib import Path
 
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
@@ -66,8 +66,14 @@ class ResumableCSVLogger(CSVLogger):
             (the plain ``CSVLogger`` behaviour).
     """
 
-    def __init__(self, save_dir: str = ".", name: str = "", version: str | int | None = "",
-                 resume_step: int | None = None, **kwargs) -> None:
+    def __init__(
+        self,
+        save_dir: str = ".",
+        name: str = "",
+        version: str | int | None = "",
+        resume_step: int | None = None,
+        **kwargs,
+    ) -> None:
         super().__init__(save_dir, name=name, version=version, **kwargs)
         self.resume_step = resume_step
 
@@ -100,6 +106,10 @@ class RunWandbLogger(WandbLogger):
         kwargs.setdefault("group", folder.parent.name)
         if mode == "disabled":
             kwargs["mode"] = "disabled"
-        super().__init__(save_dir=str(folder), project=project or os.environ.get("WANDB_PROJECT", "dermfuse"),
-                         offline=mode != "online", **kwargs)
+        super().__init__(
+            save_dir=str(folder),
+            project=project or os.environ.get("WANDB_PROJECT", "dermfuse"),
+            offline=mode != "online",
+            **kwargs,
+        )
         self._wandb_init.pop("anonymous", None)  # None is not a setting: wandb warns about it

@@ -53,15 +53,26 @@ def discover(experiments: Path = EXPERIMENTS) -> list[NetSpec]:
     """Every trainable config of every experiment folder, named as its runs are (``dualnet_segmenter``)."""
     specs = []
     for folder in sorted(p for p in experiments.iterdir() if (p / "config.yaml").is_file()):
-        reported = yaml.safe_load((folder / "reported.yaml").read_text()) if (folder / "reported.yaml").is_file() else {}
+        reported = (
+            yaml.safe_load((folder / "reported.yaml").read_text()) if (folder / "reported.yaml").is_file() else {}
+        )
         complexity = (reported or {}).get("complexity") or {}
         for config in sorted(folder.glob("*.yaml")):
             if config.stem in NOT_A_NET or config.stem.endswith("_smoke"):
                 continue
             name = folder.name if config.stem == "config" else f"{folder.name}_{config.stem}"
             figures = complexity.get(config.name) or {}
-            specs.append(NetSpec(name, folder.name, config, figures.get("params_m"), figures.get("gflops"),
-                                 str(figures.get("note", "")), figures.get("input_size")))
+            specs.append(
+                NetSpec(
+                    name,
+                    folder.name,
+                    config,
+                    figures.get("params_m"),
+                    figures.get("gflops"),
+                    str(figures.get("note", "")),
+                    figures.get("input_size"),
+                )
+            )
     return specs
 
 
@@ -77,13 +88,13 @@ def select(only: list[str] | None, specs: list[NetSpec] | None = None) -> list[N
 
 
 def _example_inputs(net: nn.Module, datamodule, size: int) -> dict[str, torch.Tensor]:
-    """One image, a one-hot clinical row per feature block and a centred lesion mask (nets ignore what they don't use)."""
+    """One image, a one-hot clinical row per feature block and a centred lesion mask (nets ignore the rest)."""
     widths = list(datamodule.meta_groups) if datamodule.features else []
     meta = torch.zeros(1, sum(widths))
     for start in torch.cumsum(torch.tensor([0, *widths[:-1]]), 0).tolist() if widths else []:
         meta[0, start] = 1.0
     mask = torch.zeros(1, 1, size, size)
-    mask[..., size // 4: 3 * size // 4, size // 4: 3 * size // 4] = 1.0
+    mask[..., size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = 1.0
     return {"image": torch.randn(1, 3, size, size), "meta": meta if widths else None, "mask": mask}
 
 
@@ -113,18 +124,29 @@ def count_flops(net: nn.Module, inputs: dict[str, torch.Tensor]) -> int:
 
 def profile_spec(spec: NetSpec, size: int | None = None, data_root: str | None = None) -> dict[str, Any]:
     """One result row: params, trainable params, MACs/FLOPs and the paper's figures (or the error)."""
-    row: dict[str, Any] = {"name": spec.name, "paper": spec.paper, "config": str(spec.config),
-                           "paper_params_m": spec.paper_params_m, "paper_gflops": spec.paper_gflops, "note": spec.note}
+    row: dict[str, Any] = {
+        "name": spec.name,
+        "paper": spec.paper,
+        "config": str(spec.config),
+        "paper_params_m": spec.paper_params_m,
+        "paper_gflops": spec.paper_gflops,
+        "note": spec.note,
+    }
     try:
         net, inputs = build_net(spec, size or spec.input_size, data_root)
     except (ImportError, ValueError, TypeError, SystemExit) as err:
         row.update(status="error", reason=f"{spec.config} does not build: {type(err).__name__}: {err}")
         return row
     flops = count_flops(net, inputs)
-    row.update(status="ok", input_size=int(inputs["image"].shape[-1]),
-               params=sum(p.numel() for p in net.parameters()),
-               trainable_params=sum(p.numel() for p in net.parameters() if p.requires_grad),
-               flops=flops, gflops=flops / 1e9, gmacs=flops / 2e9)
+    row.update(
+        status="ok",
+        input_size=int(inputs["image"].shape[-1]),
+        params=sum(p.numel() for p in net.parameters()),
+        trainable_params=sum(p.numel() for p in net.parameters() if p.requires_grad),
+        flops=flops,
+        gflops=flops / 1e9,
+        gmacs=flops / 2e9,
+    )
     return row
 
 
@@ -134,8 +156,10 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """Human-readable table of ``profile_spec`` rows plus the FLOP convention."""
-    header = (f"{'net':<20} {'input':>7} {'params (M)':>11} {'GMACs':>8} {'GFLOPs':>8} "
-              f"{'paper params':>13} {'paper GFLOPs':>13}  note")
+    header = (
+        f"{'net':<20} {'input':>7} {'params (M)':>11} {'GMACs':>8} {'GFLOPs':>8} "
+        f"{'paper params':>13} {'paper GFLOPs':>13}  note"
+    )
     lines = [header, "-" * len(header)]
     for r in rows:
         if r["status"] != "ok":
@@ -147,19 +171,26 @@ def format_table(rows: list[dict[str, Any]]) -> str:
             f"{paper:>13} {_fmt(r['paper_gflops']):>13}  {r['note']}"
         )
     lines.append("")
-    lines.append("FLOPs = 2 x MACs (torch FlopCounterMode: matmul/conv/attention only; batch 1, eval, "
-                 "pretrained=False). Papers often call MACs 'FLOPs': compare with both columns.")
+    lines.append(
+        "FLOPs = 2 x MACs (torch FlopCounterMode: matmul/conv/attention only; batch 1, eval, "
+        "pretrained=False). Papers often call MACs 'FLOPs': compare with both columns."
+    )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``profile [--json] [--only NAME ...] [--size N] [--data_root DIR]``: the table (or JSON rows); 1 if a net fails."""
-    parser = argparse.ArgumentParser(prog="python -m dermfuse_models.runner profile",
-                                     description=__doc__.split("\n\n")[0])
+    """``profile [--json] [--only NAME ...] [--size N] [--data_root DIR]``: the table (or JSON); 1 if a net fails."""
+    parser = argparse.ArgumentParser(
+        prog="python -m dermfuse_models.runner profile", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--json", action="store_true", help="print a JSON list of rows instead of a table")
     parser.add_argument("--only", action="append", metavar="NAME", help="profile only this net or paper (repeatable)")
-    parser.add_argument("--size", type=int, default=None,
-                        help="input side for every net instead of its config's data.image_size (e.g. 64)")
+    parser.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        help="input side for every net instead of its config's data.image_size (e.g. 64)",
+    )
     parser.add_argument("--data_root", default=None, help="real dataset folder (default: the synthetic miniature)")
     args = parser.parse_args(argv)
     try:

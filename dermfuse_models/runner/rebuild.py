@@ -7,6 +7,7 @@ classes, metadata blocks and names, image size -- are applied exactly as in trai
 weights and the DataModule's fitted metadata encoder from the checkpoint, and never starts training,
 loggers or a new run folder. The two-stage pipeline, the explain command and the Python API use it.
 """
+
 from __future__ import annotations
 
 import copy
@@ -19,7 +20,7 @@ import torch
 import yaml
 
 #: top-level keys the ``run=False`` DermCLI parser accepts (``fit`` adds ckpt_path, resume, ...)
-_MODEL_DATA_KEYS = ("seed_everything", "model", "data", "optimizer", "lr_scheduler")
+_MODEL_DATA_KEYS = ("seed_everything", "model", "data")
 
 
 @dataclass
@@ -45,8 +46,10 @@ def find_run_config(checkpoint: str | Path, max_levels: int = 3) -> Path:
     """``config.yaml`` in the checkpoint's folder or up to ``max_levels`` folders above it."""
     ckpt = Path(checkpoint).expanduser().resolve()
     if not ckpt.is_file():
-        raise FileNotFoundError(f"checkpoint {ckpt} does not exist; pass the .ckpt written by "
-                                "`python -m dermfuse_models.runner fit` (e.g. <run>/checkpoints/last.ckpt).")
+        raise FileNotFoundError(
+            f"checkpoint {ckpt} does not exist; pass the .ckpt written by "
+            "`python -m dermfuse_models.runner fit` (e.g. <run>/checkpoints/last.ckpt)."
+        )
     folder = ckpt.parent
     for _ in range(max_levels + 1):
         candidate = folder / "config.yaml"
@@ -59,8 +62,9 @@ def find_run_config(checkpoint: str | Path, max_levels: int = 3) -> Path:
     )
 
 
-def rebuildable_config(config: str | Path | dict, source: str | Path | None = None,
-                       use_masks: bool | None = None) -> dict:
+def rebuildable_config(
+    config: str | Path | dict, source: str | Path | None = None, use_masks: bool | None = None
+) -> dict:
     """A run's resolved config reduced to what rebuilding its model and data needs.
 
     Keeps the model/data sections (no fit-only keys, loggers or callbacks), adds a bare CPU trainer
@@ -72,19 +76,28 @@ def rebuildable_config(config: str | Path | dict, source: str | Path | None = No
     source = source or config
     raw = copy.deepcopy(config) if isinstance(config, dict) else (yaml.safe_load(Path(config).read_text()) or {})
     if "model" not in raw or "data" not in raw:
-        raise ValueError(f"{source} is missing or has no model/data sections; a checkpoint must stay inside "
-                         "the run folder written by `python -m dermfuse_models.runner fit` (it holds the resolved "
-                         "config.yaml).")
+        raise ValueError(
+            f"{source} is missing or has no model/data sections; a checkpoint must stay inside "
+            "the run folder written by `python -m dermfuse_models.runner fit` (it holds the resolved "
+            "config.yaml)."
+        )
     cfg = {k: raw[k] for k in _MODEL_DATA_KEYS if k in raw}
-    net_args = (((cfg["model"].get("init_args") or {}).get("net") or {}).get("init_args") or {})
+    net_args = ((cfg["model"].get("init_args") or {}).get("net") or {}).get("init_args") or {}
     if "pretrained" in net_args:
         net_args["pretrained"] = False
     if "weights_path" in net_args:
         net_args["weights_path"] = None
     if use_masks is not None:
         cfg["data"] = {**cfg["data"], "use_masks": bool(use_masks)}
-    cfg["trainer"] = {"accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False,
-                      "enable_progress_bar": False, "enable_model_summary": False, "callbacks": []}
+    cfg["trainer"] = {
+        "accelerator": "cpu",
+        "devices": 1,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "callbacks": [],
+    }
     return cfg
 
 
@@ -124,7 +137,8 @@ def load_checkpoint_weights(model: torch.nn.Module, checkpoint: str | Path, conf
         raise RuntimeError(
             f"{checkpoint} does not match the model built from {config_path}: missing {missing[:5]}"
             f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}{'...' if len(unexpected) > 5 else ''}. "
-            "Was the config edited after training?")
+            "Was the config edited after training?"
+        )
     return state
 
 
@@ -135,8 +149,10 @@ def _dataset_has_masks(config_path: Path) -> bool:
     data = (yaml.safe_load(config_path.read_text()) or {}).get("data") or {}
     if data.get("use_masks"):
         return True
-    return data.get("task", "classification") == "classification" and get_source(
-        data.get("dataset", "pad_ufes_20")).has_masks
+    return (
+        data.get("task", "classification") == "classification"
+        and get_source(data.get("dataset", "pad_ufes_20")).has_masks
+    )
 
 
 def rebuild(checkpoint: str | Path, overrides: Sequence[str] = (), use_masks: bool | str | None = None) -> TrainedRun:
@@ -162,8 +178,10 @@ def rebuild(checkpoint: str | Path, overrides: Sequence[str] = (), use_masks: bo
     try:
         cli = build_from_config(cfg, config_path.parent, args)
     except SystemExit as exit_:
-        raise ValueError(f"could not rebuild the run from {config_path} (with overrides {list(args)}); "
-                         "see the argument error printed above.") from exit_
+        raise ValueError(
+            f"could not rebuild the run from {config_path} (with overrides {list(args)}); "
+            "see the argument error printed above."
+        ) from exit_
     model, datamodule = cli.model, cli.datamodule
     state = load_checkpoint_weights(model, ckpt_path, config_path)
     dm_state = state.get(type(datamodule).__qualname__)
@@ -171,5 +189,6 @@ def rebuild(checkpoint: str | Path, overrides: Sequence[str] = (), use_masks: bo
         _ = datamodule.table  # builds the table (and fits the encoder) first so the restore is not overwritten
         datamodule.load_state_dict(dm_state)
     model.eval()
-    return TrainedRun(model=model, datamodule=datamodule, run_dir=config_path.parent, config_path=config_path,
-                      checkpoint=ckpt_path)
+    return TrainedRun(
+        model=model, datamodule=datamodule, run_dir=config_path.parent, config_path=config_path, checkpoint=ckpt_path
+    )

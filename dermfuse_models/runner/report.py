@@ -19,6 +19,7 @@ in the plot: their numbers say nothing about the paper.
         metrics: {test/acc: 0.9347}  # keys as our runs log them
         note: optional text
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,15 +33,17 @@ from pathlib import Path
 import yaml
 
 #: metrics always shown for our runs of a task (besides those the paper reports)
-DEFAULT_METRICS = {"classification": ("test/acc", "test/bal_acc", "test/auroc_macro", "test/f1_macro"),
-                   "segmentation": ("test/dice", "test/iou")}
+DEFAULT_METRICS = {
+    "classification": ("test/acc", "test/bal_acc", "test/auroc_macro", "test/f1_macro"),
+    "segmentation": ("test/dice", "test/iou"),
+}
 
 
 @dataclass
 class Row:
     """One line of a paper's table: the paper's figure or one of our runs."""
 
-    source: str          # "paper" or the run folder (relative to the runs root)
+    source: str  # "paper" or the run folder (relative to the runs root)
     dataset: str
     variant: str
     split: str
@@ -53,8 +56,11 @@ class Row:
 
 def known_papers(experiments: Path) -> list[str]:
     """Paper slugs: folders of ``experiments`` with a config.yaml or reported.yaml."""
-    return sorted(p.name for p in experiments.iterdir()
-                  if p.is_dir() and ((p / "config.yaml").is_file() or (p / "reported.yaml").is_file()))
+    return sorted(
+        p.name
+        for p in experiments.iterdir()
+        if p.is_dir() and ((p / "config.yaml").is_file() or (p / "reported.yaml").is_file())
+    )
 
 
 def paper_of(experiment: str, papers: list[str]) -> str:
@@ -76,9 +82,19 @@ def load_reported(experiments: Path, paper: str) -> tuple[dict, list[Row]]:
         metrics = r.get("metrics") or {}
         if not isinstance(metrics, dict):
             raise ValueError(f"{path}: results[{i}].metrics must map metric keys (e.g. test/acc) to numbers")
-        rows.append(Row("paper", str(r.get("dataset", "?")), str(r.get("variant", "")), str(r.get("split", "")),
-                        "", False, str(r.get("task", "classification")),
-                        {k: float(v) for k, v in metrics.items() if v is not None}, str(r.get("note", ""))))
+        rows.append(
+            Row(
+                "paper",
+                str(r.get("dataset", "?")),
+                str(r.get("variant", "")),
+                str(r.get("split", "")),
+                "",
+                False,
+                str(r.get("task", "classification")),
+                {k: float(v) for k, v in metrics.items() if v is not None},
+                str(r.get("note", "")),
+            )
+        )
     return data, rows
 
 
@@ -112,11 +128,19 @@ def collect_runs(runs: Path, papers: list[str]) -> dict[str, list[Row]]:
         experiment = m.get("experiment") or rel.parts[0]
         official = m.get("official_split")
         split = f"{m.get('split', 'test')} ({'official' if official else 'grouped' if official is False else '?'})"
-        grouped[paper_of(experiment, papers)].append(Row(
-            str(rel), str(m.get("dataset", "?")), _variant(run_dir, m), split,
-            f"{m.get('seed', '')}/{m.get('seed_everything', '')}", bool(m.get("synthetic")),
-            str(m.get("task", "classification")), dict(m.get("test") or {}),
-            f"{m.get('epochs', '?')} epochs, {m.get('image_size', '?')} px"))
+        grouped[paper_of(experiment, papers)].append(
+            Row(
+                str(rel),
+                str(m.get("dataset", "?")),
+                _variant(run_dir, m),
+                split,
+                f"{m.get('seed', '')}/{m.get('seed_everything', '')}",
+                bool(m.get("synthetic")),
+                str(m.get("task", "classification")),
+                dict(m.get("test") or {}),
+                f"{m.get('epochs', '?')} epochs, {m.get('image_size', '?')} px",
+            )
+        )
     return grouped
 
 
@@ -139,8 +163,7 @@ def markdown_table(rows: list[Row]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         data = "paper" if r.source == "paper" else ("**SYNTHETIC**" if r.synthetic else "real")
-        cells = [r.source, r.dataset, r.variant, r.split, r.seed, data,
-                 *[_fmt(r.metrics.get(k)) for k in keys], r.note]
+        cells = [r.source, r.dataset, r.variant, r.split, r.seed, data, *[_fmt(r.metrics.get(k)) for k in keys], r.note]
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
     return "\n".join(lines)
 
@@ -159,8 +182,11 @@ def plot_paper(paper: str, rows: list[Row], path: Path) -> Path | None:
     for ax, key in zip(axes[0], keys):
         shown = [r for r in rows if key in r.metrics]
         labels = [("paper" if r.source == "paper" else f"ours #{i}") + f"\n{r.dataset}" for i, r in enumerate(shown)]
-        bars = ax.bar(range(len(shown)), [r.metrics[key] for r in shown],
-                      color=["#555555" if r.source == "paper" else "#1f77b4" for r in shown])
+        bars = ax.bar(
+            range(len(shown)),
+            [r.metrics[key] for r in shown],
+            color=["#555555" if r.source == "paper" else "#1f77b4" for r in shown],
+        )
         for bar, r in zip(bars, shown):
             if r.synthetic:
                 bar.set_hatch("//")
@@ -176,18 +202,23 @@ def plot_paper(paper: str, rows: list[Row], path: Path) -> Path | None:
     return path
 
 
-def build_report(runs: str | Path = "runs", experiments: str | Path = "experiments",
-                 out: str | Path | None = None) -> Path:
+def build_report(
+    runs: str | Path = "runs", experiments: str | Path = "experiments", out: str | Path | None = None
+) -> Path:
     """Write ``report.md`` (and one PNG per paper) into ``runs``; returns the Markdown path."""
     runs, experiments = Path(runs).resolve(), Path(experiments).resolve()
     runs.mkdir(parents=True, exist_ok=True)
     out = Path(out) if out else runs / "report.md"
     papers = known_papers(experiments) if experiments.is_dir() else []
     ours = collect_runs(runs, papers)
-    parts = ["# dermfuse results", "",
-             "Our TEST metrics (best checkpoint, `metrics.json` of each run) beside the papers' reported figures "
-             "(`experiments/<paper>/reported.yaml`). Rows marked **SYNTHETIC** ran on the generated miniature "
-             "datasets and say nothing about the papers. seed = data split seed / `seed_everything`.", ""]
+    parts = [
+        "# dermfuse results",
+        "",
+        "Our TEST metrics (best checkpoint, `metrics.json` of each run) beside the papers' reported figures "
+        "(`experiments/<paper>/reported.yaml`). Rows marked **SYNTHETIC** ran on the generated miniature "
+        "datasets and say nothing about the papers. seed = data split seed / `seed_everything`.",
+        "",
+    ]
     for paper in sorted(set(papers) | set(ours)):
         info, reported = load_reported(experiments, paper)
         rows = reported + ours.get(paper, [])
@@ -211,8 +242,11 @@ def build_report(runs: str | Path = "runs", experiments: str | Path = "experimen
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: ``--runs``, ``--experiments``, ``--out``."""
-    parser = argparse.ArgumentParser(prog="python -m dermfuse_models.runner.report", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m dermfuse_models.runner.report",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--runs", default="runs", help="folder of run folders (default runs)")
     parser.add_argument("--experiments", default="experiments", help="experiments folder (reported.yaml)")
     parser.add_argument("--out", default=None, help="Markdown file (default <runs>/report.md)")

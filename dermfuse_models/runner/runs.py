@@ -3,6 +3,7 @@
 A run folder (``runs/<experiment>/<time>-<dataset>/``) holds the resolved ``config.yaml``,
 ``checkpoints/{best-*,last}.ckpt`` and, once the run finished (fit + test), ``metrics.json``.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,8 +53,11 @@ def same_data(config: dict, dataset: str, root: str | None, source_options: dict
     """Whether a run's config used ``dataset`` at ``root`` (``None`` = the synthetic miniature) with
     the same source options (e.g. CBIS-DDSM ``abnormality``)."""
     data = config.get("data") or {}
-    return (data.get("dataset") == dataset and _norm_root(data.get("root")) == _norm_root(root)
-            and dict(data.get("source_options") or {}) == dict(source_options or {}))
+    return (
+        data.get("dataset") == dataset
+        and _norm_root(data.get("root")) == _norm_root(root)
+        and dict(data.get("source_options") or {}) == dict(source_options or {})
+    )
 
 
 def dataset_tag(dataset: str, source_options: dict | None = None) -> str:
@@ -62,8 +66,9 @@ def dataset_tag(dataset: str, source_options: dict | None = None) -> str:
     return "-".join([dataset, *values]).replace("/", "_")
 
 
-def find_resumable_run(experiment: str, dataset: str, root: str | None, runs: Path | None = None,
-                       source_options: dict | None = None) -> Path | None:
+def find_resumable_run(
+    experiment: str, dataset: str, root: str | None, runs: Path | None = None, source_options: dict | None = None
+) -> Path | None:
     """Latest run folder of ``experiment`` on ``dataset``/``root``/``source_options`` with ``checkpoints/last.ckpt``."""
     base = (runs or runs_root()) / experiment
     candidates = [ckpt.parent.parent for ckpt in base.glob("**/checkpoints/last.ckpt")]
@@ -94,5 +99,7 @@ def best_checkpoint(run_dir: str | Path) -> Path:
     last = run_dir / "checkpoints" / "last.ckpt"
     if last.is_file():
         return last
-    raise FileNotFoundError(f"{run_dir} has no checkpoint (neither metrics.json's best_checkpoint nor "
-                            "checkpoints/last.ckpt): did the run finish?")
+    raise FileNotFoundError(
+        f"{run_dir} has no checkpoint (neither metrics.json's best_checkpoint nor "
+        "checkpoints/last.ckpt): did the run finish?"
+    )

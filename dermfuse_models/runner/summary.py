@@ -1,4 +1,5 @@
 """A run's ``metrics.json``: what ran (data, split, seeds, checkpoint) and its final metrics, and how it is printed."""
+
 from __future__ import annotations
 
 import json
@@ -16,23 +17,40 @@ def scalars(metrics: dict) -> dict[str, float]:
     return {k: float(v) for k, v in sorted(metrics.items()) if getattr(v, "numel", lambda: 1)() == 1}
 
 
-def run_summary(trainer: pl.Trainer, datamodule, experiment: str, seed_everything: Any, best: str | None,
-                val: dict[str, float], test: dict[str, float]) -> dict[str, Any]:
+def run_summary(
+    trainer: pl.Trainer,
+    datamodule,
+    experiment: str,
+    seed_everything: Any,
+    best: str | None,
+    val: dict[str, float],
+    test: dict[str, float],
+) -> dict[str, Any]:
     """The ``metrics.json`` record of a finished fit (data, split, seeds, epochs, best checkpoint, metrics)."""
     hp = datamodule.hparams
-    return {"run_dir": trainer.default_root_dir, "experiment": experiment,
-            "dataset": hp.dataset, "source_options": dict(hp.source_options or {}),
-            "task": hp.task, "synthetic": datamodule.is_synthetic, "split": "test",
-            "official_split": uses_official(datamodule.table, hp.use_official_split),
-            "meta_features": [f.name for f in datamodule.features],
-            "predicted_masks": hp.predicted_masks,
-            "test_meta_missing_fraction": hp.test_meta_missing_fraction,
-            "seed": hp.seed, "seed_everything": seed_everything,
-            "split_file": str(datamodule.split_file), "image_size": hp.image_size,
-            "epochs": trainer.current_epoch, "max_epochs": trainer.max_epochs,
-            "best_checkpoint": best, "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "val": {k: v for k, v in val.items() if k.startswith("val/")},
-            "test": test}
+    return {
+        "run_dir": trainer.default_root_dir,
+        "experiment": experiment,
+        "dataset": hp.dataset,
+        "source_options": dict(hp.source_options or {}),
+        "task": hp.task,
+        "synthetic": datamodule.is_synthetic,
+        "split": "test",
+        "official_split": uses_official(datamodule.table, hp.use_official_split),
+        "meta_features": [f.name for f in datamodule.features],
+        "predicted_masks": hp.predicted_masks,
+        "test_meta_missing_fraction": hp.test_meta_missing_fraction,
+        "seed": hp.seed,
+        "seed_everything": seed_everything,
+        "split_file": str(datamodule.split_file),
+        "image_size": hp.image_size,
+        "epochs": trainer.current_epoch,
+        "max_epochs": trainer.max_epochs,
+        "best_checkpoint": best,
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "val": {k: v for k, v in val.items() if k.startswith("val/")},
+        "test": test,
+    }
 
 
 def write_summary(folder: str | Path, summary: dict[str, Any], name: str = "metrics.json") -> Path:

@@ -19,6 +19,7 @@ last ``--config``); with ``--data_root`` it gets ``--data.root=<path>``.
   ``runs/<experiment>/sweep-<time>/<NN>-<overrides>/`` with ``sweep_run.json`` (its overrides);
   a summary table follows. ``--dry-run`` lists the runs and their commands without running them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,8 +63,10 @@ def load_sweep(path: str | Path) -> dict:
             raise ValueError(f"{path}: parameter {key!r} 'values' must be a non-empty list")
         values = spec["values"] if "values" in spec else [spec["value"]]
         if any(v is None for v in values):
-            raise ValueError(f"{path}: parameter {key!r} has a YAML null; write the string \"null\" instead "
-                             "(the agent would pass None, which LightningCLI does not read as null)")
+            raise ValueError(
+                f'{path}: parameter {key!r} has a YAML null; write the string "null" instead '
+                "(the agent would pass None, which LightningCLI does not read as null)"
+            )
     return sweep
 
 
@@ -104,8 +107,13 @@ def _insert_after_last_config(command: list[str], extra: list[str]) -> list[str]
     return command[:at] + extra + command[at:]
 
 
-def profile_command(sweep: dict, sweep_path: str | Path, dataset: str | None = None,
-                    data_root: str | None = None, extra_args: list[str] = ()) -> list[str]:
+def profile_command(
+    sweep: dict,
+    sweep_path: str | Path,
+    dataset: str | None = None,
+    data_root: str | None = None,
+    extra_args: list[str] = (),
+) -> list[str]:
     """The sweep's ``command`` with the dataset overlay, smoke profile or data root, and ``extra_args``."""
     paper_dir = Path(sweep_path).parent
     extra: list[str] = []
@@ -167,34 +175,55 @@ def experiment_of(sweep_path: str | Path) -> str:
     return Path(sweep_path).resolve().parent.name
 
 
-def run_local(sweep_path: str | Path, dataset: str | None = None, data_root: str | None = None,
-              max_runs: int | None = None, dry_run: bool = False, extra_args: list[str] = (),
-              sweep_dir: str | Path | None = None) -> list[dict]:
+def run_local(
+    sweep_path: str | Path,
+    dataset: str | None = None,
+    data_root: str | None = None,
+    max_runs: int | None = None,
+    dry_run: bool = False,
+    extra_args: list[str] = (),
+    sweep_dir: str | Path | None = None,
+) -> list[dict]:
     """Run the grid locally, one run after the other (see module doc); returns one record per run."""
     sweep = load_sweep(sweep_path)
     runs = grid_runs(sweep)
     if max_runs is not None:
         runs = runs[:max_runs]
     profile_command(sweep, sweep_path, dataset, data_root, extra_args)  # fail early on a missing file
-    sweep_dir = Path(sweep_dir) if sweep_dir else runs_root() / experiment_of(sweep_path) / time.strftime(
-        "sweep-%Y%m%d-%H%M%S")
+    sweep_dir = (
+        Path(sweep_dir) if sweep_dir else runs_root() / experiment_of(sweep_path) / time.strftime("sweep-%Y%m%d-%H%M%S")
+    )
     records = []
     for i, overrides in enumerate(runs):
         run_dir = (sweep_dir / f"{i:02d}-{_slug(overrides)}").resolve()
-        command = expand_command(profile_command(sweep, sweep_path, dataset, data_root,
-                                                 [*extra_args, f"--run_dir={run_dir}"]),
-                                 overrides, sweep.get("program"))
+        command = expand_command(
+            profile_command(sweep, sweep_path, dataset, data_root, [*extra_args, f"--run_dir={run_dir}"]),
+            overrides,
+            sweep.get("program"),
+        )
         record = {"index": i, "overrides": overrides, "run_dir": str(run_dir), "command": command}
         print(f"[{i + 1}/{len(runs)}] {shlex.join(command)}", flush=True)
         if not dry_run:
             start = time.time()
             rc = subprocess.run(command, env={**os.environ, "WANDB_SILENT": "true"}).returncode
-            record.update(returncode=rc, seconds=round(time.time() - start, 1),
-                          metrics=(run_metrics(run_dir) or {}).get("test", {}))
+            record.update(
+                returncode=rc,
+                seconds=round(time.time() - start, 1),
+                metrics=(run_metrics(run_dir) or {}).get("test", {}),
+            )
             run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "sweep_run.json").write_text(json.dumps(
-                {"sweep": str(Path(sweep_path)), "index": i, "overrides": overrides, "command": command,
-                 "returncode": rc}, indent=2))
+            (run_dir / "sweep_run.json").write_text(
+                json.dumps(
+                    {
+                        "sweep": str(Path(sweep_path)),
+                        "index": i,
+                        "overrides": overrides,
+                        "command": command,
+                        "returncode": rc,
+                    },
+                    indent=2,
+                )
+            )
         records.append(record)
     print_summary(records, dry_run)
     return records
@@ -211,15 +240,18 @@ def print_summary(records: list[dict], dry_run: bool = False) -> None:
     rows = []
     for r in records:
         status = "planned" if dry_run else ("ok" if r.get("returncode") == 0 else f"FAILED ({r.get('returncode')})")
-        rows.append([str(r["index"]), describe(r["overrides"]), status, str(r.get("seconds", ""))]
-                    + [f"{r['metrics'][k]:.4f}" if k in r.get("metrics", {}) else "" for k in keys])
+        rows.append(
+            [str(r["index"]), describe(r["overrides"]), status, str(r.get("seconds", ""))]
+            + [f"{r['metrics'][k]:.4f}" if k in r.get("metrics", {}) else "" for k in keys]
+        )
     widths = [max(len(row[c]) for row in [header, *rows]) for c in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
 
 
-def run_wandb_agent(sweep_path: str | Path, dataset: str | None, data_root: str | None,
-                    max_runs: int | None, extra_args: list[str] = ()) -> int:
+def run_wandb_agent(
+    sweep_path: str | Path, dataset: str | None, data_root: str | None, max_runs: int | None, extra_args: list[str] = ()
+) -> int:
     """Create the sweep on the wandb server (command completed as in :func:`profile_command`) and run an agent."""
     import wandb
 
@@ -239,12 +271,19 @@ def run_wandb_agent(sweep_path: str | Path, dataset: str | None, data_root: str 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line (see module doc)."""
-    parser = argparse.ArgumentParser(prog="python -m dermfuse_models.runner.sweep", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m dermfuse_models.runner.sweep",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("sweep", help="experiments/<paper>/sweep.yaml")
     parser.add_argument("--dataset", default=None, help="dataset overlay experiments/<paper>/data/<dataset>.yaml")
-    parser.add_argument("--data_root", "--data-root", default=None,
-                        help="real dataset folder (default: smoke profile on the synthetic miniature)")
+    parser.add_argument(
+        "--data_root",
+        "--data-root",
+        default=None,
+        help="real dataset folder (default: smoke profile on the synthetic miniature)",
+    )
     parser.add_argument("--dry-run", "--dry_run", action="store_true", help="list the runs, run nothing")
     parser.add_argument("--max-runs", "--max_runs", type=int, default=None, help="run at most N runs")
     parser.add_argument("--local", action="store_true", help="run locally even when wandb is online")

@@ -15,6 +15,7 @@
 3. Fits the classifier with ``data.predicted_masks=<file>`` (:class:`TwoStageCLI`: the same parse of the
    same CLI): the DataModule serves the predicted masks as ``mask``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -56,9 +57,11 @@ def find_segmenter_checkpoint(seg_experiment: str, synthetic: bool) -> Path:
     run = latest_finished_run(seg_experiment, synthetic=synthetic)
     if run is None:
         kind = "synthetic" if synthetic else "real"
-        raise MissingStageError(f"no finished {seg_experiment!r} run on {kind} data under runs/{seg_experiment}/ "
-                           "(a finished run has metrics.json). Train the segmenter first "
-                           "(make train-dualnet-seg), or pass its checkpoint: make train-dualnet-cls SEG_CKPT=...")
+        raise MissingStageError(
+            f"no finished {seg_experiment!r} run on {kind} data under runs/{seg_experiment}/ "
+            "(a finished run has metrics.json). Train the segmenter first "
+            "(make train-dualnet-seg), or pass its checkpoint: make train-dualnet-cls SEG_CKPT=..."
+        )
     return best_checkpoint(run)
 
 
@@ -66,24 +69,37 @@ def _images(cache: ImageCache, rows: range, transform) -> torch.Tensor:
     return torch.stack([transform(cached_image(cache, i)).as_subclass(torch.Tensor) for i in rows])
 
 
-def predicted_mask_path(datamodule: DermDataModule, seg_image_size: int, checkpoint_sha: str,
-                        threshold: float) -> tuple[Path, ImageCache]:
+def predicted_mask_path(
+    datamodule: DermDataModule, seg_image_size: int, checkpoint_sha: str, threshold: float
+) -> tuple[Path, ImageCache]:
     """Where the masks of this checkpoint for this dataset/size/threshold live, and the images they are
     predicted from (the dataset's image cache at the segmenter's size, built once)."""
     dm = datamodule
     table = dm.table
     folder = dm.cache_dir / dm.hparams.dataset
-    seg_cache = open_or_build(folder, "images", table.column("sample_id").to_pylist(),
-                              table.column("image_path").to_pylist(), [None] * len(table), seg_image_size,
-                              dm.hparams.cache_workers)
+    seg_cache = open_or_build(
+        folder,
+        "images",
+        table.column("sample_id").to_pylist(),
+        table.column("image_path").to_pylist(),
+        [None] * len(table),
+        seg_image_size,
+        dm.hparams.cache_workers,
+    )
     size = dm.hparams.image_size
     key = hashlib.sha256(f"{checkpoint_sha}|{seg_cache.path.name}|{size}|{threshold}".encode()).hexdigest()[:20]
     return folder / f"predicted-masks-{size}x{size}-{key}.arrow", seg_cache
 
 
-def predict_mask_file(segmenter: torch.nn.Module | Callable[[], torch.nn.Module], seg_image_size: int,
-                      datamodule: DermDataModule, checkpoint_sha: str, threshold: float = 0.5,
-                      batch_size: int = 16, device: str | torch.device | None = None) -> Path:
+def predict_mask_file(
+    segmenter: torch.nn.Module | Callable[[], torch.nn.Module],
+    seg_image_size: int,
+    datamodule: DermDataModule,
+    checkpoint_sha: str,
+    threshold: float = 0.5,
+    batch_size: int = 16,
+    device: str | torch.device | None = None,
+) -> Path:
     """Predict (once) and store masks for every sample of ``datamodule``'s dataset; returns the file.
 
     Args:
@@ -114,15 +130,25 @@ def predict_mask_file(segmenter: torch.nn.Module | Callable[[], torch.nn.Module]
             yield from (pred[:, 0] > 0.5).to(torch.uint8).cpu().numpy()
 
     print(f"predicting lesion masks for {len(seg_cache)} {datamodule.hparams.dataset} images ...", file=sys.stderr)
-    write_mask_file(out, seg_cache.sample_ids, masks(), (size, size),
-                    metadata={"checkpoint_sha256": checkpoint_sha, "threshold": threshold,
-                              "segmenter_image_size": seg_image_size, "dataset": datamodule.hparams.dataset})
+    write_mask_file(
+        out,
+        seg_cache.sample_ids,
+        masks(),
+        (size, size),
+        metadata={
+            "checkpoint_sha256": checkpoint_sha,
+            "threshold": threshold,
+            "segmenter_image_size": seg_image_size,
+            "dataset": datamodule.hparams.dataset,
+        },
+    )
     print(f"predicted masks: {out}", file=sys.stderr)
     return out
 
 
-def prepare_predicted_masks(data: dict, seg_ckpt: str | None = None, seg_experiment: str = "dualnet_segmenter",
-                            threshold: float = 0.5) -> Path:
+def prepare_predicted_masks(
+    data: dict, seg_ckpt: str | None = None, seg_experiment: str = "dualnet_segmenter", threshold: float = 0.5
+) -> Path:
     """Steps 1-2 of the module doc for a classifier's parsed ``data`` section; returns the mask file."""
     data = {k: v for k, v in data.items() if k != "predicted_masks"}
     datamodule = DermDataModule(**data)
@@ -132,8 +158,9 @@ def prepare_predicted_masks(data: dict, seg_ckpt: str | None = None, seg_experim
     seg_data = (yaml.safe_load(find_run_config(checkpoint).read_text()) or {}).get("data") or {}
     seg_size = int(seg_data.get("image_size") or data["image_size"])
     print(f"stage 1 segmenter: {checkpoint}", file=sys.stderr)
-    return predict_mask_file(lambda: rebuild(checkpoint).model.net, seg_size, datamodule, file_sha256(checkpoint),
-                             threshold)
+    return predict_mask_file(
+        lambda: rebuild(checkpoint).model.net, seg_size, datamodule, file_sha256(checkpoint), threshold
+    )
 
 
 class TwoStageCLI(DermCLI):
@@ -146,10 +173,18 @@ class TwoStageCLI(DermCLI):
 
     def add_arguments_to_parser(self, parser) -> None:
         super().add_arguments_to_parser(parser)
-        parser.add_argument("--seg_ckpt", type=str | None, default=None,
-                            help="stage-1 checkpoint (default: best of the latest finished --seg_experiment run)")
-        parser.add_argument("--seg_experiment", type=str, default="dualnet_segmenter",
-                            help="experiment name of the stage-1 runs (runs/<name>/)")
+        parser.add_argument(
+            "--seg_ckpt",
+            type=str | None,
+            default=None,
+            help="stage-1 checkpoint (default: best of the latest finished --seg_experiment run)",
+        )
+        parser.add_argument(
+            "--seg_experiment",
+            type=str,
+            default="dualnet_segmenter",
+            help="experiment name of the stage-1 runs (runs/<name>/)",
+        )
         parser.add_argument("--mask_threshold", type=float, default=0.5, help="lesion probability threshold")
         parser.add_argument("--predict_only", type=bool, default=False, help="predict the masks, do not train")
 

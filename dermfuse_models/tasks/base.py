@@ -16,8 +16,10 @@ from dermfuse_models.protocol import NetOutput, call_net
 #: the metric ReduceLROnPlateau watches (logged by every task)
 PLATEAU_MONITOR = "val/loss"
 
-YAML_FORM = ("optimizer: {class_path: torch.optim.Adam, init_args: {lr: 1.0e-4}} and lr_scheduler: "
-             "{class_path: torch.optim.lr_scheduler.CosineAnnealingLR} under model.init_args")
+YAML_FORM = (
+    "optimizer: {class_path: torch.optim.Adam, init_args: {lr: 1.0e-4}} and lr_scheduler: "
+    "{class_path: torch.optim.lr_scheduler.CosineAnnealingLR} under model.init_args"
+)
 
 
 class DermTask(pl.LightningModule):
@@ -95,8 +97,15 @@ class DermTask(pl.LightningModule):
         for name, value in (out.get("aux_losses") or {}).items():
             loss = loss + value
             self.log(f"{stage}/aux_{name}", value, on_step=False, on_epoch=True, sync_dist=True, batch_size=batch_size)
-        self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True, prog_bar=True, sync_dist=True,
-                 batch_size=batch_size)
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=stage == "train",
+            on_epoch=True,
+            prog_bar=True,
+            sync_dist=True,
+            batch_size=batch_size,
+        )
         return loss, out
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
@@ -122,16 +131,19 @@ class DermTask(pl.LightningModule):
         """The optimizer over the trainable parameters and, if configured, its per-epoch scheduler."""
         optimizer = self.optimizer([p for p in self.parameters() if p.requires_grad])
         if not isinstance(optimizer, torch.optim.Optimizer):
-            raise TypeError(f"optimizer must build a torch.optim.Optimizer, got {type(optimizer).__name__}; "
-                            f"in YAML: {YAML_FORM}.")
+            raise TypeError(
+                f"optimizer must build a torch.optim.Optimizer, got {type(optimizer).__name__}; in YAML: {YAML_FORM}."
+            )
         if self.lr_scheduler is None:
             return optimizer
         scheduler = self.lr_scheduler(optimizer)
         if not isinstance(scheduler, (LRScheduler, ReduceLROnPlateau)):
             raise TypeError(f"lr_scheduler must build a torch learning-rate scheduler, got {type(scheduler).__name__}.")
         if isinstance(scheduler, CosineAnnealingLR) and scheduler.T_max is None:
-            raise ValueError("CosineAnnealingLR has no T_max: the CLI links it from trainer.max_epochs, so set "
-                             "trainer.max_epochs (from Python, pass T_max).")
+            raise ValueError(
+                "CosineAnnealingLR has no T_max: the CLI links it from trainer.max_epochs, so set "
+                "trainer.max_epochs (from Python, pass T_max)."
+            )
         config: dict[str, Any] = {"scheduler": scheduler, "interval": "epoch"}
         if isinstance(scheduler, ReduceLROnPlateau):
             config["monitor"] = PLATEAU_MONITOR
@@ -141,5 +153,6 @@ class DermTask(pl.LightningModule):
 def _check_callable(what: str, value: Any) -> None:
     """A clear error for an optimiser/scheduler that is not a callable (e.g. the old string switches)."""
     if isinstance(value, str) or not callable(value):
-        raise TypeError(f"{what} must be a callable (a torch class or functools.partial), got {value!r}; "
-                        f"in YAML: {YAML_FORM}.")
+        raise TypeError(
+            f"{what} must be a callable (a torch class or functools.partial), got {value!r}; in YAML: {YAML_FORM}."
+        )

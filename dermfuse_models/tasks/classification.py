@@ -108,9 +108,7 @@ class ClassificationTask(DermTask):
         else:
             weights = torch.as_tensor(list(class_weights), dtype=torch.float32)
             if weights.shape != (self.num_classes,):
-                raise ValueError(
-                    f"class_weights has {weights.numel()} values but num_classes={self.num_classes}."
-                )
+                raise ValueError(f"class_weights has {weights.numel()} values but num_classes={self.num_classes}.")
             self.class_weight.copy_(weights)
             self._weight_mode = "explicit"
 
@@ -159,9 +157,7 @@ class ClassificationTask(DermTask):
             return
         counts = list(counts)
         if len(counts) != self.num_classes:
-            raise ValueError(
-                f"datamodule.class_counts has {len(counts)} entries but num_classes={self.num_classes}."
-            )
+            raise ValueError(f"datamodule.class_counts has {len(counts)} entries but num_classes={self.num_classes}.")
         if any(c == 0 for c in counts):
             log.warning("Classes with no training samples in class_counts=%s; their weight uses count 1.", counts)
         self.class_weight.copy_(self.inverse_frequency_weights(counts).to(self.class_weight.device))
@@ -170,8 +166,9 @@ class ClassificationTask(DermTask):
     def task_loss(self, out: NetOutput, batch: Mapping[str, Any], stage: str) -> torch.Tensor:
         """Cross-entropy (class weights, label smoothing) of the logits against ``batch["label"]``."""
         weight = self.class_weight.float() if self._weight_mode is not None else None
-        return F.cross_entropy(out["logits"].float(), batch["label"].long(), weight=weight,
-                               label_smoothing=self.label_smoothing)
+        return F.cross_entropy(
+            out["logits"].float(), batch["label"].long(), weight=weight, label_smoothing=self.label_smoothing
+        )
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Softmax over the classes."""
@@ -194,10 +191,10 @@ class ClassificationTask(DermTask):
     def on_test_epoch_end(self) -> None:
         """Log DDP-synchronised test metrics, write the test report (figures + JSON), reset."""
         self._log_metrics(self.test_metrics)
-        if self.save_test_report and self._trainer is not None and self.test_confusion.update_called:
-            # Lightning's fast_dev_run swaps the loggers for DummyLogger: no artefacts then either
-            if any(not isinstance(lg, DummyLogger) for lg in self.trainer.loggers):
-                self._write_test_report()
+        # Lightning's fast_dev_run swaps the loggers for DummyLogger: no artefacts then either
+        real_logger = self._trainer is not None and any(not isinstance(lg, DummyLogger) for lg in self.trainer.loggers)
+        if self.save_test_report and real_logger and self.test_confusion.update_called:
+            self._write_test_report()
         self.test_confusion.reset()
         self.test_roc.reset()
 

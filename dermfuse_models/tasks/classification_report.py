@@ -32,14 +32,21 @@ def confusion_summary(matrix: torch.Tensor, class_names: Sequence[str]) -> dict:
         fn = int(m[k].sum()) - tp
         fp = int(m[:, k].sum()) - tp
         per_class[str(name)] = {
-            "tp": tp, "fp": fp, "fn": fn, "tn": total - tp - fp - fn, "support": tp + fn,
+            "tp": tp,
+            "fp": fp,
+            "fn": fn,
+            "tn": total - tp - fp - fn,
+            "support": tp + fn,
             "recall": tp / (tp + fn) if tp + fn else None,
             "precision": tp / (tp + fp) if tp + fp else None,
         }
     return {
         "class_names": [str(n) for n in class_names],
-        "rows": "true class", "columns": "predicted class",
-        "matrix": m.tolist(), "total": total, "per_class": per_class,
+        "rows": "true class",
+        "columns": "predicted class",
+        "matrix": m.tolist(),
+        "total": total,
+        "per_class": per_class,
     }
 
 
@@ -65,9 +72,7 @@ def confusion_matrix_figure(matrix: torch.Tensor, class_names: Sequence[str]) ->
     return fig
 
 
-def roc_curves_figure(
-    fpr: Sequence[torch.Tensor], tpr: Sequence[torch.Tensor], class_names: Sequence[str]
-) -> Figure:
+def roc_curves_figure(fpr: Sequence[torch.Tensor], tpr: Sequence[torch.Tensor], class_names: Sequence[str]) -> Figure:
     """One-vs-rest ROC curve per class with its AUC (trapezoidal) in the legend."""
     fig = Figure(figsize=(5.5, 5), dpi=120)
     ax = fig.add_subplot()

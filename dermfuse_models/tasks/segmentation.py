@@ -113,8 +113,9 @@ class SegmentationTask(DermTask):
         loss, terms = self.criterion(out["logits"].float(), mask, deep)
         if stage == "train":
             for name, value in terms.items():
-                self.log(f"train/loss_{name}", value, on_step=False, on_epoch=True, sync_dist=True,
-                         batch_size=mask.shape[0])
+                self.log(
+                    f"train/loss_{name}", value, on_step=False, on_epoch=True, sync_dist=True, batch_size=mask.shape[0]
+                )
         return loss
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:

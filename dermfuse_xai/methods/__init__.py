@@ -5,6 +5,7 @@ Adding a method = one new file here that defines an :class:`~dermfuse_xai.method
 + one entry in :data:`REGISTRY` (dermfuse_xai/README.md, "Adding a method"). The queries below
 (:func:`default_methods`, :func:`check_methods`) read the registry at call time.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -19,7 +20,15 @@ from dermfuse_xai.methods.gradcam import GRAD_CAM, SEG_GRAD_CAM
 from dermfuse_xai.methods.relevancy import RELEVANCY, ROLLOUT
 
 REGISTRY: list[ExplanationMethod] = [
-    GRAD_CAM, SEG_GRAD_CAM, RELEVANCY, ROLLOUT, CROSS_ATTENTION, KERNEL_SHAP, SHAPLEY_SAMPLING, GRADIENT_SHAP, LIME,
+    GRAD_CAM,
+    SEG_GRAD_CAM,
+    RELEVANCY,
+    ROLLOUT,
+    CROSS_ATTENTION,
+    KERNEL_SHAP,
+    SHAPLEY_SAMPLING,
+    GRADIENT_SHAP,
+    LIME,
 ]
 
 
@@ -47,8 +56,11 @@ def unfit_reason(method: ExplanationMethod, net: nn.Module, context: MethodConte
     if method.task == context.task:
         return reason
     fitting = [m.name for m in REGISTRY if m.task == context.task and m.applies(net, context) is None]
-    kind = ("a segmentation net (pixel logits, no class score)" if context.task == "segmentation"
-            else "a classifier (class logits)")
+    kind = (
+        "a segmentation net (pixel logits, no class score)"
+        if context.task == "segmentation"
+        else "a classifier (class logits)"
+    )
     wrong = f"it is {kind} and {method.name} explains {method.task} nets: use {' / '.join(fitting) or 'none fits'}"
     return wrong if reason is None else f"{wrong} (also: {reason})"
 
@@ -64,8 +76,9 @@ def default_methods(net: nn.Module, meta_groups: list[int] | None = None, task: 
     return [m.name for m in REGISTRY if m.default and unfit_reason(m, net, context) is None]
 
 
-def check_methods(net: nn.Module, methods: Iterable[str], meta_groups: list[int] | None,
-                  task: Task | None = None) -> list[str]:
+def check_methods(
+    net: nn.Module, methods: Iterable[str], meta_groups: list[int] | None, task: Task | None = None
+) -> list[str]:
     """``methods`` without repeats, validated for ``net``; a ``ValueError`` saying which do not fit and why."""
     methods = list(dict.fromkeys(methods))
     context = MethodContext(task_of(net, task), meta_groups)
@@ -84,5 +97,14 @@ def check_methods(net: nn.Module, methods: Iterable[str], meta_groups: list[int]
     return methods
 
 
-__all__ = ["REGISTRY", "ExplanationMethod", "MethodContext", "check_methods", "default_methods", "method_named",
-           "method_names", "task_of", "unfit_reason"]
+__all__ = [
+    "REGISTRY",
+    "ExplanationMethod",
+    "MethodContext",
+    "check_methods",
+    "default_methods",
+    "method_named",
+    "method_names",
+    "task_of",
+    "unfit_reason",
+]

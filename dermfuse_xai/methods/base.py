@@ -4,6 +4,7 @@ A record says which nets it fits (``task`` and ``applies``), what it computes (`
 and/or clinical feature scores) and how to read its numbers (``convention``, written into
 ``scores.json``). The loop in :mod:`dermfuse_xai.explain` knows nothing else about a method.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

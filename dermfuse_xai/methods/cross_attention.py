@@ -17,6 +17,7 @@ rows sum to 1, so a mean over keys would be constant):
   ``channel_to_spatial``, whose queries and keys are channel tokens): not spatial, skipped;
   :func:`has_cross_attention` is False for segmentation nets (EAM-Net), whose maps are all such.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -57,8 +58,9 @@ def has_cross_attention(net: nn.Module) -> bool:
 
 
 @torch.no_grad()
-def cross_attention_maps(net: nn.Module, image: torch.Tensor, meta: torch.Tensor | None = None,
-                         mask: torch.Tensor | None = None) -> dict[str, AttentionSummary]:
+def cross_attention_maps(
+    net: nn.Module, image: torch.Tensor, meta: torch.Tensor | None = None, mask: torch.Tensor | None = None
+) -> dict[str, AttentionSummary]:
     """Run the net once and summarise every entry of its ``attention_maps`` (module doc)."""
     model = LogitsModel(net)
     model(image, meta, mask)
@@ -79,8 +81,9 @@ def summarise_attention(name: str, attn: AttentionMap, image_hw: tuple[int, int]
     if attn.keys == "feature_tokens":
         return AttentionSummary(name=name, kind="features", feature_scores=received.cpu(), names=list(attn.names))
     if attn.keys == "image_grid" and received.shape[1] > 1:
-        image_map = F.interpolate(received.reshape(-1, 1, *attn.grid), size=image_hw, mode="bilinear",
-                                  align_corners=False)
+        image_map = F.interpolate(
+            received.reshape(-1, 1, *attn.grid), size=image_hw, mode="bilinear", align_corners=False
+        )
         return AttentionSummary(name=name, kind="image", image_map=image_map[:, 0].cpu())
     return None
 
@@ -105,6 +108,9 @@ def _keeps_attention_maps(net: nn.Module, context: MethodContext) -> str | None:
 
 
 CROSS_ATTENTION = ExplanationMethod(
-    name="cross_attention", task="classification", run=_run_cross_attention, applies=_keeps_attention_maps,
+    name="cross_attention",
+    task="classification",
+    run=_run_cross_attention,
+    applies=_keeps_attention_maps,
     convention="fusion attention weights averaged over heads and queries = attention received per key",
 )

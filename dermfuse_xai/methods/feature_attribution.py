@@ -33,6 +33,7 @@ Conventions (what the numbers mean):
       sample (all present), ``w = 0.75 sqrt(F)``. Local linear effects: no sum constraint; the
       sign says whether presence of the feature raises (``+``) or lowers (``-``) ``f`` locally.
 """
+
 from __future__ import annotations
 
 import math
@@ -89,8 +90,9 @@ def group_feature_mask(meta_groups: list[int], device: torch.device | None = Non
     return ids[None].to(device) if device is not None else ids[None]
 
 
-def missing_baseline(meta_groups: list[int], device: torch.device | None = None,
-                     dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def missing_baseline(
+    meta_groups: list[int], device: torch.device | None = None, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
     """The encoder's "every feature missing" vector ``(sum(meta_groups),)``: each block's last column is 1.
 
     Follows ``dermfuse_data.tabular``: every feature's block ends with its ``<name>=missing``
@@ -144,8 +146,10 @@ def clinical_attributions(
         raise ValueError(f"output must be 'probability' or 'logit', got {output!r}.")
     model = LogitsModel(net)
     if not model.uses_meta:
-        raise TypeError(f"{type(model.net).__name__} uses no clinical features (no `meta_names`, "
-                        "dermfuse_models.protocol.UsesMetadata): there are no clinical features to attribute.")
+        raise TypeError(
+            f"{type(model.net).__name__} uses no clinical features (no `meta_names`, "
+            "dermfuse_models.protocol.UsesMetadata): there are no clinical features to attribute."
+        )
     groups = [int(w) for w in meta_groups]
     if meta.ndim != 2 or meta.shape[1] != sum(groups):
         raise ValueError(f"meta has shape {tuple(meta.shape)} but meta_groups {groups} sum to {sum(groups)} columns.")
@@ -179,9 +183,9 @@ def clinical_attributions(
         for i in range(meta.shape[0]):
             torch.manual_seed(seed + i)
             np.random.seed(seed + i)
-            one_mask = None if mask is None else mask[i:i + 1]
-            f = _fixed_image_output(model, image[i:i + 1], one_mask, int(targets[i]), output)
-            x, b = meta[i:i + 1], base[None]
+            one_mask = None if mask is None else mask[i : i + 1]
+            f = _fixed_image_output(model, image[i : i + 1], one_mask, int(targets[i]), output)
+            x, b = meta[i : i + 1], base[None]
             with torch.no_grad():
                 f_in.append(f(x).detach().cpu())
                 f_base.append(f(b).detach().cpu())
@@ -189,9 +193,16 @@ def clinical_attributions(
     finally:
         torch.random.set_rng_state(generator_state)
         np.random.set_state(numpy_state)
-    return FeatureAttribution(method=method, names=names, values=torch.cat(values).float(), output=output,
-                              baseline=baseline_name, f_input=torch.cat(f_in).float(),
-                              f_baseline=torch.cat(f_base).float(), target=targets.cpu())
+    return FeatureAttribution(
+        method=method,
+        names=names,
+        values=torch.cat(values).float(),
+        output=output,
+        baseline=baseline_name,
+        f_input=torch.cat(f_in).float(),
+        f_baseline=torch.cat(f_base).float(),
+        target=targets.cpu(),
+    )
 
 
 def _fixed_image_output(model: LogitsModel, image: torch.Tensor, mask: torch.Tensor | None, target: int, output: str):
@@ -218,8 +229,16 @@ def _lime_tabular_kernel(n_features: int):
     return similarity
 
 
-def _attribute_one(f, x: torch.Tensor, b: torch.Tensor, feature_mask: torch.Tensor, groups: list[int],
-                   method: str, n_samples: int, batch_size: int) -> torch.Tensor:
+def _attribute_one(
+    f,
+    x: torch.Tensor,
+    b: torch.Tensor,
+    feature_mask: torch.Tensor,
+    groups: list[int],
+    method: str,
+    n_samples: int,
+    batch_size: int,
+) -> torch.Tensor:
     """``(1, F)`` attributions of one sample."""
     n_features = len(groups)
     if method == "gradient_shap":
@@ -230,16 +249,33 @@ def _attribute_one(f, x: torch.Tensor, b: torch.Tensor, feature_mask: torch.Tens
         return out.index_add_(1, group_ids, cols.detach())
     with torch.no_grad():
         if method == "kernel_shap":
-            return KernelShap(f).attribute(x, baselines=b, feature_mask=feature_mask, n_samples=n_samples,
-                                           perturbations_per_eval=batch_size, return_input_shape=False)
+            return KernelShap(f).attribute(
+                x,
+                baselines=b,
+                feature_mask=feature_mask,
+                n_samples=n_samples,
+                perturbations_per_eval=batch_size,
+                return_input_shape=False,
+            )
         if method == "lime":
-            lime = Lime(f, interpretable_model=SkLearnRidge(alpha=1.0),
-                        similarity_func=_lime_tabular_kernel(n_features))
-            return lime.attribute(x, baselines=b, feature_mask=feature_mask, n_samples=n_samples,
-                                  perturbations_per_eval=batch_size, return_input_shape=False)
-        cols = ShapleyValueSampling(f).attribute(x, baselines=b, feature_mask=feature_mask,
-                                                 n_samples=max(1, n_samples // max(n_features, 1)),
-                                                 perturbations_per_eval=batch_size)
+            lime = Lime(
+                f, interpretable_model=SkLearnRidge(alpha=1.0), similarity_func=_lime_tabular_kernel(n_features)
+            )
+            return lime.attribute(
+                x,
+                baselines=b,
+                feature_mask=feature_mask,
+                n_samples=n_samples,
+                perturbations_per_eval=batch_size,
+                return_input_shape=False,
+            )
+        cols = ShapleyValueSampling(f).attribute(
+            x,
+            baselines=b,
+            feature_mask=feature_mask,
+            n_samples=max(1, n_samples // max(n_features, 1)),
+            perturbations_per_eval=batch_size,
+        )
     first_col = torch.cumsum(torch.tensor([0] + groups[:-1]), 0).to(cols.device)
     return cols[:, first_col]
 
@@ -249,12 +285,27 @@ def _runner(method: str):
 
     def run(net: nn.Module, inputs: MethodInputs) -> MethodResult:
         s = inputs.settings
-        attr = clinical_attributions(net, inputs.image, inputs.meta, inputs.target, inputs.meta_groups,
-                                     inputs.meta_names, method=method, baseline=s.feature_baseline,
-                                     output=s.feature_output, n_samples=s.n_samples, mask=inputs.mask,
-                                     batch_size=s.perturbation_batch, seed=s.seed)
-        extra = {"f_input": attr.f_input.tolist(), "f_baseline": attr.f_baseline.tolist(),
-                 "output": attr.output, "baseline": attr.baseline}
+        attr = clinical_attributions(
+            net,
+            inputs.image,
+            inputs.meta,
+            inputs.target,
+            inputs.meta_groups,
+            inputs.meta_names,
+            method=method,
+            baseline=s.feature_baseline,
+            output=s.feature_output,
+            n_samples=s.n_samples,
+            mask=inputs.mask,
+            batch_size=s.perturbation_batch,
+            seed=s.seed,
+        )
+        extra = {
+            "f_input": attr.f_input.tolist(),
+            "f_baseline": attr.f_baseline.tolist(),
+            "output": attr.output,
+            "baseline": attr.baseline,
+        }
         return MethodResult(features={method: FeatureScores(attr.names, attr.values, extra)})
 
     return run
@@ -267,18 +318,30 @@ def _has_clinical_features(net: nn.Module, context: MethodContext) -> str | None
 
 
 def _feature_method(name: str, convention: str, default: bool) -> ExplanationMethod:
-    return ExplanationMethod(name=name, task="classification", convention=convention, run=_runner(name),
-                             applies=_has_clinical_features, default=default, yields_maps=False)
+    return ExplanationMethod(
+        name=name,
+        task="classification",
+        convention=convention,
+        run=_runner(name),
+        applies=_has_clinical_features,
+        default=default,
+        yields_maps=False,
+    )
 
 
 KERNEL_SHAP = _feature_method(
-    "kernel_shap", "captum KernelShap, one group per clinical feature, image fixed; sum ~= f(x) - f(baseline)", True)
+    "kernel_shap", "captum KernelShap, one group per clinical feature, image fixed; sum ~= f(x) - f(baseline)", True
+)
 SHAPLEY_SAMPLING = _feature_method(
-    "shapley_sampling", "captum ShapleyValueSampling, one group per clinical feature; sum == f(x) - f(baseline)",
-    False)
+    "shapley_sampling", "captum ShapleyValueSampling, one group per clinical feature; sum == f(x) - f(baseline)", False
+)
 GRADIENT_SHAP = _feature_method(
-    "gradient_shap", "captum GradientShap (stdevs=0) summed per feature block; sum ~= f(x) - f(baseline) in "
-    "expectation", False)
+    "gradient_shap",
+    "captum GradientShap (stdevs=0) summed per feature block; sum ~= f(x) - f(baseline) in expectation",
+    False,
+)
 LIME = _feature_method(
-    "lime", "captum Lime, ridge (alpha=1) on feature presence, LIME-tabular kernel; local linear effect, no sum rule",
-    True)
+    "lime",
+    "captum Lime, ridge (alpha=1) on feature presence, LIME-tabular kernel; local linear effect, no sum rule",
+    True,
+)

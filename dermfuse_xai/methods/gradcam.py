@@ -14,6 +14,7 @@ the spatial mean of ``dy / dA_c`` (captum ``LayerGradCam``), upsampled bilinearl
   ``bottleneck`` (the deepest encoder features, as in the paper) and ``decoder`` (the last decoder
   stage, the finest features before the output head).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,8 +40,10 @@ class _LayerHook:
     def pick(self, net: nn.Module, layers: dict[str, nn.Module], name: str | None) -> nn.Module:
         """The module called ``name`` (default the first declared); a clear error when there is none."""
         if not layers:
-            raise ValueError(f"{type(net).__name__} declares no {self.method} layer: give `layer=` or implement "
-                             f"{self.hook}() -> {{name: module}} on the net ({self.known}).")
+            raise ValueError(
+                f"{type(net).__name__} declares no {self.method} layer: give `layer=` or implement "
+                f"{self.hook}() -> {{name: module}} on the net ({self.known})."
+            )
         name = name or next(iter(layers))
         if name not in layers:
             what = self.hook[:-1].replace("_", " ")
@@ -52,9 +55,15 @@ _CAM = _LayerHook("Grad-CAM", "cam_layers", "dermfuse CNN classifiers expose it"
 _SEG_CAM = _LayerHook("Seg-Grad-CAM", "seg_cam_layers", "EAM-Net and Deep-UNet are known")
 
 
-def grad_cam(net: nn.Module, image: torch.Tensor, target: torch.Tensor | int, layer: nn.Module | str | None = None,
-             meta: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-             relu: bool = True) -> torch.Tensor:
+def grad_cam(
+    net: nn.Module,
+    image: torch.Tensor,
+    target: torch.Tensor | int,
+    layer: nn.Module | str | None = None,
+    meta: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    relu: bool = True,
+) -> torch.Tensor:
     """Grad-CAM map of ``target`` at ``layer``, upsampled bilinearly to the image size.
 
     ``ReLU(sum_c alpha_c A_c)`` with ``alpha_c`` the spatial mean of d logit_target / d A_c
@@ -82,8 +91,9 @@ def grad_cam(net: nn.Module, image: torch.Tensor, target: torch.Tensor | int, la
     target = torch.as_tensor(target, device=image.device).long()
     target = target.expand(image.shape[0]).contiguous() if target.ndim == 0 else target
     with torch.enable_grad():
-        attr = LayerGradCam(model, layer).attribute(image, target=target, additional_forward_args=(meta, mask),
-                                                    relu_attributions=relu, attr_dim_summation=True)
+        attr = LayerGradCam(model, layer).attribute(
+            image, target=target, additional_forward_args=(meta, mask), relu_attributions=relu, attr_dim_summation=True
+        )
     if isinstance(attr, tuple):  # layers with tuple outputs: first element
         attr = attr[0]
     if attr.ndim != 4:
@@ -106,8 +116,9 @@ class RegionScore(nn.Module):
         self.segmenter = LogitsModel(segmenter)  # not `.net`: protocol.net_of would unwrap this adapter
         self.region = region.float()
 
-    def forward(self, image: torch.Tensor, meta: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> NetOutput:
+    def forward(
+        self, image: torch.Tensor, meta: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> NetOutput:
         """``{"logits": (B, 1)}``: ``sum over region of the lesion logits`` (the mask never reaches the segmenter)."""
         logits = lesion_logits(self.segmenter(image, meta, mask))
         region = self.region.to(logits)
@@ -116,9 +127,16 @@ class RegionScore(nn.Module):
         return {"logits": (logits * region).flatten(1).sum(1, keepdim=True)}
 
 
-def seg_grad_cam(net: nn.Module, image: torch.Tensor, region: torch.Tensor | None = None,
-                 layer: nn.Module | str | None = None, meta: torch.Tensor | None = None,
-                 mask: torch.Tensor | None = None, threshold: float = 0.5, relu: bool = True) -> torch.Tensor:
+def seg_grad_cam(
+    net: nn.Module,
+    image: torch.Tensor,
+    region: torch.Tensor | None = None,
+    layer: nn.Module | str | None = None,
+    meta: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    threshold: float = 0.5,
+    relu: bool = True,
+) -> torch.Tensor:
     """Seg-Grad-CAM: :func:`grad_cam` of the lesion logits summed over ``region`` (:class:`RegionScore`) at ``layer``.
 
     Args:
@@ -151,17 +169,26 @@ def _run_grad_cam(net: nn.Module, inputs: MethodInputs) -> MethodResult:
     names_of: dict[int, list[str]] = {}
     for name, layer in layers.items():
         names_of.setdefault(id(layer), []).append(name)
-    return MethodResult(maps={
-        "gradcam/" + "+".join(names): grad_cam(net, inputs.image, inputs.target, layers[names[0]], meta=inputs.meta,
-                                               mask=inputs.mask)
-        for names in names_of.values()})
+    return MethodResult(
+        maps={
+            "gradcam/" + "+".join(names): grad_cam(
+                net, inputs.image, inputs.target, layers[names[0]], meta=inputs.meta, mask=inputs.mask
+            )
+            for names in names_of.values()
+        }
+    )
 
 
 def _run_seg_grad_cam(net: nn.Module, inputs: MethodInputs) -> MethodResult:
     """One map per ``seg_cam_layers()`` module, ``seg_gradcam/<name>``; ``inputs.target``: the ``(B, H, W)`` region."""
-    return MethodResult(maps={
-        f"seg_gradcam/{name}": seg_grad_cam(net, inputs.image, inputs.target, layer, meta=inputs.meta, mask=inputs.mask)
-        for name, layer in seg_cam_layers_of(net).items()})
+    return MethodResult(
+        maps={
+            f"seg_gradcam/{name}": seg_grad_cam(
+                net, inputs.image, inputs.target, layer, meta=inputs.meta, mask=inputs.mask
+            )
+            for name, layer in seg_cam_layers_of(net).items()
+        }
+    )
 
 
 def _declares_cam_layers(net: nn.Module, context: MethodContext) -> str | None:
@@ -173,13 +200,19 @@ def _declares_seg_cam_layers(net: nn.Module, context: MethodContext) -> str | No
 
 
 GRAD_CAM = ExplanationMethod(
-    name="gradcam", task="classification", run=_run_grad_cam, applies=_declares_cam_layers,
+    name="gradcam",
+    task="classification",
+    run=_run_grad_cam,
+    applies=_declares_cam_layers,
     convention="captum LayerGradCam on the target logit at each cam_layers() layer, ReLU, bilinear upsampling",
 )
 SEG_GRAD_CAM = ExplanationMethod(
-    name="seg_gradcam", task="segmentation", run=_run_seg_grad_cam, applies=_declares_seg_cam_layers,
+    name="seg_gradcam",
+    task="segmentation",
+    run=_run_seg_grad_cam,
+    applies=_declares_seg_cam_layers,
     convention="Seg-Grad-CAM (Vinogradova et al. 2020): LayerGradCam of the sum of the lesion logits over the "
-               "target region (predicted lesion, all pixels if empty; 'label': the mask) at each "
-               "seg_cam_layers() layer, ReLU, bilinear upsampling; deletion tracks the mean lesion "
-               "probability over the region",
+    "target region (predicted lesion, all pixels if empty; 'label': the mask) at each "
+    "seg_cam_layers() layer, ReLU, bilinear upsampling; deletion tracks the mean lesion "
+    "probability over the region",
 )

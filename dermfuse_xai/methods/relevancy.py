@@ -18,6 +18,7 @@ Both need the attention maps that timm's fused attention hides: the nets' captur
 ``attentions``, and ``token_layout``, a ``TokenLayout`` with the class token, patch tokens and
 their grid, and the metadata tokens) provides them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -51,8 +52,13 @@ class TokenRelevance:
     cls_row: torch.Tensor | None = None
 
 
-def transformer_relevancy(net: nn.Module, image: torch.Tensor, target: torch.Tensor | int,
-                          meta: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> TokenRelevance:
+def transformer_relevancy(
+    net: nn.Module,
+    image: torch.Tensor,
+    target: torch.Tensor | int,
+    meta: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+) -> TokenRelevance:
     """TMME gradient-weighted attention relevancy of ``target`` over all blocks (see module doc).
 
     Args:
@@ -92,8 +98,13 @@ def transformer_relevancy(net: nn.Module, image: torch.Tensor, target: torch.Ten
     return _split_row(core, relevancy[:, layout.cls], layout, image.shape[-2:])
 
 
-def attention_rollout(net: nn.Module, image: torch.Tensor, meta: torch.Tensor | None = None,
-                      mask: torch.Tensor | None = None, residual: float = 0.5) -> TokenRelevance:
+def attention_rollout(
+    net: nn.Module,
+    image: torch.Tensor,
+    meta: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    residual: float = 0.5,
+) -> TokenRelevance:
     """Attention rollout (Abnar & Zuidema 2020): the class-agnostic baseline of TMME.
 
     ``R <- rownorm(residual * I + (1 - residual) * mean_heads(A_b)) @ R`` from the first block to the
@@ -140,16 +151,17 @@ def _split_row(core: nn.Module, row: torch.Tensor, layout: TokenLayout, image_hw
     """Cut the class-token row into the patch grid (upsampled) and the metadata tokens."""
     patches = row[:, layout.patches].detach()
     patch_scores = patches.reshape(patches.shape[0], *layout.grid)
-    image_map = F.interpolate(patch_scores[:, None], size=tuple(int(s) for s in image_hw), mode="bilinear",
-                              align_corners=False)[:, 0]
+    image_map = F.interpolate(
+        patch_scores[:, None], size=tuple(int(s) for s in image_hw), mode="bilinear", align_corners=False
+    )[:, 0]
     meta_scores, names = None, []
     meta_slice = layout.meta
     if meta_slice is not None and meta_slice.stop > meta_slice.start:
         meta_scores = row[:, meta_slice].detach()
         names = meta_names_of(core) or [f"meta_{i}" for i in range(meta_scores.shape[1])]
-    return TokenRelevance(image_map=image_map, patch_scores=patch_scores, meta_scores=meta_scores,
-                          meta_names=names, cls_row=row.detach())
-
+    return TokenRelevance(
+        image_map=image_map, patch_scores=patch_scores, meta_scores=meta_scores, meta_names=names, cls_row=row.detach()
+    )
 
 
 def _result(name: str, rel: TokenRelevance) -> MethodResult:
@@ -161,8 +173,9 @@ def _result(name: str, rel: TokenRelevance) -> MethodResult:
 
 
 def _run_relevancy(net: nn.Module, inputs: MethodInputs) -> MethodResult:
-    return _result("relevancy", transformer_relevancy(net, inputs.image, inputs.target, meta=inputs.meta,
-                                                      mask=inputs.mask))
+    return _result(
+        "relevancy", transformer_relevancy(net, inputs.image, inputs.target, meta=inputs.meta, mask=inputs.mask)
+    )
 
 
 def _run_rollout(net: nn.Module, inputs: MethodInputs) -> MethodResult:
@@ -174,11 +187,17 @@ def _captures_attention(net: nn.Module, context: MethodContext) -> str | None:
 
 
 RELEVANCY = ExplanationMethod(
-    name="relevancy", task="classification", run=_run_relevancy, applies=_captures_attention,
+    name="relevancy",
+    task="classification",
+    run=_run_relevancy,
+    applies=_captures_attention,
     convention="TMME (Chefer et al. 2021): R=I; R += mean_heads(clamp(dlogit/dA * A, min=0)) @ R over all "
-               "blocks; class-token row; patches -> heatmap, metadata tokens -> feature scores",
+    "blocks; class-token row; patches -> heatmap, metadata tokens -> feature scores",
 )
 ROLLOUT = ExplanationMethod(
-    name="rollout", task="classification", run=_run_rollout, applies=_captures_attention,
+    name="rollout",
+    task="classification",
+    run=_run_rollout,
+    applies=_captures_attention,
     convention="attention rollout (Abnar & Zuidema 2020): R = prod rownorm(0.5 A_mean + 0.5 I); class-token row",
 )

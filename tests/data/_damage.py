@@ -1,4 +1,5 @@
 """Ways the dataset tests damage a copied miniature: a mask of the wrong size, a cut file, junk bytes."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -45,6 +46,7 @@ def assert_one_mask_size_problem(report: dict, mask, image, old: tuple[int, int]
     """``check --json``'s report has exactly one problem: ``mask`` (now ``new``) vs ``image`` (``old``)."""
     assert len(report["problems"]) == 1, report["problems"]
     problem = report["problems"][0]
-    assert problem.startswith(f"mask size differs from its image: {mask} is {new[0]}x{new[1]} but its image "
-                              f"{image} is {old[0]}x{old[1]}"), problem
+    assert problem.startswith(
+        f"mask size differs from its image: {mask} is {new[0]}x{new[1]} but its image {image} is {old[0]}x{old[1]}"
+    ), problem
     assert problem.endswith("-> a mask must have its image's size: restore the publisher's mask or re-export it")

@@ -4,6 +4,7 @@ Where the real metadata is, CSV editing, stand-in files, digests of a folder, an
 dataset test runs: ``check --json`` without a traceback, and "this damaged copy is unreadable, and
 both ``read`` and ``check`` say so clearly".
 """
+
 from __future__ import annotations
 
 import csv
@@ -47,25 +48,30 @@ def write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[str]], 
     return path
 
 
-def edit_csv(path: Path, edit: Callable[[list[str], list[list[str]]], tuple[list[str], list[list[str]]]],
-             end: str = "\r\n") -> Path:
+def edit_csv(
+    path: Path, edit: Callable[[list[str], list[list[str]]], tuple[list[str], list[list[str]]]], end: str = "\r\n"
+) -> Path:
     """Rewrite the CSV at ``path`` with ``edit(header, rows) -> (header, rows)``; returns ``path``."""
     return write_csv(path, *edit(*read_csv(path)), end=end)
 
 
 def drop_column(name: str):
     """A CSV edit (for :func:`edit_csv`) removing column ``name``."""
+
     def edit(header, rows):
         i = header.index(name)
-        return header[:i] + header[i + 1:], [r[:i] + r[i + 1:] for r in rows]
+        return header[:i] + header[i + 1 :], [r[:i] + r[i + 1 :] for r in rows]
+
     return edit
 
 
 def set_cell(row: int, column: str, value: str):
     """A CSV edit (for :func:`edit_csv`) setting data row ``row`` (0-based) of ``column`` to ``value``."""
+
     def edit(header, rows):
         rows[row][header.index(column)] = value
         return header, rows
+
     return edit
 
 
@@ -78,8 +84,11 @@ def tiny_image(fmt: str, mode: str = "RGB") -> bytes:
 
 def digest(root: Path) -> dict[str, str]:
     """Relative path -> SHA-256 of every file below ``root``."""
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def append_comment(path: Path) -> None:
@@ -94,8 +103,9 @@ def check_json(cli, dataset: str, root: Path, *extra: str) -> tuple[int, dict]:
     return rc, json.loads(out)
 
 
-def assert_unreadable(cli, dataset: str, root: Path, texts: Sequence[str], hint: str | None = None,
-                      options: Sequence[str] = ()) -> DatasetError:
+def assert_unreadable(
+    cli, dataset: str, root: Path, texts: Sequence[str], hint: str | None = None, options: Sequence[str] = ()
+) -> DatasetError:
     """``read`` of ``root`` raises a :class:`DatasetError` holding every one of ``texts`` and the root, with
     a hint (holding ``hint``); ``check`` exits 2 printing the same, with its ``->`` hint and no
     traceback; ``check --json`` has it as its only problem. ``options`` are ``NAME=VALUE`` read options.

@@ -3,6 +3,7 @@
 A per-dataset test module names its dataset in ``DATASET``; ``synth_root`` and ``mini`` are then that
 dataset's miniature and a private copy of it.
 """
+
 from __future__ import annotations
 
 import csv
@@ -19,9 +20,15 @@ from tests.data._support import REAL_METADATA, tiny_image
 
 #: the folder each miniature is written to, named as its publisher's (PH2's reader also accepts the
 #: folder holding ``PH2Dataset/``)
-MINIATURE_FOLDERS = {"pad_ufes_20": "PAD-UFES-20", "ham10000": "HAM10000", "isic2017": "ISIC2017",
-                     "isic2018_task1": "ISIC2018", "isic2019": "ISIC2019", "ph2": "PH2Dataset",
-                     "cbis_ddsm": "CBIS"}
+MINIATURE_FOLDERS = {
+    "pad_ufes_20": "PAD-UFES-20",
+    "ham10000": "HAM10000",
+    "isic2017": "ISIC2017",
+    "isic2018_task1": "ISIC2018",
+    "isic2019": "ISIC2019",
+    "ph2": "PH2Dataset",
+    "cbis_ddsm": "CBIS",
+}
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +41,7 @@ def miniature(tmp_path_factory) -> Callable[[str], Path]:
             folder = tmp_path_factory.mktemp(f"{dataset}_synth") / MINIATURE_FOLDERS[dataset]
             roots[dataset] = write_synthetic(dataset, folder, 0)
         return roots[dataset]
+
     return root_of
 
 
@@ -69,10 +77,12 @@ def real_pad_root(tmp_path_factory) -> Path:
 @pytest.fixture
 def cli(capsys):
     """Run ``python -m dermfuse_data`` in-process: ``cli(*argv) -> (exit status, stdout, stderr)``."""
+
     def run(*argv: str) -> tuple[int, str, str]:
         rc = main([str(a) for a in argv])
         out, err = capsys.readouterr()
         return rc, out, err
+
     return run
 
 
@@ -81,8 +91,9 @@ def synthetic_code_copy(tmp_path, monkeypatch) -> Path:
     """A copy of the reader and writer modules at ``tmp_path``, which :mod:`dermfuse_data.synthetic`
     hashes instead of the installed ones (:func:`~dermfuse_data.synthetic.miniature_sources`)."""
     for folder in ("synthetic", "sources"):
-        shutil.copytree(synthetic.SYNTHETIC_DIR.parent / folder, tmp_path / folder,
-                        ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copytree(
+            synthetic.SYNTHETIC_DIR.parent / folder, tmp_path / folder, ignore=shutil.ignore_patterns("__pycache__")
+        )
     monkeypatch.setattr(synthetic, "SYNTHETIC_DIR", tmp_path / "synthetic")
     monkeypatch.setattr(synthetic, "SOURCES_DIR", tmp_path / "sources")
     return tmp_path

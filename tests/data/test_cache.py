@@ -1,4 +1,5 @@
 """Image cache: decode once, keyed by inputs, atomic, zero-copy reads, masks checked."""
+
 from __future__ import annotations
 
 import json
@@ -89,11 +90,11 @@ def test_progress_bar_on_stderr_while_building(tmp_path, capsys):
     err = capsys.readouterr().err
     n = cache.PROGRESS_MIN_IMAGES
     assert "caching big at 8x8" in err and f"{n}/{n}" in err and "img" in err
-    open_or_build(tmp_path / "c", "big", ids, images, masks, 8)          # reused: nothing to show
+    open_or_build(tmp_path / "c", "big", ids, images, masks, 8)  # reused: nothing to show
     assert "caching" not in capsys.readouterr().err
     few = slice(0, 3)
     open_or_build(tmp_path / "c", "few", ids[few], images[few], masks[few], 8)
-    assert "caching" not in capsys.readouterr().err                      # below the threshold
+    assert "caching" not in capsys.readouterr().err  # below the threshold
     open_or_build(tmp_path / "c", "few", ids[few], images[few], masks[few], 6, progress=True)
     err = capsys.readouterr().err
     assert "caching few at 6x6" in err and "3/3" in err
@@ -125,25 +126,28 @@ def test_killed_build_leaves_no_valid_cache_and_next_build_cleans_up(tmp_path):
     left = os.listdir(directory)
     assert len(left) == 1 and left[0].endswith(".partial") and not any(n.endswith(".arrow") for n in left)
     partial = directory / left[0]
-    assert partial.stat().st_size > 4 * 16 * 16 * 3                      # batches were written
-    with pytest.raises(pa.ArrowInvalid):                                 # no footer: not a cache
+    assert partial.stat().st_size > 4 * 16 * 16 * 3  # batches were written
+    with pytest.raises(pa.ArrowInvalid):  # no footer: not a cache
         ImageCache(partial)
     rebuilt = open_or_build(directory, "t", ids, images, masks, 16)
-    assert os.listdir(directory) == [rebuilt.path.name]                  # the dead build's partial is gone
+    assert os.listdir(directory) == [rebuilt.path.name]  # the dead build's partial is gone
     assert len(rebuilt) == 20
     np.testing.assert_array_equal(rebuilt.image(19), load_image(images[19], (16, 16))[0])
 
 
 def test_only_stale_partials_are_removed(tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     host = cache._host()
-    names = {"dead writer here": f"a.arrow.{host}.{int(dead.stdout)}.x1.partial",
-             "live writer here": f"a.arrow.{host}.{os.getpid()}.x2.partial",
-             "other host, recent": f"a.arrow.otherhost.{os.getpid()}.x3.partial",
-             "other host, idle": "a.arrow.otherhost.1.x4.partial",
-             "unnamed writer, idle": "mask.arrow.tmp123.partial",
-             "finished cache": "b.arrow"}
+    names = {
+        "dead writer here": f"a.arrow.{host}.{int(dead.stdout)}.x1.partial",
+        "live writer here": f"a.arrow.{host}.{os.getpid()}.x2.partial",
+        "other host, recent": f"a.arrow.otherhost.{os.getpid()}.x3.partial",
+        "other host, idle": "a.arrow.otherhost.1.x4.partial",
+        "unnamed writer, idle": "mask.arrow.tmp123.partial",
+        "finished cache": "b.arrow",
+    }
     for name in names.values():
         (tmp_path / name).write_bytes(b"x")
     idle = time.time() - cache.STALE_PARTIAL_S - 60
@@ -152,4 +156,5 @@ def test_only_stale_partials_are_removed(tmp_path):
     removed = {p.name for p in cache.remove_stale_partials(tmp_path)}
     assert removed == {names[k] for k in ("dead writer here", "other host, idle", "unnamed writer, idle")}
     assert sorted(os.listdir(tmp_path)) == sorted(
-        names[k] for k in ("live writer here", "other host, recent", "finished cache"))
+        names[k] for k in ("live writer here", "other host, recent", "finished cache")
+    )

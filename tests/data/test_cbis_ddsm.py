@@ -5,6 +5,7 @@ tabular features encode to 41 columns (density 5, mass shape 9, mass margins 6, 
 distribution 6, each with its missing indicator); the paper's 36-d one-hot is the same 36
 categories without compound values and missing indicators.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,8 +20,15 @@ import pytest
 from dermfuse_data.errors import DatasetError
 from dermfuse_data.images import load_image
 from dermfuse_data.schema import CORE_COLUMNS, validate_table
-from dermfuse_data.sources.cbis_ddsm import (CALC_COLUMNS, CLASSES, MASS_COLUMNS, META_COLUMNS, SOURCE, csv_name,
-                                             official_split_overlap)
+from dermfuse_data.sources.cbis_ddsm import (
+    CALC_COLUMNS,
+    CLASSES,
+    MASS_COLUMNS,
+    META_COLUMNS,
+    SOURCE,
+    csv_name,
+    official_split_overlap,
+)
 from dermfuse_data.splits import crossing_groups, make_splits
 from dermfuse_data.synthetic.cbis_ddsm import IMAGE_SHAPE, write_miniature
 from dermfuse_data.synthetic.dicom import dicom_bytes, write_dicom
@@ -29,12 +37,16 @@ from tests.data._support import REAL_METADATA, assert_unreadable, edit_csv, read
 
 DATASET = "cbis_ddsm"
 REAL_CBIS = REAL_METADATA / "cbis_ddsm"
-REAL_ROWS = {("mass", "train"): 1318, ("mass", "test"): 378, ("calc", "train"): 1546,
-             ("calc", "test"): 326}
+REAL_ROWS = {("mass", "train"): 1318, ("mass", "test"): 378, ("calc", "train"): 1546, ("calc", "test"): 326}
 REAL_CLASSES = {"BENIGN": 2111, "MALIGNANT": 1457}
-REAL_PAIRS = {"mass-train & mass-test": 0, "mass-train & calc-train": 45,
-              "mass-train & calc-test": 13, "mass-test & calc-train": 18,
-              "mass-test & calc-test": 3, "calc-train & calc-test": 0}
+REAL_PAIRS = {
+    "mass-train & mass-test": 0,
+    "mass-train & calc-train": 45,
+    "mass-train & calc-test": 13,
+    "mass-test & calc-train": 18,
+    "mass-test & calc-test": 3,
+    "calc-train & calc-test": 0,
+}
 FILES = [(kind, split) for kind in ("mass", "calc") for split in ("train", "test")]
 
 
@@ -70,20 +82,24 @@ def real_cbis_root(tmp_path_factory) -> Path:
         (root / csv_name(kind, split)).write_bytes((REAL_CBIS / csv_name(kind, split)).read_bytes())
         col = {name: i for i, name in enumerate(header)}
         for i, cells in enumerate(rows):
-            image, cropped, roi = (cells[col[c]].strip() for c in
-                                   ("image file path", "cropped image file path", "ROI mask file path"))
+            image, cropped, roi = (
+                cells[col[c]].strip() for c in ("image file path", "cropped image file path", "ROI mask file path")
+            )
             if kind == "mass":
-                full_dir = root / "CBIS-DDSM" / image.split("/")[0] / series / \
-                    "1.000000-full mammogram images-00001"
-                roi_dir = root / "CBIS-DDSM" / cropped.split("/")[0] / series / \
-                    "1.000000-ROI mask images-00002"
-                files = {full_dir / "1-1.dcm": full,
-                         roi_dir / "1-1.dcm": crop if i % 2 else mask,
-                         roi_dir / "1-2.dcm": mask if i % 2 else crop}
+                full_dir = root / "CBIS-DDSM" / image.split("/")[0] / series / "1.000000-full mammogram images-00001"
+                roi_dir = root / "CBIS-DDSM" / cropped.split("/")[0] / series / "1.000000-ROI mask images-00002"
+                files = {
+                    full_dir / "1-1.dcm": full,
+                    roi_dir / "1-1.dcm": crop if i % 2 else mask,
+                    roi_dir / "1-2.dcm": mask if i % 2 else crop,
+                }
             else:
                 swapped = i % 3 == 0
-                files = {root / image: full, root / cropped: mask if swapped else crop,
-                         root / roi: crop if swapped else mask}
+                files = {
+                    root / image: full,
+                    root / cropped: mask if swapped else crop,
+                    root / roi: crop if swapped else mask,
+                }
             for path, data in files.items():
                 path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_bytes(data)
@@ -128,9 +144,14 @@ def test_source_declares_classes_features_options():
     assert set(SOURCE.options) == {"abnormality", "view"}
     assert "null" in SOURCE.options["view"] and "both" in SOURCE.options["abnormality"]
     kinds = {f.name: (f.kind, f.separator) for f in SOURCE.features}
-    assert kinds == {"breast_density": ("categorical", "-"), "mass_shape": ("multi", "-"),
-                     "mass_margins": ("multi", "-"), "calc_type": ("multi", "-"),
-                     "calc_distribution": ("multi", "-"), "assessment": ("categorical", "-")}
+    assert kinds == {
+        "breast_density": ("categorical", "-"),
+        "mass_shape": ("multi", "-"),
+        "mass_margins": ("multi", "-"),
+        "calc_type": ("multi", "-"),
+        "calc_distribution": ("multi", "-"),
+        "assessment": ("categorical", "-"),
+    }
     assessment = SOURCE.feature("assessment")
     assert assessment.leaks_label and "BI-RADS" in assessment.why_leaks
     assert [f.name for f in SOURCE.features if f.leaks_label] == ["assessment"]
@@ -145,41 +166,58 @@ def test_real_headers_and_publisher_quirks():
         header, rows = read_csv(REAL_CBIS / csv_name(kind, split))
         assert tuple(header) == (MASS_COLUMNS if kind == "mass" else CALC_COLUMNS)
         assert len(rows) == REAL_ROWS[(kind, split)]
-        assert data.split(b"\n", 1)[0].endswith(b"\r") and b'.dcm\n"' in data   # CRLF, quoted LF
+        assert data.split(b"\n", 1)[0].endswith(b"\r") and b'.dcm\n"' in data  # CRLF, quoted LF
 
 
 def test_check_real_metadata_json(real_cbis_root, cli):
-    rc, out, err = cli("check", "--dataset", "cbis_ddsm", "--root", real_cbis_root,
-                           "--json", "--no-verify-images")
+    rc, out, err = cli("check", "--dataset", "cbis_ddsm", "--root", real_cbis_root, "--json", "--no-verify-images")
     report = json.loads(out)
     assert rc == 0, report["problems"]
     assert report["rows"] == 3568 and report["groups"] == 1566
     assert report["classes"] == REAL_CLASSES and report["problems"] == []
     assert report["split_kind"] == "official"
     assert report["splits"] == {"train": 2864, "val": 0, "test": 704}
-    assert any(w.startswith("31 groups appear in more than one official split")
-               for w in report["warnings"]), report["warnings"]
-    assert report["missing"]["mass_margins"] == 1872 + 60     # calc rows (null) + written NA
+    assert any(w.startswith("31 groups appear in more than one official split") for w in report["warnings"]), report[
+        "warnings"
+    ]
+    assert report["missing"]["mass_margins"] == 1872 + 60  # calc rows (null) + written NA
     assert report["missing"]["breast_density"] == 2 and "Traceback" not in err  # density 0
     # the mammography paper's 36-d clinical vector, plus one missing indicator per feature
-    assert report["encoded_widths"] == {"breast_density": 5, "mass_shape": 9, "mass_margins": 6,
-                                        "calc_type": 15, "calc_distribution": 6}
+    assert report["encoded_widths"] == {
+        "breast_density": 5,
+        "mass_shape": 9,
+        "mass_margins": 6,
+        "calc_type": 15,
+        "calc_distribution": 6,
+    }
     assert report["encoded_width"] == sum(report["encoded_widths"].values()) == 36 + 5
 
 
 #: per abnormality type: rows per official split, classes, patients (README; classes and patients
 #: counted from the four CSVs: pathology MALIGNANT vs the rest, distinct patient_id)
-REAL_PER_TYPE = {"mass": ({"train": 1318, "val": 0, "test": 378}, {"BENIGN": 912, "MALIGNANT": 784}, 892),
-                 "calc": ({"train": 1546, "val": 0, "test": 326}, {"BENIGN": 1199, "MALIGNANT": 673}, 753)}
+REAL_PER_TYPE = {
+    "mass": ({"train": 1318, "val": 0, "test": 378}, {"BENIGN": 912, "MALIGNANT": 784}, 892),
+    "calc": ({"train": 1546, "val": 0, "test": 326}, {"BENIGN": 1199, "MALIGNANT": 673}, 753),
+}
 REAL_WIDTHS_PER_TYPE = {
     "mass": {"breast_density": 5, "mass_shape": 9, "mass_margins": 6, "calc_type": 1, "calc_distribution": 1},
-    "calc": {"breast_density": 5, "mass_shape": 1, "mass_margins": 1, "calc_type": 15, "calc_distribution": 6}}
+    "calc": {"breast_density": 5, "mass_shape": 1, "mass_margins": 1, "calc_type": 15, "calc_distribution": 6},
+}
 
 
 @pytest.mark.parametrize("kind", ["mass", "calc"])
 def test_check_real_metadata_json_per_abnormality_type(real_cbis_root, cli, kind):
-    rc, out, err = cli("check", "--dataset", "cbis_ddsm", "--root", real_cbis_root, "--json",
-                           "--no-verify-images", "--option", f"abnormality={kind}")
+    rc, out, err = cli(
+        "check",
+        "--dataset",
+        "cbis_ddsm",
+        "--root",
+        real_cbis_root,
+        "--json",
+        "--no-verify-images",
+        "--option",
+        f"abnormality={kind}",
+    )
     report = json.loads(out)
     assert rc == 0 and report["problems"] == [] and "Traceback" not in err, report["problems"]
     splits, classes, patients = REAL_PER_TYPE[kind]
@@ -200,27 +238,39 @@ def test_check_real_metadata_json_per_abnormality_type(real_cbis_root, cli, kind
 def test_real_counts_per_file_and_abnormality_type(real_cbis_root, real_table):
     validate_table(real_table)
     assert real_table.column_names == CORE_COLUMNS + ["meta_" + c for c in META_COLUMNS]
-    pairs = Counter(zip(real_table.column("meta_abnormality_type").to_pylist(),
-                        real_table.column("official_split").to_pylist()))
-    assert pairs == {("mass", "train"): 1318, ("mass", "test"): 378,
-                     ("calcification", "train"): 1546, ("calcification", "test"): 326}
+    pairs = Counter(
+        zip(real_table.column("meta_abnormality_type").to_pylist(), real_table.column("official_split").to_pylist())
+    )
+    assert pairs == {
+        ("mass", "train"): 1318,
+        ("mass", "test"): 378,
+        ("calcification", "train"): 1546,
+        ("calcification", "test"): 326,
+    }
     for kind in ("mass", "calc"):
         table = SOURCE.read(real_cbis_root, abnormality=kind)
         assert Counter(table.column("official_split").to_pylist()) == {
-            "train": REAL_ROWS[(kind, "train")], "test": REAL_ROWS[(kind, "test")]}
-    pathology = Counter(zip(real_table.column("meta_pathology").to_pylist(),
-                            real_table.column("label_name").to_pylist()))
-    assert pathology == {("MALIGNANT", "MALIGNANT"): 1457, ("BENIGN", "BENIGN"): 1429,
-                         ("BENIGN_WITHOUT_CALLBACK", "BENIGN"): 682}
+            "train": REAL_ROWS[(kind, "train")],
+            "test": REAL_ROWS[(kind, "test")],
+        }
+    pathology = Counter(
+        zip(real_table.column("meta_pathology").to_pylist(), real_table.column("label_name").to_pylist())
+    )
+    assert pathology == {
+        ("MALIGNANT", "MALIGNANT"): 1457,
+        ("BENIGN", "BENIGN"): 1429,
+        ("BENIGN_WITHOUT_CALLBACK", "BENIGN"): 682,
+    }
 
 
 def test_real_raw_values_unified_and_kept(real_table):
     rows = real_table.to_pylist()
-    assert real_table.column("meta_breast_density").null_count == 0     # both spellings unified
-    assert Counter(r["meta_breast_density"] for r in rows)["0"] == 2     # kept raw, missing to encoder
-    assert Counter(r["meta_mass_margins"] for r in rows)["NA"] == 60     # NA kept as written
-    assert not any(r["meta_roi_mask_file_path"].endswith("\n") or
-                   r["meta_cropped_image_file_path"].endswith("\n") for r in rows)
+    assert real_table.column("meta_breast_density").null_count == 0  # both spellings unified
+    assert Counter(r["meta_breast_density"] for r in rows)["0"] == 2  # kept raw, missing to encoder
+    assert Counter(r["meta_mass_margins"] for r in rows)["NA"] == 60  # NA kept as written
+    assert not any(
+        r["meta_roi_mask_file_path"].endswith("\n") or r["meta_cropped_image_file_path"].endswith("\n") for r in rows
+    )
     first = rows[0]
     assert first["sample_id"] == "Mass-Training_P_00001_LEFT_CC_1" and first["group_id"] == "P_00001"
     assert first["meta_mass_shape"] == "IRREGULAR-ARCHITECTURAL_DISTORTION"
@@ -237,16 +287,15 @@ def test_real_crop_and_mask_told_apart_by_size(real_cbis_root, real_table):
         assert dicom_size(real_table.column("mask_path")[i].as_py()) == (16, 12)
         assert dicom_size(roi.column("image_path")[i].as_py()) == (4, 4)
     names = Counter(Path(p).name for p in real_table.column("mask_path").to_pylist()[:1696])
-    assert names["1-1.dcm"] > 800 and names["1-2.dcm"] > 800             # mass: TCIA tree
+    assert names["1-1.dcm"] > 800 and names["1-2.dcm"] > 800  # mass: TCIA tree
 
 
 def test_real_official_split_overlap(real_table):
     overlap = official_split_overlap(real_table)
     assert overlap["pairs"] == REAL_PAIRS
-    assert overlap["patients"] == {"mass-train": 691, "mass-test": 201, "calc-train": 602,
-                                   "calc-test": 151}
+    assert overlap["patients"] == {"mass-train": 691, "mass-test": 201, "calc-train": 602, "calc-test": 151}
     assert len(overlap["crossing"]) == 31 and "P_00001" not in overlap["crossing"]
-    mass_only = official_split_overlap(real_table.slice(0, 1696))       # mass rows come first
+    mass_only = official_split_overlap(real_table.slice(0, 1696))  # mass rows come first
     assert mass_only["crossing"] == [] and mass_only["pairs"] == {"mass-train & mass-test": 0}
 
 
@@ -262,14 +311,13 @@ def test_real_grouped_resplit_has_no_crossing_patient(real_table):
 def test_real_default_features_width_and_leak_refused(real_table):
     train = real_table.filter(np.asarray(real_table.column("official_split").to_pylist()) == "train")
     encoder = TabularEncoder(select_features(SOURCE, "all")).fit(train)
-    assert encoder.feature_names == ["breast_density", "mass_shape", "mass_margins", "calc_type",
-                                     "calc_distribution"]
-    assert encoder.group_widths == [5, 9, 6, 15, 6] and encoder.width == 41   # paper: 36 + 5 missing
-    assert "mass_shape=ARCHITECTURAL_DISTORTION" in encoder.column_names     # split on "-" only
-    assert "calc_type=ROUND_AND_REGULAR" in encoder.column_names             # "_" never split
+    assert encoder.feature_names == ["breast_density", "mass_shape", "mass_margins", "calc_type", "calc_distribution"]
+    assert encoder.group_widths == [5, 9, 6, 15, 6] and encoder.width == 41  # paper: 36 + 5 missing
+    assert "mass_shape=ARCHITECTURAL_DISTORTION" in encoder.column_names  # split on "-" only
+    assert "calc_type=ROUND_AND_REGULAR" in encoder.column_names  # "_" never split
     matrix = encoder.transform(real_table)
     density0 = np.asarray(real_table.column("meta_breast_density").to_pylist()) == "0"
-    assert matrix[density0, 4].tolist() == [1.0, 1.0]                      # density 0 = missing
+    assert matrix[density0, 4].tolist() == [1.0, 1.0]  # density 0 = missing
     with pytest.raises(DatasetError, match="leaks the label"):
         select_features(SOURCE, ["assessment"])
     assert select_features(SOURCE, ["assessment"], allow_leaky=True)[0].name == "assessment"
@@ -280,8 +328,7 @@ def test_miniature_layout_and_round_trip(synth_root, synth_table):
     assert len(list(synth_root.rglob("*.dcm"))) > 20
     for kind, split in FILES:
         data = (synth_root / csv_name(kind, split)).read_bytes()
-        assert read_csv(synth_root / csv_name(kind, split))[0] == list(
-            MASS_COLUMNS if kind == "mass" else CALC_COLUMNS)
+        assert read_csv(synth_root / csv_name(kind, split))[0] == list(MASS_COLUMNS if kind == "mass" else CALC_COLUMNS)
         quoted_newline = b'.dcm\n"\r\n' if kind == "mass" else b'.dcm\n",'  # mask / crop column
         assert data.split(b"\n", 1)[0].endswith(b"\r") and quoted_newline in data
     validate_table(synth_table)
@@ -290,10 +337,14 @@ def test_miniature_layout_and_round_trip(synth_root, synth_table):
     assert Counter(r["label_name"] for r in rows).keys() == {"BENIGN", "MALIGNANT"}
     assert {r["meta_pathology"] for r in rows} == {"MALIGNANT", "BENIGN", "BENIGN_WITHOUT_CALLBACK"}
     assert {(r["meta_abnormality_type"], r["official_split"]) for r in rows} == {
-        ("mass", "train"), ("mass", "test"), ("calcification", "train"), ("calcification", "test")}
+        ("mass", "train"),
+        ("mass", "test"),
+        ("calcification", "train"),
+        ("calcification", "test"),
+    }
     overlap = official_split_overlap(synth_table)
     assert overlap["pairs"]["mass-train & calc-train"] >= 1 and len(overlap["crossing"]) >= 2
-    assert any(r["meta_abnormality_id"] == "2" for r in rows)            # two findings, one image
+    assert any(r["meta_abnormality_id"] == "2" for r in rows)  # two findings, one image
     full = pydicom.dcmread(rows[0]["image_path"])
     assert (full.Rows, full.Columns) == IMAGE_SHAPE and full.BitsStored == 16
     assert full.PhotometricInterpretation == "MONOCHROME2" and full.pixel_array.max() > 255
@@ -309,7 +360,7 @@ def test_miniature_swaps_file_numbers_like_the_real_data(synth_root):
     roi_rows = SOURCE.read(synth_root, view="roi").to_pylist()
     crop_names = Counter(Path(r["image_path"]).name for r in roi_rows)
     assert crop_names["1-1.dcm"] > 5 and crop_names["1-2.dcm"] > 5
-    assert any("cropped images" in r["image_path"] for r in roi_rows)   # two-series cases too
+    assert any("cropped images" in r["image_path"] for r in roi_rows)  # two-series cases too
     for r in roi_rows:
         assert dicom_size(r["image_path"])[0] < IMAGE_SHAPE[0] / 2
     mass = [r for r in roi_rows if r["meta_abnormality_type"] == "mass"]
@@ -321,12 +372,14 @@ def test_miniature_class_learnable_from_the_crop(synth_root):
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GroupKFold, cross_val_score
 
-    rows = [r for r in SOURCE.read(synth_root, view="roi").to_pylist()
-            if r["meta_mass_shape"] != "LOBULATED"]                      # image-learnable rows
+    rows = [
+        r for r in SOURCE.read(synth_root, view="roi").to_pylist() if r["meta_mass_shape"] != "LOBULATED"
+    ]  # image-learnable rows
     x = np.stack([load_image(r["image_path"], (24, 24))[0][..., 0].ravel() / 255.0 for r in rows])
     y = np.array([r["label"] for r in rows])
-    scores = cross_val_score(LogisticRegression(max_iter=3000), x, y, cv=GroupKFold(4),
-                             groups=[r["group_id"] for r in rows])
+    scores = cross_val_score(
+        LogisticRegression(max_iter=3000), x, y, cv=GroupKFold(4), groups=[r["group_id"] for r in rows]
+    )
     chance = max(np.bincount(y)) / len(y)
     assert scores.mean() > max(0.75, chance + 0.15), (scores, chance)
 
@@ -336,7 +389,9 @@ def test_miniature_metadata_only_rule(synth_table):
     lobulated = [r for r in synth_table.to_pylist() if r["meta_mass_shape"] == "LOBULATED"]
     assert len(lobulated) >= 6
     assert {(r["meta_mass_margins"], r["label_name"]) for r in lobulated} == {
-        ("ILL_DEFINED", "MALIGNANT"), ("OBSCURED", "BENIGN")}
+        ("ILL_DEFINED", "MALIGNANT"),
+        ("OBSCURED", "BENIGN"),
+    }
 
 
 def test_miniature_masks_cover_the_lesion(synth_table):
@@ -355,8 +410,18 @@ def test_check_warns_of_the_official_split_crossing(synth_root, synth_table, cli
     assert rc == 0 and report["problems"] == [], report["problems"]
     crossing = len(official_split_overlap(synth_table)["crossing"])
     assert f"{crossing} groups appear in more than one official split" in " ".join(report["warnings"])
-    rc, out, _ = cli("check", "--dataset", "cbis_ddsm", "--root", synth_root, "--json",
-                     "--option", "abnormality=calc", "--option", "view=roi")
+    rc, out, _ = cli(
+        "check",
+        "--dataset",
+        "cbis_ddsm",
+        "--root",
+        synth_root,
+        "--json",
+        "--option",
+        "abnormality=calc",
+        "--option",
+        "view=roi",
+    )
     report = json.loads(out)
     assert rc == 0 and report["images_verified"] == report["rows"] < synth_table.num_rows
 
@@ -372,9 +437,12 @@ def test_csv_paths_taken_literally_are_accepted(synth_root, synth_table, tmp_pat
         shutil.copy(r["image_path"], literal / r["meta_image_file_path"])
     for r in SOURCE.read(synth_root, view="roi").to_pylist():
         mask = synth_table.column("mask_path")[
-            synth_table.column("sample_id").to_pylist().index(r["sample_id"])].as_py()
-        for listed, actual in ((r["meta_cropped_image_file_path"], mask),   # swapped on purpose
-                               (r["meta_roi_mask_file_path"], r["image_path"])):
+            synth_table.column("sample_id").to_pylist().index(r["sample_id"])
+        ].as_py()
+        for listed, actual in (
+            (r["meta_cropped_image_file_path"], mask),  # swapped on purpose
+            (r["meta_roi_mask_file_path"], r["image_path"]),
+        ):
             (literal / listed).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(actual, literal / listed)
     table = SOURCE.read(literal)
@@ -390,15 +458,16 @@ def test_datamodule_grouped_resplit_and_official_warning(synth_root, synth_table
     from dermfuse_data.datamodule import DermDataModule
 
     crossing = len(official_split_overlap(synth_table)["crossing"])
-    dm = DermDataModule("cbis_ddsm", root=str(synth_root), cache_dir=str(tmp_path),
-                        use_official_split=False)
-    assert crossing_groups(dm.table) == {} and set(dm.table.column("split").to_pylist()) == {
-        "train", "val", "test"}
-    assert dm.meta_names == ["breast_density", "mass_shape", "mass_margins", "calc_type",
-                             "calc_distribution"]
+    dm = DermDataModule("cbis_ddsm", root=str(synth_root), cache_dir=str(tmp_path), use_official_split=False)
+    assert crossing_groups(dm.table) == {} and set(dm.table.column("split").to_pylist()) == {"train", "val", "test"}
+    assert dm.meta_names == ["breast_density", "mass_shape", "mass_margins", "calc_type", "calc_distribution"]
     with pytest.warns(UserWarning, match=f"puts {crossing} groups in more than one split"):
-        official = DermDataModule("cbis_ddsm", root=str(synth_root), cache_dir=str(tmp_path / "o"),
-                                  source_options={"abnormality": "both", "view": "full"}).table
+        official = DermDataModule(
+            "cbis_ddsm",
+            root=str(synth_root),
+            cache_dir=str(tmp_path / "o"),
+            source_options={"abnormality": "both", "view": "full"},
+        ).table
     assert len(crossing_groups(official)) == crossing
 
 
@@ -418,7 +487,7 @@ def test_16bit_dicom_decodes_to_uint8_with_mass_brighter(tmp_path):
     image, size = load_image(path)
     assert image.dtype == np.uint8 and image.shape == (64, 48, 3) and size == (48, 64)
     gray = image[..., 0].astype(float)
-    assert gray[mass].mean() > 200 and gray[~mass].mean() < 120         # windowed, not truncated
+    assert gray[mass].mean() > 200 and gray[~mass].mean() < 120  # windowed, not truncated
     assert gray.max() == 255 and gray.min() == 0
 
 
@@ -426,13 +495,11 @@ def test_monochrome1_is_inverted_and_modality_lut_applied(tmp_path):
     pixels, mass = _phantom()
     reference = load_image(write_dicom(tmp_path / "m2.dcm", pixels, uid_key=("m2",)))[0]
     inverted = (65535 - pixels.astype(np.int64)).astype(np.uint16)
-    mono1 = load_image(write_dicom(tmp_path / "m1.dcm", inverted, uid_key=("m1",),
-                                   photometric="MONOCHROME1"))[0]
-    assert mono1[..., 0][mass].mean() > mono1[..., 0][~mass].mean() + 100   # mass still bright
+    mono1 = load_image(write_dicom(tmp_path / "m1.dcm", inverted, uid_key=("m1",), photometric="MONOCHROME1"))[0]
+    assert mono1[..., 0][mass].mean() > mono1[..., 0][~mass].mean() + 100  # mass still bright
     assert np.abs(mono1.astype(int) - reference.astype(int)).max() <= 2
-    stored = ((pixels.astype(np.int64) + 1000) // 2).astype(np.uint16)      # value = 2*stored-2000
-    rescaled = load_image(write_dicom(tmp_path / "lut.dcm", stored, uid_key=("lut",),
-                                      rescale=(2.0, -2000.0)))[0]
+    stored = ((pixels.astype(np.int64) + 1000) // 2).astype(np.uint16)  # value = 2*stored-2000
+    rescaled = load_image(write_dicom(tmp_path / "lut.dcm", stored, uid_key=("lut",), rescale=(2.0, -2000.0)))[0]
     assert np.abs(rescaled.astype(int) - reference.astype(int)).max() <= 2
 
 
@@ -470,10 +537,10 @@ def test_renamed_column_lists_missing_and_present(cbis_copy):
 def test_either_density_spelling_is_accepted(cbis_copy, small_table):
     def respell(header, rows):
         return [header[0], "breast_density"] + header[2:], rows
+
     edit_case_csv(cbis_copy, "calc", "train", respell)
     table = SOURCE.read(cbis_copy)
-    assert table.column("meta_breast_density").to_pylist() == \
-        small_table.column("meta_breast_density").to_pylist()
+    assert table.column("meta_breast_density").to_pylist() == small_table.column("meta_breast_density").to_pylist()
 
 
 def test_unknown_pathology_names_row_and_value(cbis_copy):
@@ -555,16 +622,23 @@ def test_bad_option_value(cbis_copy):
 
 
 BAD_INPUTS = {
-    "missing CSV": (lambda root: (root / csv_name("mass", "test")).unlink(),
-                    ["mass_case_description_test_set.csv not found"]),
-    "renamed column": (lambda root: edit_case_csv(root, "mass", "train", _rename_pathology),
-                       ["(row 1)", "missing column(s) ['pathology']"]),
-    "unknown pathology": (lambda root: edit_case_csv(root, "calc", "test", _unknown_pathology),
-                          ["(row 4)", "unknown pathology 'MALIGANT'"]),
-    "duplicate": (lambda root: edit_case_csv(root, "calc", "train", lambda h, r: (h, r + [r[0]])),
-                  ["duplicate abnormality", "(also on row 2)"]),
-    "missing DICOM": (lambda root: shutil.rmtree(next((root / "CBIS-DDSM").glob("Calc-Test_*"))),
-                      ["not on disk"]),
+    "missing CSV": (
+        lambda root: (root / csv_name("mass", "test")).unlink(),
+        ["mass_case_description_test_set.csv not found"],
+    ),
+    "renamed column": (
+        lambda root: edit_case_csv(root, "mass", "train", _rename_pathology),
+        ["(row 1)", "missing column(s) ['pathology']"],
+    ),
+    "unknown pathology": (
+        lambda root: edit_case_csv(root, "calc", "test", _unknown_pathology),
+        ["(row 4)", "unknown pathology 'MALIGANT'"],
+    ),
+    "duplicate": (
+        lambda root: edit_case_csv(root, "calc", "train", lambda h, r: (h, r + [r[0]])),
+        ["duplicate abnormality", "(also on row 2)"],
+    ),
+    "missing DICOM": (lambda root: shutil.rmtree(next((root / "CBIS-DDSM").glob("Calc-Test_*"))), ["not on disk"]),
     "bad option": (None, ["option view='crop' is not one of"]),
 }
 

@@ -2,6 +2,7 @@
 
 What ``check`` promises on every dataset (exit 2 naming the file, damaged images) is in test_source_contract.py.
 """
+
 from __future__ import annotations
 
 import io
@@ -36,28 +37,52 @@ def test_check_real_metadata_json(real_pad_root, cli):
     assert report["split_kind"].startswith("grouped")
     assert report["missing"]["smoke"] == 804 and report["missing"]["grew"] == 402  # empty and UNK
     assert report["missing"]["age"] == 0 and len(report["missing"]) == 23
-    assert "verifying images" in err                                    # progress bar on stderr
+    assert "verifying images" in err  # progress bar on stderr
     # tabular encoding of the 21 non-leaking clinical features (categories seen in train + missing)
     assert report["encoded_widths"] == {
-        "smoke": 3, "drink": 3, "background_father": 13, "background_mother": 11, "age": 2, "pesticide": 3,
-        "gender": 3, "skin_cancer_history": 3, "cancer_history": 3, "has_piped_water": 3,
-        "has_sewage_system": 3, "fitspatrick": 6, "region": 15, "diameter_1": 2, "diameter_2": 2,
-        "itch": 3, "grew": 3, "hurt": 3, "changed": 3, "bleed": 3, "elevation": 3}
+        "smoke": 3,
+        "drink": 3,
+        "background_father": 13,
+        "background_mother": 11,
+        "age": 2,
+        "pesticide": 3,
+        "gender": 3,
+        "skin_cancer_history": 3,
+        "cancer_history": 3,
+        "has_piped_water": 3,
+        "has_sewage_system": 3,
+        "fitspatrick": 6,
+        "region": 15,
+        "diameter_1": 2,
+        "diameter_2": 2,
+        "itch": 3,
+        "grew": 3,
+        "hurt": 3,
+        "changed": 3,
+        "bleed": 3,
+        "elevation": 3,
+    }
     assert report["encoded_width"] == 93
 
 
 def test_check_miniature_human_report(synth_root, cli):
     rc, out, err = cli("check", "--dataset", "pad_ufes_20", "--root", synth_root)
     assert rc == 0
-    for text in ("PAD-UFES-20", "groups (patient)", "classes", "SEK", "missing values per metadata",
-                 "fitspatrick", "no problems"):
+    for text in (
+        "PAD-UFES-20",
+        "groups (patient)",
+        "classes",
+        "SEK",
+        "missing values per metadata",
+        "fitspatrick",
+        "no problems",
+    ):
         assert text in out
     assert "Traceback" not in out + err
 
 
 def test_check_miniature_json_no_verify(synth_root, cli):
-    rc, out, _ = cli("check", "--dataset", "pad_ufes_20", "--root", synth_root, "--json",
-                     "--no-verify-images")
+    rc, out, _ = cli("check", "--dataset", "pad_ufes_20", "--root", synth_root, "--json", "--no-verify-images")
     report = json.loads(out)
     assert rc == 0 and report["problems"] == [] and report["images_verified"] == 0
     assert report["rows"] == len(read_csv(synth_root / "metadata.csv")[1])
@@ -68,9 +93,22 @@ def test_check_miniature_json_no_verify(synth_root, cli):
 
 def test_module_entry_point_subprocess(synth_root):
     proc = subprocess.run(
-        [sys.executable, "-m", "dermfuse_data", "check", "--dataset", "pad_ufes_20",
-         "--root", str(synth_root), "--json"],
-        cwd=REPO, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "dermfuse_data",
+            "check",
+            "--dataset",
+            "pad_ufes_20",
+            "--root",
+            str(synth_root),
+            "--json",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["rows"] == 160 and report["problems"] == [] and report["images_verified"] == 160
@@ -102,33 +140,39 @@ def test_unreadable_images_exit_1_naming_files(mini, cli):
     assert rc == 1 and "2 problem(s)" in out and truncated.name in out and "Traceback" not in out + err
 
     rc, out, _ = cli("check", "--dataset", "pad_ufes_20", "--root", mini, "--no-verify-images")
-    assert rc == 0                                                      # only decoding finds them
+    assert rc == 0  # only decoding finds them
 
 
 def test_word_in_numeric_metadata_column_named_by_sample(mini, cli):
     header, rows = read_csv(edit_csv(mini / "metadata.csv", set_cell(6, "age", "forty"), end="\n"))
     img_id = rows[6][header.index("img_id")]
-    rc, out, err = cli("check", "--dataset", "pad_ufes_20", "--root", mini, "--json",
-                       "--no-verify-images")
+    rc, out, err = cli("check", "--dataset", "pad_ufes_20", "--root", mini, "--json", "--no-verify-images")
     report = json.loads(out)
     assert rc == 1 and "Traceback" not in out + err
-    assert report["problems"] == [f"not a number in a numeric metadata column: {img_id}: column 'age' "
-                                  "holds 'forty'\n  -> fix the cell in the metadata file, or leave it "
-                                  "empty (missing)"]
+    assert report["problems"] == [
+        f"not a number in a numeric metadata column: {img_id}: column 'age' "
+        "holds 'forty'\n  -> fix the cell in the metadata file, or leave it "
+        "empty (missing)"
+    ]
 
 
 # ------------------------------------------------------------------ generic parts
 def _png(**kw) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(
-        buf, **kw)
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, **kw)
     return buf.getvalue()
 
 
 def test_verify_image_formats(tmp_path):
     good_png, good_jpg = _png(format="PNG"), _png(format="JPEG", quality=90)
-    cases = {"ok.png": good_png, "ok.jpg": good_jpg, "cut.png": good_png[: len(good_png) // 2],
-             "cut.jpg": good_jpg[: len(good_jpg) // 2], "junk.png": b"hello" * 50, "empty.png": b""}
+    cases = {
+        "ok.png": good_png,
+        "ok.jpg": good_jpg,
+        "cut.png": good_png[: len(good_png) // 2],
+        "cut.jpg": good_jpg[: len(good_jpg) // 2],
+        "junk.png": b"hello" * 50,
+        "empty.png": b"",
+    }
     for name, data in cases.items():
         (tmp_path / name).write_bytes(data)
     assert verify_image(tmp_path / "ok.png") is None and verify_image(tmp_path / "ok.jpg") is None
@@ -164,22 +208,32 @@ def test_check_is_generic_official_split_masks_and_bad_labels(tmp_path):
     """A toy source with an official split, masks and an out-of-range label: all reported."""
     img = tmp_path / "a.png"
     img.write_bytes(_png(format="PNG"))
-    rows = [dict(sample_id=f"s{i}", image_path=str(img), label=i % 2, label_name="x",
-                 group_id=f"g{i // 2}", official_split=["train", "test"][i // 4],
-                 mask_path=str(tmp_path / "missing_mask.png") if i == 0 else None,
-                 meta_site=["arm", "", None, "unknown"][i % 4]) for i in range(8)]
+    rows = [
+        dict(
+            sample_id=f"s{i}",
+            image_path=str(img),
+            label=i % 2,
+            label_name="x",
+            group_id=f"g{i // 2}",
+            official_split=["train", "test"][i // 4],
+            mask_path=str(tmp_path / "missing_mask.png") if i == 0 else None,
+            meta_site=["arm", "", None, "unknown"][i % 4],
+        )
+        for i in range(8)
+    ]
     rows[7]["label"] = 5
     table = build_table(rows, ["site"])
     toy = DatasetSource("toy", "Toy", ("a", "b"), read=lambda root: table)
     report = check_dataset(toy, tmp_path, progress=False)
     assert report["split_kind"] == "official" and report["splits"] == {"train": 4, "val": 0, "test": 4}
     assert report["classes"] == {"a": 4, "b": 3} and report["groups"] == 4
-    assert report["missing"] == {"site": 6}                             # null, "" and "unknown"
+    assert report["missing"] == {"site": 6}  # null, "" and "unknown"
     assert any("unknown labels [5]" in p for p in report["problems"])
     assert any(p.startswith("missing mask: ") and "missing_mask.png" in p for p in report["problems"])
     assert exit_code(report) == 1
 
     def broken(root):
         raise DatasetError("bad thing", path=root / "f.csv", hint="fix it")
+
     report = check_dataset(DatasetSource("toy", "Toy", ("a",), read=broken), tmp_path)
     assert exit_code(report) == 2 and report["problems"] == [f"{tmp_path / 'f.csv'}: bad thing\n  -> fix it"]

@@ -1,4 +1,5 @@
 """DermDataModule: batches in the documented format, grouped split, train-only encoder, synthetic default."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -74,12 +75,14 @@ def test_images_only_and_leaky_feature(dm):
     assert plain.meta_groups == []
     assert "meta" not in plain.dataset("val")[0]
     from dermfuse_data.errors import DatasetError
+
     with pytest.raises(DatasetError, match="biopsed"):
         DermDataModule("pad_ufes_20", meta_features=["age", "biopsed"], cache_dir=str(dm.cache_dir))
 
 
 def test_masks_requested_on_dataset_without_masks_is_clear(dm):
     from dermfuse_data.errors import DatasetError
+
     no_masks = DermDataModule("pad_ufes_20", image_size=32, use_masks=True, cache_dir=str(dm.cache_dir))
     with pytest.raises(DatasetError, match="use_masks=false"):
         no_masks.setup()
@@ -100,12 +103,13 @@ def _l_shaped_lesions(root: Path) -> Path:
         for j in range(n):
             lesion = np.zeros((64, 64), bool)
             r, c = 6 + 3 * j, 8 + 2 * j
-            lesion[r:r + 20, c:c + 8] = lesion[r + 14:r + 20, c:c + 26] = True
+            lesion[r : r + 20, c : c + 8] = lesion[r + 14 : r + 20, c : c + 26] = True
             image = np.full((64, 64, 3), 60, np.uint8)
             image[lesion] = 230
             Image.fromarray(image).save(input_dir(root, split) / f"ISIC_{k:07d}.jpg", quality=95)
             Image.fromarray(lesion.astype(np.uint8) * 255).save(
-                ground_truth_dir(root, split) / f"ISIC_{k:07d}_segmentation.png")
+                ground_truth_dir(root, split) / f"ISIC_{k:07d}_segmentation.png"
+            )
             k += 1
     return root
 
@@ -118,8 +122,14 @@ def _overlap(image: torch.Tensor, mask: torch.Tensor) -> float:
 
 def test_segmentation_augmentation_moves_image_and_mask_together(tmp_path):
     root = _l_shaped_lesions(tmp_path / "ISIC2018")
-    dm = DermDataModule("isic2018_task1", root=str(root), task="segmentation", image_size=32,
-                        augment="standard", cache_dir=str(tmp_path / "cache"))
+    dm = DermDataModule(
+        "isic2018_task1",
+        root=str(root),
+        task="segmentation",
+        image_size=32,
+        augment="standard",
+        cache_dir=str(tmp_path / "cache"),
+    )
     train = dm.dataset("train")
     assert len(train) == 6
     joint, apart, places = [], [], set()
@@ -135,11 +145,11 @@ def test_segmentation_augmentation_moves_image_and_mask_together(tmp_path):
         image = tv_tensors.Image(torch.from_numpy(np.array(train.cache.image(row))).permute(2, 0, 1))
         mask = tv_tensors.Mask(torch.from_numpy(np.array(train.cache.mask(row)))[None])
         apart.append(_overlap(train.transform(image), train.transform(mask).float()))
-    assert len(places) > 10                                              # the lesion really moves
-    assert min(joint) > 0.6, sorted(joint)[:5]                           # ~0.8-1.0: edges blur in rotation
-    assert np.mean(apart) < 0.4 and sum(a < 0.6 for a in apart) > 24     # what a non-joint transform gives
+    assert len(places) > 10  # the lesion really moves
+    assert min(joint) > 0.6, sorted(joint)[:5]  # ~0.8-1.0: edges blur in rotation
+    assert np.mean(apart) < 0.4 and sum(a < 0.6 for a in apart) > 24  # what a non-joint transform gives
     val = dm.dataset("val")[0]
-    assert _overlap(val["image"], val["mask"]) > 0.9                     # evaluation: no augmentation
+    assert _overlap(val["image"], val["mask"]) > 0.9  # evaluation: no augmentation
 
 
 # ------------------------------------------------------------------ the cached synthetic miniature
@@ -148,8 +158,9 @@ def test_cached_miniature_is_rewritten_only_when_its_own_code_changes(synthetic_
     writes a new one."""
     written = []
     write = datamodule_module.write_synthetic
-    monkeypatch.setattr(datamodule_module, "write_synthetic",
-                        lambda name, out, seed: written.append(name) or write(name, out, seed))
+    monkeypatch.setattr(
+        datamodule_module, "write_synthetic", lambda name, out, seed: written.append(name) or write(name, out, seed)
+    )
     first = synthetic_root("pad_ufes_20", tmp_path / "cache")
     assert (first / "metadata.csv").is_file() and written == ["pad_ufes_20"]
     append_comment(synthetic_code_copy / "sources" / "ph2.py")

@@ -1,4 +1,5 @@
 """``check`` reports the width of each dataset's tabular metadata encoding, as a model gets it."""
+
 from __future__ import annotations
 
 import json
@@ -11,18 +12,35 @@ from dermfuse_data.tabular import select_features
 
 #: measured on the seed-0 miniatures (categories seen in the training split + one missing column each)
 SYNTHETIC_WIDTHS = {
-    "cbis_ddsm": {"breast_density": 5, "mass_shape": 7, "mass_margins": 5, "calc_type": 9,
-                  "calc_distribution": 6},
+    "cbis_ddsm": {"breast_density": 5, "mass_shape": 7, "mass_margins": 5, "calc_type": 9, "calc_distribution": 6},
     "ham10000": {"age": 2, "sex": 3, "localization": 13},
     "isic2017": {"age_approximate": 2, "sex": 3},
     "isic2018_task1": {},
     "isic2019": {"age_approx": 2, "anatom_site_general": 8, "sex": 3},
-    "pad_ufes_20": {"smoke": 3, "drink": 3, "background_father": 7, "background_mother": 6, "age": 2,
-                    "pesticide": 3, "gender": 3, "skin_cancer_history": 3, "cancer_history": 3,
-                    "has_piped_water": 3, "has_sewage_system": 3, "fitspatrick": 5, "region": 14,
-                    "diameter_1": 2, "diameter_2": 2, "itch": 3, "grew": 3, "hurt": 3, "changed": 3,
-                    "bleed": 3, "elevation": 3},
-    "ph2": {},                                          # every PH2 feature leaks the label
+    "pad_ufes_20": {
+        "smoke": 3,
+        "drink": 3,
+        "background_father": 7,
+        "background_mother": 6,
+        "age": 2,
+        "pesticide": 3,
+        "gender": 3,
+        "skin_cancer_history": 3,
+        "cancer_history": 3,
+        "has_piped_water": 3,
+        "has_sewage_system": 3,
+        "fitspatrick": 5,
+        "region": 14,
+        "diameter_1": 2,
+        "diameter_2": 2,
+        "itch": 3,
+        "grew": 3,
+        "hurt": 3,
+        "changed": 3,
+        "bleed": 3,
+        "elevation": 3,
+    },
+    "ph2": {},  # every PH2 feature leaks the label
 }
 
 
@@ -30,7 +48,7 @@ def test_every_dataset_has_an_expected_width():
     assert set(SYNTHETIC_WIDTHS) == set(SOURCE_MODULES)
 
 
-@pytest.mark.filterwarnings("ignore:computed split")                  # CBIS's official split
+@pytest.mark.filterwarnings("ignore:computed split")  # CBIS's official split
 @pytest.mark.parametrize("dataset", sorted(SYNTHETIC_WIDTHS))
 def test_check_reports_the_width_the_datamodule_feeds_the_model(dataset, miniature, tmp_path, cli):
     source = get_source(dataset)

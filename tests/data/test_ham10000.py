@@ -1,4 +1,5 @@
 """HAM10000 source: both metadata releases, both image layouts, the real file, the miniature, errors."""
+
 from __future__ import annotations
 
 import json
@@ -13,13 +14,21 @@ from PIL import Image
 from dermfuse_data.check import encoding_widths
 from dermfuse_data.errors import DatasetError
 from dermfuse_data.schema import CORE_COLUMNS, validate_table
-from dermfuse_data.sources.ham10000 import CLASSES, COLUMNS, IMAGE_FOLDERS, METADATA_FILE, META_COLUMNS, SOURCE
+from dermfuse_data.sources.ham10000 import CLASSES, COLUMNS, IMAGE_FOLDERS, META_COLUMNS, METADATA_FILE, SOURCE
 from dermfuse_data.splits import crossing_groups, make_splits
 from dermfuse_data.synthetic import image_class_of
 from dermfuse_data.synthetic.ham10000 import METADATA_ONLY_PAIRS, write_miniature
 from dermfuse_data.tabular import select_features
-from tests.data._support import (assert_unreadable, drop_column, edit_csv, read_csv, real_path, set_cell, tiny_image,
-                                 write_csv)
+from tests.data._support import (
+    assert_unreadable,
+    drop_column,
+    edit_csv,
+    read_csv,
+    real_path,
+    set_cell,
+    tiny_image,
+    write_csv,
+)
 
 DATASET = "ham10000"
 REAL_COUNTS = {"nv": 6705, "mel": 1113, "bkl": 1099, "bcc": 514, "akiec": 327, "vasc": 142, "df": 115}
@@ -28,14 +37,14 @@ REAL_COUNTS = {"nv": 6705, "mel": 1113, "bkl": 1099, "bcc": 514, "akiec": 327, "
 def _stand_in_images(root: Path, image_ids: list[str], split_parts: bool) -> None:
     stand_in = root / "stand_in.jpg"
     stand_in.write_bytes(tiny_image("JPEG"))
-    for folder in ((IMAGE_FOLDERS if split_parts else ("HAM10000_images",))):
+    for folder in IMAGE_FOLDERS if split_parts else ("HAM10000_images",):
         (root / folder).mkdir(parents=True, exist_ok=True)
     for image_id in image_ids:
         if split_parts:
             folder = IMAGE_FOLDERS[0] if int(image_id[5:]) <= 29305 else IMAGE_FOLDERS[1]
         else:
             folder = "HAM10000_images"
-        os.link(stand_in, root / folder / f"{image_id}.jpg")             # hard links: fast
+        os.link(stand_in, root / folder / f"{image_id}.jpg")  # hard links: fast
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +82,12 @@ def test_source_declares_classes_features_and_leaks():
     assert SOURCE.classes == ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc") == tuple(sorted(CLASSES))
     assert SOURCE.group == "lesion" and not SOURCE.has_masks and SOURCE.options == {}
     assert {f.name: f.kind for f in SOURCE.features} == {
-        "age": "numeric", "sex": "categorical", "localization": "categorical",
-        "dx_type": "categorical", "dataset": "categorical"}
+        "age": "numeric",
+        "sex": "categorical",
+        "localization": "categorical",
+        "dx_type": "categorical",
+        "dataset": "categorical",
+    }
     assert [f.name for f in SOURCE.features if f.leaks_label] == ["dx_type", "dataset"]
     assert "3704 follow_up images are nv" in SOURCE.feature("dx_type").why_leaks
     assert [f.name for f in select_features(SOURCE)] == ["age", "sex", "localization"]
@@ -96,7 +109,7 @@ def test_real_metadata_read(real_table):
     assert Counter(table.column("meta_localization").to_pylist())["unknown"] == 234
     assert table.column("meta_dataset").null_count == 0
     assert table.column("sample_id")[0].as_py() == "ISIC_0027419"
-    assert table.column("meta_age")[0].as_py() == "80"                      # as written
+    assert table.column("meta_age")[0].as_py() == "80"  # as written
     parts = Counter(Path(p).parent.name for p in table.column("image_path").to_pylist())
     assert parts == {IMAGE_FOLDERS[0]: 5000, IMAGE_FOLDERS[1]: 5015}
 
@@ -120,12 +133,12 @@ def test_real_seven_column_lf_release_in_one_folder_reads_the_same(real_table, r
     assert b"\r\n" not in raw and b",80.0," in raw
     table = SOURCE.read(real_seven_column_root)
     assert table.column_names == real_table.column_names
-    for name in ("sample_id", "label", "label_name", "group_id", "meta_sex", "meta_localization",
-                 "meta_dx_type"):
+    for name in ("sample_id", "label", "label_name", "group_id", "meta_sex", "meta_localization", "meta_dx_type"):
         assert table.column(name).to_pylist() == real_table.column(name).to_pylist(), name
     assert table.column("meta_dataset").null_count == 10015
-    assert [None if a is None else float(a) for a in table.column("meta_age").to_pylist()] == \
-           [None if a is None else float(a) for a in real_table.column("meta_age").to_pylist()]
+    assert [None if a is None else float(a) for a in table.column("meta_age").to_pylist()] == [
+        None if a is None else float(a) for a in real_table.column("meta_age").to_pylist()
+    ]
     assert {Path(p).parent.name for p in table.column("image_path").to_pylist()} == {"HAM10000_images"}
 
 
@@ -137,10 +150,10 @@ def test_check_json_on_real_metadata(real_root, cli):
     assert report["rows"] == 10015 and report["groups"] == 7470 and report["group_unit"] == "lesion"
     assert report["classes"] == {c: REAL_COUNTS[c] for c in CLASSES}
     assert report["missing"] == {"dx_type": 0, "age": 57, "sex": 57, "localization": 234, "dataset": 0}
-    assert report["problems"] == [] and report["warnings"] == []          # no group crosses splits
+    assert report["problems"] == [] and report["warnings"] == []  # no group crosses splits
     assert report["images_verified"] == 10015 and report["split_kind"].startswith("grouped")
     assert report["encoded_widths"] == {"age": 2, "sex": 3, "localization": 15}  # 14 sites + missing
-    assert report["encoded_width"] == 20                                 # dx_type, dataset leak: refused
+    assert report["encoded_width"] == 20  # dx_type, dataset leak: refused
 
 
 def test_real_encoded_width(real_table):
@@ -177,14 +190,14 @@ def test_miniature_in_the_publishers_layout(synth_root):
     with Image.open(table.column("image_path")[0].as_py()) as im:
         assert im.format == "JPEG" and im.width > im.height
     cells = [c for r in rows for c in r]
-    assert "" in cells and "unknown" in cells                            # missing as the real file
+    assert "" in cells and "unknown" in cells  # missing as the real file
     follow_up = {r[2] for r in rows if r[3] == "follow_up"}
-    assert follow_up == {"nv"}                                            # leaks like the real file
+    assert follow_up == {"nv"}  # leaks like the real file
 
 
 def test_miniature_bkl_and_df_differ_only_in_age(synth_root):
     bkl, df = CLASSES.index("bkl"), CLASSES.index("df")
-    assert METADATA_ONLY_PAIRS == ((bkl, df),)
+    assert ((bkl, df),) == METADATA_ONLY_PAIRS
     assert image_class_of(bkl, METADATA_ONLY_PAIRS) == image_class_of(df, METADATA_ONLY_PAIRS)
     assert len({image_class_of(c, METADATA_ONLY_PAIRS) for c in range(len(CLASSES))}) == 6
     rows = SOURCE.read(synth_root).to_pylist()
@@ -201,9 +214,11 @@ def test_miniature_size_option(tmp_path):
 @pytest.mark.parametrize("layout", ["HAM10000_images", "ham10000_images_part_1", "nested"])
 def test_other_image_folder_layouts(mini, layout):
     files = sorted(mini.rglob("*.jpg"))
-    target = {"HAM10000_images": mini / "HAM10000_images",
-              "ham10000_images_part_1": mini / "ham10000_images_part_1",
-              "nested": mini / "HAM10000_images_part_1" / "HAM10000_images_part_1"}[layout]
+    target = {
+        "HAM10000_images": mini / "HAM10000_images",
+        "ham10000_images_part_1": mini / "ham10000_images_part_1",
+        "nested": mini / "HAM10000_images_part_1" / "HAM10000_images_part_1",
+    }[layout]
     target.mkdir(parents=True, exist_ok=True)
     for f in files:
         f.rename(target / f.name)
@@ -229,23 +244,46 @@ def _remove_images(root: Path, n: int) -> list[str]:
 
 #: name -> (break the copy, texts the error must hold, hint text)
 BAD_INPUTS = {
-    "missing metadata file": (lambda root: (root / METADATA_FILE).unlink(),
-                              [f"{METADATA_FILE} not found", "HAM10000_images_part_1"], "Dataverse"),
-    "missing column": (lambda root: _edit(root, drop_column("dx")),
-                       [f"{METADATA_FILE} (row 1)", "missing column(s) ['dx']", "'lesion_id'"], "rename"),
-    "unknown dx": (lambda root: _edit(root, set_cell(3, "dx", "melanoma")),
-                   [f"{METADATA_FILE} (row 5)", "unknown dx 'melanoma'", "column 'dx'"], "akiec"),
-    "images absent": (lambda root: _remove_images(root, 7),
-                      ["7 of 150 images listed in HAM10000_metadata.csv are not on disk", "..."],
-                      "HAM10000_images_part_2"),
-    "duplicate image_id": (lambda root: _edit(root, lambda h, r: (h, r[:3] + [r[1]] + r[3:])),
-                           [f"{METADATA_FILE} (row 5)", "duplicate image_id", "(also on row 3)"], "once"),
-    "empty lesion_id": (lambda root: _edit(root, set_cell(0, "lesion_id", "")),
-                        [f"{METADATA_FILE} (row 2)", "empty lesion_id"], "lesion_id"),
-    "wrong cell count": (lambda root: _edit(root, lambda h, r: (h, r[:2] + [r[2][:-2]] + r[2:])),
-                         [f"{METADATA_FILE} (row 4)", "has 6 cells but the header has 8"], "comma"),
-    "no image folder": (lambda root: [shutil.rmtree(root / p) for p in IMAGE_FOLDERS],
-                        ["no image folder", "HAM10000_images/"], "unzip"),
+    "missing metadata file": (
+        lambda root: (root / METADATA_FILE).unlink(),
+        [f"{METADATA_FILE} not found", "HAM10000_images_part_1"],
+        "Dataverse",
+    ),
+    "missing column": (
+        lambda root: _edit(root, drop_column("dx")),
+        [f"{METADATA_FILE} (row 1)", "missing column(s) ['dx']", "'lesion_id'"],
+        "rename",
+    ),
+    "unknown dx": (
+        lambda root: _edit(root, set_cell(3, "dx", "melanoma")),
+        [f"{METADATA_FILE} (row 5)", "unknown dx 'melanoma'", "column 'dx'"],
+        "akiec",
+    ),
+    "images absent": (
+        lambda root: _remove_images(root, 7),
+        ["7 of 150 images listed in HAM10000_metadata.csv are not on disk", "..."],
+        "HAM10000_images_part_2",
+    ),
+    "duplicate image_id": (
+        lambda root: _edit(root, lambda h, r: (h, r[:3] + [r[1]] + r[3:])),
+        [f"{METADATA_FILE} (row 5)", "duplicate image_id", "(also on row 3)"],
+        "once",
+    ),
+    "empty lesion_id": (
+        lambda root: _edit(root, set_cell(0, "lesion_id", "")),
+        [f"{METADATA_FILE} (row 2)", "empty lesion_id"],
+        "lesion_id",
+    ),
+    "wrong cell count": (
+        lambda root: _edit(root, lambda h, r: (h, r[:2] + [r[2][:-2]] + r[2:])),
+        [f"{METADATA_FILE} (row 4)", "has 6 cells but the header has 8"],
+        "comma",
+    ),
+    "no image folder": (
+        lambda root: [shutil.rmtree(root / p) for p in IMAGE_FOLDERS],
+        ["no image folder", "HAM10000_images/"],
+        "unzip",
+    ),
 }
 
 

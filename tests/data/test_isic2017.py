@@ -1,4 +1,5 @@
 """ISIC 2017 source: the challenge layout, the real ground truth, the miniature and clear errors."""
+
 from __future__ import annotations
 
 import csv
@@ -10,20 +11,39 @@ import pytest
 
 from dermfuse_data.errors import DatasetError
 from dermfuse_data.schema import CORE_COLUMNS, validate_table
-from dermfuse_data.sources.isic2017 import (CLASSES, LABEL_COLUMNS, METADATA_COLUMNS, SOURCE, data_dir, labels_csv,
-                                            mask_dir, metadata_name)
+from dermfuse_data.sources.isic2017 import (
+    CLASSES,
+    LABEL_COLUMNS,
+    METADATA_COLUMNS,
+    SOURCE,
+    data_dir,
+    labels_csv,
+    mask_dir,
+    metadata_name,
+)
 from dermfuse_data.splits import crossing_groups, make_splits
 from dermfuse_data.synthetic import image_class_of
 from dermfuse_data.synthetic.isic2017 import METADATA_ONLY_PAIRS
 from dermfuse_data.tabular import TabularEncoder, select_features
-from tests.data._support import (REAL_METADATA, assert_unreadable, check_json, drop_column, edit_csv, read_csv,
-                                 real_path, tiny_image, write_csv)
+from tests.data._support import (
+    REAL_METADATA,
+    assert_unreadable,
+    check_json,
+    drop_column,
+    edit_csv,
+    read_csv,
+    real_path,
+    tiny_image,
+    write_csv,
+)
 
 DATASET = "isic2017"
 REAL = REAL_METADATA / "isic2017"
-REAL_COUNTS = {"train": {"melanoma": 374, "seborrheic_keratosis": 254, "nevus": 1372},
-               "val": {"melanoma": 30, "seborrheic_keratosis": 42, "nevus": 78},
-               "test": {"melanoma": 117, "seborrheic_keratosis": 90, "nevus": 393}}
+REAL_COUNTS = {
+    "train": {"melanoma": 374, "seborrheic_keratosis": 254, "nevus": 1372},
+    "val": {"melanoma": 30, "seborrheic_keratosis": 42, "nevus": 78},
+    "test": {"melanoma": 117, "seborrheic_keratosis": 90, "nevus": 393},
+}
 SPLITS = ("train", "val", "test")
 
 
@@ -59,7 +79,9 @@ def test_source_declares_classes_masks_and_features():
     assert SOURCE.classes == ("melanoma", "seborrheic_keratosis", "nevus")
     assert SOURCE.has_masks and SOURCE.tasks == ("classification", "segmentation")
     assert [(f.name, f.kind, f.leaks_label) for f in SOURCE.features] == [
-        ("age_approximate", "numeric", False), ("sex", "categorical", False)]
+        ("age_approximate", "numeric", False),
+        ("sex", "categorical", False),
+    ]
     assert "splits" in SOURCE.options and SOURCE.group == "image"
 
 
@@ -85,7 +107,7 @@ def test_real_read_per_split_classes_and_raw_metadata(real_root):
         assert Counter(r["label_name"] for r in rows if r["official_split"] == split) == REAL_COUNTS[split]
     train = [r for r in rows if r["official_split"] == "train"]
     assert Counter(r["meta_sex"] for r in train) == {"male": 900, "female": 871, "unknown": 229}
-    assert sum(r["meta_age_approximate"] == "unknown" for r in train) == 256      # kept as written
+    assert sum(r["meta_age_approximate"] == "unknown" for r in train) == 256  # kept as written
     assert all(r["meta_sex"] is None for r in rows if r["official_split"] != "train")
     assert all(r["sample_id"] == r["group_id"] for r in rows)
     assert all(r["mask_path"].endswith(f"{r['sample_id']}_segmentation.png") for r in rows)
@@ -112,11 +134,10 @@ def test_real_metadata_encodes_on_train(real_root):
 def test_miniature_in_the_challenge_layout(synth_root):
     for split in SPLITS:
         raw = labels_csv(synth_root, split).read_bytes()
-        assert raw.startswith(b"image_id,melanoma,seborrheic_keratosis\r\n")      # CRLF as published
+        assert raw.startswith(b"image_id,melanoma,seborrheic_keratosis\r\n")  # CRLF as published
         meta = (data_dir(synth_root, split) / metadata_name(split)).read_bytes()
         assert meta.startswith(b"image_id,age_approximate,sex\n")
-        assert b"unknown" in b"".join((data_dir(synth_root, s) / metadata_name(s)).read_bytes()
-                                      for s in SPLITS)
+        assert b"unknown" in b"".join((data_dir(synth_root, s) / metadata_name(s)).read_bytes() for s in SPLITS)
         assert len(list(data_dir(synth_root, split).glob("*_superpixels.png"))) > 0
     table = SOURCE.read(synth_root)
     assert Counter(table.column("official_split").to_pylist()) == {"train": 90, "val": 30, "test": 45}
@@ -127,12 +148,14 @@ def test_miniature_in_the_challenge_layout(synth_root):
 
 def test_miniature_metadata_only_pair(synth_root):
     sk, nevus = CLASSES.index("seborrheic_keratosis"), CLASSES.index("nevus")
-    assert METADATA_ONLY_PAIRS == ((sk, nevus),)
+    assert ((sk, nevus),) == METADATA_ONLY_PAIRS
     assert image_class_of(sk, METADATA_ONLY_PAIRS) == image_class_of(nevus, METADATA_ONLY_PAIRS)
     assert image_class_of(0, METADATA_ONLY_PAIRS) != image_class_of(nevus, METADATA_ONLY_PAIRS)
     rows = SOURCE.read(synth_root).to_pylist()
-    ages = {c: [int(r["meta_age_approximate"]) for r in rows if r["label_name"] == c]
-            for c in ("seborrheic_keratosis", "nevus")}
+    ages = {
+        c: [int(r["meta_age_approximate"]) for r in rows if r["label_name"] == c]
+        for c in ("seborrheic_keratosis", "nevus")
+    }
     assert max(ages["nevus"]) < min(ages["seborrheic_keratosis"])
 
 
@@ -140,8 +163,9 @@ def test_miniature_metadata_only_pair(synth_root):
 def test_missing_metadata_file_gives_null_metadata(mini):
     (data_dir(mini, "val") / metadata_name("val")).unlink()
     rows = SOURCE.read(mini).to_pylist()
-    assert all(r["meta_sex"] is None and r["meta_age_approximate"] is None
-               for r in rows if r["official_split"] == "val")
+    assert all(
+        r["meta_sex"] is None and r["meta_age_approximate"] is None for r in rows if r["official_split"] == "val"
+    )
     assert all(r["meta_sex"] is not None for r in rows if r["official_split"] == "train")
 
 
@@ -203,6 +227,7 @@ def _set(row: int, column: int, value: str):
     def edit(header, rows):
         rows[row][column] = value
         return header, rows
+
     return edit
 
 
@@ -238,28 +263,44 @@ def _short_metadata(root: Path) -> None:
 
 
 BAD_INPUTS = {
-    "missing Part3 csv": (lambda r: labels_csv(r, "train").unlink(),
-                          ["ISIC-2017_Training_Part3_GroundTruth.csv not found"]),
-    "missing image folder": (lambda r: shutil.rmtree(data_dir(r, "val")),
-                             ["ISIC-2017_Validation_Data", "image folder", "not found"]),
-    "missing column": (_edit_gt("val", drop_column("seborrheic_keratosis")),
-                       ["ISIC-2017_Validation_Part3_GroundTruth.csv (row 1)",
-                        "missing column(s) ['seborrheic_keratosis']", "'melanoma'"]),
-    "unknown label value": (_edit_gt("train", _set(4, 1, "0.5")),
-                            ["ISIC-2017_Training_Part3_GroundTruth.csv (row 6)", "unknown value '0.5'",
-                             "'melanoma'"]),
-    "both diagnoses": (_edit_gt("test", _both), ["ISIC-2017_Test_v2_Part3_GroundTruth.csv (row 5)",
-                                                 "both melanoma and seborrheic_keratosis"]),
-    "duplicate id": (_edit_gt("train", lambda h, rows: (h, rows[:3] + [rows[1]] + rows[3:])),
-                     ["ISIC-2017_Training_Part3_GroundTruth.csv (row 5)", "duplicate image_id",
-                      "also on row 3"]),
+    "missing Part3 csv": (
+        lambda r: labels_csv(r, "train").unlink(),
+        ["ISIC-2017_Training_Part3_GroundTruth.csv not found"],
+    ),
+    "missing image folder": (
+        lambda r: shutil.rmtree(data_dir(r, "val")),
+        ["ISIC-2017_Validation_Data", "image folder", "not found"],
+    ),
+    "missing column": (
+        _edit_gt("val", drop_column("seborrheic_keratosis")),
+        [
+            "ISIC-2017_Validation_Part3_GroundTruth.csv (row 1)",
+            "missing column(s) ['seborrheic_keratosis']",
+            "'melanoma'",
+        ],
+    ),
+    "unknown label value": (
+        _edit_gt("train", _set(4, 1, "0.5")),
+        ["ISIC-2017_Training_Part3_GroundTruth.csv (row 6)", "unknown value '0.5'", "'melanoma'"],
+    ),
+    "both diagnoses": (
+        _edit_gt("test", _both),
+        ["ISIC-2017_Test_v2_Part3_GroundTruth.csv (row 5)", "both melanoma and seborrheic_keratosis"],
+    ),
+    "duplicate id": (
+        _edit_gt("train", lambda h, rows: (h, rows[:3] + [rows[1]] + rows[3:])),
+        ["ISIC-2017_Training_Part3_GroundTruth.csv (row 5)", "duplicate image_id", "also on row 3"],
+    ),
     "id in two splits": (_cross_split_duplicate, ["duplicate id", "train split", "again in the val split"]),
-    "image absent": (_delete_images, ["7 of 90 images listed in ISIC-2017_Training_Part3_GroundTruth.csv "
-                                      "are not on disk", ", ..."]),
-    "mask absent": (_delete_mask, ["ISIC-2017_Validation_Part1_GroundTruth",
-                                   "1 of 30 images have no mask"]),
-    "metadata rows missing": (_short_metadata, ["ISIC-2017_Test_v2_Data_metadata.csv",
-                                                "2 of 45 images of the ground truth have no metadata row"]),
+    "image absent": (
+        _delete_images,
+        ["7 of 90 images listed in ISIC-2017_Training_Part3_GroundTruth.csv are not on disk", ", ..."],
+    ),
+    "mask absent": (_delete_mask, ["ISIC-2017_Validation_Part1_GroundTruth", "1 of 30 images have no mask"]),
+    "metadata rows missing": (
+        _short_metadata,
+        ["ISIC-2017_Test_v2_Data_metadata.csv", "2 of 45 images of the ground truth have no metadata row"],
+    ),
 }
 
 

@@ -1,4 +1,5 @@
 """ISIC 2018 Task 1 source: the challenge layout, the real training listing, the miniature, errors."""
+
 from __future__ import annotations
 
 import re
@@ -32,8 +33,10 @@ def real_root(tmp_path_factory) -> Path:
     """Training folders in tmp built from the real listings: one tiny JPEG / PNG per listed name."""
     real_path("isic2018_task1")
     root = tmp_path_factory.mktemp("isic2018_real")
-    for listing, folder, data in ((IMAGE_LISTING, input_dir(root, "train"), tiny_image("JPEG")),
-                                  (MASK_LISTING, ground_truth_dir(root, "train"), tiny_image("PNG", "L"))):
+    for listing, folder, data in (
+        (IMAGE_LISTING, input_dir(root, "train"), tiny_image("JPEG")),
+        (MASK_LISTING, ground_truth_dir(root, "train"), tiny_image("PNG", "L")),
+    ):
         folder.mkdir()
         _release_texts(folder)
         for name in (REAL / listing).read_text().split():
@@ -66,7 +69,7 @@ def test_real_training_part_check_json(real_root, cli):
     assert report["rows"] == 2594 and report["groups"] == 2594 and report["classes"] == {"lesion": 2594}
     assert report["split_kind"] == "official" and report["splits"] == {"train": 2594, "val": 0, "test": 0}
     assert report["problems"] == [] and report["missing"] == {}
-    assert report["encoded_width"] == 0 and report["encoded_widths"] == {}   # no metadata shipped
+    assert report["encoded_width"] == 0 and report["encoded_widths"] == {}  # no metadata shipped
 
 
 def test_real_training_rows_each_with_its_mask(real_root):
@@ -83,7 +86,7 @@ def test_real_training_rows_each_with_its_mask(real_root):
 def test_real_no_group_crosses_splits(real_root):
     split = make_splits(SOURCE.read(real_root, splits="train"), seed=0)
     assert crossing_groups(split) == {}
-    assert 300 < split.column("split").to_pylist().count("val") < 500    # val carved from train
+    assert 300 < split.column("split").to_pylist().count("val") < 500  # val carved from train
 
 
 def test_real_without_splits_option_names_the_missing_folder(real_root):
@@ -106,7 +109,7 @@ def test_official_split_sizes_on_stand_in_tree(tmp_path, cli):
     rc, report = _check(cli, tmp_path, "--no-verify-images")
     assert rc == 0 and report["rows"] == 3694
     assert report["splits"] == {"train": 2594, "val": 100, "test": 1000}
-    rc, report = _check(cli, tmp_path)                                   # decoding finds empty files
+    rc, report = _check(cli, tmp_path)  # decoding finds empty files
     assert rc == 1 and "unreadable image" in report["problems"][0] and "empty file" in report["problems"][0]
 
 
@@ -155,14 +158,22 @@ def _empty_input(root: Path) -> None:
 
 
 BAD_INPUTS = {
-    "missing image folder": (lambda r: shutil.rmtree(input_dir(r, "test")),
-                             ["image folder ISIC2018_Task1-2_Test_Input not found"]),
-    "missing mask folder": (lambda r: shutil.rmtree(ground_truth_dir(r, "val")),
-                            ["mask folder ISIC2018_Task1_Validation_GroundTruth not found"]),
-    "mask absent": (lambda r: _first(ground_truth_dir(r, "train"), "*.png").unlink(),
-                    ["ISIC2018_Task1_Training_GroundTruth", "1 of 60 images have no mask"]),
-    "image absent": (lambda r: [p.unlink() for p in sorted(input_dir(r, "val").glob("*.jpg"))[:6]],
-                     ["ISIC2018_Task1-2_Validation_Input", "6 of 20 masks have no image", ", ..."]),
+    "missing image folder": (
+        lambda r: shutil.rmtree(input_dir(r, "test")),
+        ["image folder ISIC2018_Task1-2_Test_Input not found"],
+    ),
+    "missing mask folder": (
+        lambda r: shutil.rmtree(ground_truth_dir(r, "val")),
+        ["mask folder ISIC2018_Task1_Validation_GroundTruth not found"],
+    ),
+    "mask absent": (
+        lambda r: _first(ground_truth_dir(r, "train"), "*.png").unlink(),
+        ["ISIC2018_Task1_Training_GroundTruth", "1 of 60 images have no mask"],
+    ),
+    "image absent": (
+        lambda r: [p.unlink() for p in sorted(input_dir(r, "val").glob("*.jpg"))[:6]],
+        ["ISIC2018_Task1-2_Validation_Input", "6 of 20 masks have no image", ", ..."],
+    ),
     "two files for one id": (_two_files, ["two files for id", ".JPG"]),
     "id in two splits": (_cross_split, ["duplicate id", "train split", "again in the test split"]),
     "empty image folder": (_empty_input, ["no <image_id>.jpg images in the folder"]),

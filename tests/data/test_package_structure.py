@@ -3,6 +3,7 @@
 Read from the source text (every ``import`` statement, at module level or inside a function), so a
 cycle that only a late import would hide is still found.
 """
+
 from __future__ import annotations
 
 import ast

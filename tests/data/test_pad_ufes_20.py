@@ -2,6 +2,7 @@
 
 What every source promises (schema, determinism, ``check``, damaged files) is in test_source_contract.py.
 """
+
 from __future__ import annotations
 
 import io
@@ -58,7 +59,7 @@ def _lesion_id_shared_by_patients(table) -> bool:
 
 
 def test_real_metadata_lesion_id_not_unique_across_patients(real_pad_root):
-    assert _lesion_id_shared_by_patients(SOURCE.read(real_pad_root))      # why group_id is the patient
+    assert _lesion_id_shared_by_patients(SOURCE.read(real_pad_root))  # why group_id is the patient
 
 
 def test_real_metadata_biopsed_leaks_as_documented(real_pad_root):
@@ -77,15 +78,14 @@ def test_real_no_patient_crosses_splits(real_pad_root, cli):
     assert len(images_per_patient) == 1373 and max(images_per_patient.values()) > 1
     table = SOURCE.read(real_pad_root)
     for seed in (0, 1, 2):
-        split = make_splits(table, seed=seed)                           # no official split
+        split = make_splits(table, seed=seed)  # no official split
         splits_of: dict[str, set[str]] = {}
         for sid, s in zip(split.column("sample_id").to_pylist(), split.column("split").to_pylist()):
             splits_of.setdefault(patient_of[sid], set()).add(s)
         assert all(len(s) == 1 for s in splits_of.values())
         sizes = Counter(split.column("split").to_pylist())
         assert sum(sizes.values()) == 2298 and min(sizes.values()) > 200
-    rc, out, _ = cli("check", "--dataset", "pad_ufes_20", "--root", real_pad_root, "--json",
-                     "--no-verify-images")
+    rc, out, _ = cli("check", "--dataset", "pad_ufes_20", "--root", real_pad_root, "--json", "--no-verify-images")
     report = json.loads(out)
     assert rc == 0 and report["group_unit"] == "patient" and report["groups"] == 1373
     assert report["warnings"] == ["image decoding not verified (--no-verify-images)"]  # none crossing
@@ -100,7 +100,7 @@ def test_real_header_is_the_declared_one():
 def test_miniature_in_the_publishers_layout(synth_root):
     header, rows = read_csv(synth_root / "metadata.csv")
     assert tuple(header) == COLUMNS
-    assert b"\r\n" not in (synth_root / "metadata.csv").read_bytes()    # LF, as the real file
+    assert b"\r\n" not in (synth_root / "metadata.csv").read_bytes()  # LF, as the real file
     table = SOURCE.read(synth_root)
     assert table.num_rows == len(rows) and 120 <= len(rows) <= 200
     counts = Counter(table.column("label_name").to_pylist())
@@ -110,7 +110,7 @@ def test_miniature_in_the_publishers_layout(synth_root):
     parts = {Path(p).parent.name for p in table.column("image_path").to_pylist()}
     assert parts == {"imgs_part_1", "imgs_part_2", "imgs_part_3"}
     cells = [c for r in rows for c in r]
-    assert "" in cells and "UNK" in cells                               # missing as the real file
+    assert "" in cells and "UNK" in cells  # missing as the real file
     for path in sorted((synth_root / "images").rglob("*.png"))[:5]:
         with Image.open(io.BytesIO(path.read_bytes())) as im:
             assert im.mode == "RGB" and 88 <= im.width <= 128 and 88 <= im.height <= 128
@@ -157,17 +157,26 @@ def _first_image(root: Path) -> Path:
 #: name -> (break the copy, texts the error must hold)
 BAD_INPUTS = {
     "missing metadata.csv": (lambda root: (root / "metadata.csv").unlink(), ["metadata.csv not found"]),
-    "missing column": (lambda root: _edit(root, drop_column("diagnostic")),
-                       ["metadata.csv (row 1)", "missing column(s) ['diagnostic']"]),
-    "unknown diagnostic": (lambda root: _edit(root, set_cell(0, "diagnostic", "XYZ")),
-                           ["metadata.csv (row 2)", "unknown diagnostic 'XYZ'"]),
-    "image absent": (lambda root: _first_image(root).unlink(),
-                     ["1 of 160 images listed in metadata.csv are not on disk"]),
-    "duplicate img_id": (lambda root: _edit(root, lambda h, r: (h, r + [r[0]])),
-                         ["metadata.csv (row 162)", "duplicate img_id", "(also on row 2)"]),
-    "UTF-16 metadata.csv": (lambda root: (root / "metadata.csv").write_text(
-                                (root / "metadata.csv").read_text(), encoding="utf-16"),
-                            ["metadata.csv: not UTF-8 text (invalid start byte at byte 0)", "save as CSV UTF-8"]),
+    "missing column": (
+        lambda root: _edit(root, drop_column("diagnostic")),
+        ["metadata.csv (row 1)", "missing column(s) ['diagnostic']"],
+    ),
+    "unknown diagnostic": (
+        lambda root: _edit(root, set_cell(0, "diagnostic", "XYZ")),
+        ["metadata.csv (row 2)", "unknown diagnostic 'XYZ'"],
+    ),
+    "image absent": (
+        lambda root: _first_image(root).unlink(),
+        ["1 of 160 images listed in metadata.csv are not on disk"],
+    ),
+    "duplicate img_id": (
+        lambda root: _edit(root, lambda h, r: (h, r + [r[0]])),
+        ["metadata.csv (row 162)", "duplicate img_id", "(also on row 2)"],
+    ),
+    "UTF-16 metadata.csv": (
+        lambda root: (root / "metadata.csv").write_text((root / "metadata.csv").read_text(), encoding="utf-16"),
+        ["metadata.csv: not UTF-8 text (invalid start byte at byte 0)", "save as CSV UTF-8"],
+    ),
 }
 
 
@@ -186,8 +195,9 @@ def test_missing_metadata_csv_lists_the_folder(mini, cli):
 
 def test_missing_column_lists_missing_and_present(mini, cli):
     path = _edit(mini, drop_column("diagnostic"))
-    error = assert_unreadable(cli, DATASET, mini, [str(path), "missing column(s) ['diagnostic']", "'img_id'"],
-                              hint="rename")
+    error = assert_unreadable(
+        cli, DATASET, mini, [str(path), "missing column(s) ['diagnostic']", "'img_id'"], hint="rename"
+    )
     assert error.row == 1
 
 
@@ -200,8 +210,9 @@ def test_unknown_diagnostic_names_row(mini, cli):
 def test_image_listed_but_absent(mini, cli):
     for png in sorted((mini / "images").rglob("*.png"))[:7]:
         png.unlink()
-    assert_unreadable(cli, DATASET, mini, ["7 of 160", "not on disk", ", ...", str(mini / "images")],
-                      hint="imgs_part_1")
+    assert_unreadable(
+        cli, DATASET, mini, ["7 of 160", "not on disk", ", ...", str(mini / "images")], hint="imgs_part_1"
+    )
 
 
 def test_duplicate_img_id_names_both_rows(mini, cli):

@@ -5,6 +5,7 @@ table schema, every class present, groups never crossing splits, masks binary at
 clean on it; a missing root, an absent image, a damaged image or mask and an unknown option are
 reported naming the file, without a traceback. Dataset-specific facts live in ``test_<dataset>.py``.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -29,9 +30,15 @@ from tests.data._support import assert_unreadable, check_json, digest
 DATASETS = sorted(SOURCE_MODULES)
 MASKED = [name for name in DATASETS if get_source(name).has_masks]
 #: a word each dataset's download hint must hold (where to get the real data)
-DOWNLOAD_WORDS = {"pad_ufes_20": "Mendeley", "ham10000": "Dataverse", "isic2017": "ISIC 2017",
-                  "isic2018_task1": "ISIC 2018", "isic2019": "ISIC_2019_Training_Input.zip",
-                  "ph2": "PH2Dataset", "cbis_ddsm": "TCIA"}
+DOWNLOAD_WORDS = {
+    "pad_ufes_20": "Mendeley",
+    "ham10000": "Dataverse",
+    "isic2017": "ISIC 2017",
+    "isic2018_task1": "ISIC 2018",
+    "isic2019": "ISIC_2019_Training_Input.zip",
+    "ph2": "PH2Dataset",
+    "cbis_ddsm": "TCIA",
+}
 #: classes the publisher's training data has no sample of
 CLASSES_WITHOUT_SAMPLES = {"isic2019": ["UNK"]}
 #: (lowest, highest) lesion share of a miniature's masks
@@ -71,7 +78,7 @@ def test_reader_and_writer_registered_under_the_dataset_name(dataset):
     reader = importlib.import_module(f"dermfuse_data.sources.{SOURCE_MODULES[dataset]}")
     source = get_source(dataset)
     assert source is reader.SOURCE and source.name == dataset and source.read is reader.read
-    assert not hasattr(source, "synthesize")                            # readers do not know their writers
+    assert not hasattr(source, "synthesize")  # readers do not know their writers
     assert source.title and source.notes and reader.__doc__ and reader.read.__doc__
     assert source.classes and len(set(source.classes)) == len(source.classes)
     assert len({f.name for f in source.features}) == len(source.features)
@@ -89,12 +96,12 @@ def test_miniature_is_in_the_common_table_schema(dataset, miniature):
     source, table = get_source(dataset), _table(miniature, dataset)
     validate_table(table)
     core = [f.name for f in CORE_FIELDS]
-    assert table.column_names[:len(core)] == core
+    assert table.column_names[: len(core)] == core
     for field in CORE_FIELDS:
         assert table.schema.field(field.name).type == field.type, field.name
         if not field.nullable:
             assert table.column(field.name).null_count == 0, field.name
-    meta = table.column_names[len(core):]
+    meta = table.column_names[len(core) :]
     assert all(c.startswith(META_PREFIX) and table.schema.field(c).type == pa.string() for c in meta)
     assert {META_PREFIX + f.column for f in source.features} <= set(meta)
     rows = table.to_pylist()
@@ -118,7 +125,7 @@ def test_miniature_is_deterministic_per_seed(dataset, miniature, tmp_path):
     other = digest(write_synthetic(dataset, tmp_path / "other", 1))
     varying = [k for k in other if not k.endswith(SEED_INDEPENDENT)]
     drawn = [k for k in varying if Path(k).suffix not in LISTING_SUFFIXES]
-    assert drawn and set(first.values()).isdisjoint(other[k] for k in drawn)   # other images, masks, crops
+    assert drawn and set(first.values()).isdisjoint(other[k] for k in drawn)  # other images, masks, crops
     assert all(other[k] != first.get(k) for k in varying if Path(k).suffix in LISTING_SUFFIXES)  # other metadata
 
 
@@ -178,8 +185,10 @@ def test_missing_root_exits_2_naming_it(dataset, tmp_path, cli):
 def test_unknown_option_exits_2_listing_the_known_ones(dataset, miniature, cli):
     rc, report = check_json(cli, dataset, miniature(dataset), "--option", "bogus=1")
     assert rc == 2 and report["readable"] is False
-    assert report["problems"] == [f"{miniature(dataset)}: unknown option(s) ['bogus'] for {dataset}\n"
-                                  f"  -> known options: {get_source(dataset).options or 'none'}"]
+    assert report["problems"] == [
+        f"{miniature(dataset)}: unknown option(s) ['bogus'] for {dataset}\n"
+        f"  -> known options: {get_source(dataset).options or 'none'}"
+    ]
 
 
 @every_dataset
@@ -216,18 +225,23 @@ def test_damaged_image_named_by_check(dataset, miniature, tmp_path, cli, damage)
     row = _unshared_rows(table)[3]
     image = _in_copy(table.column("image_path")[row].as_py(), miniature(dataset), copy)
     image.write_bytes(DAMAGES[damage](image.read_bytes()))
-    assert get_source(dataset).read(copy).num_rows == table.num_rows      # read() does not decode
+    assert get_source(dataset).read(copy).num_rows == table.num_rows  # read() does not decode
     rc, report = check_json(cli, dataset, copy)
     assert rc == 1 and report["readable"] and len(report["problems"]) == 1, report["problems"]
     problem = report["problems"][0]
     assert problem.startswith(f"unreadable image: {image} (") and problem.endswith(UNREADABLE_HINT), problem
-    reason = ("not a readable DICOM file" if image.suffix == ".dcm" else
-              "cannot identify image file" if damage == "not an image" else "truncated")
+    reason = (
+        "not a readable DICOM file"
+        if image.suffix == ".dcm"
+        else "cannot identify image file"
+        if damage == "not an image"
+        else "truncated"
+    )
     assert reason in problem.lower() or reason in problem, problem
     rc, out, err = cli("check", "--dataset", dataset, "--root", copy)
     assert rc == 1 and "1 problem(s)" in out and image.name in out and "Traceback" not in out + err
     rc, _ = check_json(cli, dataset, copy, "--no-verify-images")
-    assert rc == 0                                                       # only decoding finds it
+    assert rc == 0  # only decoding finds it
 
 
 @masked_dataset
@@ -240,7 +254,7 @@ def test_damaged_mask_named_by_check(dataset, miniature, tmp_path, cli, damage):
     if dataset == "cbis_ddsm" and damage != "cut mid pixel data":  # crop and mask told apart by DICOM header
         assert_unreadable(cli, dataset, copy, ["1 DICOM header(s) cannot be read", str(mask)], hint="TCIA")
         return
-    get_source(dataset).read(copy)                                       # read() does not decode
+    get_source(dataset).read(copy)  # read() does not decode
     rc, report = check_json(cli, dataset, copy)
     assert rc == 1 and len(report["problems"]) == 1, report["problems"]
     assert report["problems"][0].startswith(f"unreadable mask: {mask} (")

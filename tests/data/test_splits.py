@@ -1,4 +1,5 @@
 """Splits: grouped, stratified, seeded, persisted; no group ever crosses splits."""
+
 from __future__ import annotations
 
 import collections
@@ -15,15 +16,22 @@ from dermfuse_data.splits import assert_no_leak, crossing_groups, load_or_make_s
 
 
 def _table(labels, groups, official=None):
-    rows = [dict(sample_id=f"s{i}", image_path=f"/x/{i}.png", label=int(lab), label_name=str(lab),
-                 group_id=str(g), official_split=None if official is None else official[i])
-            for i, (lab, g) in enumerate(zip(labels, groups))]
+    rows = [
+        dict(
+            sample_id=f"s{i}",
+            image_path=f"/x/{i}.png",
+            label=int(lab),
+            label_name=str(lab),
+            group_id=str(g),
+            official_split=None if official is None else official[i],
+        )
+        for i, (lab, g) in enumerate(zip(labels, groups))
+    ]
     return build_table(rows)
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 40)), min_size=4, max_size=300),
-       st.integers(0, 10_000))
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 40)), min_size=4, max_size=300), st.integers(0, 10_000))
 def test_no_group_crosses_splits_under_generated_tables(rows, seed):
     labels = [r[0] for r in rows]
     groups = [r[1] for r in rows]
@@ -37,25 +45,24 @@ ROWS = st.lists(st.tuples(st.integers(0, 3), st.integers(0, 40)), min_size=4, ma
 
 
 @settings(max_examples=60, deadline=None)
-@given(ROWS, st.lists(st.sampled_from(SPLITS), min_size=41, max_size=41), st.booleans(),
-       st.integers(0, 10_000))
+@given(ROWS, st.lists(st.sampled_from(SPLITS), min_size=41, max_size=41), st.booleans(), st.integers(0, 10_000))
 def test_official_split_kept_val_carved_from_train_no_leak_under_generated_tables(
-        rows, split_of_group, publisher_has_val, seed):
+    rows, split_of_group, publisher_has_val, seed
+):
     """A grouped publisher split (with or without val): kept, val only from train, never leaky."""
     labels = [r[0] for r in rows]
     groups = [r[1] for r in rows]
-    official = [split_of_group[g] if publisher_has_val or split_of_group[g] != "val" else "train"
-                for g in groups]
+    official = [split_of_group[g] if publisher_has_val or split_of_group[g] != "val" else "train" for g in groups]
     split = make_splits(_table(labels, groups, official), seed=seed)
     assert crossing_groups(split) == {}
     split = split.column("split").to_pylist()
     if "val" in official:
-        assert split == official                                         # the publisher's val is kept
+        assert split == official  # the publisher's val is kept
         return
     assert [s for s, o in zip(split, official) if o == "test"] == [o for o in official if o == "test"]
     assert {s for s, o in zip(split, official) if o == "train"} <= {"train", "val"}
     train_groups = {g for g, o in zip(groups, official) if o == "train"}
-    if len(train_groups) >= 2:                                           # val carved, train left
+    if len(train_groups) >= 2:  # val carved, train left
         assert "val" in split and "train" in split
 
 
@@ -70,7 +77,7 @@ def test_resplit_ignores_any_official_split_and_never_leaks(rows, data, seed):
     out = make_splits(table, seed=seed, use_official=False)
     assert crossing_groups(out) == {} and len(out) == len(rows)
     assert set(out.column("split").to_pylist()) <= set(SPLITS)
-    if len(set(groups)) >= 3:                                            # test and val both held out
+    if len(set(groups)) >= 3:  # test and val both held out
         assert set(out.column("split").to_pylist()) == set(SPLITS)
 
 
@@ -132,8 +139,7 @@ def test_persisted_split_is_reused_and_keyed_by_content(tmp_path):
     t = _table([i % 3 for i in range(90)], [i // 3 for i in range(90)])
     _, path = load_or_make_splits(t, tmp_path, seed=3)
     # move group 0 (s0..s2) to val in the saved file: a reuse must read the file, not recompute
-    lines = [f"s{i},val" if i < 3 else line
-             for i, line in enumerate(path.read_text().splitlines()[1:])]
+    lines = [f"s{i},val" if i < 3 else line for i, line in enumerate(path.read_text().splitlines()[1:])]
     path.write_text("sample_id,split\n" + "\n".join(lines) + "\n")
     again, path_again = load_or_make_splits(t, tmp_path, seed=3)
     assert path_again == path

@@ -1,4 +1,5 @@
 """Constants and helpers of the experiment-infrastructure tests (imported as tests.experiments._support)."""
+
 from __future__ import annotations
 
 import json

@@ -3,6 +3,7 @@
 Every test that trains writes its run folders under its own ``tmp_path`` (``DERMFUSE_RUNS``) and
 uses the session's synthetic-data cache (``session_cache`` from tests/conftest.py), with wandb off.
 """
+
 from __future__ import annotations
 
 import os
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.experiments._support import REPO  # noqa: E402
+from tests.experiments._support import REPO
 
 
 @pytest.fixture

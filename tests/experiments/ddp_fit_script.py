@@ -4,6 +4,7 @@
 (gloo backend on CPU). Every rank writes ``OUT_DIR/rank<k>.json`` with the sample ids it saw in
 training and validation and the validation metrics it logged (after the epoch's synchronisation).
 """
+
 from __future__ import annotations
 
 import json
@@ -34,21 +35,42 @@ class RankRecorder(pl.Callback):
 
     def on_fit_end(self, trainer, pl_module):
         self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / f"rank{trainer.global_rank}.json").write_text(json.dumps({
-            "rank": trainer.global_rank, "world_size": trainer.world_size, "train_ids": self.train_ids,
-            "val_ids": self.val_ids, "val_metrics": self.val_metrics,
-            "run_dir": trainer.default_root_dir}))
+        (self.out / f"rank{trainer.global_rank}.json").write_text(
+            json.dumps(
+                {
+                    "rank": trainer.global_rank,
+                    "world_size": trainer.world_size,
+                    "train_ids": self.train_ids,
+                    "val_ids": self.val_ids,
+                    "val_metrics": self.val_metrics,
+                    "run_dir": trainer.default_root_dir,
+                }
+            )
+        )
 
 
 def main(out: str) -> None:
     from dermfuse_models.runner.cli import main as cli_main
 
     experiments = REPO / "experiments" / "vitatt"
-    cli_main(["fit", "--config", str(experiments / "config.yaml"), "--config", str(experiments / "smoke.yaml"),
-              "--trainer.accelerator=cpu", "--trainer.devices=2", "--trainer.max_epochs=1",
-              "--trainer.limit_train_batches=2", "--trainer.limit_test_batches=1", "--data.batch_size=8",
-              "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"],
-             trainer_defaults={"callbacks": [RankRecorder(Path(out))]})
+    cli_main(
+        [
+            "fit",
+            "--config",
+            str(experiments / "config.yaml"),
+            "--config",
+            str(experiments / "smoke.yaml"),
+            "--trainer.accelerator=cpu",
+            "--trainer.devices=2",
+            "--trainer.max_epochs=1",
+            "--trainer.limit_train_batches=2",
+            "--trainer.limit_test_batches=1",
+            "--data.batch_size=8",
+            "--trainer.enable_progress_bar=false",
+            "--trainer.enable_model_summary=false",
+        ],
+        trainer_defaults={"callbacks": [RankRecorder(Path(out))]},
+    )
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """DataModule options the ablations need: top-K metadata ranked on train only, test-time missing
 clinical features, and predicted masks served instead of the dataset's."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -23,14 +24,19 @@ def _table(labels, columns: dict[str, list]) -> pa.Table:
 def test_ranking_orders_by_label_correlation():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, 300)
-    strong = [str(v) for v in labels]                                          # = the label
+    strong = [str(v) for v in labels]  # = the label
     weak = [str(v if rng.random() < 0.6 else rng.integers(0, 3)) for v in labels]  # noisy label
-    noise = [str(v) for v in rng.integers(0, 3, 300)]                          # independent
-    numeric = [str(float(v) * 2 + rng.normal()) for v in labels]               # numeric, correlated
-    features = [MetaFeature("noise", "noise"), MetaFeature("weak", "weak"), MetaFeature("strong", "strong"),
-                MetaFeature("numeric", "numeric", "numeric")]
+    noise = [str(v) for v in rng.integers(0, 3, 300)]  # independent
+    numeric = [str(float(v) * 2 + rng.normal()) for v in labels]  # numeric, correlated
+    features = [
+        MetaFeature("noise", "noise"),
+        MetaFeature("weak", "weak"),
+        MetaFeature("strong", "strong"),
+        MetaFeature("numeric", "numeric", "numeric"),
+    ]
     ranking = rank_features_by_label_correlation(
-        _table(labels, {"noise": noise, "weak": weak, "strong": strong, "numeric": numeric}), features, 3)
+        _table(labels, {"noise": noise, "weak": weak, "strong": strong, "numeric": numeric}), features, 3
+    )
     names = [n for n, _ in ranking]
     assert names[0] == "strong" and ranking[0][1] == pytest.approx(1.0)
     assert names.index("weak") < names.index("noise") and names[-1] == "noise"
@@ -40,8 +46,9 @@ def test_ranking_orders_by_label_correlation():
 def test_ranking_constant_feature_scores_zero():
     labels = [0, 1] * 50
     features = [MetaFeature("const", "const"), MetaFeature("empty", "empty")]
-    ranking = dict(rank_features_by_label_correlation(_table(labels, {"const": ["a"] * 100, "empty": [""] * 100}),
-                                                      features))
+    ranking = dict(
+        rank_features_by_label_correlation(_table(labels, {"const": ["a"] * 100, "empty": [""] * 100}), features)
+    )
     assert ranking == {"const": 0.0, "empty": 0.0}
     with pytest.raises(ValueError, match="training row"):
         rank_features_by_label_correlation(_table([], {"const": []}), features[:1])
@@ -57,8 +64,15 @@ def test_parse_top_k():
 @pytest.fixture(scope="module")
 def pad(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
-    dm = DermDataModule("pad_ufes_20", image_size=32, batch_size=8, cache_dir=str(cache), augment="none",
-                        meta_features="top5", test_meta_missing_fraction=0.5)
+    dm = DermDataModule(
+        "pad_ufes_20",
+        image_size=32,
+        batch_size=8,
+        cache_dir=str(cache),
+        augment="none",
+        meta_features="top5",
+        test_meta_missing_fraction=0.5,
+    )
     dm.prepare_data()
     dm.setup("fit")
     return dm
@@ -66,8 +80,9 @@ def pad(tmp_path_factory):
 
 def test_top5_is_the_training_split_ranking(pad, monkeypatch):
     everything = DermDataModule("pad_ufes_20", image_size=32, cache_dir=str(pad.cache_dir))
-    expected = rank_features_by_label_correlation(everything.split_table("train"), everything.features,
-                                                  everything.num_classes)
+    expected = rank_features_by_label_correlation(
+        everything.split_table("train"), everything.features, everything.num_classes
+    )
     assert len(pad.meta_names) == 5 and set(pad.meta_names) == {n for n, _ in expected[:5]}
     assert pad.feature_ranking == expected
     # the rows handed to the ranking are exactly the training split's (no val/test leak)
@@ -90,8 +105,9 @@ def test_top5_survives_checkpoint_state(pad):
     fresh.load_state_dict(state)
     assert [f.name for f in fresh.features] == [f.name for f in pad.features]
     with pytest.raises(ValueError, match="metadata features"):
-        DermDataModule("pad_ufes_20", image_size=32, cache_dir=str(pad.cache_dir),
-                       meta_features=["age"]).load_state_dict(state)
+        DermDataModule(
+            "pad_ufes_20", image_size=32, cache_dir=str(pad.cache_dir), meta_features=["age"]
+        ).load_state_dict(state)
 
 
 def test_missing_fraction_blanks_test_features_only(pad):
@@ -128,8 +144,14 @@ def test_predicted_masks_are_served(tmp_path, pad):
     masks = {sid: (rng.random((32, 32)) > 0.5).astype(np.uint8) for sid in ids}
     path = write_mask_file(tmp_path / "masks.arrow", ids, [masks[s] for s in ids], (32, 32), {"source": "test"})
     assert MaskFile(path).metadata["source"] == "test"
-    dm = DermDataModule("pad_ufes_20", image_size=32, batch_size=8, cache_dir=str(pad.cache_dir),
-                        augment="none", predicted_masks=str(path))
+    dm = DermDataModule(
+        "pad_ufes_20",
+        image_size=32,
+        batch_size=8,
+        cache_dir=str(pad.cache_dir),
+        augment="none",
+        predicted_masks=str(path),
+    )
     batch = next(iter(dm.val_dataloader()))
     assert batch["mask"].shape == (len(batch["sample_id"]), 1, 32, 32)
     for sid, mask in zip(batch["sample_id"], batch["mask"]):

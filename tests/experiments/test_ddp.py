@@ -1,4 +1,5 @@
 """Multi-device: a 2-process CPU DDP fit of vitatt's smoke config (subprocess with a timeout)."""
+
 from __future__ import annotations
 
 import json
@@ -17,17 +18,24 @@ SCRIPT = Path(__file__).with_name("ddp_fit_script.py")
 @pytest.mark.slow
 def test_two_process_ddp_fit(tmp_path, session_cache):
     out = tmp_path / "ranks"
-    env = {**os.environ, "DERMFUSE_RUNS": str(tmp_path / "runs"), "WANDB_MODE": "disabled",
-           "HF_HUB_OFFLINE": "1", "DERMFUSE_CACHE": str(session_cache), "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(REPO)}
+    env = {
+        **os.environ,
+        "DERMFUSE_RUNS": str(tmp_path / "runs"),
+        "WANDB_MODE": "disabled",
+        "HF_HUB_OFFLINE": "1",
+        "DERMFUSE_CACHE": str(session_cache),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(REPO),
+    }
     env.pop("LOCAL_RANK", None)
     env.pop("DERMFUSE_RUN_DIR", None)
-    result = subprocess.run([sys.executable, str(SCRIPT), str(out)], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=420)
+    result = subprocess.run(
+        [sys.executable, str(SCRIPT), str(out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=420
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]
-    assert ranks[0]["run_dir"] == ranks[1]["run_dir"]                    # one run folder for both ranks
+    assert ranks[0]["run_dir"] == ranks[1]["run_dir"]  # one run folder for both ranks
     run_dir = Path(ranks[0]["run_dir"])
     assert (run_dir / "metrics.json").is_file() and (run_dir / "config.yaml").is_file()
 
@@ -35,7 +43,7 @@ def test_two_process_ddp_fit(tmp_path, session_cache):
 
     val_ids = set(DermDataModule("pad_ufes_20", image_size=64).split_table("val").column("sample_id").to_pylist())
     seen = [set(r["val_ids"]) for r in ranks]
-    padding = (-len(val_ids)) % 2                                      # DistributedSampler pads to equal shares
+    padding = (-len(val_ids)) % 2  # DistributedSampler pads to equal shares
     assert seen[0] | seen[1] == val_ids and len(seen[0] & seen[1]) == padding
     assert len(ranks[0]["val_ids"]) == len(ranks[1]["val_ids"]) < len(val_ids)
     train = [set(r["train_ids"]) for r in ranks]

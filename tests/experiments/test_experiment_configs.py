@@ -3,6 +3,7 @@ builds its DataModule and model through the CLI (``run=False``: nothing is train
 
 Parsing is fast (jsonargparse checks every key against the classes' signatures); building
 instantiates nets and synthetic data, ~5 s per config on 2 cores, so those tests are ``slow``."""
+
 from __future__ import annotations
 
 import importlib
@@ -27,8 +28,10 @@ def test_experiment_folder_is_complete(paper):
     assert overlays(paper), f"experiments/{paper}/data/ has no dataset overlay"
     config = yaml.safe_load((folder / "config.yaml").read_text())
     dataset = config["data"]["dataset"]
-    assert any(yaml.safe_load((folder / "data" / f"{o}.yaml").read_text())["data"]["dataset"] == dataset
-               for o in overlays(paper)), "the config's own dataset needs an overlay too"
+    assert any(
+        yaml.safe_load((folder / "data" / f"{o}.yaml").read_text())["data"]["dataset"] == dataset
+        for o in overlays(paper)
+    ), "the config's own dataset needs an overlay too"
     if paper == "dualnet":
         assert (folder / "segmenter.yaml").is_file() and (folder / "segmenter_smoke.yaml").is_file()
 
@@ -75,12 +78,13 @@ def test_smoke_config_builds_data_and_model(paper, dataset, runs_dir, tmp_path):
 
     folder = require_paper(paper)
     net_class = _net_class(yaml.safe_load((folder / "config.yaml").read_text()))
-    cli = main([*_configs(paper, dataset, smoke=True), "--trainer.logger=false", f"--run_dir={tmp_path}/r"],
-               run=False)
+    cli = main([*_configs(paper, dataset, smoke=True), "--trainer.logger=false", f"--run_dir={tmp_path}/r"], run=False)
     dm, model = cli.datamodule, cli.model
     assert isinstance(model.net, net_class)
     if dataset != "<none>":
-        assert dm.hparams.dataset == yaml.safe_load((folder / "data" / f"{dataset}.yaml").read_text())["data"]["dataset"]
+        assert (
+            dm.hparams.dataset == yaml.safe_load((folder / "data" / f"{dataset}.yaml").read_text())["data"]["dataset"]
+        )
     assert dm.is_synthetic
     if dm.hparams.task == "classification":
         assert model.num_classes == dm.num_classes
@@ -114,8 +118,17 @@ def test_dualnet_segmenter_configs_build(paper, runs_dir, tmp_path):
 
     folder = require_paper(paper)
     seg = folder / "segmenter.yaml"
-    cli = main(["--config", str(seg), "--config", str(folder / "segmenter_smoke.yaml"), "--trainer.logger=false",
-                f"--run_dir={tmp_path}/r"], run=False)
+    cli = main(
+        [
+            "--config",
+            str(seg),
+            "--config",
+            str(folder / "segmenter_smoke.yaml"),
+            "--trainer.logger=false",
+            f"--run_dir={tmp_path}/r",
+        ],
+        run=False,
+    )
     assert cli.datamodule.hparams.task == "segmentation"
     from dermfuse_models.runner.figures import SegmentationSamplesFigure
 
@@ -148,8 +161,15 @@ def test_vitatt_smoke_net_is_built_for_data_image_size(runs_dir, tmp_path):
     from dermfuse_models.protocol import call_net
     from dermfuse_models.runner.cli import main
 
-    cli = main([*_configs("vitatt", "<none>", smoke=True), "--data.image_size=32", "--trainer.logger=false",
-                f"--run_dir={tmp_path}/r"], run=False)
+    cli = main(
+        [
+            *_configs("vitatt", "<none>", smoke=True),
+            "--data.image_size=32",
+            "--trainer.logger=false",
+            f"--run_dir={tmp_path}/r",
+        ],
+        run=False,
+    )
     net = cli.model.net
     assert cli.datamodule.hparams.image_size == 32
     assert net.input_size == 32 and tuple(net.vit.patch_embed.img_size) == (32, 32)

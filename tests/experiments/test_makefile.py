@@ -1,4 +1,5 @@
 """The Makefile wires DATASET overlays, RESUME, the DualNet stages, sweeps and the report."""
+
 from __future__ import annotations
 
 import subprocess
@@ -10,22 +11,42 @@ from tests.experiments._support import REPO
 
 def make(*args: str) -> subprocess.CompletedProcess:
     """``make`` in the repo, never rebuilding the venv (its stamp counts as up to date)."""
-    return subprocess.run(["make", "--no-print-directory", "-o", ".venv/.installed", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["make", "--no-print-directory", "-o", ".venv/.installed", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_help_lists_targets():
     out = make("help").stdout
-    for target in ("setup", "test", "train-%", "train-dualnet", "train-dualnet-seg", "train-dualnet-cls",
-                   "sweep-%", "report", "explain-%", "DATASET=", "RESUME=1", "CKPT="):
+    for target in (
+        "setup",
+        "test",
+        "train-%",
+        "train-dualnet",
+        "train-dualnet-seg",
+        "train-dualnet-cls",
+        "sweep-%",
+        "report",
+        "explain-%",
+        "DATASET=",
+        "RESUME=1",
+        "CKPT=",
+    ):
         assert target in out
 
 
 def test_train_uses_overlay_smoke_and_resume():
     out = make("-n", "train-vitatt", "DATASET=isic2019", "RESUME=1", "ARGS=--trainer.max_epochs=2").stdout
     line = next(x for x in out.splitlines() if "dermfuse_models.runner fit" in x)
-    assert line.index("experiments/vitatt/config.yaml") < line.index("experiments/vitatt/data/isic2019.yaml") \
+    assert (
+        line.index("experiments/vitatt/config.yaml")
+        < line.index("experiments/vitatt/data/isic2019.yaml")
         < line.index("experiments/vitatt/smoke.yaml")
+    )
     assert line.rstrip().endswith("--resume=true --trainer.max_epochs=2")
     real = make("-n", "train-vitatt", "DATA_ROOT=/data/PAD").stdout
     line = next(x for x in real.splitlines() if "dermfuse_models.runner fit" in x)
@@ -45,7 +66,11 @@ def test_dualnet_pipeline_targets(paper):
     seg = make("-n", "train-dualnet-seg").stdout
     assert "segmenter.yaml" in seg and "segmenter_smoke.yaml" in seg
     cls = make("-n", "train-dualnet-cls", "SEG_CKPT=/x/last.ckpt", "DATASET=isic2019").stdout
-    assert "dermfuse_models.runner two-stage fit" in cls and "--seg_ckpt=/x/last.ckpt" in cls and "dualnet/data/isic2019.yaml" in cls
+    assert (
+        "dermfuse_models.runner two-stage fit" in cls
+        and "--seg_ckpt=/x/last.ckpt" in cls
+        and "dualnet/data/isic2019.yaml" in cls
+    )
     refused = make("train-dualnet", "DATA_ROOT=/data/HAM10000")
     assert refused.returncode != 0 and "SEG_DATA_ROOT" in refused.stderr
 

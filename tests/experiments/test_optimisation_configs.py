@@ -4,6 +4,7 @@ Each config keeps the optimiser, lr, weight decay and schedule it had as string 
 ``trainer.max_epochs`` to ``CosineAnnealingLR``'s ``T_max`` (a cosine spans the run); the old keys and
 LightningCLI's top-level ``--optimizer`` are refused; a 3-epoch CLI fit's lr follows cosine over 3 epochs.
 """
+
 from __future__ import annotations
 
 import csv
@@ -19,10 +20,20 @@ COSINE = "torch.optim.lr_scheduler.CosineAnnealingLR"
 EXPECTED = {
     "dualnet/config.yaml": ("torch.optim.Adam", 1e-4, 0.0, COSINE, {}),
     "dualnet/segmenter.yaml": ("torch.optim.Adam", 1e-4, 0.0, COSINE, {}),
-    "eamnet/config.yaml": ("torch.optim.Adam", 1e-3, 0.0, "torch.optim.lr_scheduler.CosineAnnealingWarmRestarts",
-                           {"T_0": 10, "T_mult": 2}),
-    "mammo_xattn/config.yaml": ("torch.optim.Adam", 1e-4, 1e-5, "torch.optim.lr_scheduler.ReduceLROnPlateau",
-                                {"mode": "min", "factor": 0.1, "patience": 5}),
+    "eamnet/config.yaml": (
+        "torch.optim.Adam",
+        1e-3,
+        0.0,
+        "torch.optim.lr_scheduler.CosineAnnealingWarmRestarts",
+        {"T_0": 10, "T_mult": 2},
+    ),
+    "mammo_xattn/config.yaml": (
+        "torch.optim.Adam",
+        1e-4,
+        1e-5,
+        "torch.optim.lr_scheduler.ReduceLROnPlateau",
+        {"mode": "min", "factor": 0.1, "patience": 5},
+    ),
     "msvit/config.yaml": ("torch.optim.AdamW", 5e-5, 0.05, COSINE, {}),
     "vitatt/config.yaml": ("torch.optim.Adam", 1e-4, 0.0, COSINE, {}),
 }
@@ -84,23 +95,35 @@ def test_t_max_follows_trainer_max_epochs_and_is_never_set_twice():
 
 def test_optimisation_is_varied_by_key():
     """Sweeps and overrides set ``model.init_args.optimizer.init_args.<arg>``; the rest stays."""
-    cfg = _parse("mammo_xattn/config.yaml", extra=("--model.init_args.optimizer.init_args.lr=3e-4",
-                                                   "--model.init_args.lr_scheduler.init_args.patience=2"))
+    cfg = _parse(
+        "mammo_xattn/config.yaml",
+        extra=("--model.init_args.optimizer.init_args.lr=3e-4", "--model.init_args.lr_scheduler.init_args.patience=2"),
+    )
     assert _optimisation(cfg)[:3] == ("torch.optim.Adam", 3e-4, 1e-5)
     assert cfg.model.init_args.lr_scheduler.init_args.patience == 2
-    sgd = _parse("vitatt/config.yaml", extra=("--model.init_args.optimizer=torch.optim.SGD",
-                                              "--model.init_args.optimizer.init_args.lr=0.01",
-                                              "--model.init_args.optimizer.init_args.momentum=0.9"))
+    sgd = _parse(
+        "vitatt/config.yaml",
+        extra=(
+            "--model.init_args.optimizer=torch.optim.SGD",
+            "--model.init_args.optimizer.init_args.lr=0.01",
+            "--model.init_args.optimizer.init_args.momentum=0.9",
+        ),
+    )
     assert (sgd.model.init_args.optimizer.class_path, sgd.model.init_args.optimizer.init_args.momentum) == (
-        "torch.optim.SGD", 0.9)
+        "torch.optim.SGD",
+        0.9,
+    )
 
 
-@pytest.mark.parametrize(("bad", "message"), [
-    ("--model.init_args.lr=1e-3", "Option 'lr' is not accepted"),              # the old string switches are gone
-    ("--model.init_args.scheduler=cosine", "Option 'scheduler' is not accepted"),
-    ("--optimizer=torch.optim.SGD", "unrecognized arguments: --optimizer"),   # no second, top-level way
-    ("--model.init_args.optimizer=torch.optim.NoSuchOptimizer", "has no attribute 'NoSuchOptimizer'"),
-])
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("--model.init_args.lr=1e-3", "Option 'lr' is not accepted"),  # the old string switches are gone
+        ("--model.init_args.scheduler=cosine", "Option 'scheduler' is not accepted"),
+        ("--optimizer=torch.optim.SGD", "unrecognized arguments: --optimizer"),  # no second, top-level way
+        ("--model.init_args.optimizer=torch.optim.NoSuchOptimizer", "has no attribute 'NoSuchOptimizer'"),
+    ],
+)
 def test_bad_optimisation_config_is_refused(bad, message, capsys):
     with pytest.raises(SystemExit):
         _parse("vitatt/config.yaml", extra=(bad,))
@@ -113,9 +136,20 @@ def test_a_three_epoch_cli_fit_follows_cosine_over_three_epochs(runs_dir):
     ``lr0 (1 + cos(pi e / 3)) / 2`` (LearningRateMonitor, experiments/defaults.yaml)."""
     from dermfuse_models.runner.cli import main
 
-    cli = main(["fit", "--config", str(EXPERIMENTS / "vitatt/config.yaml"), "--config",
-                str(EXPERIMENTS / "vitatt/smoke.yaml"), "--trainer.max_epochs=3", "--trainer.limit_train_batches=1",
-                "--trainer.limit_val_batches=1", "--trainer.limit_test_batches=1", *QUIET])
+    cli = main(
+        [
+            "fit",
+            "--config",
+            str(EXPERIMENTS / "vitatt/config.yaml"),
+            "--config",
+            str(EXPERIMENTS / "vitatt/smoke.yaml"),
+            "--trainer.max_epochs=3",
+            "--trainer.limit_train_batches=1",
+            "--trainer.limit_val_batches=1",
+            "--trainer.limit_test_batches=1",
+            *QUIET,
+        ]
+    )
     (config,) = cli.trainer.lr_scheduler_configs
     assert config.scheduler.T_max == 3 and config.interval == "epoch"
     with (Path(cli.trainer.default_root_dir) / "metrics.csv").open() as f:

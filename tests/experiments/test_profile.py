@@ -8,8 +8,8 @@ import torch.nn as nn
 
 from dermfuse_models.protocol import ImageOnlyNet
 from dermfuse_models.runner import profile
-from tests.experiments._support import EXPERIMENTS, PAPERS
 from dermfuse_models.runner.__main__ import main as package_main
+from tests.experiments._support import EXPERIMENTS, PAPERS
 
 
 def test_json_only_mammo_xattn_matches_the_built_net(capsys):
@@ -34,9 +34,11 @@ def test_flops_are_two_per_multiply_add():
 def test_a_config_that_does_not_build_is_an_error_naming_it(tmp_path, monkeypatch, capsys):
     paper = tmp_path / "ghost"
     paper.mkdir()
-    (paper / "config.yaml").write_text("model:\n  class_path: dermfuse_models.tasks.classification.ClassificationTask\n"
-                                       "  init_args:\n    net: {class_path: dermfuse_models.nets.ghost_net.Ghost}\n"
-                                       "data: {dataset: pad_ufes_20}\n")
+    (paper / "config.yaml").write_text(
+        "model:\n  class_path: dermfuse_models.tasks.classification.ClassificationTask\n"
+        "  init_args:\n    net: {class_path: dermfuse_models.nets.ghost_net.Ghost}\n"
+        "data: {dataset: pad_ufes_20}\n"
+    )
     specs = profile.discover(tmp_path)
     assert [s.name for s in specs] == ["ghost"]
     row = profile.profile_spec(specs[0])
@@ -47,9 +49,21 @@ def test_a_config_that_does_not_build_is_an_error_naming_it(tmp_path, monkeypatc
 
 
 def test_table_states_the_flop_convention_and_paper_figures():
-    rows = [{"name": "eamnet", "paper": "eamnet", "input_size": 224, "paper_params_m": 4.6, "paper_gflops": 16.85,
-             "note": "paper Table I", "status": "ok", "params": 4_534_899, "flops": 2 * 10**9, "gflops": 2.0,
-             "gmacs": 1.0}]
+    rows = [
+        {
+            "name": "eamnet",
+            "paper": "eamnet",
+            "input_size": 224,
+            "paper_params_m": 4.6,
+            "paper_gflops": 16.85,
+            "note": "paper Table I",
+            "status": "ok",
+            "params": 4_534_899,
+            "flops": 2 * 10**9,
+            "gflops": 2.0,
+            "gmacs": 1.0,
+        }
+    ]
     table = profile.format_table(rows)
     assert "FLOPs = 2 x MACs" in table and "4.6M" in table and "16.85" in table
     specs = profile.discover()

@@ -1,4 +1,5 @@
 """RESUME=1 continues the latest run of the same experiment + data in its own folder, to max_epochs."""
+
 from __future__ import annotations
 
 import csv
@@ -12,8 +13,16 @@ import yaml
 from dermfuse_models.runner.runs import find_resumable_run, latest_finished_run
 from tests.experiments._support import EXPERIMENTS, QUIET
 
-SMOKE = ["--config", str(EXPERIMENTS / "vitatt" / "config.yaml"), "--config", str(EXPERIMENTS / "vitatt" / "smoke.yaml"),
-         *QUIET, "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1", "--trainer.limit_test_batches=1"]
+SMOKE = [
+    "--config",
+    str(EXPERIMENTS / "vitatt" / "config.yaml"),
+    "--config",
+    str(EXPERIMENTS / "vitatt" / "smoke.yaml"),
+    *QUIET,
+    "--trainer.limit_train_batches=2",
+    "--trainer.limit_val_batches=1",
+    "--trainer.limit_test_batches=1",
+]
 
 
 def _epochs_with_val(run_dir: Path) -> list[int]:
@@ -32,11 +41,11 @@ def test_resume_ends_at_max_epochs(runs_dir):
     assert Path(other.trainer.default_root_dir) != run_dir
 
     resumed = main(["fit", *SMOKE, "--trainer.max_epochs=3", "--resume=true"])
-    assert Path(resumed.trainer.default_root_dir) == run_dir        # same folder, not the newer ham10000 run
-    assert resumed.trainer.current_epoch == 3                          # ended at max_epochs ...
-    assert _epochs_with_val(run_dir) == [0, 1, 2]                      # ... with each epoch exactly once
+    assert Path(resumed.trainer.default_root_dir) == run_dir  # same folder, not the newer ham10000 run
+    assert resumed.trainer.current_epoch == 3  # ended at max_epochs ...
+    assert _epochs_with_val(run_dir) == [0, 1, 2]  # ... with each epoch exactly once
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
-    assert last["global_step"] == 3 * 2                                # 3 epochs x 2 batches, none repeated
+    assert last["global_step"] == 3 * 2  # 3 epochs x 2 batches, none repeated
     assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 3
     assert yaml.safe_load((run_dir / "config.yaml").read_text())["trainer"]["max_epochs"] == 3
 
@@ -48,13 +57,15 @@ def test_resume_without_a_run_says_what_to_do(runs_dir):
         main([*SMOKE, "--resume=true"], run=False)
 
 
-def _fake_run(runs: Path, experiment: str, name: str, dataset: str, root=None, options=None, finished=True,
-              synthetic=True) -> Path:
+def _fake_run(
+    runs: Path, experiment: str, name: str, dataset: str, root=None, options=None, finished=True, synthetic=True
+) -> Path:
     folder = runs / experiment / name
     (folder / "checkpoints").mkdir(parents=True)
     (folder / "checkpoints" / "last.ckpt").write_bytes(b"x")
-    (folder / "config.yaml").write_text(yaml.safe_dump({"data": {"dataset": dataset, "root": root,
-                                                                 "source_options": options}}))
+    (folder / "config.yaml").write_text(
+        yaml.safe_dump({"data": {"dataset": dataset, "root": root, "source_options": options}})
+    )
     if finished:
         (folder / "metrics.json").write_text(json.dumps({"synthetic": synthetic}))
     return folder
@@ -68,8 +79,9 @@ def test_find_resumable_and_finished_runs(tmp_path):
     mass = _fake_run(runs, "mammo_xattn", "1-cbis", "cbis_ddsm", options={"abnormality": "mass"}, finished=False)
     time.sleep(0.01)
     calc = _fake_run(runs, "mammo_xattn", "2-cbis", "cbis_ddsm", options={"abnormality": "calc"})
-    real = _fake_run(runs, "mammo_xattn", "3-cbis", "cbis_ddsm", root=str(tmp_path), options={"abnormality": "mass"},
-                     synthetic=False)
+    real = _fake_run(
+        runs, "mammo_xattn", "3-cbis", "cbis_ddsm", root=str(tmp_path), options={"abnormality": "mass"}, synthetic=False
+    )
     for i, folder in enumerate((mass, calc, real)):
         os.utime(folder / "checkpoints" / "last.ckpt", (1000 + i, 1000 + i))
         if (folder / "metrics.json").exists():
@@ -78,6 +90,6 @@ def test_find_resumable_and_finished_runs(tmp_path):
     assert find_resumable_run("mammo_xattn", "cbis_ddsm", None, runs, {"abnormality": "calc"}) == calc
     assert find_resumable_run("mammo_xattn", "cbis_ddsm", str(tmp_path), runs, {"abnormality": "mass"}) == real
     assert find_resumable_run("mammo_xattn", "cbis_ddsm", "/elsewhere", runs, {"abnormality": "mass"}) is None
-    assert latest_finished_run("mammo_xattn", synthetic=True, runs=runs) == calc   # mass never finished
+    assert latest_finished_run("mammo_xattn", synthetic=True, runs=runs) == calc  # mass never finished
     assert latest_finished_run("mammo_xattn", synthetic=False, runs=runs) == real
     assert latest_finished_run("vitatt", runs=runs) is None

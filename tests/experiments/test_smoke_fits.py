@@ -2,6 +2,7 @@
 
 (DualNet's two stages run in test_two_stage.py.) Each fit takes 20-60 s on 2 shared cores: ``slow``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -18,10 +19,23 @@ def test_smoke_fast_dev_run(paper, runs_dir):
 
     folder = require_paper(paper)
     first = overlays(paper)[0]
-    cli = main(["fit", "--config", str(folder / "config.yaml"), "--config", str(folder / "data" / f"{first}.yaml"),
-                "--config", str(folder / "smoke.yaml"), "--trainer.fast_dev_run=true", *QUIET])
+    cli = main(
+        [
+            "fit",
+            "--config",
+            str(folder / "config.yaml"),
+            "--config",
+            str(folder / "data" / f"{first}.yaml"),
+            "--config",
+            str(folder / "smoke.yaml"),
+            "--trainer.fast_dev_run=true",
+            *QUIET,
+        ]
+    )
     run_dir = Path(cli.trainer.default_root_dir)
-    assert run_dir.parent == runs_dir / paper and run_dir.name.split("-", 2)[2].startswith(cli.datamodule.hparams.dataset)
+    assert run_dir.parent == runs_dir / paper and run_dir.name.split("-", 2)[2].startswith(
+        cli.datamodule.hparams.dataset
+    )
     metrics = metrics_of(run_dir)
     assert metrics["synthetic"] is True and metrics["test"], metrics
     assert cli.trainer.precision == "32-true"

@@ -1,4 +1,5 @@
 """Sweep files: wandb format, the expected grid offline, and one local run whose override reaches the model."""
+
 from __future__ import annotations
 
 import json
@@ -7,7 +8,15 @@ import sys
 import pytest
 import yaml
 
-from dermfuse_models.runner.sweep import expand_command, format_value, grid_runs, load_sweep, main, profile_command, run_local
+from dermfuse_models.runner.sweep import (
+    expand_command,
+    format_value,
+    grid_runs,
+    load_sweep,
+    main,
+    profile_command,
+    run_local,
+)
 from tests.experiments._support import EXPERIMENTS, PAPERS, QUIET, require_paper
 
 NET = "model.init_args.net.init_args"
@@ -17,8 +26,10 @@ EXPECTED = {
     "dualnet": (6, {NET: {"use_segmentation": False}}),
     "eamnet": (7, {NET: {"memory_size": 128}}),
     "msvit": (8, {f"{NET}.attn_reg_weight": 0.0, f"{NET}.patch_size": 32, "model.init_args.class_weights": "null"}),
-    "mammo_xattn": (16, {f"{NET}.fusion": "concat", f"{NET}.modality_dropout": 0.0,
-                         "data.test_meta_missing_fraction": 0.5}),
+    "mammo_xattn": (
+        16,
+        {f"{NET}.fusion": "concat", f"{NET}.modality_dropout": 0.0, "data.test_meta_missing_fraction": 0.5},
+    ),
 }
 
 
@@ -48,7 +59,7 @@ def test_sweep_parameters_are_cli_keys(paper):
     base = profile_command(sweep, path, dataset=None)
     for overrides in grid_runs(sweep):
         command = expand_command(base, overrides, sweep.get("program"))
-        args = command[command.index("fit") + 1:]
+        args = command[command.index("fit") + 1 :]
         cfg = parse_config(["fit", *args])
         for key, value in overrides.items():
             node = cfg
@@ -63,10 +74,17 @@ def test_sweep_parameters_are_cli_keys(paper):
 
 
 def test_grid_product_and_constants():
-    sweep = {"command": ["${args}"], "method": "grid",
-             "parameters": {"a": {"values": [1, 2]}, "b": {"value": "x"}, "c": {"values": [True, False]}}}
-    assert grid_runs(sweep) == [{"b": "x", "a": 1, "c": True}, {"b": "x", "a": 1, "c": False},
-                                {"b": "x", "a": 2, "c": True}, {"b": "x", "a": 2, "c": False}]
+    sweep = {
+        "command": ["${args}"],
+        "method": "grid",
+        "parameters": {"a": {"values": [1, 2]}, "b": {"value": "x"}, "c": {"values": [True, False]}},
+    }
+    assert grid_runs(sweep) == [
+        {"b": "x", "a": 1, "c": True},
+        {"b": "x", "a": 1, "c": False},
+        {"b": "x", "a": 2, "c": True},
+        {"b": "x", "a": 2, "c": False},
+    ]
     with pytest.raises(ValueError, match="wandb server"):
         grid_runs({**sweep, "method": "bayes"})
 
@@ -87,12 +105,16 @@ def test_bad_sweep_files_are_refused(tmp_path):
 def test_command_gets_overlay_smoke_or_root():
     path = EXPERIMENTS / "vitatt" / "sweep.yaml"
     sweep = load_sweep(path)
-    smoke = expand_command(profile_command(sweep, path, "isic2019", None, ["--trainer.max_epochs=1"]),
-                           {"data.meta_features": "top5"})
+    smoke = expand_command(
+        profile_command(sweep, path, "isic2019", None, ["--trainer.max_epochs=1"]), {"data.meta_features": "top5"}
+    )
     assert smoke[0] == sys.executable and "${env}" not in smoke
     configs = [smoke[i + 1] for i, c in enumerate(smoke) if c == "--config"]
     assert [c.rsplit("experiments/", 1)[1] for c in configs] == [
-        "vitatt/config.yaml", "vitatt/data/isic2019.yaml", "vitatt/smoke.yaml"]
+        "vitatt/config.yaml",
+        "vitatt/data/isic2019.yaml",
+        "vitatt/smoke.yaml",
+    ]
     assert smoke[-2:] == ["--trainer.max_epochs=1", "--data.meta_features=top5"]
     real = expand_command(profile_command(sweep, path, None, "/data/PAD"), {"data.meta_features": "all"})
     assert "--data.root=/data/PAD" in real and not any("smoke" in c for c in real)
@@ -111,13 +133,22 @@ def test_dry_run_lists_without_running(tmp_path, capsys, monkeypatch):
 @pytest.mark.slow
 def test_one_local_sweep_run_reaches_the_model(runs_dir):
     """The first vitatt run (image only) trains locally and its resolved config has the override."""
-    records = run_local(EXPERIMENTS / "vitatt" / "sweep.yaml", max_runs=1, sweep_dir=runs_dir / "sweep",
-                        extra_args=[*QUIET, "--trainer.max_epochs=1", "--trainer.limit_train_batches=2",
-                                    "--trainer.limit_val_batches=1", "--trainer.limit_test_batches=1"])
+    records = run_local(
+        EXPERIMENTS / "vitatt" / "sweep.yaml",
+        max_runs=1,
+        sweep_dir=runs_dir / "sweep",
+        extra_args=[
+            *QUIET,
+            "--trainer.max_epochs=1",
+            "--trainer.limit_train_batches=2",
+            "--trainer.limit_val_batches=1",
+            "--trainer.limit_test_batches=1",
+        ],
+    )
     assert len(records) == 1 and records[0]["returncode"] == 0
     run_dir = runs_dir / "sweep" / "00-meta_features=null"
     resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
-    assert resolved["data"]["meta_features"] is None            # the override (config.yaml says all)
+    assert resolved["data"]["meta_features"] is None  # the override (config.yaml says all)
     assert resolved["model"]["init_args"]["net"]["init_args"]["backbone"] == "vit_tiny_patch16_224"  # smoke
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["meta_features"] == [] and metrics["synthetic"] is True and "test/bal_acc" in metrics["test"]

@@ -1,4 +1,5 @@
 """DualNet's pipeline: segmenter run -> masks predicted once (cached by checkpoint hash) -> classifier."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,21 +18,40 @@ def test_segment_then_classify(runs_dir, monkeypatch):
     from dermfuse_data.datamodule import DermDataModule
     from dermfuse_data.mask_file import MaskFile
     from dermfuse_data.transforms import build_transform
+    from dermfuse_models.nets.dualnet_unet import predict_masks
     from dermfuse_models.runner import two_stage
     from dermfuse_models.runner.cli import main, parse_config
-    from dermfuse_models.nets.dualnet_unet import predict_masks
     from dermfuse_models.runner.rebuild import rebuild
 
     folder = require_paper("dualnet")
-    seg = main(["fit", "--config", str(folder / "segmenter.yaml"), "--config", str(folder / "segmenter_smoke.yaml"),
-                *QUIET, *LIMITS, "--trainer.max_epochs=1"])
+    seg = main(
+        [
+            "fit",
+            "--config",
+            str(folder / "segmenter.yaml"),
+            "--config",
+            str(folder / "segmenter_smoke.yaml"),
+            *QUIET,
+            *LIMITS,
+            "--trainer.max_epochs=1",
+        ]
+    )
     seg_dir = Path(seg.trainer.default_root_dir)
     assert seg_dir.parent.name == "dualnet_segmenter" and "test/dice" in metrics_of(seg_dir)["test"]
     assert (seg_dir / "figures" / "segmentation_samples.png").is_file()
     ckpt = Path(metrics_of(seg_dir)["best_checkpoint"])
 
-    cls_args = ["fit", "--config", str(folder / "config.yaml"), "--config", str(folder / "data" / "ham10000.yaml"),
-                "--config", str(folder / "smoke.yaml"), *QUIET, "--trainer.fast_dev_run=true"]
+    cls_args = [
+        "fit",
+        "--config",
+        str(folder / "config.yaml"),
+        "--config",
+        str(folder / "data" / "ham10000.yaml"),
+        "--config",
+        str(folder / "smoke.yaml"),
+        *QUIET,
+        "--trainer.fast_dev_run=true",
+    ]
     two_stage.main(cls_args)  # finds the segmenter run by itself
     cls_dir = next((runs_dir / "dualnet").iterdir())
     metrics = metrics_of(cls_dir)

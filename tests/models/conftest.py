@@ -5,7 +5,7 @@ import os
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-import pytest  # noqa: E402
+import pytest
 
 
 @pytest.fixture(autouse=True)

@@ -137,6 +137,7 @@ def test_cross_attention_is_one_multihead_attention_with_packed_projections():
         assert isinstance(block.attention, nn.MultiheadAttention) and block.attention.batch_first
         assert block.attention._qkv_same_embed_dim and block.attention.in_proj_weight.shape == (24, 8)
         seen = []
+
         def record(module, args, kwargs, seen=seen):
             seen.append((args, kwargs))
 

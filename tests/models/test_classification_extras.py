@@ -28,8 +28,9 @@ class FixedLogitsNet(nn.Module):
         super().__init__()
         self.dummy = nn.Parameter(torch.zeros(()))
 
-    def forward(self, image: torch.Tensor, meta: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, image: torch.Tensor, meta: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         return {"logits": image[:, 0, 0, :3] + self.dummy}
 
 
@@ -51,8 +52,15 @@ class _FixedSet(Dataset):
 
 
 def _trainer(tmp_path, loggers, **kwargs) -> pl.Trainer:
-    return pl.Trainer(accelerator="cpu", logger=loggers, default_root_dir=tmp_path, enable_progress_bar=False,
-                      enable_model_summary=False, enable_checkpointing=False, **kwargs)
+    return pl.Trainer(
+        accelerator="cpu",
+        logger=loggers,
+        default_root_dir=tmp_path,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        **kwargs,
+    )
 
 
 def test_ece_is_logged_with_the_existing_metric_keys():
@@ -75,15 +83,23 @@ def test_test_report_figures_and_confusion_json(tmp_path):
         assert data.startswith(PNG_MAGIC) and len(data) > 5_000
     report = json.loads((tmp_path / "test_confusion_matrix.json").read_text())
     assert report["matrix"] == EXPECTED_MATRIX and report["class_names"] == ["nev", "mel", "bcc"]
-    assert report["per_class"]["mel"] == {"tp": 2, "fp": 1, "fn": 0, "tn": 3, "support": 2,
-                                          "recall": 1.0, "precision": pytest.approx(2 / 3)}
+    assert report["per_class"]["mel"] == {
+        "tp": 2,
+        "fp": 1,
+        "fn": 0,
+        "tn": 3,
+        "support": 2,
+        "recall": 1.0,
+        "precision": pytest.approx(2 / 3),
+    }
     assert report["per_class"]["bcc"]["recall"] == 0.5 and report["total"] == 6
 
 
 @pytest.mark.parametrize("disabled_by", ["argument", "no_logger", "fast_dev_run"])
 def test_no_report_when_disabled_without_logger_or_in_fast_dev_run(tmp_path, disabled_by):
-    task = ClassificationTask(FixedLogitsNet(), num_classes=3, class_weights=None,
-                              save_test_report=disabled_by != "argument")
+    task = ClassificationTask(
+        FixedLogitsNet(), num_classes=3, class_weights=None, save_test_report=disabled_by != "argument"
+    )
     logger = False if disabled_by == "no_logger" else CSVLogger(save_dir=tmp_path, name="", version="")
     trainer = _trainer(tmp_path, logger, fast_dev_run=disabled_by == "fast_dev_run")
     metrics = trainer.test(task, DataLoader(_FixedSet(), batch_size=6), verbose=False)[0]
@@ -106,7 +122,8 @@ def test_figures_are_logged_to_wandb_when_present(tmp_path):
     wandb_logger = _RecordingWandbLogger(save_dir=str(tmp_path))
     task = ClassificationTask(FixedLogitsNet(), num_classes=3, class_weights=None)
     _trainer(tmp_path, [CSVLogger(save_dir=tmp_path, name="", version=""), wandb_logger]).test(
-        task, DataLoader(_FixedSet(), batch_size=6), verbose=False)
+        task, DataLoader(_FixedSet(), batch_size=6), verbose=False
+    )
     assert set(wandb_logger.images) == {"test/confusion_matrix", "test/roc_curves"}
     assert wandb_logger.images["test/roc_curves"] == [str(tmp_path / "figures" / "roc_curves.png")]
 
@@ -179,8 +196,15 @@ def test_aux_losses_are_logged_per_stage_with_their_batch_weighted_values():
         return sum(v * n for v, n in zip(values, sizes, strict=True)) / sum(sizes)
 
     task = ClassificationTask(net, num_classes=3, class_weights=None, optimizer=partial(torch.optim.Adam, lr=0.0))
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
     loader = DataLoader(data, batch_size=3)
     trainer.fit(task, loader, loader)
     metrics = trainer.callback_metrics

@@ -21,8 +21,9 @@ class TinyConvNet(nn.Module):
         self.features = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.head = nn.Linear(4, num_classes)
 
-    def forward(self, image: torch.Tensor, meta: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, image: torch.Tensor, meta: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         return {"logits": self.head(self.features(image))}
 
 
@@ -36,8 +37,7 @@ class MetaNetWithAux(nn.Module):
         self.seen_meta = False
         self.seen_mask: torch.Tensor | None = None
 
-    def forward(self, image: torch.Tensor, meta: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> dict:
+    def forward(self, image: torch.Tensor, meta: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> dict:
         self.seen_meta = meta is not None
         self.seen_mask = mask
         meta = meta if meta is not None else image.new_zeros(image.shape[0], 2)
@@ -164,17 +164,30 @@ def test_explicit_weights_change_the_loss():
 
 def test_fit_learns_above_chance_and_logs_metric_keys():
     torch.manual_seed(0)
-    task = ClassificationTask(TinyConvNet(), optimizer=partial(torch.optim.Adam, lr=0.05),
-                              class_names=["dark", "bright"])
+    task = ClassificationTask(
+        TinyConvNet(), optimizer=partial(torch.optim.Adam, lr=0.05), class_names=["dark", "bright"]
+    )
     trainer = pl.Trainer(
-        max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False,
+        max_epochs=3,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
     )
     dm = BrightnessDataModule()
     trainer.fit(task, datamodule=dm)
     metrics = trainer.callback_metrics
-    for key in ("train/loss", "val/loss", "val/acc", "val/bal_acc", "val/f1_macro", "val/auroc_macro",
-                "val/recall_dark", "val/recall_bright"):
+    for key in (
+        "train/loss",
+        "val/loss",
+        "val/acc",
+        "val/bal_acc",
+        "val/f1_macro",
+        "val/auroc_macro",
+        "val/recall_dark",
+        "val/recall_bright",
+    ):
         assert key in metrics, key
     assert metrics["val/bal_acc"] > 0.8
     torch.testing.assert_close(task.class_weight, torch.ones(2))  # balanced counts [32, 32]
@@ -192,8 +205,9 @@ class FixedLogitsNet(nn.Module):
         super().__init__()
         self.dummy = nn.Parameter(torch.zeros(()))
 
-    def forward(self, image: torch.Tensor, meta: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, image: torch.Tensor, meta: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         return {"logits": image[:, 0, 0, :3] + self.dummy}
 
 

@@ -35,8 +35,11 @@ def batch() -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(1)
     mask = torch.zeros(2, 1, IMG, IMG)
     mask[:, :, 16:48, 12:40] = 1.0
-    return {"image": torch.randn(2, 3, IMG, IMG, generator=g), "meta": torch.randn(2, sum(GROUPS), generator=g),
-            "mask": mask}
+    return {
+        "image": torch.randn(2, 3, IMG, IMG, generator=g),
+        "meta": torch.randn(2, sum(GROUPS), generator=g),
+        "mask": mask,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +88,7 @@ def test_gradients_reach_every_parameter(batch, switches):
     assert no_grad == [] and zero_grad == []
     if net.cross_attention is not None:
         d = net.embed_dim
-        scale = params["cross_attention.attention.in_proj_weight"].grad[d:2 * d].abs().sum()  # W_k
+        scale = params["cross_attention.attention.in_proj_weight"].grad[d : 2 * d].abs().sum()  # W_k
         b_q, b_k, b_v = params["cross_attention.attention.in_proj_bias"].grad.abs().chunk(3)
         assert key_shift and all(params[n].grad.abs().sum() < 1e-6 * scale for n in key_shift)
         assert b_k.sum() < 1e-6 * scale and b_q.sum() > 0 and b_v.sum() > 0

@@ -199,12 +199,14 @@ def test_channels_last_input_trains_without_crashing_the_process():
     import subprocess
     import sys
 
-    code = ("import torch\nfrom dermfuse_models.nets.eamnet import EAMNet\ntorch.manual_seed(0)\n"
-            "net = EAMNet(base_channels=8, blocks_per_stage=1)\n"
-            "x = torch.randn(4, 64, 64, 3).permute(0, 3, 1, 2)\n"
-            "assert x.is_contiguous(memory_format=torch.channels_last)\n"
-            "out = net(x)\nout['logits'].sum().backward()\n"
-            "ref = EAMNet(base_channels=8, blocks_per_stage=1)\nref.load_state_dict(net.state_dict())\n"
-            "assert torch.allclose(ref(x.contiguous())['logits'], out['logits'], atol=1e-5)\nprint('ok')\n")
+    code = (
+        "import torch\nfrom dermfuse_models.nets.eamnet import EAMNet\ntorch.manual_seed(0)\n"
+        "net = EAMNet(base_channels=8, blocks_per_stage=1)\n"
+        "x = torch.randn(4, 64, 64, 3).permute(0, 3, 1, 2)\n"
+        "assert x.is_contiguous(memory_format=torch.channels_last)\n"
+        "out = net(x)\nout['logits'].sum().backward()\n"
+        "ref = EAMNet(base_channels=8, blocks_per_stage=1)\nref.load_state_dict(net.state_dict())\n"
+        "assert torch.allclose(ref(x.contiguous())['logits'], out['logits'], atol=1e-5)\nprint('ok')\n"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

@@ -34,7 +34,7 @@ def test_hub_offline_flag_restored_after_failure(monkeypatch, tmp_path):
     before = constants.HF_HUB_OFFLINE
     with pytest.raises(RuntimeError):
         create_encoder("resnet18", pretrained=True)
-    assert constants.HF_HUB_OFFLINE == before
+    assert before == constants.HF_HUB_OFFLINE
 
 
 def test_missing_weights_file_is_file_not_found(tmp_path):

@@ -207,8 +207,10 @@ def test_attention_queries_and_keys_come_from_the_named_modality(fusion, num_hea
             handle.remove()
     assert image_tokens.shape == (2, 4, 100) and clinical_tokens.shape == (2, len(GROUPS), 100)
     assert {name: m.keys for name, m in net.attention_maps.items()} == (
-        {"image_to_clinical": "feature_tokens"} if fusion == "cross"
-        else {"image_to_clinical": "feature_tokens", "clinical_to_image": "image_grid"})
+        {"image_to_clinical": "feature_tokens"}
+        if fusion == "cross"
+        else {"image_to_clinical": "feature_tokens", "clinical_to_image": "image_grid"}
+    )
     if fusion == "co":
         assert net.attention_maps["clinical_to_image"].grid == (2, 2)  # the four layer-4 locations
     maps = {name: m.weights for name, m in net.attention_maps.items()}
@@ -231,10 +233,12 @@ def test_attention_queries_and_keys_come_from_the_named_modality(fusion, num_hea
     assert maps["image_to_clinical"].shape == (2, num_heads, 4, 5)
     assert maps["clinical_to_image"].shape == (2, num_heads, 5, 4)
     a_to_b, b_to_a = net.co_attention.a_to_b.attention, net.co_attention.b_to_a.attention
-    torch.testing.assert_close(maps["image_to_clinical"], _reference_weights(a_to_b, image_tokens, clinical_tokens),
-                               atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(maps["clinical_to_image"], _reference_weights(b_to_a, clinical_tokens, image_tokens),
-                               atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(
+        maps["image_to_clinical"], _reference_weights(a_to_b, image_tokens, clinical_tokens), atol=1e-5, rtol=1e-4
+    )
+    torch.testing.assert_close(
+        maps["clinical_to_image"], _reference_weights(b_to_a, clinical_tokens, image_tokens), atol=1e-5, rtol=1e-4
+    )
     # with four keys the clinical -> image attention is a real distribution, not the constant 1
     assert maps["clinical_to_image"].amax() < 0.999 and maps["clinical_to_image"].std(dim=-1).min() > 0
 
@@ -329,13 +333,15 @@ class _Recorder(pl.Callback):
             return
         backbone = pl_module.net.backbone
         optimizer = trainer.optimizers[0]
-        self.epochs.append({
-            "requires_grad": {p.requires_grad for p in backbone.parameters()},
-            "groups": [list(g["params"]) for g in optimizer.param_groups],
-            "lrs": [g["lr"] for g in optimizer.param_groups],
-            "bn_training": {m.training for m in backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)},
-            "conv1": backbone.conv1[0].weight.detach().clone(),
-        })
+        self.epochs.append(
+            {
+                "requires_grad": {p.requires_grad for p in backbone.parameters()},
+                "groups": [list(g["params"]) for g in optimizer.param_groups],
+                "lrs": [g["lr"] for g in optimizer.param_groups],
+                "bn_training": {m.training for m in backbone.modules() if isinstance(m, torch.nn.BatchNorm2d)},
+                "conv1": backbone.conv1[0].weight.detach().clone(),
+            }
+        )
 
 
 def _fit_with_freeze(freeze_mode: str) -> tuple[MammoXAttn, list[dict]]:
@@ -343,8 +349,13 @@ def _fit_with_freeze(freeze_mode: str) -> tuple[MammoXAttn, list[dict]]:
     task = ClassificationTask(net, class_weights=None, optimizer=partial(torch.optim.Adam, lr=1e-2))
     recorder = _Recorder()
     trainer = pl.Trainer(
-        max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, limit_val_batches=0,
+        max_epochs=3,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
         callbacks=[FreezeBackbone(unfreeze_at_epoch=1, lr_factor=0.1, freeze_mode=freeze_mode), recorder],
     )
     trainer.fit(task, DataLoader(_MammoSet(8), batch_size=4))

@@ -39,8 +39,7 @@ class LogitsFromImage(nn.Module):
 
     output_kind = "mask_logits"
 
-    def forward(self, image: torch.Tensor, meta: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> dict:
+    def forward(self, image: torch.Tensor, meta: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> dict:
         logits = image[:, :1] * self.scale
         out: dict = {"logits": logits}
         if self.training and self.deep_sizes:
@@ -165,8 +164,9 @@ def test_meta_is_passed_to_the_net_and_never_the_mask():
     class MetaNet(nn.Module):
         output_kind = "mask_logits"
 
-        def forward(self, image: torch.Tensor, meta: torch.Tensor | None = None,
-                    mask: torch.Tensor | None = None) -> dict:
+        def forward(
+            self, image: torch.Tensor, meta: torch.Tensor | None = None, mask: torch.Tensor | None = None
+        ) -> dict:
             assert mask is None, "the mask is the segmentation target, not an input"
             return {"logits": image[:, :1] + meta.sum(1).view(-1, 1, 1, 1)}
 
@@ -212,8 +212,13 @@ def test_tiny_unet_learns_to_segment_synthetic_lesions():
     net = ImageOnlyNet(BasicUNet(spatial_dims=2, in_channels=3, out_channels=1, features=(8, 8, 16, 16, 32, 8)))
     task = SegmentationTask(net, optimizer=partial(torch.optim.Adam, lr=1e-2))
     trainer = pl.Trainer(
-        max_epochs=8, accelerator="cpu", logger=False, enable_checkpointing=False,
-        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
+        max_epochs=8,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
     )
     start = time.perf_counter()
     trainer.fit(task, DataLoader(train, batch_size=16, shuffle=True), DataLoader(val, batch_size=16))
@@ -226,7 +231,7 @@ def test_tiny_unet_learns_to_segment_synthetic_lesions():
     preds = trainer.predict(task, DataLoader(val, batch_size=16))
     assert set(preds[0]) == {"sample_id", "probs"}
     assert preds[0]["probs"].shape == (16, 1, 32, 32)
-    assert 0 <= preds[0]["probs"].min() and preds[0]["probs"].max() <= 1
+    assert preds[0]["probs"].min() >= 0 and preds[0]["probs"].max() <= 1
 
 
 def test_task_trains_eamnet_with_deep_supervision():
@@ -280,8 +285,15 @@ def test_loss_terms_and_aux_losses_are_logged_with_their_values():
             return {"image": images[i], "mask": masks[i]}
 
     task = SegmentationTask(LogitsFromImage(deep_sizes=(4, 8), aux=0.3), optimizer=partial(torch.optim.Adam, lr=0.0))
-    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
+    trainer = pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
     loader = DataLoader(Pairs(), batch_size=3)
     trainer.fit(task, loader, loader)
     metrics = {k: v.item() for k, v in trainer.callback_metrics.items()}

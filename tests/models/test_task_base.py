@@ -79,15 +79,30 @@ def test_default_is_adam_without_a_schedule(kind):
     ("optimizer", "scheduler", "opt_type", "sched_type"),
     [
         (partial(torch.optim.Adam, lr=0.01), None, torch.optim.Adam, None),
-        (partial(torch.optim.AdamW, lr=0.01, weight_decay=0.05), partial(schedules.CosineAnnealingLR, T_max=9),
-         torch.optim.AdamW, schedules.CosineAnnealingLR),
-        (partial(torch.optim.SGD, lr=0.01, momentum=0.9),
-         partial(schedules.ReduceLROnPlateau, mode="min", factor=0.1, patience=5),
-         torch.optim.SGD, schedules.ReduceLROnPlateau),
-        (partial(torch.optim.Adam, lr=0.01), partial(schedules.StepLR, step_size=3, gamma=0.1),
-         torch.optim.Adam, schedules.StepLR),
-        (partial(torch.optim.Adam, lr=0.01), partial(schedules.CosineAnnealingWarmRestarts, T_0=3, T_mult=2),
-         torch.optim.Adam, schedules.CosineAnnealingWarmRestarts),
+        (
+            partial(torch.optim.AdamW, lr=0.01, weight_decay=0.05),
+            partial(schedules.CosineAnnealingLR, T_max=9),
+            torch.optim.AdamW,
+            schedules.CosineAnnealingLR,
+        ),
+        (
+            partial(torch.optim.SGD, lr=0.01, momentum=0.9),
+            partial(schedules.ReduceLROnPlateau, mode="min", factor=0.1, patience=5),
+            torch.optim.SGD,
+            schedules.ReduceLROnPlateau,
+        ),
+        (
+            partial(torch.optim.Adam, lr=0.01),
+            partial(schedules.StepLR, step_size=3, gamma=0.1),
+            torch.optim.Adam,
+            schedules.StepLR,
+        ),
+        (
+            partial(torch.optim.Adam, lr=0.01),
+            partial(schedules.CosineAnnealingWarmRestarts, T_0=3, T_mult=2),
+            torch.optim.Adam,
+            schedules.CosineAnnealingWarmRestarts,
+        ),
     ],
     ids=["adam", "adamw-cosine", "sgd-plateau", "adam-step", "adam-warm-restarts"],
 )
@@ -132,10 +147,18 @@ def test_cosine_follows_the_run_over_a_three_epoch_fit(kind):
             lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
 
     torch.manual_seed(0)
-    task = _task(kind, optimizer=partial(torch.optim.SGD, lr=0.1),
-                 lr_scheduler=partial(schedules.CosineAnnealingLR, T_max=3))
-    trainer = pl.Trainer(max_epochs=3, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, callbacks=[RecordLR()])
+    task = _task(
+        kind, optimizer=partial(torch.optim.SGD, lr=0.1), lr_scheduler=partial(schedules.CosineAnnealingLR, T_max=3)
+    )
+    trainer = pl.Trainer(
+        max_epochs=3,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[RecordLR()],
+    )
     loader = DataLoader(Samples(), batch_size=4)
     trainer.fit(task, loader, loader)
     assert lrs == pytest.approx([0.1 * (1 + math.cos(math.pi * e / 3)) / 2 for e in range(3)])

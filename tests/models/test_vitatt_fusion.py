@@ -12,6 +12,7 @@ Measured choices, so that the test reflects fusion and not noise:
     each, and the sign of the difference flips with the seed;
   * three seeds (0: fused 0.61 vs image 0.41, 1: 0.56 vs 0.46, 2: 0.63 vs 0.44).
 """
+
 from __future__ import annotations
 
 from functools import partial
@@ -31,15 +32,31 @@ SEEDS = (0, 1, 2)
 def _val_bal_acc(use_metadata: bool, seed: int, cache_dir) -> float:
     """Validation balanced accuracy after 20 seeded epochs (the issue's criterion)."""
     pl.seed_everything(seed, workers=True)
-    dm = DermDataModule("pad_ufes_20", image_size=32, batch_size=16, augment="light", val_fraction=0.3,
-                        test_fraction=0.1, meta_features=["age", "bleed"] if use_metadata else None,
-                        cache_dir=str(cache_dir))
-    net = ViTAtt(dm.num_classes, dm.meta_groups, dm.meta_names, backbone="test_vit",
-                 img_size=32, use_metadata=use_metadata)
-    task = ClassificationTask(net, num_classes=dm.num_classes, optimizer=partial(torch.optim.Adam, lr=1e-3),
-                              class_names=dm.class_names)
-    trainer = pl.Trainer(max_epochs=20, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, deterministic=True)
+    dm = DermDataModule(
+        "pad_ufes_20",
+        image_size=32,
+        batch_size=16,
+        augment="light",
+        val_fraction=0.3,
+        test_fraction=0.1,
+        meta_features=["age", "bleed"] if use_metadata else None,
+        cache_dir=str(cache_dir),
+    )
+    net = ViTAtt(
+        dm.num_classes, dm.meta_groups, dm.meta_names, backbone="test_vit", img_size=32, use_metadata=use_metadata
+    )
+    task = ClassificationTask(
+        net, num_classes=dm.num_classes, optimizer=partial(torch.optim.Adam, lr=1e-3), class_names=dm.class_names
+    )
+    trainer = pl.Trainer(
+        max_epochs=20,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        deterministic=True,
+    )
     trainer.fit(task, datamodule=dm)
     return trainer.validate(task, datamodule=dm, verbose=False)[0]["val/bal_acc"]
 

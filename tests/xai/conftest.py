@@ -1,5 +1,6 @@
 """Small versions of every paper's net (classifiers and the segmentation nets EAM-Net / Deep-UNet; 32-64 px,
 CPU-fast) for the explanation tests."""
+
 from __future__ import annotations
 
 import os
@@ -131,14 +132,28 @@ def make_net(kind: str) -> nn.Module:
     elif kind in ("mammo_xattn", "mammo_xattn_co"):
         from dermfuse_models.nets.mammo_xattn import MammoXAttn
 
-        net = MammoXAttn(num_classes=3, meta_groups=GROUPS, meta_names=NAMES, backbone="test_resnet", latent_dim=16,
-                         num_heads=2, fusion="co" if kind.endswith("co") else "cross")
+        net = MammoXAttn(
+            num_classes=3,
+            meta_groups=GROUPS,
+            meta_names=NAMES,
+            backbone="test_resnet",
+            latent_dim=16,
+            num_heads=2,
+            fusion="co" if kind.endswith("co") else "cross",
+        )
     elif kind == "dualnet":
         from dermfuse_models.nets.dualnet_classifier import DualNetClassifier
 
-        net = DualNetClassifier(num_classes=3, meta_groups=GROUPS, meta_names=NAMES, encoder="densenet121",
-                                encoder_kwargs={"growth_rate": 8, "block_config": (1, 1, 1, 1)}, embed_dim=32,
-                                num_heads=4, meta_heads=2)
+        net = DualNetClassifier(
+            num_classes=3,
+            meta_groups=GROUPS,
+            meta_names=NAMES,
+            encoder="densenet121",
+            encoder_kwargs={"growth_rate": 8, "block_config": (1, 1, 1, 1)},
+            embed_dim=32,
+            num_heads=4,
+            meta_heads=2,
+        )
     elif kind == "timm_cnn":
         import timm
 
@@ -165,8 +180,11 @@ def fitted():
 
     def get(kind: str) -> nn.Module:
         if kind not in cache:
-            cache[kind] = (fit_seg_briefly(make_seg_net(kind), steps=15) if kind in SEG_KINDS
-                           else fit_briefly(make_net(kind), steps=80 if kind == "dualnet" else 40))
+            cache[kind] = (
+                fit_seg_briefly(make_seg_net(kind), steps=15)
+                if kind in SEG_KINDS
+                else fit_briefly(make_net(kind), steps=80 if kind == "dualnet" else 40)
+            )
         return cache[kind]
 
     return get
@@ -177,6 +195,14 @@ def kit():
     """The helpers above in one namespace (test modules cannot import conftest under importlib mode)."""
     from types import SimpleNamespace
 
-    return SimpleNamespace(make_net=make_net, lesion_batch=lesion_batch, one_hot_meta=one_hot_meta,
-                           fit_briefly=fit_briefly, make_seg_net=make_seg_net, fit_seg_briefly=fit_seg_briefly,
-                           GROUPS=GROUPS, NAMES=NAMES, SIZE=SIZE)
+    return SimpleNamespace(
+        make_net=make_net,
+        lesion_batch=lesion_batch,
+        one_hot_meta=one_hot_meta,
+        fit_briefly=fit_briefly,
+        make_seg_net=make_seg_net,
+        fit_seg_briefly=fit_seg_briefly,
+        GROUPS=GROUPS,
+        NAMES=NAMES,
+        SIZE=SIZE,
+    )

@@ -1,4 +1,5 @@
 """``python -m dermfuse_models.runner explain``: end to end on tiny vitatt / eamnet fits, and its clear errors."""
+
 from __future__ import annotations
 
 import csv
@@ -17,16 +18,34 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _env(cache: Path) -> dict[str, str]:
-    return {**os.environ, "DERMFUSE_CACHE": str(cache), "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1",
-            "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
+    return {
+        **os.environ,
+        "DERMFUSE_CACHE": str(cache),
+        "WANDB_MODE": "disabled",
+        "HF_HUB_OFFLINE": "1",
+        "WANDB_SILENT": "true",
+        "OMP_NUM_THREADS": "1",
+    }
 
 
 def _fit_tiny(experiment: str, run: Path, env: dict[str, str]) -> Path:
     """One epoch of two batches of ``experiments/<experiment>`` (config + smoke) into ``run``; its ``last.ckpt``."""
-    fit = [sys.executable, "-m", "dermfuse_models.runner.cli", "fit",
-           "--config", f"experiments/{experiment}/config.yaml", "--config", f"experiments/{experiment}/smoke.yaml",
-           "--trainer.max_epochs=1", "--trainer.limit_train_batches=2", "--trainer.limit_val_batches=1",
-           "--trainer.limit_test_batches=1", "--trainer.enable_progress_bar=false", f"--run_dir={run}"]
+    fit = [
+        sys.executable,
+        "-m",
+        "dermfuse_models.runner.cli",
+        "fit",
+        "--config",
+        f"experiments/{experiment}/config.yaml",
+        "--config",
+        f"experiments/{experiment}/smoke.yaml",
+        "--trainer.max_epochs=1",
+        "--trainer.limit_train_batches=2",
+        "--trainer.limit_val_batches=1",
+        "--trainer.limit_test_batches=1",
+        "--trainer.enable_progress_bar=false",
+        f"--run_dir={run}",
+    ]
     done = subprocess.run(fit, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     ckpt = run / "checkpoints" / "last.ckpt"
@@ -83,9 +102,11 @@ def test_run_config_is_rebuilt_without_fit_only_keys_loggers_or_accelerator(tmp_
     from dermfuse_models.runner.rebuild import rebuildable_config
 
     config = tmp_path / "config.yaml"
-    config.write_text("seed_everything: 0\nckpt_path: null\nresume: false\nrun_dir: /x\n"
-                      "trainer: {accelerator: gpu, devices: 8, logger: [{class_path: a.B}]}\n"
-                      "model: {class_path: m.M}\ndata: {dataset: isic2017, use_masks: false}\n")
+    config.write_text(
+        "seed_everything: 0\nckpt_path: null\nresume: false\nrun_dir: /x\n"
+        "trainer: {accelerator: gpu, devices: 8, logger: [{class_path: a.B}]}\n"
+        "model: {class_path: m.M}\ndata: {dataset: isic2017, use_masks: false}\n"
+    )
     cfg = rebuildable_config(config, use_masks=True)
     assert set(cfg) == {"seed_everything", "model", "data", "trainer"}
     assert cfg["trainer"]["accelerator"] == "cpu" and cfg["trainer"]["logger"] is False
@@ -114,8 +135,15 @@ def test_explain_cli_end_to_end_on_a_tiny_vitatt_fit(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     out = run / "explain"
     assert "explanations written to" in done.stdout
-    for name in ("relevancy.png", "rollout.png", "clinical_features.png", "scores.json", "scores.csv",
-                 "scores_mean.csv", "feature_attributions.csv"):
+    for name in (
+        "relevancy.png",
+        "rollout.png",
+        "clinical_features.png",
+        "scores.json",
+        "scores.csv",
+        "scores_mean.csv",
+        "feature_attributions.csv",
+    ):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
 
     payload = json.loads((out / "scores.json").read_text())
@@ -124,7 +152,8 @@ def test_explain_cli_end_to_end_on_a_tiny_vitatt_fit(tmp_path):
     assert payload["methods"] == ["relevancy", "rollout", "kernel_shap", "lime"]
     assert set(payload["mean"]) == {"relevancy", "rollout"}
     assert {"deletion_auc", "deletion_auc_random", "deletion_auc_gain", "randomization_spearman"} <= set(
-        payload["mean"]["relevancy"])
+        payload["mean"]["relevancy"]
+    )
     assert len(payload["per_image"]) == 3 * 2
     shap = payload["feature_attributions"]["kernel_shap"]
     # PAD-UFES-20's clinical features by name, e.g. smoke / age / region, never one-hot column indices

@@ -1,5 +1,6 @@
 """The Python API behind ``python -m dermfuse_models.runner explain``: methods picked per net, scores per image and on
 average, figures and tables written with the documented keys."""
+
 from __future__ import annotations
 
 import csv
@@ -20,8 +21,12 @@ def _batches(kit, n: int = 3, batch_size: int = 2, with_mask: bool = True):
     meta = kit.one_hot_meta(labels, seed=11)
     for start in range(0, n, batch_size):
         sl = slice(start, start + batch_size)
-        batch = {"image": x[sl], "label": labels[sl], "meta": meta[sl],
-                 "sample_id": [f"s{i}" for i in range(start, min(n, start + batch_size))]}
+        batch = {
+            "image": x[sl],
+            "label": labels[sl],
+            "meta": meta[sl],
+            "sample_id": [f"s{i}" for i in range(start, min(n, start + batch_size))],
+        }
         if with_mask:
             batch["mask"] = masks[sl]
         yield batch
@@ -34,8 +39,16 @@ def _read_csv(path):
 
 def test_vitatt_report_has_every_score_figure_and_named_feature(kit, tmp_path):
     net = kit.make_net("vitatt")
-    report = explain_batches(net, _batches(kit), n=3, class_names=["a", "b", "c"], meta_groups=kit.GROUPS,
-                             meta_names=kit.NAMES, settings=FAST, progress=False)
+    report = explain_batches(
+        net,
+        _batches(kit),
+        n=3,
+        class_names=["a", "b", "c"],
+        meta_groups=kit.GROUPS,
+        meta_names=kit.NAMES,
+        settings=FAST,
+        progress=False,
+    )
     assert report.methods == ["relevancy", "rollout", "kernel_shap", "lime"]
     assert report.map_names == ["relevancy", "rollout"]
     assert len(report.rows) == 3 * 2  # one row per image and heatmap, across the batch boundary
@@ -54,14 +67,29 @@ def test_vitatt_report_has_every_score_figure_and_named_feature(kit, tmp_path):
     assert shap["attribution_sum"] == pytest.approx(shap["output_delta"], abs=1e-3)
 
     written = write_report(report, tmp_path / "explain", extra={"checkpoint": "x.ckpt"})
-    for name in ("relevancy.png", "rollout.png", "clinical_features.png", "scores.json", "scores.csv",
-                 "scores_mean.csv", "feature_attributions.csv"):
+    for name in (
+        "relevancy.png",
+        "rollout.png",
+        "clinical_features.png",
+        "scores.json",
+        "scores.csv",
+        "scores_mean.csv",
+        "feature_attributions.csv",
+    ):
         assert (tmp_path / "explain" / name).is_file(), name
     with Image.open(written["figure:relevancy"]) as im:
         assert im.size[0] > 300 and im.size[1] > 300
     payload = json.loads(written["json"].read_text())
-    assert {"checkpoint", "methods", "maps", "settings", "conventions", "mean", "per_image",
-            "feature_attributions"} <= set(payload)
+    assert {
+        "checkpoint",
+        "methods",
+        "maps",
+        "settings",
+        "conventions",
+        "mean",
+        "per_image",
+        "feature_attributions",
+    } <= set(payload)
     assert payload["settings"]["n_samples"] == 16 and "kernel_shap" in payload["conventions"]
     rows = _read_csv(written["csv"])
     assert len(rows) == 6 and {"sample_id", "map", "pred_name", "label_name", *SCORE_KEYS} <= set(rows[0])
@@ -74,21 +102,36 @@ def test_vitatt_report_has_every_score_figure_and_named_feature(kit, tmp_path):
 
 def test_dualnet_report_names_one_map_per_branch_and_handles_no_masks(kit, tmp_path):
     net = kit.make_net("dualnet")
-    report = explain_batches(net, _batches(kit, n=2), n=2, meta_groups=kit.GROUPS,
-                             methods=["gradcam", "cross_attention"],
-                             settings=ExplainSettings(deletion_steps=4, randomization=False), progress=False)
+    report = explain_batches(
+        net,
+        _batches(kit, n=2),
+        n=2,
+        meta_groups=kit.GROUPS,
+        methods=["gradcam", "cross_attention"],
+        settings=ExplainSettings(deletion_steps=4, randomization=False),
+        progress=False,
+    )
     assert report.map_names == ["gradcam/image", "gradcam/segmented", "cross_attention/cross"]
     assert all(math.isnan(r["randomization_spearman"]) for r in report.rows)
     written = write_report(report, tmp_path)
     assert {p.name for k, p in written.items() if k.startswith("figure:")} == {
-        "gradcam-image.png", "gradcam-segmented.png", "cross_attention-cross.png"}
+        "gradcam-image.png",
+        "gradcam-segmented.png",
+        "cross_attention-cross.png",
+    }
     payload = json.loads(written["json"].read_text())
     assert payload["per_image"][0]["randomization_spearman"] is None  # strict JSON: NaN -> null
 
     mammo = kit.make_net("mammo_xattn")
-    no_mask = explain_batches(mammo, _batches(kit, n=2, with_mask=False), n=2, meta_groups=kit.GROUPS,
-                              methods=["gradcam"], settings=ExplainSettings(deletion_steps=4, randomization=False),
-                              progress=False)
+    no_mask = explain_batches(
+        mammo,
+        _batches(kit, n=2, with_mask=False),
+        n=2,
+        meta_groups=kit.GROUPS,
+        methods=["gradcam"],
+        settings=ExplainSettings(deletion_steps=4, randomization=False),
+        progress=False,
+    )
     row = no_mask.rows[0]
     assert math.isnan(row["energy_in_mask"]) and math.isfinite(row["deletion_auc"])
     assert write_report(no_mask, tmp_path / "nomask")["figure:gradcam/image"].is_file()

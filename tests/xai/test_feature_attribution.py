@@ -1,4 +1,5 @@
 """SHAP / LIME over clinical features: named features, grouped one-hot blocks, documented sum/sign conventions."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,8 +23,9 @@ class AdditiveMetaNet(nn.Module):
         self.meta_head = nn.Linear(sum(GROUPS), 3)
         self.meta_names = NAMES
 
-    def forward(self, image: torch.Tensor, meta: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, image: torch.Tensor, meta: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         return {"logits": self.meta_head(meta) + image.mean(dim=(1, 2, 3))[:, None]}
 
 
@@ -46,8 +48,9 @@ def test_feature_mask_and_missing_baseline_follow_the_encoder_layout():
 def test_shapley_methods_recover_the_exact_values_of_an_additive_model(method):
     net = AdditiveMetaNet().eval()
     image, meta = torch.randn(2, 3, 8, 8), _meta()
-    attr = clinical_attributions(net, image, meta, target=1, meta_groups=GROUPS, method=method,
-                                 output="logit", n_samples=60)
+    attr = clinical_attributions(
+        net, image, meta, target=1, meta_groups=GROUPS, method=method, output="logit", n_samples=60
+    )
     assert attr.names == NAMES  # clinical names (from the net's meta_names), not one-hot column indices
     weight = net.meta_head.weight[1].detach()
     diff = meta - missing_baseline(GROUPS)
@@ -61,8 +64,9 @@ def test_shapley_methods_recover_the_exact_values_of_an_additive_model(method):
 def test_lime_signs_follow_the_features_effects():
     net = AdditiveMetaNet().eval()
     image, meta = torch.randn(2, 3, 8, 8), _meta()
-    attr = clinical_attributions(net, image, meta, target=1, meta_groups=GROUPS, method="lime",
-                                 output="logit", n_samples=200)
+    attr = clinical_attributions(
+        net, image, meta, target=1, meta_groups=GROUPS, method="lime", output="logit", n_samples=200
+    )
     weight = net.meta_head.weight[1].detach()
     exact = torch.zeros(2, 3).index_add_(1, group_feature_mask(GROUPS)[0], (meta - missing_baseline(GROUPS)) * weight)
     big = exact.abs() > 0.05
@@ -74,8 +78,16 @@ def test_kernel_shap_sums_to_the_probability_change_on_vitatt(kit):
     net = kit.make_net("vitatt")
     image, _, labels = kit.lesion_batch(2, 3, kit.SIZE, seed=3)
     meta = kit.one_hot_meta(labels, seed=3)
-    attr = clinical_attributions(net, image, meta, target=labels, meta_groups=kit.GROUPS, meta_names=kit.NAMES,
-                                 method="kernel_shap", n_samples=40)
+    attr = clinical_attributions(
+        net,
+        image,
+        meta,
+        target=labels,
+        meta_groups=kit.GROUPS,
+        meta_names=kit.NAMES,
+        method="kernel_shap",
+        n_samples=40,
+    )
     assert attr.output == "probability" and attr.baseline == "missing"
     delta = attr.f_input - attr.f_baseline
     assert delta.abs().max() > 1e-4  # the metadata does move this net's output
@@ -83,8 +95,16 @@ def test_kernel_shap_sums_to_the_probability_change_on_vitatt(kit):
     with torch.no_grad():
         probs = LogitsModel(net)(image, meta).softmax(-1)
     torch.testing.assert_close(attr.f_input, probs[torch.arange(2), labels])
-    exact = clinical_attributions(net, image, meta, target=labels, meta_groups=kit.GROUPS, meta_names=kit.NAMES,
-                                  method="shapley_sampling", n_samples=30)
+    exact = clinical_attributions(
+        net,
+        image,
+        meta,
+        target=labels,
+        meta_groups=kit.GROUPS,
+        meta_names=kit.NAMES,
+        method="shapley_sampling",
+        n_samples=30,
+    )
     torch.testing.assert_close(exact.values.sum(1), delta, atol=1e-5, rtol=1e-4)  # exact efficiency
     records = attr.as_records()
     assert list(records[0]) == kit.NAMES
@@ -94,11 +114,13 @@ def test_baselines_and_clear_errors():
     net = AdditiveMetaNet().eval()
     image, meta = torch.randn(2, 3, 8, 8), _meta()
     missing = clinical_attributions(net, image, meta, 0, GROUPS, method="kernel_shap", output="logit", n_samples=30)
-    zeros = clinical_attributions(net, image, meta, 0, GROUPS, method="kernel_shap", output="logit", n_samples=30,
-                                  baseline="zeros")
+    zeros = clinical_attributions(
+        net, image, meta, 0, GROUPS, method="kernel_shap", output="logit", n_samples=30, baseline="zeros"
+    )
     assert zeros.baseline == "zeros" and not torch.allclose(missing.values, zeros.values)
-    custom = clinical_attributions(net, image, meta, 0, GROUPS, method="kernel_shap", output="logit", n_samples=30,
-                                   baseline=meta[0])
+    custom = clinical_attributions(
+        net, image, meta, 0, GROUPS, method="kernel_shap", output="logit", n_samples=30, baseline=meta[0]
+    )
     assert custom.baseline == "custom" and custom.values[0].abs().max() < 1e-5  # sample 0 == baseline
     with pytest.raises(ValueError, match="columns"):
         clinical_attributions(net, image, meta, 0, GROUPS, baseline=torch.zeros(4))

@@ -1,5 +1,6 @@
 """The figures as matplotlib objects: the heatmap grid has image | mask | overlay columns and one row per image,
 titled with the predicted and true class; the feature chart names the clinical features."""
+
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
@@ -24,10 +25,17 @@ def _report(kit, n=3):
     x, masks, labels = kit.lesion_batch(n, 3, kit.SIZE, seed=5)
     meta = kit.one_hot_meta(labels, seed=5)
     batch = {"image": x, "label": labels, "meta": meta, "mask": masks, "sample_id": [f"id{i}" for i in range(n)]}
-    return explain_batches(kit.make_net("mammo_xattn"), [batch], n=n, class_names=["benign", "malignant", "other"],
-                           meta_groups=kit.GROUPS, meta_names=kit.NAMES, methods=["gradcam", "kernel_shap"],
-                           settings=ExplainSettings(n_samples=16, deletion_steps=3, randomization=False),
-                           progress=False)
+    return explain_batches(
+        kit.make_net("mammo_xattn"),
+        [batch],
+        n=n,
+        class_names=["benign", "malignant", "other"],
+        meta_groups=kit.GROUPS,
+        meta_names=kit.NAMES,
+        methods=["gradcam", "kernel_shap"],
+        settings=ExplainSettings(n_samples=16, deletion_steps=3, randomization=False),
+        progress=False,
+    )
 
 
 def test_heatmap_grid_has_image_mask_overlay_per_row_with_predicted_and_true_class(kit, closing):
@@ -40,8 +48,15 @@ def test_heatmap_grid_has_image_mask_overlay_per_row_with_predicted_and_true_cla
         assert f"pred {row['pred_name']} ({row['prob']:.2f})" in title and f"true {row['label_name']}" in title
 
     images, masks, maps = fig_data["image"], fig_data["mask"], fig_data["maps"]["gradcam/image"]
-    fig = heatmap_grid_figure(images, maps, titles, masks, method="gradcam/image",
-                              captions=fig_data["captions"]["gradcam/image"], to_rgb=denormalise)
+    fig = heatmap_grid_figure(
+        images,
+        maps,
+        titles,
+        masks,
+        method="gradcam/image",
+        captions=fig_data["captions"]["gradcam/image"],
+        to_rgb=denormalise,
+    )
     closing(fig)
     axes = np.array(fig.axes).reshape(3, 3)  # one row per image, three columns
     assert fig._suptitle.get_text() == "gradcam/image: image | mask | heatmap"
@@ -126,9 +141,17 @@ def test_segmentation_titles_replace_classes(kit, closing):
     maps = torch.rand(2, 16, 16)
     outline = torch.zeros(2, 16, 16)
     outline[:, 4:10, 4:10] = 1
-    fig = heatmap_grid_figure(images, maps, ["a: Dice 0.91 (pred area 0.14)", "b: Dice 0.50 (pred area 0.14)"],
-                              outline[:, None], method="seg_gradcam/decoder", outlines=outline)
+    fig = heatmap_grid_figure(
+        images,
+        maps,
+        ["a: Dice 0.91 (pred area 0.14)", "b: Dice 0.50 (pred area 0.14)"],
+        outline[:, None],
+        method="seg_gradcam/decoder",
+        outlines=outline,
+    )
     closing(fig)
-    assert [ax.get_title(loc="left") for ax in fig.axes[::3]] == ["a: Dice 0.91 (pred area 0.14)",
-                                                                 "b: Dice 0.50 (pred area 0.14)"]
+    assert [ax.get_title(loc="left") for ax in fig.axes[::3]] == [
+        "a: Dice 0.91 (pred area 0.14)",
+        "b: Dice 0.50 (pred area 0.14)",
+    ]
     assert fig.axes[2].collections and fig.axes[5].collections  # predicted-lesion contour on each overlay

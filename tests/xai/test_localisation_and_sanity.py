@@ -4,6 +4,7 @@ and the same architecture with re-initialised weights gives measurably different
 Data: ``dermfuse_data.synthetic.draw_lesion`` at 48-64 px, three classes told apart by the lesion's
 colour/texture (so the evidence is on the lesion), held-out images for the scores.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -29,14 +30,20 @@ class TinyLesionCNN(nn.Module):
     def __init__(self, num_classes: int = 3) -> None:
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(3, 16, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(16, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 32, 3, padding=1),
+            nn.ReLU(),
         )
         self.head = nn.Linear(32, num_classes)
 
-    def forward(self, image: torch.Tensor, meta: torch.Tensor | None = None,
-                mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def forward(
+        self, image: torch.Tensor, meta: torch.Tensor | None = None, mask: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
         return {"logits": self.head(self.features(image).mean(dim=(2, 3)))}
 
     def cam_layers(self) -> dict[str, nn.Module]:
@@ -134,8 +141,16 @@ def mammo_and_data(kit):
     meta = kit.one_hot_meta(torch.randint(0, 3, (96,), generator=g), seed=2)
     meta_test = kit.one_hot_meta(torch.randint(0, 3, (24,), generator=g), seed=3)
     torch.manual_seed(0)
-    net = MammoXAttn(num_classes=3, meta_groups=kit.GROUPS, meta_names=kit.NAMES, backbone="resnet10t",
-                     pretrained=False, latent_dim=32, num_heads=2, fusion="cross")
+    net = MammoXAttn(
+        num_classes=3,
+        meta_groups=kit.GROUPS,
+        meta_names=kit.NAMES,
+        backbone="resnet10t",
+        pretrained=False,
+        latent_dim=32,
+        num_heads=2,
+        fusion="cross",
+    )
     model = LogitsModel(net).train()
     opt = torch.optim.Adam(net.parameters(), lr=2e-3)
     for _ in range(30):

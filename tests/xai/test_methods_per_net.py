@@ -4,6 +4,7 @@ so that maps are those of a model that has learnt something (a random net's Grad
 
 The segmentation nets (EAM-Net, DualNet's Deep-UNet) get Seg-Grad-CAM: tests/xai/test_segmentation.py.
 """
+
 from __future__ import annotations
 
 import pytest
@@ -146,6 +147,7 @@ def test_methods_that_do_not_fit_are_refused_with_a_reason(fitted, batch, kit):
         check_methods(fitted("msvit"), ["smoothgrad"], kit.GROUPS)
     from dermfuse_models.nets.vitatt import ViTAtt
 
-    image_only = ViTAtt(num_classes=3, meta_groups=kit.GROUPS, backbone="test_vit", img_size=kit.SIZE,
-                        use_metadata=False)  # the paper's image-only ablation: nothing to attribute
+    image_only = ViTAtt(
+        num_classes=3, meta_groups=kit.GROUPS, backbone="test_vit", img_size=kit.SIZE, use_metadata=False
+    )  # the paper's image-only ablation: nothing to attribute
     assert default_methods(image_only, kit.GROUPS) == ["relevancy", "rollout"]

@@ -1,4 +1,5 @@
 """Localisation, deletion faithfulness, rank agreement and model randomisation: known answers on toy maps."""
+
 from __future__ import annotations
 
 import math

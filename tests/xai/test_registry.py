@@ -4,6 +4,7 @@ A toy gradient-x-input map and a toy clinical-feature score are registered in a 
 monkeypatched, nothing is added to the package) and ``explain_batches`` / ``write_report`` run, score and
 write them with no other edit.
 """
+
 from __future__ import annotations
 
 import csv
@@ -45,8 +46,9 @@ def _grad_x_input(net: nn.Module, inputs: MethodInputs) -> MethodResult:
 def _meta_presence(net: nn.Module, inputs: MethodInputs) -> MethodResult:
     """1 per clinical feature whose value is known (its missing indicator is off)."""
     ends = torch.cumsum(torch.tensor(inputs.meta_groups), 0) - 1
-    return MethodResult(features={TOY_FEATURES: FeatureScores(list(inputs.meta_names), 1 - inputs.meta[:, ends].cpu(),
-                                                              {})})
+    return MethodResult(
+        features={TOY_FEATURES: FeatureScores(list(inputs.meta_names), 1 - inputs.meta[:, ends].cpu(), {})}
+    )
 
 
 @pytest.fixture
@@ -61,12 +63,21 @@ def toys(monkeypatch):
 
         return wrapped
 
-    toy_map = ExplanationMethod(name=TOY_MAP, task="classification", run=counted(TOY_MAP, _grad_x_input),
-                                convention="toy: |gradient x input| of the target logit, summed over colours")
-    toy_features = ExplanationMethod(name=TOY_FEATURES, task="classification",
-                                     run=counted(TOY_FEATURES, _meta_presence), yields_maps=False, default=False,
-                                     applies=lambda net, ctx: None if ctx.meta_groups else "no clinical features",
-                                     convention="toy: 1 where the feature is known")
+    toy_map = ExplanationMethod(
+        name=TOY_MAP,
+        task="classification",
+        run=counted(TOY_MAP, _grad_x_input),
+        convention="toy: |gradient x input| of the target logit, summed over colours",
+    )
+    toy_features = ExplanationMethod(
+        name=TOY_FEATURES,
+        task="classification",
+        run=counted(TOY_FEATURES, _meta_presence),
+        yields_maps=False,
+        default=False,
+        applies=lambda net, ctx: None if ctx.meta_groups else "no clinical features",
+        convention="toy: 1 where the feature is known",
+    )
     monkeypatch.setattr(registry, "REGISTRY", [*registry.REGISTRY, toy_map, toy_features])
     return calls
 
@@ -74,8 +85,10 @@ def toys(monkeypatch):
 def _batches(kit, n: int = 3):
     x, masks, labels = kit.lesion_batch(n, 3, kit.SIZE, seed=13)
     meta = kit.one_hot_meta(labels, seed=13)
-    return [{"image": x[:2], "mask": masks[:2], "label": labels[:2], "meta": meta[:2], "sample_id": ["a", "b"]},
-            {"image": x[2:], "mask": masks[2:], "label": labels[2:], "meta": meta[2:], "sample_id": ["c"]}]
+    return [
+        {"image": x[:2], "mask": masks[:2], "label": labels[:2], "meta": meta[:2], "sample_id": ["a", "b"]},
+        {"image": x[2:], "mask": masks[2:], "label": labels[2:], "meta": meta[2:], "sample_id": ["c"]},
+    ]
 
 
 def test_a_registered_method_is_run_scored_and_written_with_no_other_edit(toys, fitted, kit, tmp_path):
@@ -85,16 +98,29 @@ def test_a_registered_method_is_run_scored_and_written_with_no_other_edit(toys, 
     with pytest.raises(ValueError, match=f"'{TOY_FEATURES}' does not fit .*no clinical features"):
         check_methods(net, [TOY_FEATURES], None)  # its own reason, through the same query
 
-    report = explain_batches(net, _batches(kit), n=3, methods=["gradcam", TOY_MAP, TOY_FEATURES],
-                             meta_groups=kit.GROUPS, meta_names=kit.NAMES,
-                             settings=ExplainSettings(deletion_steps=4), progress=False)
+    report = explain_batches(
+        net,
+        _batches(kit),
+        n=3,
+        methods=["gradcam", TOY_MAP, TOY_FEATURES],
+        meta_groups=kit.GROUPS,
+        meta_names=kit.NAMES,
+        settings=ExplainSettings(deletion_steps=4),
+        progress=False,
+    )
     assert toys == {TOY_MAP: 2 * 2, TOY_FEATURES: 2}  # 2 batches; maps also on the randomised net, features not
     assert report.map_names == ["gradcam/features", TOY_MAP]
     rows = [r for r in report.rows if r["map"] == TOY_MAP]
     assert [r["sample_id"] for r in rows] == ["a", "b", "c"]
     for row in rows:  # localisation, deletion and randomisation, like any built-in map
-        for key in ("energy_in_mask", "pointing_hit", "mask_fraction", "deletion_auc", "deletion_auc_gain",
-                    "randomization_spearman"):
+        for key in (
+            "energy_in_mask",
+            "pointing_hit",
+            "mask_fraction",
+            "deletion_auc",
+            "deletion_auc_gain",
+            "randomization_spearman",
+        ):
             assert math.isfinite(row[key]), key
     assert report.means[TOY_MAP]["n_images"] == 3
     assert report.features[TOY_FEATURES]["names"] == kit.NAMES
@@ -115,17 +141,37 @@ def test_a_registered_method_is_run_scored_and_written_with_no_other_edit(toys, 
 
 def test_the_registry_lists_each_method_once_with_its_task_and_convention():
     names = method_names()
-    assert names == ["gradcam", "seg_gradcam", "relevancy", "rollout", "cross_attention", "kernel_shap",
-                     "shapley_sampling", "gradient_shap", "lime"]
+    assert names == [
+        "gradcam",
+        "seg_gradcam",
+        "relevancy",
+        "rollout",
+        "cross_attention",
+        "kernel_shap",
+        "shapley_sampling",
+        "gradient_shap",
+        "lime",
+    ]
     assert TOY_MAP not in names  # the toys live in the fixture only
     assert len(set(names)) == len(names)
     for method in registry.REGISTRY:
         assert method.task in ("classification", "segmentation") and method.convention, method.name
     assert [m.name for m in registry.REGISTRY if not m.yields_maps] == [
-        "kernel_shap", "shapley_sampling", "gradient_shap", "lime"]
+        "kernel_shap",
+        "shapley_sampling",
+        "gradient_shap",
+        "lime",
+    ]
     assert [m.name for m in registry.REGISTRY if not m.default] == ["shapley_sampling", "gradient_shap"]
-    assert list(conventions()) == ["target", *names, "feature_sign", "energy_in_mask", "pointing_hit", "deletion_auc",
-                                   "randomization_spearman"]
+    assert list(conventions()) == [
+        "target",
+        *names,
+        "feature_sign",
+        "energy_in_mask",
+        "pointing_hit",
+        "deletion_auc",
+        "randomization_spearman",
+    ]
 
 
 def test_unknown_and_wrong_task_methods_name_what_to_use_instead(kit):

@@ -2,6 +2,7 @@
 varying per image, the target is the lesion logits summed over the predicted mask, the maps of briefly trained
 nets lie on the lesion and change under model randomisation, and the report/figures speak Dice, not classes.
 EAM-Net's CMAM channel-attention maps are never shown as spatial heatmaps."""
+
 from __future__ import annotations
 
 import csv
@@ -54,8 +55,12 @@ def test_segmentation_nets_get_seg_gradcam_only(kind, kit):
     assert default_methods(net, kit.GROUPS) == ["seg_gradcam"]
     assert set(seg_cam_layers_of(net)) == {"bottleneck", "decoder"}
     cross_reason = "channel attention" if kind == "eamnet" else "segmentation net"
-    for method, reason in (("gradcam", "segmentation net"), ("cross_attention", cross_reason),
-                           ("kernel_shap", "segmentation net"), ("relevancy", "segmentation net")):
+    for method, reason in (
+        ("gradcam", "segmentation net"),
+        ("cross_attention", cross_reason),
+        ("kernel_shap", "segmentation net"),
+        ("relevancy", "segmentation net"),
+    ):
         with pytest.raises(ValueError, match=f"'{method}' does not fit {type(net).__name__}: .*{reason}"):
             check_methods(net, [method], kit.GROUPS)
     assert check_methods(net, ["seg_gradcam"], None) == ["seg_gradcam"]
@@ -147,10 +152,13 @@ def test_seg_gradcam_of_a_trained_segmenter_lies_on_the_lesion_and_fails_randomi
 def test_explaining_an_eamnet_end_to_end_reports_dice_and_scores(fitted, kit, tmp_path):
     net = fitted("eamnet")
     x, masks, labels = kit.lesion_batch(3, 3, kit.SIZE, seed=31)
-    batches = [{"image": x[:2], "mask": masks[:2], "label": labels[:2], "sample_id": ["a", "b"]},
-               {"image": x[2:], "mask": masks[2:], "label": labels[2:], "sample_id": ["c"]}]
-    report = explain_batches(net, batches, n=3, class_names=["x", "y", "z"],
-                             settings=ExplainSettings(deletion_steps=5), progress=False)
+    batches = [
+        {"image": x[:2], "mask": masks[:2], "label": labels[:2], "sample_id": ["a", "b"]},
+        {"image": x[2:], "mask": masks[2:], "label": labels[2:], "sample_id": ["c"]},
+    ]
+    report = explain_batches(
+        net, batches, n=3, class_names=["x", "y", "z"], settings=ExplainSettings(deletion_steps=5), progress=False
+    )
     assert report.task == "segmentation" and report.methods == ["seg_gradcam"]
     assert report.map_names == ["seg_gradcam/bottleneck", "seg_gradcam/decoder"]
     assert len(report.rows) == 3 * 2
@@ -170,8 +178,10 @@ def test_explaining_an_eamnet_end_to_end_reports_dice_and_scores(fitted, kit, tm
     assert titles[0].startswith("a: Dice ") and f"{float(expected_dice[0]):.2f}" in titles[0]
 
     written = write_report(report, tmp_path / "explain")
-    assert {k for k in written if k.startswith("figure:")} == {"figure:seg_gradcam/bottleneck",
-                                                                "figure:seg_gradcam/decoder"}
+    assert {k for k in written if k.startswith("figure:")} == {
+        "figure:seg_gradcam/bottleneck",
+        "figure:seg_gradcam/decoder",
+    }
     payload = json.loads(written["json"].read_text())
     assert payload["task"] == "segmentation" and "seg_gradcam" in payload["conventions"]
     with written["csv"].open() as fh:
@@ -179,9 +189,14 @@ def test_explaining_an_eamnet_end_to_end_reports_dice_and_scores(fitted, kit, tm
     assert len(rows) == 6 and {"sample_id", "dice", "pred_area", "map", *SCORE_KEYS} <= set(rows[0])
     assert "pred_name" not in rows[0]
 
-    fig = heatmap_grid_figure(report.figures["image"], report.figures["maps"]["seg_gradcam/decoder"], titles,
-                              report.figures["mask"], method="seg_gradcam/decoder",
-                              outlines=report.figures["outline"])
+    fig = heatmap_grid_figure(
+        report.figures["image"],
+        report.figures["maps"]["seg_gradcam/decoder"],
+        titles,
+        report.figures["mask"],
+        method="seg_gradcam/decoder",
+        outlines=report.figures["outline"],
+    )
     try:
         axes = fig.axes
         assert len(axes) == 3 * 3
@@ -199,8 +214,9 @@ def test_label_target_explains_the_true_mask_and_needs_masks(fitted, kit):
     net = fitted("deepunet")
     x, masks, labels = kit.lesion_batch(2, 3, kit.SIZE, seed=41)
     settings = ExplainSettings(target="label", deletion_steps=3, randomization=False)
-    report = explain_batches(net, [{"image": x, "mask": masks, "label": labels}], n=2, settings=settings,
-                             progress=False)
+    report = explain_batches(
+        net, [{"image": x, "mask": masks, "label": labels}], n=2, settings=settings, progress=False
+    )
     assert {r["target"] for r in report.rows} == {"label"}
     cam = seg_grad_cam(net, x, masks, layer="decoder")
     got = report.figures["maps"]["seg_gradcam/decoder"]
@@ -226,5 +242,11 @@ def test_an_undeclared_pixel_output_net_is_one_clear_error(kit):
         explain_batches(PixelNet(), [{"image": x, "mask": masks, "label": labels}], n=2, progress=False)
     # told it is a segmentation net, it is refused Seg-Grad-CAM for want of seg_cam_layers()
     with pytest.raises(ValueError, match="'seg_gradcam' does not fit PixelNet: .*seg_cam_layers"):
-        explain_batches(PixelNet(), [{"image": x, "mask": masks, "label": labels}], n=2, methods=["seg_gradcam"],
-                        task="segmentation", progress=False)
+        explain_batches(
+            PixelNet(),
+            [{"image": x, "mask": masks, "label": labels}],
+            n=2,
+            methods=["seg_gradcam"],
+            task="segmentation",
+            progress=False,
+        )
