@@ -18,7 +18,7 @@ from PIL import Image
 
 from dermfuse_data.cache import open_or_build
 from dermfuse_data.images import load_image
-from dermfuse_data.synthetic import draw_lesion
+from dermfuse_data.synthetic.lesions import draw_lesion
 
 
 def _rate(fn, rows) -> float:

@@ -19,7 +19,7 @@ meta_<column>      string      raw metadata cell, null where the publisher left 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -38,6 +38,32 @@ CORE_FIELDS: list[pa.Field] = [
 CORE_COLUMNS = [f.name for f in CORE_FIELDS]
 META_PREFIX = "meta_"
 SPLITS = ("train", "val", "test")
+
+
+def sample_row(
+    sample_id: str,
+    image_path: Any,
+    label: int,
+    classes: Sequence[str],
+    group_id: str | None = None,
+    mask_path: Any = None,
+    official_split: str | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> dict:
+    """One row of the common table: ``label_name`` from ``classes``, ``group_id`` defaulting to the sample itself.
+
+    ``meta``: raw metadata cells, keyed ``meta_<column>`` or ``<column>`` (:func:`build_table` takes either).
+    """
+    return {
+        "sample_id": sample_id,
+        "image_path": str(image_path),
+        "label": int(label),
+        "label_name": classes[label],
+        "group_id": sample_id if group_id is None else group_id,
+        "mask_path": None if mask_path is None else str(mask_path),
+        "official_split": official_split,
+        **(meta or {}),
+    }
 
 
 def build_table(rows: Iterable[Mapping[str, Any]], meta_columns: Iterable[str] = ()) -> pa.Table:

@@ -69,10 +69,7 @@ def _download_errors() -> tuple[type[BaseException], ...]:
 
 
 def create_encoder(
-    name: str,
-    pretrained: bool = False,
-    weights_path: str | os.PathLike[str] | None = None,
-    **timm_kwargs: Any,
+    name: str, pretrained: bool = False, weights_path: str | os.PathLike[str] | None = None, **timm_kwargs: Any
 ) -> nn.Module:
     """Create a timm model, optionally with pretrained weights from the hub or a local file.
 

@@ -23,14 +23,7 @@ from dermfuse_xai.methods.feature_attribution import (
 )
 from dermfuse_xai.methods.gradcam import RegionScore, grad_cam, seg_grad_cam
 from dermfuse_xai.methods.relevancy import TokenRelevance, attention_rollout, transformer_relevancy
-from dermfuse_xai.metrics import (
-    deletion_curve,
-    deletion_scores,
-    energy_in_mask,
-    mask_fraction,
-    pointing_hit,
-    spearman,
-)
+from dermfuse_xai.metrics import deletion_curve, deletion_scores, energy_in_mask, mask_fraction, pointing_hit, spearman
 from dermfuse_xai.model_io import LogitsModel, cam_layers_of, seg_cam_layers_of
 from dermfuse_xai.regions import dice, predicted_region
 from dermfuse_xai.report import ExplainReport, write_report

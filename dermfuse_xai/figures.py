@@ -87,21 +87,9 @@ def heatmap_grid_figure(
     return fig
 
 
-def save_heatmap_grid(
-    path: str | Path,
-    images: torch.Tensor,
-    maps: torch.Tensor,
-    titles: list[str],
-    masks: torch.Tensor | None = None,
-    method: str = "",
-    alpha: float = 0.5,
-    captions: list[str] | None = None,
-    outlines: torch.Tensor | None = None,
-    to_rgb: ToRGB | None = None,
-) -> Path:
-    """Write :func:`heatmap_grid_figure` as a PNG at ``path`` (folders are created)."""
-    fig = heatmap_grid_figure(images, maps, titles, masks, method, alpha, captions, outlines, to_rgb)
-    return _save(fig, path)
+def save_heatmap_grid(path: str | Path, *args, **kwargs) -> Path:
+    """Write :func:`heatmap_grid_figure` (same arguments after ``path``) as a PNG at ``path`` (folders are created)."""
+    return _save(heatmap_grid_figure(*args, **kwargs), path)
 
 
 def _save(fig: Figure, path: str | Path) -> Path:

@@ -62,7 +62,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from dermfuse_data.errors import DatasetError
-from dermfuse_data.schema import build_table
+from dermfuse_data.schema import build_table, sample_row
 from dermfuse_data.sources.base import MISSING_TOKENS, DatasetSource, MetaFeature
 from dermfuse_data.sources.publisher_files import choice_option, dataset_root, read_csv, shown
 
@@ -72,15 +72,8 @@ PATHOLOGY_LABELS = {"BENIGN": 0, "BENIGN_WITHOUT_CALLBACK": 0, "MALIGNANT": 1}
 ABNORMALITY_TYPES = ("mass", "calc")
 OFFICIAL_SPLITS = ("train", "test")
 #: the 14 columns of the mass / calc case-description CSVs, in the publisher's order
-MASS_COLUMNS = (
-    "patient_id",
-    "breast_density",
-    "left or right breast",
-    "image view",
-    "abnormality id",
-    "abnormality type",
-    "mass shape",
-    "mass margins",
+_SIDE_VIEW_ID_TYPE = ("left or right breast", "image view", "abnormality id", "abnormality type")
+_ASSESSMENT_TO_FILES = (
     "assessment",
     "pathology",
     "subtlety",
@@ -88,21 +81,22 @@ MASS_COLUMNS = (
     "cropped image file path",
     "ROI mask file path",
 )
+# the publisher spells the density column differently in the two files
+MASS_COLUMNS = (
+    "patient_id",
+    "breast_density",
+    *_SIDE_VIEW_ID_TYPE,
+    "mass shape",
+    "mass margins",
+    *_ASSESSMENT_TO_FILES,
+)
 CALC_COLUMNS = (
     "patient_id",
     "breast density",
-    "left or right breast",
-    "image view",
-    "abnormality id",
-    "abnormality type",
+    *_SIDE_VIEW_ID_TYPE,
     "calc type",
     "calc distribution",
-    "assessment",
-    "pathology",
-    "subtlety",
-    "image file path",
-    "cropped image file path",
-    "ROI mask file path",
+    *_ASSESSMENT_TO_FILES,
 )
 COLUMNS = {"mass": MASS_COLUMNS, "calc": CALC_COLUMNS}
 #: the density column's two published spellings (either is accepted in either file)
@@ -486,17 +480,7 @@ def read(root: str | Path, abnormality: str = "both", view: str = "full") -> pa.
     files_of = _resolve_files(records, folders, view)
     out = []
     for rec, (image, mask) in zip(records, files_of):
-        row = {
-            "sample_id": rec.sample_id,
-            "image_path": str(image),
-            "mask_path": None if mask is None else str(mask),
-            "label": rec.label,
-            "label_name": CLASSES[rec.label],
-            "group_id": rec.patient,
-            "official_split": rec.split,
-        }
-        row.update({"meta_" + k: v for k, v in rec.meta.items()})
-        out.append(row)
+        out.append(sample_row(rec.sample_id, image, rec.label, CLASSES, rec.patient, mask, rec.split, rec.meta))
     extra = sorted({k for rec in records for k in rec.meta} - set(META_COLUMNS))
     return build_table(out, list(META_COLUMNS) + extra)
 

@@ -27,10 +27,11 @@ from pathlib import Path
 import pyarrow as pa
 
 from dermfuse_data.errors import DatasetError
-from dermfuse_data.schema import build_table
+from dermfuse_data.schema import build_table, sample_row
 from dermfuse_data.sources.base import DatasetSource, MetaFeature
 from dermfuse_data.sources.publisher_files import (
     absent_images_error,
+    class_cell,
     dataset_root,
     index_images,
     listed_ids,
@@ -131,30 +132,12 @@ def read(root: str | Path, **options) -> pa.Table:
     out, absent = [], []
     for line, image_id, cells in listed_ids(table, "image_id"):
         lesion_id = required_cell(table, line, cells, "lesion_id")
-        dx = cells[table.col["dx"]]
-        if dx.strip().lower() not in CLASSES:
-            raise DatasetError(
-                f"unknown dx {dx!r} in column 'dx' (image_id {image_id})",
-                path=meta_path,
-                row=line,
-                hint=f"HAM10000 dx codes are {list(CLASSES)}; fix the value or drop the row",
-            )
+        label = class_cell(table, line, cells, "dx", CLASSES, f"image_id {image_id}", "HAM10000 dx codes")
         image = images.get(image_id + ".jpg")
         if image is None:
             absent.append(image_id)
             continue
-        label = CLASSES.index(dx.strip().lower())
-        out.append(
-            {
-                "sample_id": image_id,
-                "image_path": image,
-                "label": label,
-                "label_name": CLASSES[label],
-                "group_id": lesion_id,
-                "official_split": None,
-                **meta_cells(table, cells, meta_names),
-            }
-        )
+        out.append(sample_row(image_id, image, label, CLASSES, lesion_id, meta=meta_cells(table, cells, meta_names)))
     if absent:
         raise absent_images_error(
             absent,

@@ -26,7 +26,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from dermfuse_data.errors import DatasetError
-from dermfuse_data.schema import build_table
+from dermfuse_data.schema import build_table, sample_row
 from dermfuse_data.sources.base import DatasetSource, MetaFeature
 from dermfuse_data.sources.publisher_files import (
     SPLITS_OPTION_HELP,
@@ -54,10 +54,7 @@ DOWNLOAD_HINT = (
     "the ISIC-2017_<Split>_Data, _Part1_GroundTruth and _Part3_GroundTruth.csv files "
     "of each split, unzipped side by side into one folder"
 )
-FEATURES = (
-    MetaFeature("age_approximate", "age_approximate", "numeric"),
-    MetaFeature("sex", "sex", "categorical"),
-)
+FEATURES = (MetaFeature("age_approximate", "age_approximate", "numeric"), MetaFeature("sex", "sex", "categorical"))
 
 
 def data_dir(root: Path, split: str) -> Path:
@@ -169,18 +166,7 @@ def _split_rows(root: Path, split: str) -> tuple[list[dict], list[str], list[str
             no_image.append(image_id)
         if masks is not None and mask is None:
             no_mask.append(image_id)
-        rows.append(
-            {
-                "sample_id": image_id,
-                "image_path": str(image),
-                "label": label,
-                "label_name": CLASSES[label],
-                "group_id": image_id,
-                "official_split": split,
-                "mask_path": None if mask is None else str(mask),
-                **meta.get(image_id, {}),
-            }
-        )
+        rows.append(sample_row(image_id, image, label, CLASSES, None, mask, split, meta.get(image_id, {})))
     return rows, names, no_image, no_mask
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from dermfuse_data.errors import DatasetError
-from dermfuse_data.schema import build_table
+from dermfuse_data.schema import build_table, sample_row
 from dermfuse_data.sources.base import DatasetSource
 from dermfuse_data.sources.publisher_files import (
     SPLITS_OPTION_HELP,
@@ -91,18 +91,7 @@ def _split_rows(root: Path, split: str) -> list[dict]:
             hint="unzip the whole image archive of this split, or check that the ground-truth folder "
             "belongs to this split",
         )
-    return [
-        {
-            "sample_id": i,
-            "image_path": str(images[i]),
-            "mask_path": str(masks[i]),
-            "label": 0,
-            "label_name": CLASSES[0],
-            "group_id": i,
-            "official_split": split,
-        }
-        for i in sorted(images)
-    ]
+    return [sample_row(i, images[i], 0, CLASSES, mask_path=masks[i], official_split=split) for i in sorted(images)]
 
 
 def read(root: str | Path, splits: str | Iterable[str] | None = None) -> pa.Table:

@@ -31,7 +31,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from dermfuse_data.errors import DatasetError
-from dermfuse_data.schema import build_table
+from dermfuse_data.schema import build_table, sample_row
 from dermfuse_data.sources.base import DatasetSource, MetaFeature
 from dermfuse_data.sources.publisher_files import (
     absent_images_error,
@@ -79,7 +79,7 @@ DOWNLOAD_HINT = (
 OPTIONS = {
     "exclude_ham10000": "bool (default false; 'true'/'false' from the command line): drop the 10015 "
     "HAM10000 images (ISIC_0024306..ISIC_0034320, meta_in_ham10000=true), e.g. "
-    "for cross-dataset evaluation of a model trained on HAM10000",
+    "for cross-dataset evaluation of a model trained on HAM10000"
 }
 
 FEATURES = (
@@ -200,18 +200,8 @@ def read(root: str | Path, **options) -> pa.Table:
             absent.append(image)
             continue
         cells = meta[image]
-        out.append(
-            {
-                "sample_id": image,
-                "image_path": path,
-                "label": label,
-                "label_name": CLASSES[label],
-                "group_id": (cells["meta_lesion_id"] or "").strip() or image,
-                "official_split": None,
-                "meta_in_ham10000": "true" if ham else "false",
-                **cells,
-            }
-        )
+        group = (cells["meta_lesion_id"] or "").strip() or image
+        out.append(sample_row(image, path, label, CLASSES, group, meta={**cells, "meta_in_ham10000": str(ham).lower()}))
     if absent:
         raise absent_images_error(
             absent,

@@ -22,10 +22,11 @@ from pathlib import Path
 import pyarrow as pa
 
 from dermfuse_data.errors import DatasetError
-from dermfuse_data.schema import build_table
+from dermfuse_data.schema import build_table, sample_row
 from dermfuse_data.sources.base import DatasetSource, MetaFeature
 from dermfuse_data.sources.publisher_files import (
     absent_images_error,
+    class_cell,
     dataset_root,
     index_images,
     listed_ids,
@@ -83,51 +84,9 @@ DOWNLOAD_HINT = (
     "pass the folder holding metadata.csv and images/imgs_part_{1,2,3}/"
 )
 
-_CATEGORICAL = (
-    "smoke",
-    "drink",
-    "background_father",
-    "background_mother",
-    "pesticide",
-    "gender",
-    "skin_cancer_history",
-    "cancer_history",
-    "has_piped_water",
-    "has_sewage_system",
-    "fitspatrick",
-    "region",
-    "itch",
-    "grew",
-    "hurt",
-    "changed",
-    "bleed",
-    "elevation",
-)
 _NUMERIC = ("age", "diameter_1", "diameter_2")
-_FEATURE_ORDER = (
-    "smoke",
-    "drink",
-    "background_father",
-    "background_mother",
-    "age",
-    "pesticide",
-    "gender",
-    "skin_cancer_history",
-    "cancer_history",
-    "has_piped_water",
-    "has_sewage_system",
-    "fitspatrick",
-    "region",
-    "diameter_1",
-    "diameter_2",
-    "itch",
-    "grew",
-    "hurt",
-    "changed",
-    "bleed",
-    "elevation",
-    "biopsed",
-)
+#: every metadata column is a clinical feature except the lesion id (groups live in patient_id)
+_FEATURE_ORDER = tuple(c for c in META_COLUMNS if c != "lesion_id")
 WHY_BIOPSED_LEAKS = (
     "biopsy is ordered for suspected cancers: in the published metadata.csv every BCC (845), SCC "
     "(192) and MEL (52) image is biopsed=True, while only 253 of the 1209 ACK/NEV/SEK images are "
@@ -182,30 +141,12 @@ def read(root: str | Path) -> pa.Table:
     out, absent = [], []
     for line, img_id, cells in listed_ids(table, "img_id"):
         patient = required_cell(table, line, cells, "patient_id")
-        diagnostic = cells[table.col["diagnostic"]]
-        if diagnostic.strip().upper() not in CLASSES:
-            raise DatasetError(
-                f"unknown diagnostic {diagnostic!r} in column 'diagnostic' (img_id {img_id})",
-                path=meta_path,
-                row=line,
-                hint=f"PAD-UFES-20 diagnostics are {list(CLASSES)}; fix the value or drop the row",
-            )
+        label = class_cell(table, line, cells, "diagnostic", CLASSES, f"img_id {img_id}", "PAD-UFES-20 diagnostics")
         image = images.get(img_id)
         if image is None:
             absent.append(img_id)
             continue
-        label = CLASSES.index(diagnostic.strip().upper())
-        out.append(
-            {
-                "sample_id": img_id,
-                "image_path": image,
-                "label": label,
-                "label_name": CLASSES[label],
-                "group_id": patient,
-                "official_split": None,
-                **meta_cells(table, cells, meta_names),
-            }
-        )
+        out.append(sample_row(img_id, image, label, CLASSES, patient, meta=meta_cells(table, cells, meta_names)))
     if absent:
         raise absent_images_error(
             absent,

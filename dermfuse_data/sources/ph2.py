@@ -42,7 +42,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from dermfuse_data.errors import DatasetError
-from dermfuse_data.schema import build_table
+from dermfuse_data.schema import build_table, sample_row
 from dermfuse_data.sources.base import DatasetSource, MetaFeature
 from dermfuse_data.sources.publisher_files import absent_images_error, choice_option, dataset_root, folder_holds
 
@@ -56,18 +56,12 @@ COLOURS = ("white", "red", "light_brown", "dark_brown", "blue_gray", "black")
 #: ``meta_*`` columns, the same for both metadata files
 META_COLUMNS = ("histological_diagnosis",) + CRITERIA + COLOURS
 #: header cells of the xlsx (first line of each cell; the rest is the legend, e.g. ``(0/1/2)``)
+_CRITERIA_HEADER = ("Asymmetry", "Pigment Network", "Dots/Globules", "Streaks", "Regression Areas", "Blue-Whitish Veil")
 XLSX_HEADER = (
     "Image Name",
     "Histological Diagnosis",
-    "Common Nevus",
-    "Atypical Nevus",
-    "Melanoma",
-    "Asymmetry",
-    "Pigment Network",
-    "Dots/Globules",
-    "Streaks",
-    "Regression Areas",
-    "Blue-Whitish Veil",
+    *CLASSES,
+    *_CRITERIA_HEADER,
     "White",
     "Red",
     "Light-Brown",
@@ -75,18 +69,7 @@ XLSX_HEADER = (
     "Blue-Gray",
     "Black",
 )
-TXT_HEADER = (
-    "Name",
-    "Histological Diagnosis",
-    "Clinical Diagnosis",
-    "Asymmetry",
-    "Pigment Network",
-    "Dots/Globules",
-    "Streaks",
-    "Regression Areas",
-    "Blue-Whitish Veil",
-    "Colors",
-)
+TXT_HEADER = ("Name", "Histological Diagnosis", "Clinical Diagnosis", *_CRITERIA_HEADER, "Colors")
 #: ``Colors`` codes of the text release
 COLOUR_CODES = {str(i + 1): name for i, name in enumerate(COLOURS)}
 METADATA_OPTIONS = ("auto", "xlsx", "txt")
@@ -421,16 +404,14 @@ def read(root: str | Path, metadata: str = "auto") -> pa.Table:
     if no_mask:
         raise _absent_error("mask", no_mask, len(records), listing, images)
     rows = [
-        {
-            "sample_id": r.image_id,
-            "image_path": str(image_path(images, r.image_id)),
-            "mask_path": str(mask_path(images, r.image_id)),
-            "label": r.label,
-            "label_name": CLASSES[r.label],
-            "group_id": r.image_id,
-            "official_split": None,
-            **{"meta_" + k: v for k, v in r.meta.items()},
-        }
+        sample_row(
+            r.image_id,
+            image_path(images, r.image_id),
+            r.label,
+            CLASSES,
+            mask_path=mask_path(images, r.image_id),
+            meta=r.meta,
+        )
         for r in records
     ]
     return build_table(rows, META_COLUMNS)

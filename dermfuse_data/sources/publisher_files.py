@@ -207,6 +207,26 @@ def required_cell(table: CsvFile, row: int, cells: list[str], column: str) -> st
     return value
 
 
+def class_cell(
+    table: CsvFile, row: int, cells: list[str], column: str, classes: Sequence[str], sample: str, what: str
+) -> int:
+    """Index in ``classes`` of the ``column`` cell (case-insensitive for lower/upper-case class codes).
+
+    An unknown value is a :class:`DatasetError` naming the file, row, column and sample, listing ``classes``
+    (``what``: how the dataset calls them, e.g. ``"HAM10000 dx codes"``).
+    """
+    value = cells[table.col[column]]
+    key = value.strip().upper() if all(c.isupper() for c in classes) else value.strip().lower()
+    if key not in classes:
+        raise DatasetError(
+            f"unknown {column} {value!r} in column {column!r} ({sample})",
+            path=table.path,
+            row=row,
+            hint=f"{what} are {list(classes)}; fix the value or drop the row",
+        )
+    return list(classes).index(key)
+
+
 def listed_ids(table: CsvFile, column: str) -> Iterator[tuple[int, str, list[str]]]:
     """``(row, id, cells)`` of every row, the id being the stripped ``column`` cell; an empty or
     repeated id raises :class:`DatasetError` (a repeat names both rows)."""

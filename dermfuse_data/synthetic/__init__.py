@@ -22,16 +22,6 @@ from pathlib import Path
 from types import ModuleType
 
 from dermfuse_data.sources import SOURCE_MODULES
-from dermfuse_data.synthetic.lesions import (
-    STYLES,
-    LesionStyle,
-    class_counts,
-    count_image_classes,
-    draw_lesion,
-    image_class_of,
-    lesion_style,
-    maybe_missing,
-)
 
 #: dataset name -> module under ``dermfuse_data.synthetic`` that defines ``write_miniature`` (named as the
 #: dataset's reader module under ``dermfuse_data.sources``)
@@ -82,19 +72,4 @@ def miniature_key(name: str) -> str:
     return digest.hexdigest()[:10]
 
 
-__all__ = [
-    "WRITER_MODULES",
-    "writer",
-    "write_synthetic",
-    "miniature_sources",
-    "miniature_key",
-    # the lesion helpers, also used by the model and explanation tests and the benchmarks
-    "LesionStyle",
-    "STYLES",
-    "lesion_style",
-    "image_class_of",
-    "count_image_classes",
-    "class_counts",
-    "maybe_missing",
-    "draw_lesion",
-]
+__all__ = ["WRITER_MODULES", "miniature_key", "miniature_sources", "write_synthetic", "writer"]

@@ -42,11 +42,7 @@ class ASPPBottleneck(nn.Module):
     """
 
     def __init__(
-        self,
-        in_channels: int,
-        out_channels: int = 256,
-        rates: Sequence[int] = (6, 12, 18),
-        enabled: bool = True,
+        self, in_channels: int, out_channels: int = 256, rates: Sequence[int] = (6, 12, 18), enabled: bool = True
     ) -> None:
         super().__init__()
         rates = tuple(int(r) for r in rates)

@@ -16,8 +16,8 @@ from dermfuse_data.errors import DatasetError
 from dermfuse_data.schema import CORE_COLUMNS, validate_table
 from dermfuse_data.sources.ham10000 import CLASSES, COLUMNS, IMAGE_FOLDERS, META_COLUMNS, METADATA_FILE, SOURCE
 from dermfuse_data.splits import crossing_groups, make_splits
-from dermfuse_data.synthetic import image_class_of
 from dermfuse_data.synthetic.ham10000 import METADATA_ONLY_PAIRS, write_miniature
+from dermfuse_data.synthetic.lesions import image_class_of
 from dermfuse_data.tabular import select_features
 from tests.data._support import (
     assert_unreadable,

@@ -22,8 +22,8 @@ from dermfuse_data.sources.isic2017 import (
     metadata_name,
 )
 from dermfuse_data.splits import crossing_groups, make_splits
-from dermfuse_data.synthetic import image_class_of
 from dermfuse_data.synthetic.isic2017 import METADATA_ONLY_PAIRS
+from dermfuse_data.synthetic.lesions import image_class_of
 from dermfuse_data.tabular import TabularEncoder, select_features
 from tests.data._support import (
     REAL_METADATA,

@@ -24,8 +24,8 @@ from dermfuse_data.sources.isic2019 import (
     in_ham10000,
 )
 from dermfuse_data.splits import crossing_groups, make_splits
-from dermfuse_data.synthetic import image_class_of
 from dermfuse_data.synthetic.isic2019 import METADATA_ONLY_PAIRS, write_miniature
+from dermfuse_data.synthetic.lesions import image_class_of
 from dermfuse_data.tabular import select_features
 from tests.data._support import (
     REAL_METADATA,

@@ -17,7 +17,7 @@ from PIL import Image
 from dermfuse_data.schema import CORE_COLUMNS, validate_table
 from dermfuse_data.sources.pad_ufes_20 import CLASSES, COLUMNS, META_COLUMNS, SOURCE
 from dermfuse_data.splits import make_splits
-from dermfuse_data.synthetic import image_class_of
+from dermfuse_data.synthetic.lesions import image_class_of
 from dermfuse_data.synthetic.pad_ufes_20 import METADATA_ONLY_PAIRS
 from tests.data._support import assert_unreadable, drop_column, edit_csv, read_csv, real_path, set_cell
 

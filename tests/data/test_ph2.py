@@ -27,7 +27,7 @@ from dermfuse_data.sources.ph2 import (
     read_xlsx,
 )
 from dermfuse_data.splits import crossing_groups, make_splits
-from dermfuse_data.synthetic import image_class_of
+from dermfuse_data.synthetic.lesions import image_class_of
 from dermfuse_data.synthetic.ph2 import METADATA_ONLY_PAIRS
 from dermfuse_data.tabular import select_features
 from tests.data._damage import cut

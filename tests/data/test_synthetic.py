@@ -10,19 +10,9 @@ import torch
 from PIL import Image
 
 from dermfuse_data.sources import SOURCE_MODULES
-from dermfuse_data.synthetic import (
-    STYLES,
-    WRITER_MODULES,
-    class_counts,
-    count_image_classes,
-    draw_lesion,
-    image_class_of,
-    miniature_key,
-    miniature_sources,
-    write_synthetic,
-    writer,
-)
+from dermfuse_data.synthetic import WRITER_MODULES, miniature_key, miniature_sources, write_synthetic, writer
 from dermfuse_data.synthetic.files import save_image
+from dermfuse_data.synthetic.lesions import STYLES, class_counts, count_image_classes, draw_lesion, image_class_of
 from tests.data._support import append_comment
 
 

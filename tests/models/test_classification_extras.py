@@ -6,32 +6,19 @@ from functools import partial
 import pytest
 import pytorch_lightning as pl
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 from torch.utils.data import DataLoader, Dataset
 
 from dermfuse_models.tasks.classification import ClassificationTask
 from dermfuse_models.tasks.classification_report import confusion_summary
+from tests.models._support import FixedLogitsNet, quiet_trainer
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # true 0,0,1,1,2,2 ; predicted 0,1,1,1,0,2
 LABELS = torch.tensor([0, 0, 1, 1, 2, 2])
 PREDS = torch.tensor([0, 1, 1, 1, 0, 2])
 EXPECTED_MATRIX = [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
-
-
-class FixedLogitsNet(nn.Module):
-    """Logits = the image's first pixel row (so tests choose the predictions)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.dummy = nn.Parameter(torch.zeros(()))
-
-    def forward(
-        self, image: torch.Tensor, meta: torch.Tensor | None = None, mask: torch.Tensor | None = None
-    ) -> dict[str, torch.Tensor]:
-        return {"logits": image[:, 0, 0, :3] + self.dummy}
 
 
 def _images(preds: torch.Tensor, scale: float = 5.0) -> torch.Tensor:
@@ -196,15 +183,7 @@ def test_aux_losses_are_logged_per_stage_with_their_batch_weighted_values():
         return sum(v * n for v, n in zip(values, sizes, strict=True)) / sum(sizes)
 
     task = ClassificationTask(net, num_classes=3, class_weights=None, optimizer=partial(torch.optim.Adam, lr=0.0))
-    trainer = pl.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
+    trainer = quiet_trainer(max_epochs=1, num_sanity_val_steps=0)
     loader = DataLoader(data, batch_size=3)
     trainer.fit(task, loader, loader)
     metrics = trainer.callback_metrics

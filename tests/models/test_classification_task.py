@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from dermfuse_models.protocol import ImageOnlyNet
 from dermfuse_models.tasks.classification import ClassificationTask
+from tests.models._support import FixedLogitsNet, quiet_trainer
 
 
 class TinyConvNet(nn.Module):
@@ -167,14 +168,7 @@ def test_fit_learns_above_chance_and_logs_metric_keys():
     task = ClassificationTask(
         TinyConvNet(), optimizer=partial(torch.optim.Adam, lr=0.05), class_names=["dark", "bright"]
     )
-    trainer = pl.Trainer(
-        max_epochs=3,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer(max_epochs=3)
     dm = BrightnessDataModule()
     trainer.fit(task, datamodule=dm)
     metrics = trainer.callback_metrics
@@ -196,19 +190,6 @@ def test_fit_learns_above_chance_and_logs_metric_keys():
     assert set(preds[0]) == {"sample_id", "probs", "label"}
     assert preds[0]["probs"].shape == (16, 2)
     torch.testing.assert_close(preds[0]["probs"].sum(-1), torch.ones(16))
-
-
-class FixedLogitsNet(nn.Module):
-    """Returns the logits stored in the batch image's first pixel row (for metric checks)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.dummy = nn.Parameter(torch.zeros(()))
-
-    def forward(
-        self, image: torch.Tensor, meta: torch.Tensor | None = None, mask: torch.Tensor | None = None
-    ) -> dict[str, torch.Tensor]:
-        return {"logits": image[:, 0, 0, :3] + self.dummy}
 
 
 def test_validation_metrics_values_and_keys():

@@ -13,13 +13,7 @@ PAPER_PARAMS = 4.6e6
 SMALL = dict(base_channels=8, blocks_per_stage=1, memory_size=8, fusion_channels=4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Small CPU tensors: one thread avoids oversubscription on shared CI runners."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _params(net: torch.nn.Module) -> int:

@@ -8,14 +8,7 @@ from dermfuse_models.blocks.cmam import CrossMixAttention
 from dermfuse_models.blocks.external_attention import ExternalAttentionBridge, double_normalize, topk_channel_mask
 from dermfuse_models.blocks.mrcf import MultiResolutionChannelFusion
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny CPU tensors: one thread avoids oversubscription on shared CI runners."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 def _assert_close(actual: torch.Tensor, expected: torch.Tensor, atol: float = 1e-5) -> None:

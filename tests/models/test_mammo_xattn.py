@@ -18,6 +18,7 @@ from dermfuse_models.encoders import create_encoder
 from dermfuse_models.nets.mammo_xattn import FUSIONS, MammoXAttn
 from dermfuse_models.runner.callbacks import FreezeBackbone
 from dermfuse_models.tasks.classification import ClassificationTask
+from tests.models._support import quiet_trainer
 
 GROUPS = [5, 9, 6, 15, 6]  # CBIS-DDSM density, mass shape/margins, calc type/distribution (+ missing flags)
 SMALL = "resnet10t"  # timm ResNet with layer4, fast on CPU
@@ -348,13 +349,8 @@ def _fit_with_freeze(freeze_mode: str) -> tuple[MammoXAttn, list[dict]]:
     net = _net("cross")
     task = ClassificationTask(net, class_weights=None, optimizer=partial(torch.optim.Adam, lr=1e-2))
     recorder = _Recorder()
-    trainer = pl.Trainer(
+    trainer = quiet_trainer(
         max_epochs=3,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         limit_val_batches=0,
         callbacks=[FreezeBackbone(unfreeze_at_epoch=1, lr_factor=0.1, freeze_mode=freeze_mode), recorder],
     )

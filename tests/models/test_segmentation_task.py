@@ -5,7 +5,6 @@ from functools import partial
 
 import numpy as np
 import pytest
-import pytorch_lightning as pl
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -14,19 +13,13 @@ from monai.networks.nets import BasicUNet
 from torch.utils.data import DataLoader, Dataset
 from torchmetrics.classification import BinaryStatScores
 
-from dermfuse_data.synthetic import draw_lesion
+from dermfuse_data.synthetic.lesions import draw_lesion
 from dermfuse_models.losses import halving_weights
 from dermfuse_models.protocol import ImageOnlyNet
 from dermfuse_models.tasks.segmentation import METRIC_NAMES, SegmentationTask, segmentation_scores
+from tests.models._support import quiet_trainer
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Small CPU tensors: one thread avoids oversubscription on shared CI runners."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 class LogitsFromImage(nn.Module):
@@ -211,15 +204,7 @@ def test_tiny_unet_learns_to_segment_synthetic_lesions():
     train, val = LesionMasks(96, seed=0), LesionMasks(32, seed=1)
     net = ImageOnlyNet(BasicUNet(spatial_dims=2, in_channels=3, out_channels=1, features=(8, 8, 16, 16, 32, 8)))
     task = SegmentationTask(net, optimizer=partial(torch.optim.Adam, lr=1e-2))
-    trainer = pl.Trainer(
-        max_epochs=8,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
+    trainer = quiet_trainer(max_epochs=8, num_sanity_val_steps=0)
     start = time.perf_counter()
     trainer.fit(task, DataLoader(train, batch_size=16, shuffle=True), DataLoader(val, batch_size=16))
     elapsed = time.perf_counter() - start
@@ -285,15 +270,7 @@ def test_loss_terms_and_aux_losses_are_logged_with_their_values():
             return {"image": images[i], "mask": masks[i]}
 
     task = SegmentationTask(LogitsFromImage(deep_sizes=(4, 8), aux=0.3), optimizer=partial(torch.optim.Adam, lr=0.0))
-    trainer = pl.Trainer(
-        max_epochs=1,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
+    trainer = quiet_trainer(max_epochs=1, num_sanity_val_steps=0)
     loader = DataLoader(Pairs(), batch_size=3)
     trainer.fit(task, loader, loader)
     metrics = {k: v.item() for k, v in trainer.callback_metrics.items()}

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from dermfuse_models.tasks.base import PLATEAU_MONITOR, DermTask
 from dermfuse_models.tasks.classification import ClassificationTask
 from dermfuse_models.tasks.segmentation import SegmentationTask
+from tests.models._support import quiet_trainer
 
 
 class ClassNet(nn.Module):
@@ -150,15 +151,7 @@ def test_cosine_follows_the_run_over_a_three_epoch_fit(kind):
     task = _task(
         kind, optimizer=partial(torch.optim.SGD, lr=0.1), lr_scheduler=partial(schedules.CosineAnnealingLR, T_max=3)
     )
-    trainer = pl.Trainer(
-        max_epochs=3,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[RecordLR()],
-    )
+    trainer = quiet_trainer(max_epochs=3, callbacks=[RecordLR()])
     loader = DataLoader(Samples(), batch_size=4)
     trainer.fit(task, loader, loader)
     assert lrs == pytest.approx([0.1 * (1 + math.cos(math.pi * e / 3)) / 2 for e in range(3)])

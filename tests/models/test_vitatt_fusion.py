@@ -25,6 +25,7 @@ import torch
 from dermfuse_data.datamodule import DermDataModule
 from dermfuse_models.nets.vitatt import ViTAtt
 from dermfuse_models.tasks.classification import ClassificationTask
+from tests.models._support import quiet_trainer
 
 SEEDS = (0, 1, 2)
 
@@ -48,15 +49,7 @@ def _val_bal_acc(use_metadata: bool, seed: int, cache_dir) -> float:
     task = ClassificationTask(
         net, num_classes=dm.num_classes, optimizer=partial(torch.optim.Adam, lr=1e-3), class_names=dm.class_names
     )
-    trainer = pl.Trainer(
-        max_epochs=20,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        deterministic=True,
-    )
+    trainer = quiet_trainer(max_epochs=20, deterministic=True)
     trainer.fit(task, datamodule=dm)
     return trainer.validate(task, datamodule=dm, verbose=False)[0]["val/bal_acc"]
 

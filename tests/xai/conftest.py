@@ -45,7 +45,7 @@ def lesion_batch(n: int, n_classes: int = 3, size: int = SIZE, seed: int = 0):
     whose class sets the lesion's colour/texture, normalised like the DataModule does, with masks."""
     import numpy as np
 
-    from dermfuse_data.synthetic import draw_lesion
+    from dermfuse_data.synthetic.lesions import draw_lesion
     from dermfuse_data.transforms import IMAGENET_MEAN, IMAGENET_STD
 
     rng = np.random.default_rng(seed)
