@@ -230,7 +230,7 @@ class DualNetClassifier(nn.Module):
                 raise ValueError(
                     "DualNetClassifier(use_segmentation=True) needs lesion masks for its segmented-image "
                     "branch but forward got mask=None. Serve masks in the batch: masks predicted by the "
-                    "stage-1 DeepUNet (`python -m dermfuse_models.runner.two_stage fit --config ...` runs "
+                    "stage-1 DeepUNet (`python -m dermfuse_models.runner two-stage fit --config ...` runs "
                     "dermfuse_models.nets.dualnet_unet.predict_masks and sets data.predicted_masks), or "
                     "ground-truth masks (data.use_masks=true, datasets that ship masks); or build the "
                     "model with use_segmentation=False."
