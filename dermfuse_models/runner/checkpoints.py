@@ -73,13 +73,22 @@ class RunCheckpoint(ModelCheckpoint):
         last_every_n_train_steps: also rewrite ``last.ckpt`` every N optimiser steps (0 = only at the
             end of each epoch), for epochs long enough that losing one matters.
         save_last: default ``True`` (``last.ckpt`` is what ``RESUME=1`` continues from).
+        enable_version_counter: default ``False``: a run folder holds one run, so ``last.ckpt`` is always
+            ``last.ckpt`` (Lightning would write ``last-v1.ckpt`` next to a ``last.ckpt`` it did not write,
+            e.g. after the run folder moved, and ``RESUME=1`` would then continue from the stale one).
         **kwargs: Lightning's ``ModelCheckpoint`` arguments (``monitor``, ``mode``, ``filename``, ...).
     """
 
-    def __init__(self, last_every_n_train_steps: int = 0, save_last: bool | None = True, **kwargs) -> None:
+    def __init__(
+        self,
+        last_every_n_train_steps: int = 0,
+        save_last: bool | None = True,
+        enable_version_counter: bool = False,
+        **kwargs,
+    ) -> None:
         if last_every_n_train_steps < 0:
             raise ValueError(f"RunCheckpoint last_every_n_train_steps must be >= 0, got {last_every_n_train_steps}")
-        super().__init__(save_last=save_last, **kwargs)
+        super().__init__(save_last=save_last, enable_version_counter=enable_version_counter, **kwargs)
         self.last_every_n_train_steps = int(last_every_n_train_steps)
         #: ``val/*`` metrics logged in the epoch of the best checkpoint, and that epoch
         self.best_val_metrics: dict[str, float] = {}
