@@ -7,7 +7,9 @@ folder, grouped by the folder above (the experiment, or the sweep).
 Lightning's ``CSVLogger`` deletes an existing ``metrics.csv`` when it starts writing in a folder that
 already has one. A resumed run (``RESUME=1``) writes into the same run folder, so that would lose the
 epochs before the interruption. :class:`ResumableCSVLogger` instead keeps the rows logged up to the
-checkpoint (``step <= resume_step``, test rows dropped: the resumed run tests again) and appends.
+checkpoint (``step < resume_step``: Lightning logs a step's rows under the step count before it, and
+epoch-start rows such as the learning rate under the one after; test rows dropped: the resumed run
+tests again) and appends.
 The checkpoint callback flushes the log before each save, so those rows are exactly the steps the
 checkpoint holds: a resumed ``metrics.csv`` has every step once. Whole-file rewrites (the trim, a new
 column) are atomic: a kill mid-rewrite leaves the previous file.
@@ -64,11 +66,11 @@ class _AppendingExperimentWriter(ExperimentWriter):
 
 
 def _keep(row: dict[str, str], resume_step: int) -> bool:
-    """A row logged before the checkpoint (and not a test result)."""
+    """A row logged before the checkpoint at ``resume_step`` (and not a test result)."""
     if any(k.startswith("test/") and v not in ("", None) for k, v in row.items()):
         return False
     try:
-        return int(float(row.get("step") or 0)) <= resume_step
+        return int(float(row.get("step") or 0)) < resume_step
     except ValueError:
         return False
 

@@ -48,11 +48,13 @@ class TinyTask(pl.LightningModule):
             loss = loss * float("nan")
         if self.global_step == self.nan_grad_at:
             loss = loss + torch.sqrt(self.w.sum() * 0.0)  # value 0, gradient inf * 0 = NaN
+        self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=len(batch["x"]))
         return loss
 
     def validation_step(self, batch, batch_idx):
-        self.log("val/loss", ((batch["x"] @ self.w - batch["y"]) ** 2).mean())
-        self.log("val/score", float(self.scores[min(self.current_epoch, len(self.scores) - 1)]))
+        size = len(batch["x"])
+        self.log("val/loss", ((batch["x"] @ self.w - batch["y"]) ** 2).mean(), batch_size=size)
+        self.log("val/score", float(self.scores[min(self.current_epoch, len(self.scores) - 1)]), batch_size=size)
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.01)
