@@ -174,3 +174,20 @@ def test_last_every_n_train_steps_writes_last_mid_epoch(tmp_path):
     trainer.fit(TinyTask(), loader())
     assert seen == [None, None, 2]  # written after step 2 of the 3-step epoch ...
     assert read_checkpoint(last)["global_step"] == 3  # ... and at its end
+
+
+def test_resume_from_a_damaged_last_ckpt_exits_with_what_to_do(runs_dir, capsys, tmp_path):
+    from dermfuse_models.runner.cli import run_from_command_line
+    from tests.experiments._support import EXPERIMENTS
+
+    run_dir = runs_dir / "vitatt" / "20260101-000000-pad_ufes_20"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    (run_dir / "checkpoints" / "last.ckpt").write_bytes(b"")  # what Lightning's cross-device copy left
+    vitatt = EXPERIMENTS / "vitatt"
+    args = ["fit", "--config", str(vitatt / "config.yaml"), "--config", str(vitatt / "smoke.yaml")]
+    with pytest.raises(SystemExit) as caught:
+        run_from_command_line([*args, f"--run_dir={run_dir}", "--resume=true"])
+    err = capsys.readouterr().err
+    assert caught.value.code == 2 and "Traceback" not in err
+    assert f"checkpoint {run_dir / 'checkpoints' / 'last.ckpt'} is damaged (0 bytes" in err
+    assert "start a new run (without RESUME)" in err

@@ -107,3 +107,19 @@ def test_an_unwritable_runs_folder_names_it_and_the_variable(runs_dir, capsys, m
         err = _refused(VITATT, capsys)
     assert f"cannot write to the run folder {read_only / 'runs' / 'vitatt'}" in err
     assert "DERMFUSE_RUNS=" in err and ("Read-only file system" in err or "Permission denied" in err)
+
+
+def test_a_full_disk_while_writing_a_run_file_names_the_folder(capsys, tmp_path):
+    from dermfuse_models.runner.cli import exit_on_user_error
+
+    metrics = tmp_path / "run" / "metrics.csv"
+    wrapped = RuntimeError("file write failed")
+    wrapped.__context__ = OSError(errno.ENOSPC, "No space left on device", str(metrics))
+    with pytest.raises(SystemExit) as caught:
+        exit_on_user_error(wrapped)
+    err = capsys.readouterr().err
+    assert caught.value.code == 2
+    assert f"cannot write to the run folder {metrics.parent}: [Errno {errno.ENOSPC}] No space left" in err
+    assert "DERMFUSE_RUNS=" in err
+    with pytest.raises(KeyError):  # anything else keeps its traceback
+        exit_on_user_error(KeyError("a bug"))

@@ -24,7 +24,7 @@ SMOKE = [
     "--config",
     str(EXPERIMENTS / "vitatt" / "smoke.yaml"),
     *QUIET,
-    "--trainer.limit_train_batches=2",
+    "--trainer.limit_train_batches=1",
     "--trainer.limit_val_batches=1",
     "--trainer.limit_test_batches=1",
     "--trainer.log_every_n_steps=1",
@@ -80,25 +80,24 @@ def test_kill_after_a_non_improving_epoch_resumes_each_epoch_once_and_a_finished
 
     overlay = tmp_path / "never_improves.yaml"
     overlay.write_text(yaml.safe_dump(NEVER_IMPROVES))
-    args = [*SMOKE, "--config", str(overlay), "--trainer.max_epochs=4"]
-    killed = _script(["--kill-at-step", "5", "--", *args], runs_dir, session_cache)  # epoch 2, 2nd batch
+    args = [*SMOKE, "--config", str(overlay), "--trainer.max_epochs=3"]
+    killed = _script(["--kill-at-step", "2", "--", *args], runs_dir, session_cache)  # one step per epoch: epoch 2
     _, err = killed.communicate(timeout=600)
     assert killed.returncode == -9, err.decode()[-3000:]
     (run_dir,) = (runs_dir / "vitatt").iterdir()
     assert not (run_dir / "metrics.json").exists()
     last = read_checkpoint(run_dir / "checkpoints" / "last.ckpt")
-    assert (last["epoch"], last["global_step"]) == (1, 4)  # the non-improving epoch 1, not the best epoch 0
+    assert (last["epoch"], last["global_step"]) == (1, 2)  # the non-improving epoch 1, not the best epoch 0
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["best-epoch=000.ckpt", "last.ckpt"]
 
     resumed = main(["fit", *args, "--resume=true"])
     assert Path(resumed.trainer.default_root_dir) == run_dir
     rows = _csv_rows(run_dir)
-    assert [int(r["epoch"]) for r in rows if r.get("val/loss")] == [0, 1, 2, 3]  # each epoch once
-    steps = [int(r["step"]) for r in rows if r.get("train/loss_step")]
-    assert steps == sorted(set(steps)) and len(steps) == 8  # each step once: 4 epochs x 2 batches
-    assert read_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 8
+    assert [int(r["epoch"]) for r in rows if r.get("val/loss")] == [0, 1, 2]  # each epoch once
+    assert [int(r["step"]) for r in rows if r.get("train/loss_step")] == [0, 1, 2]  # each step once
+    assert read_checkpoint(run_dir / "checkpoints" / "last.ckpt")["global_step"] == 3
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert metrics["status"] == "finished" and metrics["epochs"] == 4 and metrics["best_epoch"] == 0
+    assert metrics["status"] == "finished" and metrics["epochs"] == 3 and metrics["best_epoch"] == 0
     val_epoch0 = next(r for r in rows if r.get("val/loss") and r["epoch"] == "0")
     assert metrics["val"]["val/loss"] == pytest.approx(float(val_epoch0["val/loss"]))  # the best's, not the last's
     provenance = json.loads((run_dir / "provenance.json").read_text())
@@ -109,13 +108,18 @@ def test_kill_after_a_non_improving_epoch_resumes_each_epoch_once_and_a_finished
     with pytest.raises(SystemExit) as finished:
         run_from_command_line(["fit", *args, "--resume=true"])
     assert finished.value.code == 0
-    assert "already finished (4 of 4 epochs" in capsys.readouterr().err
+    assert "already finished (3 of 3 epochs" in capsys.readouterr().err
     assert _hashes(runs_dir) == before  # no file changed, none added
 
     with pytest.raises(SystemExit) as short:
         run_from_command_line(["fit", *args, "--resume=true", "--extend=true"])
-    assert short.value.code == 2 and "trainer.max_epochs=4 is not above the 4 epochs" in capsys.readouterr().err
+    assert short.value.code == 2 and "trainer.max_epochs=3 is not above the 3 epochs" in capsys.readouterr().err
     assert _hashes(runs_dir) == before
+
+    extended = main(["fit", *args[:-1], "--trainer.max_epochs=4", "--resume=true", "--extend=true"])
+    assert Path(extended.trainer.default_root_dir) == run_dir and extended.trainer.current_epoch == 4
+    assert [int(r["epoch"]) for r in _csv_rows(run_dir) if r.get("val/loss")] == [0, 1, 2, 3]
+    assert json.loads((run_dir / "metrics.json").read_text())["epochs"] == 4
 
 
 @pytest.mark.slow
