@@ -4,17 +4,25 @@ A LightningCLI over any task (``model.class_path``) and the one :class:`DermData
 what the data knows to the model (number of classes, class names, metadata feature widths and
 names, image size) and gives every run its own folder ``runs/<experiment>/<time>-<dataset>/`` holding:
 
-* ``config.yaml`` (the resolved config), ``metrics.csv`` (CSV log), ``wandb/`` (offline unless
-  wandb is configured, see :func:`~dermfuse_models.runner.runs.wandb_mode`);
-* ``checkpoints/`` with the best (the config's ``ModelCheckpoint`` monitor) and ``last.ckpt``;
-* ``metrics.json`` (after ``fit`` the best checkpoint is tested) and ``figures/`` (the tasks'
-  confusion matrix / ROC; segmentation configs add :class:`~dermfuse_models.runner.figures.SegmentationSamplesFigure`).
+* ``config.yaml`` (the resolved config), ``provenance.json`` (:mod:`~dermfuse_models.runner.provenance`),
+  ``metrics.csv`` (CSV log), ``wandb/`` (offline unless wandb is configured, see
+  :func:`~dermfuse_models.runner.runs.wandb_mode`);
+* ``checkpoints/`` with the best (the config's :class:`~dermfuse_models.runner.checkpoints.RunCheckpoint`
+  monitor) and ``last.ckpt`` (the last completed epoch), written atomically;
+* ``metrics.json`` (after ``fit`` the best checkpoint is tested; ``val`` holds its epoch's validation
+  metrics; a failed fit writes ``"status": "failed"``) and ``figures/`` (the tasks' confusion matrix /
+  ROC; segmentation configs add :class:`~dermfuse_models.runner.figures.SegmentationSamplesFigure`).
+
+The folder is created atomically (two runs started in the same second get two folders). The config is
+checked against the data before anything is built (:mod:`~dermfuse_models.runner.config_checks`);
+every fit stops at its first non-finite loss or gradient (:class:`~dermfuse_models.runner.finite_guard.NonFiniteGuard`).
 
 Trainer defaults (loggers, checkpointing, LR monitor) are configuration: ``experiments/defaults.yaml``
 is layered under every ``--config``; the CLI only points the configured loggers at the run folder and
 replaces ``bf16``/``16`` precision by fp32 when the run lands on a CPU (bf16 on CPU is ~14x slower
 here). ``--resume=true`` (``make ... RESUME=1``) continues the latest run of the same experiment,
-dataset and data root from its ``checkpoints/last.ckpt`` in the same folder, up to ``max_epochs``.
+dataset and data root from its ``checkpoints/last.ckpt`` in the same folder, up to ``max_epochs``; a
+finished run is left untouched unless ``--extend=true`` (:mod:`~dermfuse_models.runner.resume`).
 
 Experiment name: the folder of the first ``--config`` (``experiments/vitatt/config.yaml`` ->
 ``vitatt``), suffixed with the file's stem unless it is ``config`` (``experiments/dualnet/
@@ -23,6 +31,7 @@ segmenter.yaml`` -> ``dualnet_segmenter``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -31,11 +40,20 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.cli import LightningCLI
+from pytorch_lightning.utilities import rank_zero_only
 
 from dermfuse_data.datamodule import DermDataModule
 from dermfuse_data.errors import DatasetError
-from dermfuse_models.runner.runs import dataset_tag, find_resumable_run, runs_root
-from dermfuse_models.runner.summary import print_summary, run_summary, scalars, write_summary
+from dermfuse_data.sources import get_source
+from dermfuse_models.runner.atomic import folder_os_error
+from dermfuse_models.runner.checkpoints import RunCheckpoint
+from dermfuse_models.runner.config_checks import check_batch_size, check_config, processes_of
+from dermfuse_models.runner.finite_guard import NonFiniteGuard
+from dermfuse_models.runner.provenance import session_record, write_provenance
+from dermfuse_models.runner.resume import resume_point
+from dermfuse_models.runner.run_errors import ConfigError, RunError, RunFolderError
+from dermfuse_models.runner.runs import create_run_dir, dataset_tag, find_resumable_run, runs_root, wandb_mode
+from dermfuse_models.runner.summary import failure_summary, print_summary, run_summary, scalars, write_summary
 
 RUN_DIR_ENV = "DERMFUSE_RUN_DIR"
 #: trainer defaults every run shares (loggers, checkpointing, LR monitor), layered under every --config
@@ -59,7 +77,7 @@ def _is_ddp_child() -> bool:
 
 
 def _launcher_job_id() -> str | None:
-    """The SLURM job id or torchrun run id when an external launcher started this process."""
+    """The SLURM job (and step) id or torchrun run id when an external launcher started this process."""
     for key in ("SLURM_JOB_ID", "TORCHELASTIC_RUN_ID"):
         value = os.environ.get(key)
         if (
@@ -67,20 +85,14 @@ def _launcher_job_id() -> str | None:
             and value.lower() != "none"
             and int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", "1"))) > 1
         ):
-            return value
+            step = os.environ.get("SLURM_STEP_ID") if key == "SLURM_JOB_ID" else None
+            return f"{value}.{step}" if step else value  # two sruns of one job: two folders
     return None
 
 
 def _options(data_cfg) -> dict:
     options = data_cfg.get("source_options") or {}
     return dict(options.as_dict() if hasattr(options, "as_dict") else options)
-
-
-def _unique(path: Path) -> Path:
-    candidate, n = path, 2
-    while candidate.exists():
-        candidate, n = path.with_name(f"{path.name}-{n}"), n + 1
-    return candidate
 
 
 def _on_cpu(accelerator: str) -> bool:
@@ -100,6 +112,15 @@ class DermCLI(LightningCLI):
         main_parser = parser if kwargs.get("run") is False else {"default_env": False}
         kwargs.setdefault("parser_kwargs", {**main_parser, **{c: parser for c in self.subcommands()}})
         self.resume_step: int | None = None
+        self.created_run_dir: Path | None = None
+        args_given = kwargs.get("args")
+        #: the command line as given (config files and overrides), for the explicit-value checks
+        self.raw_args = [str(a) for a in args_given] if isinstance(args_given, (list, tuple)) else sys.argv[1:]
+        # every fit stops at its first non-finite loss or gradient, whatever the config's callback list
+        defaults = dict(kwargs.get("trainer_defaults") or {})
+        extra = defaults.get("callbacks") or []
+        defaults["callbacks"] = [*(extra if isinstance(extra, list) else [extra]), NonFiniteGuard()]
+        kwargs["trainer_defaults"] = defaults
         super().__init__(None, DermDataModule, *args, **kwargs)
 
     def add_arguments_to_parser(self, parser) -> None:
@@ -115,6 +136,13 @@ class DermCLI(LightningCLI):
             default=False,
             help="continue the latest run of this experiment+dataset (or --run_dir) from its "
             "checkpoints/last.ckpt, in the same folder, up to trainer.max_epochs",
+        )
+        parser.add_argument(
+            "--extend",
+            type=bool,
+            default=False,
+            help="with --resume: continue a FINISHED run up to a larger trainer.max_epochs "
+            "(without it a finished run is left untouched)",
         )
         links = {
             "data.num_classes": ["model.init_args.num_classes", "model.init_args.net.init_args.num_classes"],
@@ -134,6 +162,8 @@ class DermCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         experiment = experiment_name(cfg.get("config"))
+        if self.subcommand:
+            check_config(cfg, self.raw_args, get_source(cfg.data.dataset))
         run_dir = self._resolve_run_dir(cfg, experiment)
         cfg.run_dir = str(run_dir)
         cfg.trainer.default_root_dir = str(run_dir)
@@ -153,6 +183,7 @@ class DermCLI(LightningCLI):
                 init_args["resume_step"] = self.resume_step
 
     def _resolve_run_dir(self, cfg, experiment: str) -> Path:
+        fresh = False
         if _is_ddp_child() and os.environ.get(RUN_DIR_ENV):
             run_dir = Path(os.environ[RUN_DIR_ENV])
         elif cfg.get("resume"):
@@ -165,7 +196,7 @@ class DermCLI(LightningCLI):
             )
             if run_dir is None or not (run_dir / "checkpoints" / "last.ckpt").is_file():
                 where = run_dir or runs_root() / experiment
-                raise RuntimeError(
+                raise RunError(
                     f"RESUME=1 but no run of {experiment!r} on {cfg.data.dataset!r} "
                     f"(root={cfg.data.get('root')}) has checkpoints/last.ckpt under {where}. "
                     "Start a fresh run without RESUME, or pass --run_dir=<run folder>."
@@ -181,15 +212,18 @@ class DermCLI(LightningCLI):
             )
         else:
             stamp = time.strftime("%Y%m%d-%H%M%S")
-            run_dir = _unique(runs_root() / experiment / f"{stamp}-{dataset_tag(cfg.data.dataset, _options(cfg.data))}")
+            run_dir, fresh = (
+                runs_root() / experiment / f"{stamp}-{dataset_tag(cfg.data.dataset, _options(cfg.data))}",
+                True,
+            )
         if cfg.get("resume") and self.subcommand == "fit":
-            last = run_dir / "checkpoints" / "last.ckpt"
-            if cfg.get("ckpt_path") in (None, "", "last"):
-                cfg.ckpt_path = str(last)
-            self.resume_step = int(
-                torch.load(cfg.ckpt_path, map_location="cpu", weights_only=False).get("global_step", 0)
+            cfg.ckpt_path, self.resume_step = resume_point(
+                run_dir, cfg.get("ckpt_path"), bool(cfg.get("extend")), cfg.trainer.get("max_epochs")
             )
             print(f"resuming {run_dir} from {cfg.ckpt_path} (step {self.resume_step})", file=sys.stderr)
+        if self.subcommand:
+            run_dir = create_run_dir(run_dir, unique=fresh)  # fresh: atomic, another run's name gets a suffix
+            self.created_run_dir = run_dir if fresh else None
         os.environ[RUN_DIR_ENV] = str(run_dir)
         return run_dir
 
@@ -206,14 +240,53 @@ class DermCLI(LightningCLI):
             )
             trainer_cfg.precision = "32-true"
 
+    # -- before fit: the checks that need the data table, provenance --------------------------
+    def before_fit(self) -> None:
+        """Refuse a batch larger than the train split; write ``provenance.json`` (rank 0)."""
+        cfg = self.config[self.subcommand]
+        dm = self.datamodule
+        check_batch_size(
+            dm.hparams.batch_size, len(dm.split_table("train")), dm.hparams.dataset, processes_of(cfg.trainer)
+        )
+        if rank_zero_only.rank == 0:
+            data = {"dataset": dm.hparams.dataset, "root": dm.hparams.root, "synthetic": dm.is_synthetic}
+            record = session_record(self.raw_args, dm.table, wandb_mode(), data)
+            write_provenance(self.trainer.default_root_dir, record, resumed=bool(cfg.get("resume")))
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Run it; a fit that raises is recorded as failed in ``metrics.json`` (rank 0), then re-raised.
+
+        A config refused by :meth:`before_fit` records nothing and removes the new, still empty run folder.
+        """
+        try:
+            super()._run_subcommand(subcommand)
+        except ConfigError:
+            if self.created_run_dir is not None:  # refused before the first step: leave no empty run behind
+                with contextlib.suppress(OSError):
+                    self.created_run_dir.rmdir()
+            raise
+        except Exception as err:
+            if subcommand == "fit" and self.trainer.is_global_zero:
+                cfg = self.config[subcommand]
+                record = failure_summary(self.trainer, experiment_name(cfg.get("config")), cfg.data.dataset, err)
+                with contextlib.suppress(OSError):  # the disk that failed the run may not take this either
+                    write_summary(self.trainer.default_root_dir, record)
+            raise
+
     # -- after fit: test and summarise ---------------------------------------------------------
     def after_fit(self) -> None:
-        """Test the best checkpoint (last weights if none) and write ``metrics.json`` to the run folder."""
+        """Test the best checkpoint (last weights if none) and write ``metrics.json`` to the run folder.
+
+        ``val`` holds the validation metrics logged in the best checkpoint's epoch (:class:`RunCheckpoint`).
+        """
         trainer: pl.Trainer = self.trainer
         val = scalars(trainer.callback_metrics)
-        best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
+        checkpoint = trainer.checkpoint_callback
+        best = getattr(checkpoint, "best_model_path", "") or None
         if trainer.fast_dev_run:
             best = None
+        if best and isinstance(checkpoint, RunCheckpoint) and checkpoint.best_val_metrics:
+            val = checkpoint.best_val_metrics
         test = trainer.test(self.model, datamodule=self.datamodule, ckpt_path=best, verbose=False)
         cfg = self.config[self.subcommand]
         summary = run_summary(
@@ -225,6 +298,8 @@ class DermCLI(LightningCLI):
             val,
             scalars(test[0]) if test else {},
         )
+        if best and isinstance(checkpoint, RunCheckpoint):
+            summary["best_epoch"] = checkpoint.best_epoch
         if trainer.is_global_zero:
             write_summary(trainer.default_root_dir, summary)
             print_summary(summary)
@@ -257,13 +332,30 @@ def main(args: list[str] | None = None, **kwargs) -> DermCLI:
     return DermCLI(args=args, **kwargs)
 
 
-def run_from_command_line(args: list[str] | None = None) -> None:
-    """``main()`` for shells: dataset problems print their message, not a traceback (exit 2)."""
-    try:
-        main(args)
-    except DatasetError as err:
+def exit_on_user_error(err: BaseException) -> None:
+    """Print a problem the user can fix (dataset, config, run folder, checkpoint, failed fit) and exit
+    with its status, without a traceback; anything else is re-raised."""
+    if isinstance(err, DatasetError):
         print(f"\ndataset error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    if isinstance(err, RunError):
+        print(f"\n{err}", file=sys.stderr)
+        raise SystemExit(err.exit_code) from None
+    cause = folder_os_error(err)
+    if cause is not None:
+        folder = Path(cause.filename).parent if cause.filename else os.environ.get(RUN_DIR_ENV, runs_root())
+        print(f"\n{RunFolderError(folder, cause)}", file=sys.stderr)
+        raise SystemExit(2) from None
+    raise err
+
+
+def run_from_command_line(args: list[str] | None = None) -> None:
+    """``main()`` for shells: problems the user can fix print their message, not a traceback (exit 2;
+    3 for a fit that failed on a non-finite value; 0 for ``RESUME=1`` on a finished run)."""
+    try:
+        main(args)
+    except Exception as err:
+        exit_on_user_error(err)
 
 
 if __name__ == "__main__":

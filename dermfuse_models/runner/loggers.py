@@ -7,12 +7,18 @@ folder, grouped by the folder above (the experiment, or the sweep).
 Lightning's ``CSVLogger`` deletes an existing ``metrics.csv`` when it starts writing in a folder that
 already has one. A resumed run (``RESUME=1``) writes into the same run folder, so that would lose the
 epochs before the interruption. :class:`ResumableCSVLogger` instead keeps the rows logged up to the
-checkpoint (``step <= resume_step``, test rows dropped: the resumed run tests again) and appends.
+checkpoint (``step < resume_step``: Lightning logs a step's rows under the step count before it, and
+epoch-start rows such as the learning rate under the one after; test rows dropped: the resumed run
+tests again) and appends.
+The checkpoint callback flushes the log before each save, so those rows are exactly the steps the
+checkpoint holds: a resumed ``metrics.csv`` has every step once. Whole-file rewrites (the trim, a new
+column) are atomic: a kill mid-rewrite leaves the previous file.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import os
 from pathlib import Path
 
@@ -20,7 +26,16 @@ from pytorch_lightning.loggers import CSVLogger, WandbLogger
 from pytorch_lightning.loggers.csv_logs import ExperimentWriter
 from pytorch_lightning.loggers.logger import rank_zero_experiment
 
+from dermfuse_models.runner.atomic import atomic_write_text
 from dermfuse_models.runner.runs import wandb_mode
+
+
+def _write_csv_atomically(path: str, fieldnames: list[str], rows: list[dict]) -> None:
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=fieldnames)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, text.getvalue())
 
 
 class _AppendingExperimentWriter(ExperimentWriter):
@@ -40,19 +55,22 @@ class _AppendingExperimentWriter(ExperimentWriter):
             reader = csv.DictReader(file)
             fieldnames = list(reader.fieldnames or [])
             rows = [r for r in reader if _keep(r, self._resume_step)]
-        with open(self.metrics_file_path, "w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=fieldnames)
-            writer.writeheader()
-            writer.writerows(rows)
+        _write_csv_atomically(self.metrics_file_path, fieldnames, rows)
         self.metrics_keys = sorted(fieldnames)
+
+    def _rewrite_with_new_header(self, fieldnames: list[str]) -> None:
+        """Lightning's rewrite when a new column appears, atomic."""
+        with open(self.metrics_file_path, newline="") as file:
+            rows = list(csv.DictReader(file))
+        _write_csv_atomically(self.metrics_file_path, fieldnames, rows)
 
 
 def _keep(row: dict[str, str], resume_step: int) -> bool:
-    """A row logged before the checkpoint (and not a test result)."""
+    """A row logged before the checkpoint at ``resume_step`` (and not a test result)."""
     if any(k.startswith("test/") and v not in ("", None) for k, v in row.items()):
         return False
     try:
-        return int(float(row.get("step") or 0)) <= resume_step
+        return int(float(row.get("step") or 0)) < resume_step
     except ValueError:
         return False
 

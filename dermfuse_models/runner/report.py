@@ -115,7 +115,7 @@ def _variant(run_dir: Path, metrics: dict) -> str:
 
 
 def collect_runs(runs: Path, papers: list[str]) -> dict[str, list[Row]]:
-    """Our finished runs grouped by paper, oldest first."""
+    """Our finished runs grouped by paper, oldest first (failed runs left out)."""
     grouped: dict[str, list[Row]] = defaultdict(list)
     files = sorted(runs.glob("**/metrics.json"), key=lambda p: p.stat().st_mtime)
     for path in files:
@@ -123,6 +123,8 @@ def collect_runs(runs: Path, papers: list[str]) -> dict[str, list[Row]]:
             m = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
+        if m.get("status", "finished") != "finished":
+            continue  # a failed run (metrics.json "status": "failed") has no result to show
         run_dir = path.parent
         rel = run_dir.relative_to(runs)
         experiment = m.get("experiment") or rel.parts[0]

@@ -1,7 +1,9 @@
 """Run folders written by ``python -m dermfuse_models.runner fit``: where they go and how to find them.
 
-A run folder (``runs/<experiment>/<time>-<dataset>/``) holds the resolved ``config.yaml``,
-``checkpoints/{best-*,last}.ckpt`` and, once the run finished (fit + test), ``metrics.json``.
+A run folder (``runs/<experiment>/<time>-<dataset>/``, created atomically by :func:`create_run_dir`)
+holds the resolved ``config.yaml``, ``provenance.json``, ``checkpoints/{best-*,last}.ckpt`` and, once the
+run ended, ``metrics.json``: ``"status": "finished"`` after fit + test, ``"failed"`` (with ``reason``)
+after a failed fit. Older runs' ``metrics.json`` without ``status`` are finished runs.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from pathlib import Path
 
 import yaml
 
-RUNS_DIR_ENV = "DERMFUSE_RUNS"
+from dermfuse_models.runner.atomic import FOLDER_ERRNOS
+from dermfuse_models.runner.run_errors import RUNS_DIR_ENV, RunFolderError
 
 
 def wandb_mode() -> str:
@@ -37,8 +40,41 @@ def run_config(run_dir: str | Path) -> dict:
         return {}
 
 
+def create_run_dir(path: str | Path, unique: bool = True) -> Path:
+    """Create the run folder ``path`` and return it.
+
+    ``unique``: the folder must be new; ``os.mkdir`` is atomic, so when another run took the name
+    (two runs started in the same second) the next free ``<name>-2``, ``<name>-3``, ... is taken.
+    Otherwise an existing folder is reused (resume, an explicit ``--run_dir``, the ranks of one job).
+    A folder that cannot be created (permissions, full or read-only disk) is a :class:`RunFolderError`.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not unique:
+            path.mkdir(exist_ok=True)
+            return path
+        candidate, n = path, 2
+        while True:
+            try:
+                os.mkdir(candidate)
+                return candidate
+            except FileExistsError:
+                candidate, n = path.with_name(f"{path.name}-{n}"), n + 1
+    except OSError as err:
+        if err.errno in FOLDER_ERRNOS:
+            raise RunFolderError(path, err) from None
+        raise
+
+
+def run_status(run_dir: str | Path) -> str:
+    """``finished``, ``failed`` (``metrics.json`` says so) or ``unfinished`` (no readable ``metrics.json``)."""
+    metrics = run_metrics(run_dir)
+    return "unfinished" if metrics is None else str(metrics.get("status", "finished"))
+
+
 def run_metrics(run_dir: str | Path) -> dict | None:
-    """The run's ``metrics.json`` (``None`` while the run has not finished)."""
+    """The run's ``metrics.json`` (``None`` while the run has not ended; see :func:`run_status`)."""
     try:
         return json.loads((Path(run_dir) / "metrics.json").read_text())
     except (OSError, ValueError):
@@ -79,12 +115,14 @@ def find_resumable_run(
 
 
 def latest_finished_run(experiment: str, synthetic: bool | None = None, runs: Path | None = None) -> Path | None:
-    """Latest run folder of ``experiment`` with a ``metrics.json`` (optionally: on synthetic data or not)."""
+    """Latest finished run folder of ``experiment`` (optionally: on synthetic data or not); failed runs never count."""
     base = (runs or runs_root()) / experiment
     finished = []
     for path in base.glob("**/metrics.json"):
         metrics = run_metrics(path.parent)
-        if metrics is None or (synthetic is not None and bool(metrics.get("synthetic")) != synthetic):
+        if metrics is None or metrics.get("status", "finished") != "finished":
+            continue
+        if synthetic is not None and bool(metrics.get("synthetic")) != synthetic:
             continue
         finished.append(path.parent)
     return max(finished, key=lambda d: (d / "metrics.json").stat().st_mtime) if finished else None

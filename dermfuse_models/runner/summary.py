@@ -1,4 +1,8 @@
-"""A run's ``metrics.json``: what ran (data, split, seeds, checkpoint) and its final metrics, and how it is printed."""
+"""A run's ``metrics.json``: what ran (data, split, seeds, checkpoint) and its final metrics, and how it is printed.
+
+``status`` is ``finished`` (fit + test done; ``val`` holds the validation metrics of the best
+checkpoint's epoch, ``best_epoch``) or ``failed`` (:func:`failure_summary`: why, where it stopped).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from typing import Any
 import pytorch_lightning as pl
 
 from dermfuse_data.splits import uses_official
+from dermfuse_models.runner.atomic import atomic_write_text
 
 
 def scalars(metrics: dict) -> dict[str, float]:
@@ -47,18 +52,31 @@ def run_summary(
         "epochs": trainer.current_epoch,
         "max_epochs": trainer.max_epochs,
         "best_checkpoint": best,
+        "status": "finished",
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
         "val": {k: v for k, v in val.items() if k.startswith("val/")},
         "test": test,
     }
 
 
+def failure_summary(trainer: pl.Trainer, experiment: str, dataset: str, error: BaseException) -> dict[str, Any]:
+    """The ``metrics.json`` record of a fit that failed: ``status: failed``, the reason and where it stopped."""
+    return {
+        "run_dir": trainer.default_root_dir,
+        "experiment": experiment,
+        "dataset": dataset,
+        "status": "failed",
+        "reason": f"{type(error).__name__}: {error}",
+        "epoch": trainer.current_epoch,
+        "step": trainer.global_step,
+        "max_epochs": trainer.max_epochs,
+        "failed": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
 def write_summary(folder: str | Path, summary: dict[str, Any], name: str = "metrics.json") -> Path:
-    """Write ``summary`` as ``<folder>/<name>``; returns the path."""
-    path = Path(folder) / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(summary, indent=2))
-    return path
+    """Write ``summary`` as ``<folder>/<name>`` atomically; returns the path."""
+    return atomic_write_text(Path(folder) / name, json.dumps(summary, indent=2))
 
 
 def print_summary(summary: dict[str, Any], key: str = "test") -> None:

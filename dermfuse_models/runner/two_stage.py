@@ -34,7 +34,7 @@ from dermfuse_data.errors import DatasetError
 from dermfuse_data.mask_file import write_mask_file
 from dermfuse_data.transforms import build_transform
 from dermfuse_models.nets.dualnet_unet import predict_masks
-from dermfuse_models.runner.cli import DermCLI
+from dermfuse_models.runner.cli import DermCLI, exit_on_user_error
 from dermfuse_models.runner.rebuild import find_run_config, rebuild
 from dermfuse_models.runner.runs import best_checkpoint, latest_finished_run
 
@@ -207,6 +207,8 @@ def main(argv: list[str] | None = None) -> None:
     except (DatasetError, MissingStageError, FileNotFoundError, ValueError) as err:
         print(f"\n{type(err).__name__}: {err}", file=sys.stderr)
         raise SystemExit(2) from None
+    except Exception as err:  # config, run folder, checkpoint, failed fit: their message and exit status
+        exit_on_user_error(err)
 
 
 if __name__ == "__main__":

@@ -93,3 +93,49 @@ def test_find_resumable_and_finished_runs(tmp_path):
     assert latest_finished_run("mammo_xattn", synthetic=True, runs=runs) == calc  # mass never finished
     assert latest_finished_run("mammo_xattn", synthetic=False, runs=runs) == real
     assert latest_finished_run("vitatt", runs=runs) is None
+
+
+def test_a_run_resumed_after_a_crash_logs_each_step_and_epoch_once(tmp_path):
+    """Crash at step 5 (epoch 2), resume from last.ckpt (step 4): metrics.csv has every row once."""
+    import pytorch_lightning as pl
+    from pytorch_lightning.callbacks import LearningRateMonitor
+
+    from dermfuse_models.runner.checkpoints import RunCheckpoint, read_checkpoint
+    from dermfuse_models.runner.loggers import ResumableCSVLogger
+    from tests.experiments._tiny import TinyTask, loader
+
+    class CrashAtStep5(pl.Callback):
+        def on_train_batch_start(self, trainer, *args):
+            if trainer.global_step == 5:
+                raise KeyboardInterrupt  # Lightning's graceful shutdown flushes the log, as a late kill would
+
+    def fit(resume_step, callbacks, ckpt_path=None):
+        trainer = pl.Trainer(
+            accelerator="cpu",
+            max_epochs=4,
+            limit_train_batches=2,
+            default_root_dir=str(tmp_path),
+            logger=ResumableCSVLogger(str(tmp_path), resume_step=resume_step),
+            callbacks=[
+                RunCheckpoint(dirpath=str(tmp_path / "checkpoints"), monitor="epoch", mode="min"),  # never improves
+                LearningRateMonitor(logging_interval="epoch"),
+                *callbacks,
+            ],
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+            log_every_n_steps=1,
+        )
+        trainer.fit(TinyTask(), loader(), loader(), ckpt_path=ckpt_path)
+
+    with pytest.raises(SystemExit):
+        fit(None, [CrashAtStep5()])
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    step = read_checkpoint(last)["global_step"]
+    assert step == 4
+    fit(step, [], ckpt_path=str(last))
+    with open(tmp_path / "metrics.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows if r["val/loss"]] == [0, 1, 2, 3]
+    assert [int(r["step"]) for r in rows if r["train/loss_step"]] == list(range(8))
+    assert [int(r["step"]) for r in rows if r["lr-SGD"]] == [0, 2, 4, 6]
