@@ -16,6 +16,7 @@ folder (see :mod:`dermfuse_data.storage`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -24,7 +25,6 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -71,28 +71,36 @@ def new_partial(path: Path) -> str:
     return tmp
 
 
-def remove_stale_partials(directory: str | Path, max_idle_s: float = STALE_PARTIAL_S) -> list[Path]:
-    """Delete the ``*.partial`` files in ``directory`` that killed builds left; returns them.
+def stale_partials(directory: str | Path, max_idle_s: float = STALE_PARTIAL_S) -> list[Path]:
+    """The ``*.partial`` files in ``directory`` that killed builds left.
 
     A partial is stale when its writer (host and pid are in its name) was on this host and is no
     longer running, or when nothing has written to it for ``max_idle_s`` seconds (a live build
-    writes every :data:`BATCH_ROWS` images). Partials of running builds are left alone.
+    writes every :data:`BATCH_ROWS` images). Partials of running builds are not stale.
     """
-    removed, now = [], time.time()
+    stale, now = [], time.time()
     for partial in Path(directory).glob("*.partial"):
         match = _PARTIAL.search(partial.name)
         try:
             idle = now - partial.stat().st_mtime
-            dead = bool(match and match["host"] == _host() and not _alive(int(match["pid"])))
-            if dead or idle > max_idle_s:
-                partial.unlink()
-                removed.append(partial)
         except FileNotFoundError:  # finished or removed meanwhile
             continue
+        if (match and match["host"] == _host() and not _alive(int(match["pid"]))) or idle > max_idle_s:
+            stale.append(partial)
+    return stale
+
+
+def remove_stale_partials(directory: str | Path, max_idle_s: float = STALE_PARTIAL_S) -> list[Path]:
+    """Delete the :func:`stale_partials` of ``directory``; returns them."""
+    removed = []
+    for partial in stale_partials(directory, max_idle_s):
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+            removed.append(partial)
     return removed
 
 
-@contextmanager
+@contextlib.contextmanager
 def atomic_arrow_file(path: Path, schema: pa.Schema) -> Iterator[pa.ipc.RecordBatchFileWriter]:
     """Arrow IPC file writer on a :func:`new_partial` next to ``path``, renamed onto ``path`` when
     the block completes; on any error the partial file is removed and ``path`` is left untouched."""

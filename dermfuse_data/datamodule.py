@@ -29,7 +29,7 @@ from dermfuse_data.errors import DataConfigError, DatasetError
 from dermfuse_data.feature_ranking import parse_top_k, rank_features_by_label_correlation
 from dermfuse_data.mask_file import MaskFile
 from dermfuse_data.sources import SOURCE_MODULES, get_source
-from dermfuse_data.splits import load_or_make_splits
+from dermfuse_data.splits import load_or_make_splits, split_identity
 from dermfuse_data.storage import default_cache_dir, mark_used, shareable
 from dermfuse_data.synthetic import miniature_key, write_synthetic
 from dermfuse_data.tabular import TabularEncoder, select_features
@@ -239,10 +239,9 @@ class DermDataModule(pl.LightningDataModule):
 
     @property
     def split_identity(self) -> dict:
-        """What names this data for its split file: the source options and, for synthetic data, which
-        miniature. Not the root: a real dataset copied elsewhere (scratch, another mount) keeps its split."""
+        """What names this data for its split file (:func:`~dermfuse_data.splits.split_identity`)."""
         synthetic = self.root.relative_to(self.cache_dir / "synthetic").parts[0] if self.is_synthetic else None
-        return {"source_options": dict(self.hparams.source_options or {}), "synthetic": synthetic}
+        return split_identity(self.hparams.source_options, synthetic)
 
     def _select_top_k(self, train: pa.Table) -> None:
         """Keep the ``top_k`` features most correlated with the label on ``train`` (ViTAtt HC-K)."""

@@ -164,6 +164,13 @@ def split_path(
     return Path(directory) / f"splits-{key}.csv"
 
 
+def split_identity(source_options: dict | None = None, synthetic: str | None = None) -> dict:
+    """What names a dataset's data for :func:`split_path`: its source options and, for generated data,
+    which synthetic miniature (``None`` for real data). Not the root folder: a real dataset copied
+    elsewhere (scratch space, another mount) keeps its split."""
+    return {"source_options": dict(source_options or {}), "synthetic": synthetic}
+
+
 def group_draw(group_id: str, seed: int) -> float:
     """A number in [0, 1) fixed by ``(seed, group_id)``: where a group new to a saved split lands."""
     digest = hashlib.sha256(f"{seed}\x1f{group_id}".encode()).digest()

@@ -6,6 +6,8 @@ names, image size) and gives every run its own folder ``runs/<experiment>/<time>
 
 * ``config.yaml`` (the resolved config), ``metrics.csv`` (CSV log), ``wandb/`` (offline unless
   wandb is configured, see :func:`~dermfuse_models.runner.runs.wandb_mode`);
+* ``split.csv``: the run's partition (``sample_id,group_id,label,split``), verified on resume
+  (:mod:`~dermfuse_models.runner.run_split`; ``--accept_changed_split=true`` goes on with changed data);
 * ``checkpoints/`` with the best (the config's ``ModelCheckpoint`` monitor) and ``last.ckpt``;
 * ``metrics.json`` (after ``fit`` the best checkpoint is tested) and ``figures/`` (the tasks'
   confusion matrix / ROC; segmentation configs add :class:`~dermfuse_models.runner.figures.SegmentationSamplesFigure`).
@@ -34,6 +36,7 @@ from pytorch_lightning.cli import LightningCLI
 
 from dermfuse_data.datamodule import DermDataModule
 from dermfuse_data.errors import DatasetError
+from dermfuse_models.runner.run_split import record_run_split
 from dermfuse_models.runner.runs import dataset_tag, find_resumable_run, runs_root
 from dermfuse_models.runner.summary import print_summary, run_summary, scalars, write_summary
 
@@ -115,6 +118,12 @@ class DermCLI(LightningCLI):
             default=False,
             help="continue the latest run of this experiment+dataset (or --run_dir) from its "
             "checkpoints/last.ckpt, in the same folder, up to trainer.max_epochs",
+        )
+        parser.add_argument(
+            "--accept_changed_split",
+            type=bool,
+            default=False,
+            help="with --resume: go on although the data's split differs from the run's split.csv",
         )
         links = {
             "data.num_classes": ["model.init_args.num_classes", "model.init_args.net.init_args.num_classes"],
@@ -205,6 +214,17 @@ class DermCLI(LightningCLI):
                 file=sys.stderr,
             )
             trainer_cfg.precision = "32-true"
+
+    def before_fit(self) -> None:
+        """Write the run's ``split.csv`` (fresh run) or refuse a resumed run whose split changed (:mod:`.run_split`)."""
+        cfg = self.config[self.subcommand]
+        record_run_split(
+            cfg.run_dir,
+            self.datamodule,
+            resume=bool(cfg.get("resume")),
+            accept_changed=bool(cfg.get("accept_changed_split")),
+            write=self.trainer.is_global_zero,
+        )
 
     # -- after fit: test and summarise ---------------------------------------------------------
     def after_fit(self) -> None:
