@@ -93,3 +93,13 @@ def test_split_command_shows_and_resplits_the_training_split(miniature, tmp_path
     assert rc == 0 and "regenerated (resplit): no sample moved" in err  # same data, same seed: same split
     rc, _, err = cli("split", "--dataset", "ham10000", "--root", tmp_path / "nowhere", "--cache-dir", cache)
     assert rc == 2 and "nowhere" in err
+
+
+def test_make_targets_call_the_cache_command():
+    from tests.experiments.test_makefile import make
+
+    assert "cache-list" in make("help").stdout and "cache-prune" in make("help").stdout
+    assert make("-n", "cache-list").stdout.strip().endswith("-m dermfuse_data cache list")
+    dry = make("-n", "cache-prune", "DAYS=7", "DRY_RUN=1").stdout.strip()
+    assert dry.endswith("-m dermfuse_data cache prune --older-than 7 --dry-run")
+    assert make("-n", "cache-prune").stdout.strip().endswith("cache prune --older-than 30")
