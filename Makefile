@@ -25,6 +25,9 @@ CKPT ?=
 N ?= 16
 XAI_ARGS ?=
 PYTEST_ARGS ?=
+# Cache housekeeping: make cache-prune [DAYS=30] [DRY_RUN=1] (split files are never pruned)
+DAYS ?= 30
+DRY_RUN ?=
 
 # A paper's default dataset is the one its experiments/<paper>/config.yaml trains on (data.dataset).
 config_dataset = $(shell awk '/^[^ \#]/{d=($$1=="data:")} d && $$1=="dataset:"{print $$2; exit}' experiments/$(1)/config.yaml 2>/dev/null)
@@ -107,7 +110,13 @@ explain-%: $(STAMP) ## explanations of a trained run into <run>/explain/: make e
 report: $(STAMP) ## runs/report.md (+ runs/report_<paper>.png): finished runs beside the papers' numbers
 	$(PY) -m dermfuse_models.runner report
 
+cache-list: $(STAMP) ## list the cache folder (DERMFUSE_CACHE, default .cache/dermfuse): caches, splits, miniatures, sizes, last use
+	$(PY) -m dermfuse_data cache list
+
+cache-prune: $(STAMP) ## remove caches and miniatures unused for DAYS days (30; splits kept): make cache-prune [DAYS=30] [DRY_RUN=1]
+	$(PY) -m dermfuse_data cache prune --older-than $(DAYS) $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run)
+
 clean: ## remove caches and run outputs (keeps .venv)
 	rm -rf .cache runs wandb lightning_logs .pytest_cache
 
-.PHONY: help setup lock test lint lint-imports format clean report train-dualnet train-dualnet-seg train-dualnet-cls
+.PHONY: help setup lock test lint lint-imports format clean cache-list cache-prune report train-dualnet train-dualnet-seg train-dualnet-cls

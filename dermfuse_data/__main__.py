@@ -5,6 +5,12 @@
     (exit 0 fine, 1 problems, 2 unreadable; see :mod:`dermfuse_data.check`).
 ``python -m dermfuse_data synth --dataset NAME --out DIR [--seed N]``
     write the dataset's synthetic miniature in the publisher's layout (:mod:`dermfuse_data.synthetic`).
+``python -m dermfuse_data split --dataset NAME --root DIR [--seed N] [--resplit]``
+    show (and create or extend) the dataset's saved split, the one training uses; ``--resplit``
+    regenerates it from the current samples (:func:`dermfuse_data.splits.load_or_make_splits`).
+``python -m dermfuse_data cache list|prune [--older-than DAYS] [--dry-run] [--cache-dir DIR]``
+    list the cache folder (``$DERMFUSE_CACHE``) with sizes and last use; prune what was not used for
+    DAYS days (:mod:`dermfuse_data.cache_folder`).
 """
 
 from __future__ import annotations
@@ -15,10 +21,25 @@ from collections.abc import Sequence
 
 from dermfuse_data.errors import DatasetError
 from dermfuse_data.sources import SOURCE_MODULES
+from dermfuse_data.storage import CACHE_ENV, default_cache_dir
+
+
+def _add_option_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="source option, e.g. abnormality=mass for cbis_ddsm (repeatable)",
+    )
+
+
+def _options(args: argparse.Namespace) -> dict[str, str]:
+    return dict(o.split("=", 1) if "=" in o else (o, "true") for o in args.option)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``check`` / ``synth`` argument parser."""
+    """The ``check`` / ``synth`` / ``split`` / ``cache`` argument parser."""
     parser = argparse.ArgumentParser(prog="python -m dermfuse_data", description="dermfuse dataset tools")
     sub = parser.add_subparsers(dest="command", required=True)
     datasets = sorted(SOURCE_MODULES)
@@ -30,13 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--dataset", required=True, choices=datasets)
     check.add_argument("--root", required=True, help="folder as the publisher ships the dataset")
     check.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    check.add_argument(
-        "--option",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="source option, e.g. abnormality=mass for cbis_ddsm (repeatable)",
-    )
+    _add_option_argument(check)
     check.add_argument(
         "--no-verify-images",
         dest="verify_images",
@@ -48,14 +63,40 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--dataset", required=True, choices=datasets)
     synth.add_argument("--out", required=True, help="folder to write (created if needed)")
     synth.add_argument("--seed", type=int, default=0)
+
+    split = sub.add_parser(
+        "split",
+        help="show (create, extend) the dataset's saved split; --resplit regenerates it from the current samples",
+    )
+    split.add_argument("--dataset", required=True, choices=datasets)
+    split.add_argument("--root", required=True, help="folder as the publisher ships the dataset")
+    _add_option_argument(split)
+    split.add_argument("--seed", type=int, default=0, help="data.seed of the runs (default 0)")
+    split.add_argument("--val-fraction", type=float, default=0.15)
+    split.add_argument("--test-fraction", type=float, default=0.15)
+    split.add_argument(
+        "--no-official",
+        dest="use_official",
+        action="store_false",
+        help="grouped split even where the publisher has one",
+    )
+    split.add_argument("--resplit", action="store_true", help="regenerate the split (saved samples may move)")
+    split.add_argument("--cache-dir", default=None, help=f"default ${CACHE_ENV} or .cache/dermfuse")
+
+    cache = sub.add_parser("cache", help="list the cache folder, or prune what was not used for a while")
+    cache.add_argument("action", choices=("list", "prune"))
+    cache.add_argument("--cache-dir", default=None, help=f"default ${CACHE_ENV} or .cache/dermfuse")
+    cache.add_argument(
+        "--older-than", type=float, default=30.0, metavar="DAYS", help="prune: unused for DAYS days (30)"
+    )
+    cache.add_argument("--dry-run", action="store_true", help="prune: only list what would be removed")
     return parser
 
 
 def _check(args: argparse.Namespace) -> int:
     from dermfuse_data.check import check_dataset, exit_code, print_json, print_report
 
-    options = dict(o.split("=", 1) if "=" in o else (o, "true") for o in args.option)
-    report = check_dataset(args.dataset, args.root, verify_images=args.verify_images, options=options)
+    report = check_dataset(args.dataset, args.root, verify_images=args.verify_images, options=_options(args))
     if args.json:
         print_json(report)
     else:
@@ -81,12 +122,60 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split(args: argparse.Namespace) -> int:
+    from collections import Counter
+    from pathlib import Path
+
+    from dermfuse_data.sources import get_source
+    from dermfuse_data.splits import load_or_make_splits, split_identity
+
+    folder = Path(args.cache_dir).resolve() if args.cache_dir else default_cache_dir()
+    try:
+        table = get_source(args.dataset).read(Path(args.root).expanduser(), **_options(args))
+        table, path = load_or_make_splits(
+            table,
+            folder / args.dataset,
+            args.val_fraction,
+            args.test_fraction,
+            args.seed,
+            args.use_official,
+            identity=split_identity(_options(args)),
+            resplit=args.resplit,
+        )
+    except DatasetError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    counts = Counter(table.column("split").to_pylist())
+    print(f"{path}: " + ", ".join(f"{s} {counts.get(s, 0)}" for s in ("train", "val", "test")))
+    return 0
+
+
+def _cache(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from dermfuse_data.cache_folder import describe, human_size, list_cache, prune_cache
+
+    folder = Path(args.cache_dir).resolve() if args.cache_dir else default_cache_dir()
+    if args.action == "list":
+        entries = list_cache(folder)
+        print(
+            f"cache folder {folder} (${CACHE_ENV} moves it): {len(entries)} entries, "
+            f"{human_size(sum(e.size for e in entries))}"
+        )
+        print("\n".join(describe(entries, folder)))
+        return 0
+    removed, freed = prune_cache(folder, args.older_than, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{verb} {len(removed)} entries unused for {args.older_than:g} days, {human_size(freed)}, from {folder}")
+    print("\n".join(describe(removed, folder)))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     args = build_parser().parse_args(argv)
-    if args.command == "check":
-        return _check(args)
-    return _synth(args)
+    commands = {"check": _check, "synth": _synth, "split": _split, "cache": _cache}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

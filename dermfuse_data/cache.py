@@ -1,15 +1,22 @@
 """Decode-once image cache: a memory-mapped Arrow IPC file of resized uint8 images and masks.
 
-(DESIGN data flow step 4.) The file name carries a key computed from what it was built from (each
-file's path, size and modification time, the target size and the cache format version), so a changed
-dataset gets a new cache and an unchanged one is reused. It is written to a temporary file and
-renamed when complete: a killed build leaves no file that looks valid, only a ``*.partial`` file
-that the next build deletes (:func:`remove_stale_partials`). Reads are zero-copy views of the memory
-map, so DDP ranks and DataLoader workers share one copy through the page cache.
+(DESIGN data flow step 4.) The file name carries a key computed from what it was built from (the
+sample ids, the target size, the cache format version and each file: by default its path, size,
+modification and change times and inode, or with ``key="content"`` a hash of its bytes), so a changed
+dataset gets a new cache and an unchanged one is reused. The change time and inode catch a file
+replaced by one of the same size with its old modification time restored (``cp -p``, ``rsync -a``,
+``tar``); only the content key also survives what restores those (a filesystem snapshot).
+It is written to a temporary file and renamed when complete: a killed build leaves no file that
+looks valid, only a ``*.partial`` file that the next build deletes (:func:`remove_stale_partials`).
+Reads are zero-copy views of the memory map, so DDP ranks and DataLoader workers share one copy
+through the page cache. Files are readable by the group (shared cluster caches) and a full disk or
+a folder without write permission is a :class:`~dermfuse_data.errors.DatasetError` naming the
+folder (see :mod:`dermfuse_data.storage`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -18,7 +25,6 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +32,12 @@ import pyarrow as pa
 from tqdm.auto import tqdm
 
 from dermfuse_data.images import load_image
+from dermfuse_data.storage import mark_used, shareable, storage_error
 
-CACHE_VERSION = 1
+#: 2: 16-bit images scaled, EXIF orientation applied, alpha composited (dermfuse_data.images)
+CACHE_VERSION = 2
+#: what identifies an input file in the cache key (see the module doc)
+CACHE_KEYS = ("stat", "content")
 BATCH_ROWS = 256
 #: by default a build shows its progress bar from this many images on
 PROGRESS_MIN_IMAGES = 64
@@ -61,28 +71,36 @@ def new_partial(path: Path) -> str:
     return tmp
 
 
-def remove_stale_partials(directory: str | Path, max_idle_s: float = STALE_PARTIAL_S) -> list[Path]:
-    """Delete the ``*.partial`` files in ``directory`` that killed builds left; returns them.
+def stale_partials(directory: str | Path, max_idle_s: float = STALE_PARTIAL_S) -> list[Path]:
+    """The ``*.partial`` files in ``directory`` that killed builds left.
 
     A partial is stale when its writer (host and pid are in its name) was on this host and is no
     longer running, or when nothing has written to it for ``max_idle_s`` seconds (a live build
-    writes every :data:`BATCH_ROWS` images). Partials of running builds are left alone.
+    writes every :data:`BATCH_ROWS` images). Partials of running builds are not stale.
     """
-    removed, now = [], time.time()
+    stale, now = [], time.time()
     for partial in Path(directory).glob("*.partial"):
         match = _PARTIAL.search(partial.name)
         try:
             idle = now - partial.stat().st_mtime
-            dead = bool(match and match["host"] == _host() and not _alive(int(match["pid"])))
-            if dead or idle > max_idle_s:
-                partial.unlink()
-                removed.append(partial)
         except FileNotFoundError:  # finished or removed meanwhile
             continue
+        if (match and match["host"] == _host() and not _alive(int(match["pid"]))) or idle > max_idle_s:
+            stale.append(partial)
+    return stale
+
+
+def remove_stale_partials(directory: str | Path, max_idle_s: float = STALE_PARTIAL_S) -> list[Path]:
+    """Delete the :func:`stale_partials` of ``directory``; returns them."""
+    removed = []
+    for partial in stale_partials(directory, max_idle_s):
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+            removed.append(partial)
     return removed
 
 
-@contextmanager
+@contextlib.contextmanager
 def atomic_arrow_file(path: Path, schema: pa.Schema) -> Iterator[pa.ipc.RecordBatchFileWriter]:
     """Arrow IPC file writer on a :func:`new_partial` next to ``path``, renamed onto ``path`` when
     the block completes; on any error the partial file is removed and ``path`` is left untouched."""
@@ -91,6 +109,7 @@ def atomic_arrow_file(path: Path, schema: pa.Schema) -> Iterator[pa.ipc.RecordBa
     try:
         with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_file(sink, schema) as writer:
             yield writer
+        shareable(tmp)
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -109,17 +128,53 @@ def locate(starts: Sequence[int], i: int) -> tuple[int, int]:
     return c, i - starts[c]
 
 
-def cache_key(image_paths: Sequence[str], mask_paths: Sequence[str | None], size: tuple[int, int]) -> str:
-    """Hex key over the inputs' paths, byte sizes and mtimes, the size and the format version."""
-    h = hashlib.sha256(f"v{CACHE_VERSION}|{size[0]}x{size[1]}".encode())
-    for image, mask in zip(image_paths, mask_paths):
-        for p in (image, mask):
-            if p is None:
-                h.update(b"|-")
-                continue
-            st = os.stat(p)
-            h.update(f"|{p}|{st.st_size}|{st.st_mtime_ns}".encode())
+def file_digest(path: str) -> str:
+    """SHA-256 of the file's bytes (hex)."""
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def cache_key(
+    image_paths: Sequence[str],
+    mask_paths: Sequence[str | None],
+    size: tuple[int, int],
+    sample_ids: Sequence[str] = (),
+    key: str = "stat",
+    workers: int = 2,
+    progress: bool | None = None,
+) -> str:
+    """Hex key over the sample ids, the size, the format version and every input file (see module doc).
+
+    ``key="stat"``: each file's path, size, mtime, ctime and inode (no file is read). ``key="content"``:
+    a SHA-256 of each file's bytes, read with ``workers`` threads (tqdm bar as in :func:`build_cache`).
+    """
+    if key not in CACHE_KEYS:
+        raise ValueError(f"cache key {key!r}: choose one of {CACHE_KEYS}")
+    h = hashlib.sha256(f"v{CACHE_VERSION}|{size[0]}x{size[1]}|{key}".encode())
+    h.update("\x1f".join(sample_ids).encode())
+    files = [p for pair in zip(image_paths, mask_paths) for p in pair]
+    if key == "content":
+        present = [p for p in files if p is not None]
+        show = len(present) >= PROGRESS_MIN_IMAGES if progress is None else progress
+        with (
+            ThreadPoolExecutor(max(1, workers)) as pool,
+            tqdm(total=len(present), desc="hashing image files", unit="file", disable=not show) as bar,
+        ):
+            digests = {}
+            for p, digest in zip(present, pool.map(file_digest, present)):
+                digests[p] = digest
+                bar.update()
+        parts = ("-" if p is None else digests[p] for p in files)
+    else:
+        parts = ("-" if p is None else _stat_part(p) for p in files)
+    for part in parts:
+        h.update(f"|{part}".encode())
     return h.hexdigest()[:20]
+
+
+def _stat_part(path: str) -> str:
+    st = os.stat(path)
+    return f"{path}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}|{st.st_ino}"
 
 
 def _schema(size: tuple[int, int]) -> pa.Schema:
@@ -161,8 +216,15 @@ def build_cache(
     builds are deleted first. ``progress``: show a tqdm bar on stderr (default: from
     :data:`PROGRESS_MIN_IMAGES` images on).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_partials(path.parent)
+        return _write_cache(path, sample_ids, image_paths, mask_paths, size, workers, desc, progress)
+    except OSError as err:
+        raise (storage_error(err, path.parent, "the image cache") or err) from None
+
+
+def _write_cache(path, sample_ids, image_paths, mask_paths, size, workers, desc, progress) -> Path:
     schema = _schema(size)
     jobs = [(i, m, size) for i, m in zip(image_paths, mask_paths)]
     show = len(jobs) >= PROGRESS_MIN_IMAGES if progress is None else progress
@@ -233,15 +295,20 @@ def open_or_build(
     size: int | tuple[int, int],
     workers: int = 2,
     progress: bool | None = None,
+    key: str = "stat",
 ) -> ImageCache:
     """The cache for these inputs at this size, built first if no valid one exists.
 
-    Only a completed ``<name>-<size>-<key>.arrow`` counts; ``progress`` as in :func:`build_cache`.
+    Only a completed ``<name>-<size>-<key>.arrow`` counts (``key``: ``stat`` or ``content``, see
+    :func:`cache_key`); a reused one is marked used now (``cache prune`` keeps it); ``progress`` as
+    in :func:`build_cache`.
     """
     size = (size, size) if isinstance(size, int) else tuple(size)
-    key = cache_key(image_paths, mask_paths, size)
-    path = Path(directory) / f"{name}-{size[0]}x{size[1]}-{key}.arrow"
-    if not path.exists():
+    digest = cache_key(image_paths, mask_paths, size, list(sample_ids), key, workers, progress)
+    path = Path(directory) / f"{name}-{size[0]}x{size[1]}-{digest}.arrow"
+    if path.exists():
+        mark_used(path)
+    else:
         build_cache(
             path,
             list(sample_ids),

@@ -5,9 +5,10 @@ source's ``read`` (which raises :class:`~dermfuse_data.errors.DatasetError` for 
 unreadable), then reports rows, per-class counts, groups, split sizes (official, else the default
 grouped split of :func:`dermfuse_data.splits.make_splits`), missing values per metadata column and
 problems: images or masks that are missing or cannot be decoded, masks of another size than their
-image, labels outside the class list, duplicate ids. It also reports the width of the tabular encoding
-of the dataset's non-leaking metadata features (:func:`encoding_widths`). Dataset-specific rules live
-in the source modules, not here.
+image, labels outside the class list, duplicate ids; and warnings for images far off the dataset's
+usual size or mode, or turned by EXIF (:mod:`dermfuse_data.image_survey`). It also reports the width
+of the tabular encoding of the dataset's non-leaking metadata features (:func:`encoding_widths`).
+Dataset-specific rules live in the source modules, not here.
 
 Exit status (:func:`exit_code`): 0 no problems, 1 problems found, 2 the dataset could not be read.
 """
@@ -25,6 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dermfuse_data.errors import DatasetError
+from dermfuse_data.image_survey import unusual_images
+from dermfuse_data.images import image_header
 from dermfuse_data.schema import META_PREFIX, SPLITS, validate_table
 from dermfuse_data.sources import get_source
 from dermfuse_data.sources.base import MISSING_TOKENS, DatasetSource
@@ -82,28 +85,11 @@ def verify_image(path: str | Path) -> str | None:
     return None
 
 
-def image_size(path: str | Path) -> tuple[int, int] | None:
-    """(width, height) from the file header (PIL, or DICOM Rows/Columns), None if unreadable."""
-    path = Path(path)
-    try:
-        if path.suffix.lower() in (".dcm", ".dicom"):
-            import pydicom
-
-            ds = pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["Rows", "Columns"])
-            return int(ds.Columns), int(ds.Rows)
-        from PIL import Image
-
-        with Image.open(path) as im:
-            return im.size
-    except Exception:
-        return None
-
-
 def _mask_size_problems(pairs: list[tuple[str, str]]) -> list[str]:
-    """Masks whose size differs from their image's (read from headers only)."""
+    """Masks whose upright size differs from their image's (read from headers only)."""
     wrong = []
     for image, mask in pairs:
-        i, m = image_size(image), image_size(mask)
+        i, m = (getattr(image_header(p), "size", None) for p in (image, mask))
         if i and m and i != m:
             wrong.append(f"{mask} is {m[0]}x{m[1]} but its image {image} is {i[0]}x{i[1]}")
     return _listed("mask size differs from its image", wrong, hint=MASK_SIZE_HINT)
@@ -185,20 +171,25 @@ def _listed(kind: str, items: list[str], hint: str | None = None) -> list[str]:
     return lines
 
 
-def _verify_files(paths: list[tuple[str, str]], progress: bool | None) -> list[str]:
-    """Problems for ``(kind, path)`` files that cannot be decoded; progress bar on stderr if many."""
+def _verify_files(paths: list[tuple[str, str]], progress: bool | None) -> tuple[list[str], list[str]]:
+    """(problems, warnings) for ``(kind, path)`` files: those that cannot be decoded, and those far off
+    their kind's usual size or mode (:func:`~dermfuse_data.image_survey.unusual_images`); progress bar
+    on stderr if many."""
     from tqdm import tqdm
 
     show = len(paths) > PROGRESS_THRESHOLD if progress is None else progress
     bad: dict[str, list[str]] = {}
+    headers: dict[str, list] = {}
     for kind, path in tqdm(paths, desc="verifying images", unit="img", file=sys.stderr, disable=not show, leave=False):
         reason = verify_image(path)
         if reason is not None:
             bad.setdefault(kind, []).append(f"{path} ({reason})")
+        elif (header := image_header(path)) is not None:
+            headers.setdefault(kind, []).append((path, header))
     problems = []
     for kind, items in bad.items():
         problems += _listed(f"unreadable {kind}", items, hint=UNREADABLE_HINT)
-    return problems
+    return problems, [w for kind, found in headers.items() for w in unusual_images(kind, found)]
 
 
 def check_dataset(
@@ -295,7 +286,9 @@ def check_dataset(
     for kind, items in absent.items():
         problems.extend(_listed(f"missing {kind}", items, hint=MISSING_HINT))
     if verify_images:
-        problems.extend(_verify_files(present, progress))
+        unreadable, unusual = _verify_files(present, progress)
+        problems.extend(unreadable)
+        warnings.extend(unusual)
         problems.extend(
             _mask_size_problems(
                 [

@@ -24,20 +24,16 @@ import torch
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from torchvision import tv_tensors
 
-from dermfuse_data.cache import ImageCache, open_or_build
-from dermfuse_data.errors import DatasetError
+from dermfuse_data.cache import CACHE_KEYS, ImageCache, open_or_build
+from dermfuse_data.errors import DataConfigError, DatasetError
 from dermfuse_data.feature_ranking import parse_top_k, rank_features_by_label_correlation
 from dermfuse_data.mask_file import MaskFile
-from dermfuse_data.sources import get_source
-from dermfuse_data.splits import load_or_make_splits
+from dermfuse_data.sources import SOURCE_MODULES, get_source
+from dermfuse_data.splits import load_or_make_splits, split_identity
+from dermfuse_data.storage import default_cache_dir, mark_used, shareable
 from dermfuse_data.synthetic import miniature_key, write_synthetic
 from dermfuse_data.tabular import TabularEncoder, select_features
 from dermfuse_data.transforms import build_transform
-
-
-def default_cache_dir() -> Path:
-    """``$DERMFUSE_CACHE`` if set, else ``.cache/dermfuse`` in the working directory."""
-    return Path(os.environ.get("DERMFUSE_CACHE", ".cache/dermfuse")).resolve()
 
 
 def synthetic_root(dataset: str, base: Path, seed: int = 0) -> Path:
@@ -55,12 +51,14 @@ def synthetic_root(dataset: str, base: Path, seed: int = 0) -> Path:
         try:
             root = write_synthetic(dataset, tmp, seed)
             (tmp / ".dermfuse-synthetic").write_text(str(Path(root).resolve().relative_to(tmp.resolve())))
+            shareable(tmp)  # mkdtemp made it 0700: group members share the cache folder
             os.rename(tmp, final)
         except OSError:
             if not marker.exists():
                 raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+    mark_used(marker)
     return final / marker.read_text()
 
 
@@ -146,7 +144,13 @@ class DermDataModule(pl.LightningDataModule):
         sampler: ``random`` or ``balanced`` (inverse-frequency ``WeightedRandomSampler``).
         augment: ``none`` | ``light`` | ``standard`` (see :func:`build_transform`).
         use_official_split: keep the publisher's split where it defines one.
-        cache_dir: where splits, caches and synthetic data go (default :func:`default_cache_dir`).
+        resplit: regenerate the dataset's saved split from the current samples (by default the saved
+            split file is kept: new samples are placed by group and no saved sample moves; see
+            :func:`~dermfuse_data.splits.load_or_make_splits`).
+        cache_dir: where splits, caches and synthetic data go (default
+            :func:`~dermfuse_data.storage.default_cache_dir`, ``$DERMFUSE_CACHE``).
+        cache_key: ``stat`` (path, size, mtime, ctime, inode of every file; fast) or ``content`` (a hash
+            of every file's bytes; reads the whole dataset once per run, immune to restored timestamps).
         source_options: keyword options of the source's ``read`` (e.g. ``{abnormality: mass}``).
         predicted_masks: path of a mask file (:mod:`dermfuse_data.mask_file`, ``sample_id -> mask``
             at ``image_size``) served as ``mask`` instead of the dataset's masks, for every split
@@ -173,7 +177,9 @@ class DermDataModule(pl.LightningDataModule):
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
         use_official_split: bool = True,
+        resplit: bool = False,
         cache_dir: str | None = None,
+        cache_key: Literal["stat", "content"] = "stat",
         synthetic_seed: int = 0,
         cache_workers: int = 2,
         source_options: dict | None = None,
@@ -182,15 +188,9 @@ class DermDataModule(pl.LightningDataModule):
     ):
         super().__init__()
         self.save_hyperparameters()
+        check_data_options(self.hparams)
         self.source = get_source(dataset)
         self.cache_dir = Path(cache_dir).resolve() if cache_dir else default_cache_dir()
-        if predicted_masks is not None and task == "segmentation":
-            raise ValueError(
-                "predicted_masks replaces the masks a classifier sees; a segmentation task "
-                "trains on the dataset's own masks: remove data.predicted_masks"
-            )
-        if not 0.0 <= test_meta_missing_fraction <= 1.0:
-            raise ValueError(f"test_meta_missing_fraction must be in [0, 1], got {test_meta_missing_fraction}")
         self.with_mask = task == "segmentation" or use_masks or predicted_masks is not None
         self.top_k = parse_top_k(meta_features)
         self.features = select_features(self.source, "all" if self.top_k else meta_features, allow_leaky_metadata)
@@ -225,6 +225,8 @@ class DermDataModule(pl.LightningDataModule):
                 self.hparams.test_fraction,
                 self.hparams.seed,
                 self.hparams.use_official_split,
+                identity=self.split_identity,
+                resplit=self.hparams.resplit,
             )
             train = table.filter(pc.equal(table.column("split"), "train"))
             if self.top_k and self._restored_feature_names is None:
@@ -234,6 +236,12 @@ class DermDataModule(pl.LightningDataModule):
         return self._table
 
     _restored_feature_names: list[str] | None = None
+
+    @property
+    def split_identity(self) -> dict:
+        """What names this data for its split file (:func:`~dermfuse_data.splits.split_identity`)."""
+        synthetic = self.root.relative_to(self.cache_dir / "synthetic").parts[0] if self.is_synthetic else None
+        return split_identity(self.hparams.source_options, synthetic)
 
     def _select_top_k(self, train: pa.Table) -> None:
         """Keep the ``top_k`` features most correlated with the label on ``train`` (ViTAtt HC-K)."""
@@ -299,6 +307,7 @@ class DermDataModule(pl.LightningDataModule):
             masks,
             self.hparams.image_size,
             self.hparams.cache_workers,
+            key=self.hparams.cache_key,
         )
 
     def prepare_data(self) -> None:
@@ -408,6 +417,45 @@ class DermDataModule(pl.LightningDataModule):
             self.encoder = TabularEncoder(self.features)
             self._restored_feature_names = list(names)
         self.encoder.load_state_dict(state["encoder"])
+
+
+def check_data_options(hp) -> None:
+    """Refuse data options that cannot work, in one line naming the ``data.<key>`` (see :class:`DataConfigError`).
+
+    Checked before anything is read: dataset name, source options, image size, fractions, metadata
+    features, cache key, predicted masks with segmentation.
+    """
+    if hp.dataset not in SOURCE_MODULES:
+        raise DataConfigError("dataset", f"unknown dataset {hp.dataset!r}", f"choose one of {sorted(SOURCE_MODULES)}")
+    source = get_source(hp.dataset)
+    unknown = sorted(set(hp.source_options or {}) - set(source.options))
+    if unknown:
+        known = ", ".join(f"{k} ({v})" for k, v in source.options.items()) or "none"
+        raise DataConfigError("source_options", f"{hp.dataset} has no option {', '.join(unknown)}", f"known: {known}")
+    if isinstance(hp.image_size, bool) or not isinstance(hp.image_size, int) or hp.image_size < 1:
+        raise DataConfigError("image_size", f"must be a positive number of pixels, got {hp.image_size!r}")
+    for key in ("val_fraction", "test_fraction", "test_meta_missing_fraction"):
+        if not 0.0 <= hp[key] <= 1.0:
+            raise DataConfigError(key, f"must be in [0, 1], got {hp[key]}")
+    if hp.val_fraction + hp.test_fraction >= 1.0:
+        raise DataConfigError(
+            "val_fraction",
+            f"val_fraction + test_fraction = {hp.val_fraction + hp.test_fraction:g} leaves no training data",
+        )
+    if hp.meta_features not in (None, "all", []) and not source.features:
+        raise DataConfigError(
+            "meta_features",
+            f"{hp.dataset} has no metadata features, {hp.meta_features!r} asked",
+            "set data.meta_features=null",
+        )
+    if hp.cache_key not in CACHE_KEYS:
+        raise DataConfigError("cache_key", f"unknown cache key {hp.cache_key!r}", f"choose one of {list(CACHE_KEYS)}")
+    if hp.predicted_masks is not None and hp.task == "segmentation":
+        raise DataConfigError(
+            "predicted_masks",
+            "replaces the masks a classifier sees; a segmentation task trains on the dataset's own masks",
+            "remove data.predicted_masks",
+        )
 
 
 def blank_features(meta: np.ndarray, group_widths: list[int], fraction: float, seed: int) -> np.ndarray:

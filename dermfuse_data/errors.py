@@ -29,3 +29,11 @@ class DatasetError(ValueError):
         self.path = None if path is None else Path(path)
         self.row = row
         self.hint = hint
+
+
+class DataConfigError(DatasetError):
+    """A data option that cannot work (``data.image_size: 0``): one line naming the key and what to set."""
+
+    def __init__(self, key: str, message: str, hint: str | None = None):
+        super().__init__(f"data.{key}: {message}", hint=hint)
+        self.key = key

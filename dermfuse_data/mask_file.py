@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from dermfuse_data.cache import atomic_arrow_file, fixed_size_rows, locate
 from dermfuse_data.errors import DatasetError
+from dermfuse_data.storage import mark_used
 
 MASK_FILE_VERSION = 1
 
@@ -90,6 +91,7 @@ class MaskFile:
                 path=self.path,
                 hint="predict the masks first (make train-dualnet-cls does it), or fix the path",
             )
+        mark_used(self.path)  # cache prune keeps what is in use
         self._source = pa.memory_map(str(self.path), "r")
         try:
             table = pa.ipc.open_file(self._source).read_all()

@@ -3,15 +3,16 @@
 The publisher's split is used where one exists (validation carved from its training part, grouped);
 otherwise a seeded stratified grouped split (scikit-learn ``StratifiedKFold`` over groups). In both cases no
 ``group_id`` (lesion or patient) ever appears in two splits. :func:`load_or_make_splits` writes the
-partition as a small CSV next to the image cache so every paper and every rerun reuses it.
+partition as a small CSV next to the image cache (:mod:`dermfuse_data.split_file`); from then on that
+file is the source of truth: every paper and every rerun reuses it, samples added later are placed by
+group (:func:`extend_splits`) and no saved sample ever changes split unless a resplit is asked for.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
+import sys
 import warnings
 from pathlib import Path
 
@@ -21,6 +22,14 @@ from sklearn.model_selection import KFold, StratifiedKFold
 
 from dermfuse_data.errors import DatasetError
 from dermfuse_data.schema import SPLITS
+from dermfuse_data.split_file import (
+    SavedSample,
+    SplitChanges,
+    read_split_file,
+    split_changes,
+    table_samples,
+    write_split_file,
+)
 
 
 def _group_strata(labels: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -88,12 +97,7 @@ def make_splits(
         val_share = val_fraction / max(1e-9, 1.0 - test_fraction)
         held = _hold_out(labels[rest], groups[rest], val_share, seed + 1)
         split[rest[held]] = "val"
-    out = (
-        table.append_column("split", pa.array(split.tolist(), pa.string()))
-        if "split" not in table.column_names
-        else table.set_column(table.column_names.index("split"), "split", pa.array(split.tolist(), pa.string()))
-    )
-    return out
+    return _with_split(table, split.tolist())
 
 
 def crossing_groups(table: pa.Table) -> dict[str, set[str]]:
@@ -112,7 +116,8 @@ def assert_no_leak(table: pa.Table, source: str = "split") -> None:
         raise DatasetError(
             f"{len(crossing)} groups cross splits ({some})",
             path=source,
-            hint="use a grouped split (the default) or resplit with use_official=False",
+            hint="a saved sample changed group: regenerate the split (data.resplit=true, or python -m "
+            "dermfuse_data split --resplit); a publisher's split: use_official_split=False",
         )
 
 
@@ -140,11 +145,89 @@ def uses_official(table: pa.Table, use_official: bool = True) -> bool:
     )
 
 
-def _fingerprint(table: pa.Table, **params) -> str:
-    h = hashlib.sha256(json.dumps(params, sort_keys=True).encode())
-    for name in ("sample_id", "group_id", "label", "official_split"):
-        h.update("\x1f".join(map(str, table.column(name).to_pylist())).encode())
-    return h.hexdigest()[:16]
+def split_path(
+    directory: str | Path,
+    identity: dict | None = None,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    seed: int = 0,
+    use_official: bool = True,
+) -> Path:
+    """The dataset's split file: ``<directory>/splits-<key>.csv``.
+
+    The key covers ``identity`` (what names the data: e.g. source options, or which synthetic
+    miniature) and the split parameters, not the samples: adding or removing images keeps the file,
+    which is then extended (:func:`load_or_make_splits`).
+    """
+    params = dict(identity=identity or {}, val=val_fraction, test=test_fraction, seed=seed, official=use_official)
+    key = hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return Path(directory) / f"splits-{key}.csv"
+
+
+def split_identity(source_options: dict | None = None, synthetic: str | None = None) -> dict:
+    """What names a dataset's data for :func:`split_path`: its source options and, for generated data,
+    which synthetic miniature (``None`` for real data). Not the root folder: a real dataset copied
+    elsewhere (scratch space, another mount) keeps its split."""
+    return {"source_options": dict(source_options or {}), "synthetic": synthetic}
+
+
+def group_draw(group_id: str, seed: int) -> float:
+    """A number in [0, 1) fixed by ``(seed, group_id)``: where a group new to a saved split lands."""
+    digest = hashlib.sha256(f"{seed}\x1f{group_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def extend_splits(
+    table: pa.Table,
+    saved: dict[str, SavedSample],
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    seed: int = 0,
+    use_official: bool = True,
+) -> list[str]:
+    """The split of every row of ``table`` given the ``saved`` partition; no saved sample changes split.
+
+    A sample in ``saved`` keeps its split (with an official split: as long as the publisher's split
+    allows it, e.g. a saved ``val`` carved from official ``train``). A new sample joins its group's saved
+    split; a new group lands by :func:`group_draw` against the fractions (``test`` below
+    ``test_fraction``, then ``val``, else ``train``; with an official split only official ``train``
+    rows are placed, in ``val`` below ``val_fraction``). The publisher's split itself always wins: a
+    sample the publisher moved, or a ``val`` the publisher now defines, overrides the saved split.
+    """
+    ids = table.column("sample_id").to_pylist()
+    groups = table.column("group_id").to_pylist()
+    official = uses_official(table, use_official)
+    publisher = table.column("official_split").to_pylist() if official else [None] * len(ids)
+    publisher_val = official and "val" in set(publisher)
+    placeable = {"train", "val"} if official else set(SPLITS)
+    group_split: dict[str, str] = {}
+    for s in saved.values():
+        if s.split in placeable:
+            group_split.setdefault(s.group_id, s.split)
+    out = []
+    for sid, group, pub in zip(ids, groups, publisher):
+        before = saved.get(sid)
+        if official and (pub != "train" or publisher_val):
+            out.append(pub)
+        elif before is not None and (not official or before.split in placeable):
+            out.append(before.split)
+        elif group in group_split:
+            out.append(group_split[group])
+        else:
+            u = group_draw(group, seed)
+            if official:
+                out.append("val" if u < val_fraction else "train")
+            else:
+                out.append("test" if u < test_fraction else "val" if u < test_fraction + val_fraction else "train")
+            group_split[group] = out[-1]
+    return out
+
+
+def _with_split(table: pa.Table, split: list[str]) -> pa.Table:
+    column = pa.array(split, pa.string())
+    if "split" in table.column_names:
+        return table.set_column(table.column_names.index("split"), "split", column)
+    return table.append_column("split", column)
 
 
 def load_or_make_splits(
@@ -154,28 +237,48 @@ def load_or_make_splits(
     test_fraction: float = 0.15,
     seed: int = 0,
     use_official: bool = True,
+    *,
+    identity: dict | None = None,
+    resplit: bool = False,
 ) -> tuple[pa.Table, Path]:
-    """:func:`make_splits`, saved as ``splits-<fingerprint>.csv`` in ``directory`` and reused.
+    """``table`` with its split from the dataset's split file (:func:`split_path`), made once and kept.
 
-    The fingerprint covers the sample ids, groups, labels, official split and the parameters, so a
-    changed dataset or seed gets a new file and an unchanged one always gets the same partition.
+    No file yet (or ``resplit``): :func:`make_splits`, written to the file. A file: the source of truth;
+    samples it lacks are placed by :func:`extend_splits` and added to it, samples it has keep their
+    split, samples the table no longer has stay in the file (so a restored image gets its split back)
+    but not in the table. A change to the file is announced on stderr. Our own split that puts a group
+    in two splits (a saved sample whose group changed) is a :class:`DatasetError` asking for a resplit.
     """
-    params = dict(val=val_fraction, test=test_fraction, seed=seed, official=use_official)
-    path = Path(directory) / f"splits-{_fingerprint(table, **params)}.csv"
-    if path.exists():
-        saved = dict(line.rstrip("\n").split(",", 1) for line in path.read_text().splitlines()[1:])
-        split = [saved.get(sid) for sid in table.column("sample_id").to_pylist()]
-        if all(s in SPLITS for s in split):
-            out = table.append_column("split", pa.array(split, pa.string()))
-            _check_leaks(out, uses_official(table, use_official), str(path))
-            return out, path
-    out = make_splits(table, val_fraction, test_fraction, seed, use_official)
-    _check_leaks(out, uses_official(table, use_official), "computed split")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write("sample_id,split\n")
-        for sid, s in zip(out.column("sample_id").to_pylist(), out.column("split").to_pylist()):
-            fh.write(f"{sid},{s}\n")
-    os.replace(tmp, path)
+    path = split_path(directory, identity, val_fraction, test_fraction, seed, use_official)
+    official = uses_official(table, use_official)
+    saved = {} if resplit or not path.exists() else read_split_file(path)
+    if saved:
+        out = _with_split(table, extend_splits(table, saved, val_fraction, test_fraction, seed, use_official))
+    else:
+        out = make_splits(table, val_fraction, test_fraction, seed, use_official)
+    _check_leaks(out, official, str(path))
+    current = table_samples(out)
+    registry = {**saved, **current}
+    if registry != saved:
+        before = _previous(path) if resplit else saved
+        write_split_file(path, registry)
+        _announce(path, split_changes(before, current) if before else None, resplit)
     return out, path
+
+
+def _previous(path: Path) -> dict[str, SavedSample]:
+    """The split file a resplit replaces ({} if none or unreadable: a resplit is how to repair it)."""
+    try:
+        return read_split_file(path) if path.exists() else {}
+    except DatasetError:
+        return {}
+
+
+def _announce(path: Path, changes: SplitChanges | None, resplit: bool) -> None:
+    if changes is None:
+        what = "written"
+    elif resplit:
+        what = f"regenerated (resplit): {changes.summary() or 'no sample moved'}"
+    else:
+        what = f"updated: {changes.summary()}; no saved sample changed split"
+    print(f"split file {path} {what}", file=sys.stderr, flush=True)

@@ -7,6 +7,8 @@ names, image size) and gives every run its own folder ``runs/<experiment>/<time>
 * ``config.yaml`` (the resolved config), ``provenance.json`` (:mod:`~dermfuse_models.runner.provenance`),
   ``metrics.csv`` (CSV log), ``wandb/`` (offline unless wandb is configured, see
   :func:`~dermfuse_models.runner.runs.wandb_mode`);
+* ``split.csv``: the run's partition (``sample_id,group_id,label,split``), verified on resume
+  (:mod:`~dermfuse_models.runner.run_split`; ``--accept_changed_split=true`` goes on with changed data);
 * ``checkpoints/`` with the best (the config's :class:`~dermfuse_models.runner.checkpoints.RunCheckpoint`
   monitor) and ``last.ckpt`` (the last completed epoch), written atomically;
 * ``metrics.json`` (after ``fit`` the best checkpoint is tested; ``val`` holds its epoch's validation
@@ -52,6 +54,7 @@ from dermfuse_models.runner.finite_guard import NonFiniteGuard
 from dermfuse_models.runner.provenance import session_record, write_provenance
 from dermfuse_models.runner.resume import resume_point
 from dermfuse_models.runner.run_errors import ConfigError, RunError, RunFolderError
+from dermfuse_models.runner.run_split import record_run_split
 from dermfuse_models.runner.runs import create_run_dir, dataset_tag, find_resumable_run, runs_root, wandb_mode
 from dermfuse_models.runner.summary import failure_summary, print_summary, run_summary, scalars, write_summary
 
@@ -143,6 +146,12 @@ class DermCLI(LightningCLI):
             default=False,
             help="with --resume: continue a FINISHED run up to a larger trainer.max_epochs "
             "(without it a finished run is left untouched)",
+        )
+        parser.add_argument(
+            "--accept_changed_split",
+            type=bool,
+            default=False,
+            help="with --resume: go on although the data's split differs from the run's split.csv",
         )
         links = {
             "data.num_classes": ["model.init_args.num_classes", "model.init_args.net.init_args.num_classes"],
@@ -242,11 +251,19 @@ class DermCLI(LightningCLI):
 
     # -- before fit: the checks that need the data table, provenance --------------------------
     def before_fit(self) -> None:
-        """Refuse a batch larger than the train split; write ``provenance.json`` (rank 0)."""
+        """Refuse a batch larger than the train split; write ``split.csv`` (fresh run) or refuse a resumed run
+        whose split changed (:mod:`.run_split`); write ``provenance.json`` (rank 0)."""
         cfg = self.config[self.subcommand]
         dm = self.datamodule
         check_batch_size(
             dm.hparams.batch_size, len(dm.split_table("train")), dm.hparams.dataset, processes_of(cfg.trainer)
+        )
+        record_run_split(
+            cfg.run_dir,
+            dm,
+            resume=bool(cfg.get("resume")),
+            accept_changed=bool(cfg.get("accept_changed_split")),
+            write=self.trainer.is_global_zero,
         )
         if rank_zero_only.rank == 0:
             data = {"dataset": dm.hparams.dataset, "root": dm.hparams.root, "synthetic": dm.is_synthetic}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -158,3 +159,105 @@ def test_only_stale_partials_are_removed(tmp_path):
     assert sorted(os.listdir(tmp_path)) == sorted(
         names[k] for k in ("live writer here", "other host, recent", "finished cache")
     )
+
+
+# ------------------------------------------------------------------ key: stale pixels never served
+def _replace_keeping_size_and_mtime(path: Path) -> None:
+    """What ``cp -p`` / ``rsync -a`` / ``tar`` do: other pixels, same byte size, the old mtime restored."""
+    before = os.stat(path)
+    data = bytearray(Path(path).read_bytes())
+    img = np.asarray(Image.open(path)).copy()
+    Image.fromarray(255 - img).save(path, format="PNG", compress_level=0)  # uncompressed: same byte size
+    assert len(Path(path).read_bytes()) == len(data)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.stat(path).st_size == before.st_size and os.stat(path).st_mtime_ns == before.st_mtime_ns
+
+
+@pytest.mark.parametrize("key", ["stat", "content"])
+def test_file_replaced_with_same_size_and_restored_mtime_is_decoded_again(tmp_path, key):
+    rng = np.random.default_rng(1)
+    paths = []
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).save(tmp_path / f"{i}.png", compress_level=0)
+        paths.append(str(tmp_path / f"{i}.png"))
+    ids = ["a", "b", "c"]
+    first = open_or_build(tmp_path / "c", "t", ids, paths, [None] * 3, 12, key=key)
+    old_pixels = np.array(first.image(1))
+    time.sleep(0.02)  # the kernel's ctime clock ticks every few ms; a real restore comes much later
+    _replace_keeping_size_and_mtime(Path(paths[1]))
+    second = open_or_build(tmp_path / "c", "t", ids, paths, [None] * 3, 12, key=key)
+    assert second.path != first.path
+    np.testing.assert_array_equal(second.image(1), 255 - old_pixels)
+    np.testing.assert_array_equal(second.image(1), np.asarray(Image.open(paths[1])))
+
+
+def test_content_key_ignores_where_and_when_but_not_what(tmp_path):
+    ids, images, masks = _write(tmp_path, n=3)
+    key = cache.cache_key(images, masks, (8, 8), ids, "content")
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    copies = [str(moved / Path(p).name) for p in images + masks]
+    for src, dst in zip(images + masks, copies):
+        Path(dst).write_bytes(Path(src).read_bytes())  # new paths, new times, same bytes
+    assert cache.cache_key(copies[:3], copies[3:], (8, 8), ids, "content") == key
+    assert cache.cache_key(copies[:3], copies[3:], (8, 8), ids, "stat") != cache.cache_key(images, masks, (8, 8), ids)
+    assert cache.cache_key(images, masks, (8, 8), ["x", "y", "z"], "content") != key  # other sample ids
+    Path(masks[2]).write_bytes(Path(masks[2]).read_bytes() + b"\0")
+    assert cache.cache_key(images, masks, (8, 8), ids, "content") != key
+    with pytest.raises(ValueError, match="content"):
+        cache.cache_key(images, masks, (8, 8), ids, "md5")
+
+
+def test_cache_is_readable_by_the_group_and_reuse_marks_it_used(tmp_path):
+    ids, images, masks = _write(tmp_path, n=2)
+    old = os.umask(0o002)
+    try:
+        built = open_or_build(tmp_path / "c", "t", ids, images, masks, 8)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(built.path.stat().st_mode) == 0o664
+    os.utime(built.path, (1000, 1000))
+    open_or_build(tmp_path / "c", "t", ids, images, masks, 8)
+    assert time.time() - built.path.stat().st_mtime < 60
+
+
+FULL_DISK = """
+import json, resource, signal, sys
+from dermfuse_data.cache import open_or_build
+from dermfuse_data.errors import DatasetError
+directory, ids, images, masks = json.loads(sys.argv[1])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)          # a write past the limit fails (EFBIG) instead of killing
+resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))  # the disk "fills" after 20 kB
+try:
+    open_or_build(directory, "t", ids, images, masks, 64)
+except DatasetError as err:
+    print(err)
+"""
+
+
+def test_full_disk_while_caching_names_the_folder_and_the_variable(tmp_path):
+    """A real write failure inside Arrow (file size limit: EFBIG, as a full disk gives ENOSPC)."""
+    ids, images, masks = _write(tmp_path, n=12)
+    directory = tmp_path / "c"
+    proc = subprocess.run(
+        [sys.executable, "-c", FULL_DISK, json.dumps([str(directory), ids, images, masks])],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert f"{directory}: cannot write the image cache: file too large" in proc.stdout
+    assert "DERMFUSE_CACHE" in proc.stdout and "cache prune" in proc.stdout and "Traceback" not in proc.stdout
+    assert os.listdir(directory) == []  # the partial file is gone
+
+
+def test_unwritable_cache_folder_names_the_folder(tmp_path, monkeypatch):
+    ids, images, masks = _write(tmp_path, n=2)
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "c"))
+
+    monkeypatch.setattr(cache.tempfile, "mkstemp", denied)
+    with pytest.raises(DatasetError, match=r"(?s)/c: cannot write the image cache: permission denied.*DERMFUSE_CACHE"):
+        open_or_build(tmp_path / "c", "t", ids, images, masks, 8)

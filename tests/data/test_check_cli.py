@@ -156,6 +156,32 @@ def test_word_in_numeric_metadata_column_named_by_sample(mini, cli):
     ]
 
 
+def test_images_far_off_the_usual_size_or_mode_are_warnings_naming_files(mini, cli):
+    """1x1, 1000x900 among ~100 px, 16-bit, CMYK, EXIF-turned: each decodes, each is named, none is a problem."""
+    pngs = sorted((mini / "images").rglob("*.png"))
+    tiny, huge, deep, cmyk, turned = pngs[1], pngs[2], pngs[3], pngs[4], pngs[5]
+    Image.new("RGB", (1, 1)).save(tiny)
+    Image.new("RGB", (1000, 900), (90, 60, 50)).save(huge)
+    Image.fromarray(np.full((90, 120), 40000, np.uint16)).save(deep)  # I;16
+    Image.new("CMYK", (120, 90), (0, 80, 90, 30)).save(cmyk, format="JPEG")  # a CMYK JPEG under a .png name
+    photo = Image.open(turned)
+    exif = photo.getexif()
+    exif[0x0112] = 6
+    photo.save(turned, exif=exif)
+    rc, out, err = cli("check", "--dataset", "pad_ufes_20", "--root", mini, "--json")
+    report = json.loads(out)
+    assert rc == 0 and report["problems"] == [], report["problems"]
+    warnings = report["warnings"]
+    far = [w for w in warnings if w.startswith("image far off the usual size: ")]
+    assert len(far) == 2 and str(tiny) in far[0] + far[1] and f"{huge} is 1000x900" in far[0] + far[1]
+    assert any(f"{deep} is I;16 (usual RGB): scaled to 8 bit by its high byte" in w for w in warnings)
+    assert any(f"{cmyk} is CMYK (usual RGB)" in w for w in warnings)
+    assert f"image turned by EXIF: {turned} has EXIF orientation 6: turned upright" in warnings
+    assert len(warnings) == 5
+    rc, out, _ = cli("check", "--dataset", "pad_ufes_20", "--root", mini)
+    assert rc == 0 and "warning: image far off the usual size" in out and "no problems" in out
+
+
 # ------------------------------------------------------------------ generic parts
 def _png(**kw) -> bytes:
     buf = io.BytesIO()
