@@ -35,6 +35,7 @@ from pytorch_lightning.cli import LightningCLI
 from dermfuse_data.datamodule import DermDataModule
 from dermfuse_data.errors import DatasetError
 from dermfuse_models.runner.runs import dataset_tag, find_resumable_run, runs_root
+from dermfuse_models.runner.speed import SpeedOptions
 from dermfuse_models.runner.summary import print_summary, run_summary, scalars, write_summary
 
 RUN_DIR_ENV = "DERMFUSE_RUN_DIR"
@@ -116,6 +117,8 @@ class DermCLI(LightningCLI):
             help="continue the latest run of this experiment+dataset (or --run_dir) from its "
             "checkpoints/last.ckpt, in the same folder, up to trainer.max_epochs",
         )
+        # channels-last / torch.compile (``speed:`` in every config): a callback added to every run
+        parser.add_lightning_class_args(SpeedOptions, "speed")
         links = {
             "data.num_classes": ["model.init_args.num_classes", "model.init_args.net.init_args.num_classes"],
             "data.class_names": ["model.init_args.class_names"],
