@@ -25,6 +25,9 @@ CKPT ?=
 N ?= 16
 XAI_ARGS ?=
 PYTEST_ARGS ?=
+# Benchmarks: BENCH_SIZE=tiny|small|full|gpu, BENCH_ARGS='--sections loader,nets --threads 1 --device cpu'
+BENCH_SIZE ?= small
+BENCH_ARGS ?=
 
 # A paper's default dataset is the one its experiments/<paper>/config.yaml trains on (data.dataset).
 config_dataset = $(shell awk '/^[^ \#]/{d=($$1=="data:")} d && $$1=="dataset:"{print $$2; exit}' experiments/$(1)/config.yaml 2>/dev/null)
@@ -107,7 +110,13 @@ explain-%: $(STAMP) ## explanations of a trained run into <run>/explain/: make e
 report: $(STAMP) ## runs/report.md (+ runs/report_<paper>.png): finished runs beside the papers' numbers
 	$(PY) -m dermfuse_models.runner report
 
+bench: $(STAMP) ## speed, side by side: loader, Trainer overhead, every paper net [BENCH_SIZE=small: < 15 min on 2 cores] -> bench/results/
+	WANDB_MODE=disabled HF_HUB_OFFLINE=1 $(PY) -m bench.run --size $(BENCH_SIZE) $(BENCH_ARGS)
+
+bench-gpu: $(STAMP) ## the bench on a CUDA node: every paper net at paper resolution, fp32/bf16/channels_last/compile, < 8 min
+	PY=$(PY) bench/gpu.sh $(BENCH_ARGS)
+
 clean: ## remove caches and run outputs (keeps .venv)
 	rm -rf .cache runs wandb lightning_logs .pytest_cache
 
-.PHONY: help setup lock test lint lint-imports format clean report train-dualnet train-dualnet-seg train-dualnet-cls
+.PHONY: help setup lock test lint lint-imports format clean report bench bench-gpu train-dualnet train-dualnet-seg train-dualnet-cls
