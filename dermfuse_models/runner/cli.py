@@ -72,6 +72,18 @@ def _launcher_job_id() -> str | None:
     return None
 
 
+def multi_node_run_dir_problem(run_dir: str | None) -> str | None:
+    """Why this process cannot name its run folder alone, or ``None``: several processes started by an
+    external launcher (``WORLD_SIZE`` > 1) with neither a job id nor ``--run_dir`` would each pick their own."""
+    if run_dir or _launcher_job_id() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    return (
+        f"{os.environ['WORLD_SIZE']} processes were launched without a job id, so each would write its own run "
+        "folder: give torchrun --rdzv-id=<job id> (the same on every node; SLURM's job id is used automatically) "
+        "or pass --run_dir=<shared folder>"
+    )
+
+
 def _options(data_cfg) -> dict:
     options = data_cfg.get("source_options") or {}
     return dict(options.as_dict() if hasattr(options, "as_dict") else options)
@@ -182,6 +194,8 @@ class DermCLI(LightningCLI):
                 / experiment
                 / f"job{_launcher_job_id()}-{dataset_tag(cfg.data.dataset, _options(cfg.data))}"
             )
+        elif multi_node_run_dir_problem(cfg.get("run_dir")):
+            raise RuntimeError(multi_node_run_dir_problem(cfg.get("run_dir")))
         else:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             run_dir = _unique(runs_root() / experiment / f"{stamp}-{dataset_tag(cfg.data.dataset, _options(cfg.data))}")
