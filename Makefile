@@ -28,6 +28,9 @@ PYTEST_ARGS ?=
 # Cache housekeeping: make cache-prune [DAYS=30] [DRY_RUN=1] (split files are never pruned)
 DAYS ?= 30
 DRY_RUN ?=
+# Benchmarks: BENCH_SIZE=tiny|small|full|gpu, BENCH_ARGS='--sections loader,nets --threads 1 --device cpu'
+BENCH_SIZE ?= small
+BENCH_ARGS ?=
 
 # A paper's default dataset is the one its experiments/<paper>/config.yaml trains on (data.dataset).
 config_dataset = $(shell awk '/^[^ \#]/{d=($$1=="data:")} d && $$1=="dataset:"{print $$2; exit}' experiments/$(1)/config.yaml 2>/dev/null)
@@ -116,7 +119,13 @@ cache-list: $(STAMP) ## list the cache folder (DERMFUSE_CACHE, default .cache/de
 cache-prune: $(STAMP) ## remove caches and miniatures unused for DAYS days (30; splits kept): make cache-prune [DAYS=30] [DRY_RUN=1]
 	$(PY) -m dermfuse_data cache prune --older-than $(DAYS) $(if $(filter 1 true yes,$(DRY_RUN)),--dry-run)
 
+bench: $(STAMP) ## speed, side by side: loader, Trainer overhead, every paper net [BENCH_SIZE=small: < 15 min on 2 cores] -> bench/results/
+	WANDB_MODE=disabled HF_HUB_OFFLINE=1 $(PY) -m bench.run --size $(BENCH_SIZE) $(BENCH_ARGS)
+
+bench-gpu: $(STAMP) ## the bench on a CUDA node: every paper net at paper resolution, fp32/bf16/channels_last/compile, < 8 min
+	PY=$(PY) bench/gpu.sh $(BENCH_ARGS)
+
 clean: ## remove caches and run outputs (keeps .venv)
 	rm -rf .cache runs wandb lightning_logs .pytest_cache
 
-.PHONY: help setup lock test lint lint-imports format clean cache-list cache-prune report train-dualnet train-dualnet-seg train-dualnet-cls
+.PHONY: help setup lock test lint lint-imports format clean cache-list cache-prune report bench bench-gpu train-dualnet train-dualnet-seg train-dualnet-cls

@@ -18,20 +18,24 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import multiprocessing
 import os
 import re
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
-from dermfuse_data.images import load_image
+from dermfuse_data.images import DICOM_SUFFIXES, load_image
 from dermfuse_data.storage import mark_used, shareable, storage_error
 
 #: 2: 16-bit images scaled, EXIF orientation applied, alpha composited (dermfuse_data.images)
@@ -41,6 +45,8 @@ CACHE_KEYS = ("stat", "content")
 BATCH_ROWS = 256
 #: by default a build shows its progress bar from this many images on
 PROGRESS_MIN_IMAGES = 64
+#: decode in processes (not threads) from this many DICOM files on: pydicom + windowing hold the GIL
+PROCESS_MIN_DICOMS = 16
 #: a ``*.partial`` file not written to for this long (seconds) belongs to a dead build
 STALE_PARTIAL_S = 3600
 _PARTIAL = re.compile(r"\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[^.]+\.partial$")
@@ -200,6 +206,16 @@ def _decode(args):
     return image, mask, original
 
 
+def decode_pool(workers: int, image_paths: Sequence[str]) -> Executor:
+    """Threads for JPEG/PNG/BMP (PIL releases the GIL while decoding); processes for many DICOMs
+    (parsing and percentile windowing of 16-bit mammograms hold it). Spawned, never forked: the caller
+    may hold CUDA or OpenMP state."""
+    dicoms = sum(Path(p).suffix.lower() in DICOM_SUFFIXES for p in image_paths)
+    if workers > 1 and dicoms >= PROCESS_MIN_DICOMS:
+        return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    return ThreadPoolExecutor(max(1, workers))
+
+
 def build_cache(
     path: Path,
     sample_ids: Sequence[str],
@@ -214,7 +230,8 @@ def build_cache(
 
     Written to a :func:`new_partial` file and renamed when complete; stale partials of killed
     builds are deleted first. ``progress``: show a tqdm bar on stderr (default: from
-    :data:`PROGRESS_MIN_IMAGES` images on).
+    :data:`PROGRESS_MIN_IMAGES` images on), then the build's rate and size. ``workers`` decode in
+    parallel (:func:`decode_pool`).
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -228,9 +245,10 @@ def _write_cache(path, sample_ids, image_paths, mask_paths, size, workers, desc,
     schema = _schema(size)
     jobs = [(i, m, size) for i, m in zip(image_paths, mask_paths)]
     show = len(jobs) >= PROGRESS_MIN_IMAGES if progress is None else progress
+    start = time.perf_counter()
     with (
         atomic_arrow_file(path, schema) as writer,
-        ThreadPoolExecutor(max(1, workers)) as pool,
+        decode_pool(workers, image_paths) as pool,
         tqdm(total=len(jobs), desc=desc, unit="img", disable=not show) as bar,
     ):
         for start in range(0, len(jobs), BATCH_ROWS):
@@ -250,6 +268,15 @@ def _write_cache(path, sample_ids, image_paths, mask_paths, size, workers, desc,
                     schema=schema,
                 )
             )
+    if show:
+        seconds = time.perf_counter() - start
+        print(
+            f"cached {len(jobs)} images in {seconds:.1f} s ({len(jobs) / max(seconds, 1e-9):,.0f} images/s, "
+            f"{max(1, workers)} {type(pool).__name__.removesuffix('PoolExecutor').lower()}s): "
+            f"{path.stat().st_size / 2**20:,.0f} MiB at {path}",
+            file=sys.stderr,
+            flush=True,
+        )
     return path
 
 
@@ -301,22 +328,46 @@ def open_or_build(
 
     Only a completed ``<name>-<size>-<key>.arrow`` counts (``key``: ``stat`` or ``content``, see
     :func:`cache_key`); a reused one is marked used now (``cache prune`` keeps it); ``progress`` as
-    in :func:`build_cache`.
+    in :func:`build_cache`. One writer at a time (:func:`build_lock`): processes on other nodes sharing
+    the folder, or other ranks of this node, wait for the build and then read the finished file.
     """
     size = (size, size) if isinstance(size, int) else tuple(size)
     digest = cache_key(image_paths, mask_paths, size, list(sample_ids), key, workers, progress)
     path = Path(directory) / f"{name}-{size[0]}x{size[1]}-{digest}.arrow"
     if path.exists():
         mark_used(path)
-    else:
-        build_cache(
-            path,
-            list(sample_ids),
-            image_paths,
-            mask_paths,
-            size,
-            workers,
-            desc=f"caching {name} at {size[0]}x{size[1]}",
-            progress=progress,
-        )
+        return ImageCache(path)
+    with build_lock(path):
+        if not path.exists():  # another process may have built it while this one waited
+            build_cache(
+                path,
+                list(sample_ids),
+                image_paths,
+                mask_paths,
+                size,
+                workers,
+                desc=f"caching {name} at {size[0]}x{size[1]}",
+                progress=progress,
+            )
     return ImageCache(path)
+
+
+@contextmanager
+def build_lock(path: Path) -> Iterator[None]:
+    """Exclusive lock ``<path>.lock`` (``flock``, via filelock) held while one process builds ``path``.
+
+    The kernel drops it when its holder dies, so a killed build never blocks the next one; waiting is
+    announced on stderr. On a filesystem without working ``flock`` (some NFS set-ups), build the cache
+    from one process before starting a multi-node job.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path) + ".lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"waiting for another process to finish building {path}", file=sys.stderr, flush=True)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()

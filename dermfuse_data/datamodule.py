@@ -14,7 +14,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -24,9 +24,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from torchvision import tv_tensors
 
+from dermfuse_data.augment import parse_augment
 from dermfuse_data.cache import CACHE_KEYS, ImageCache, open_or_build
+from dermfuse_data.device_augment import DeviceBatchTransform
 from dermfuse_data.errors import DataConfigError, DatasetError
 from dermfuse_data.feature_ranking import parse_top_k, rank_features_by_label_correlation
+from dermfuse_data.loader_options import available_cores, choose_num_workers, resolve_augment_on
 from dermfuse_data.mask_file import MaskFile
 from dermfuse_data.sources import SOURCE_MODULES, get_source
 from dermfuse_data.splits import load_or_make_splits, split_identity
@@ -83,6 +86,8 @@ class SampleDataset(Dataset):
     """Rows of the cache as model-ready dicts (see module doc).
 
     ``masks``: a :class:`MaskFile` whose masks replace the cache's (predicted masks), or ``None``.
+    ``transform`` ``None``: image and mask stay uint8 (augmented and normalised on the device,
+    :class:`~dermfuse_data.device_augment.DeviceBatchTransform`).
     """
 
     def __init__(
@@ -116,9 +121,11 @@ class SampleDataset(Dataset):
                     hint="this dataset has no masks: set use_masks=false",
                 )
             mask = tv_tensors.Mask(torch.from_numpy(np.array(m))[None])
-            image, mask = self.transform(image, mask)
-            out["mask"] = mask.float()
-        else:
+            if self.transform is not None:
+                image, mask = self.transform(image, mask)
+                mask = mask.float()
+            out["mask"] = mask.as_subclass(torch.Tensor)
+        elif self.transform is not None:
             image = self.transform(image)
         out["image"] = image.as_subclass(torch.Tensor)
         if self.meta is not None:
@@ -142,7 +149,17 @@ class DermDataModule(pl.LightningDataModule):
         allow_leaky_metadata: permit features that encode the label (for studying the leak).
         use_masks: also serve lesion masks in classification (attention regularisation).
         sampler: ``random`` or ``balanced`` (inverse-frequency ``WeightedRandomSampler``).
-        augment: ``none`` | ``light`` | ``standard`` (see :func:`build_transform`).
+        augment: a preset (``none`` | ``light`` | ``standard``) or a list of named steps with
+            parameters (:mod:`dermfuse_data.augment`), training split only.
+        augment_on: ``cpu`` (per sample in the workers, torchvision), ``device`` (per batch on the
+            training device, kornia, per-sample parameters; workers then serve uint8) or ``auto``
+            (``device`` on an accelerator, else ``cpu``; :mod:`dermfuse_data.loader_options`).
+        num_workers: DataLoader workers per process, or ``auto`` (from the cores and the measured
+            per-worker rate, :func:`~dermfuse_data.loader_options.auto_num_workers`).
+        pin_memory: page-locked batches; ``None`` = on when training on CUDA.
+        persistent_workers: keep workers alive between epochs (when there are workers).
+        prefetch_factor: batches each worker prepares ahead (``None``: torch's default, 2).
+        cache_workers: decoders building the image cache, or ``auto`` (every core this process may use).
         use_official_split: keep the publisher's split where it defines one.
         resplit: regenerate the dataset's saved split from the current samples (by default the saved
             split file is kept: new samples are placed by group and no saved sample moves; see
@@ -170,9 +187,13 @@ class DermDataModule(pl.LightningDataModule):
         allow_leaky_metadata: bool = False,
         use_masks: bool = False,
         batch_size: int = 32,
-        num_workers: int = 0,
+        num_workers: int | Literal["auto"] = 0,
         sampler: Literal["random", "balanced"] = "random",
-        augment: Literal["none", "light", "standard"] = "standard",
+        augment: str | list[dict[str, Any]] = "standard",
+        augment_on: Literal["auto", "cpu", "device"] = "auto",
+        pin_memory: bool | None = None,
+        persistent_workers: bool = True,
+        prefetch_factor: int | None = None,
         seed: int = 0,
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
@@ -181,7 +202,7 @@ class DermDataModule(pl.LightningDataModule):
         cache_dir: str | None = None,
         cache_key: Literal["stat", "content"] = "stat",
         synthetic_seed: int = 0,
-        cache_workers: int = 2,
+        cache_workers: int | Literal["auto"] = "auto",
         source_options: dict | None = None,
         predicted_masks: str | None = None,
         test_meta_missing_fraction: float = 0.0,
@@ -192,6 +213,10 @@ class DermDataModule(pl.LightningDataModule):
         self.source = get_source(dataset)
         self.cache_dir = Path(cache_dir).resolve() if cache_dir else default_cache_dir()
         self.with_mask = task == "segmentation" or use_masks or predicted_masks is not None
+        parse_augment(augment)  # a wrong step or parameter fails here, naming data.augment[i]
+        resolve_augment_on(augment_on, "cpu")
+        self._device_transform: DeviceBatchTransform | None = None
+        self._auto_workers: int | None = None
         self.top_k = parse_top_k(meta_features)
         self.features = select_features(self.source, "all" if self.top_k else meta_features, allow_leaky_metadata)
         self.encoder = TabularEncoder(self.features)
@@ -306,7 +331,7 @@ class DermDataModule(pl.LightningDataModule):
             t.column("image_path").to_pylist(),
             masks,
             self.hparams.image_size,
-            self.hparams.cache_workers,
+            available_cores() if self.hparams.cache_workers == "auto" else self.hparams.cache_workers,
             key=self.hparams.cache_key,
         )
 
@@ -341,8 +366,9 @@ class DermDataModule(pl.LightningDataModule):
             )
         return masks
 
-    def dataset(self, split: str) -> SampleDataset:
-        """The :class:`SampleDataset` of ``split`` (``train`` gets augmentation)."""
+    def dataset(self, split: str, on_device: bool = False) -> SampleDataset:
+        """The :class:`SampleDataset` of ``split`` (``train`` gets augmentation); ``on_device``: serve
+        uint8, leaving augmentation and normalisation to :meth:`on_after_batch_transfer`."""
         self.setup()
         t = self.split_table(split)
         ids = t.column("sample_id").to_pylist()
@@ -359,12 +385,44 @@ class DermDataModule(pl.LightningDataModule):
             meta,
             ids,
             self.with_mask,
-            build_transform(split == "train", self.hparams.augment),
+            None if on_device else build_transform(split == "train", self.hparams.augment, self._size),
             masks=self._masks,
         )
 
+    @property
+    def _size(self) -> tuple[int, int]:
+        return (self.hparams.image_size, self.hparams.image_size)
+
+    def _run_device(self) -> tuple[str, int]:
+        """(device type, processes per node) of the attached trainer; ("cpu", 1) without one."""
+        trainer = self.trainer
+        if trainer is None:
+            return "cpu", 1
+        return trainer.strategy.root_device.type, max(1, int(getattr(trainer, "num_devices", 1) or 1))
+
+    @property
+    def augment_on(self) -> str:
+        """Where augmentation and normalisation run for this run: ``cpu`` or ``device``."""
+        return resolve_augment_on(self.hparams.augment_on, self._run_device()[0])
+
+    def _num_workers(self, ds: SampleDataset) -> int:
+        if self.hparams.num_workers != "auto":
+            return int(self.hparams.num_workers)
+        if self._auto_workers is None:
+            device_type, processes = self._run_device()
+            self._auto_workers = choose_num_workers(ds, processes, device_type)
+        return self._auto_workers
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        """uint8 batches (``augment_on: device``): augment (training only) and normalise on the device."""
+        if isinstance(batch, dict) and torch.is_tensor(batch.get("image")) and batch["image"].dtype == torch.uint8:
+            if self._device_transform is None:
+                self._device_transform = DeviceBatchTransform(self.hparams.augment, self._size)
+            batch = self._device_transform(batch, train=self.trainer is not None and self.trainer.training)
+        return batch
+
     def _loader(self, split: str) -> DataLoader:
-        ds = self.dataset(split)
+        ds = self.dataset(split, on_device=self.augment_on == "device")
         sampler = None
         if split == "train" and self.hparams.sampler == "balanced":
             counts = np.bincount(ds.labels, minlength=self.num_classes).astype(float)
@@ -374,13 +432,17 @@ class DermDataModule(pl.LightningDataModule):
                 num_samples=len(ds),
                 generator=torch.Generator().manual_seed(self.hparams.seed),
             )
+        workers = self._num_workers(ds)
+        pin = self.hparams.pin_memory
         return DataLoader(
             ds,
             batch_size=self.hparams.batch_size,
             shuffle=split == "train" and sampler is None,
             sampler=sampler,
-            num_workers=self.hparams.num_workers,
-            persistent_workers=self.hparams.num_workers > 0,
+            num_workers=workers,
+            pin_memory=self._run_device()[0] == "cuda" if pin is None else pin,
+            persistent_workers=self.hparams.persistent_workers and workers > 0,
+            prefetch_factor=self.hparams.prefetch_factor if workers > 0 else None,
             drop_last=split == "train" and len(ds) > self.hparams.batch_size,
         )
 

@@ -56,6 +56,7 @@ from dermfuse_models.runner.resume import resume_point
 from dermfuse_models.runner.run_errors import ConfigError, RunError, RunFolderError
 from dermfuse_models.runner.run_split import record_run_split
 from dermfuse_models.runner.runs import create_run_dir, dataset_tag, find_resumable_run, runs_root, wandb_mode
+from dermfuse_models.runner.speed import SpeedOptions
 from dermfuse_models.runner.summary import failure_summary, print_summary, run_summary, scalars, write_summary
 
 RUN_DIR_ENV = "DERMFUSE_RUN_DIR"
@@ -91,6 +92,18 @@ def _launcher_job_id() -> str | None:
             step = os.environ.get("SLURM_STEP_ID") if key == "SLURM_JOB_ID" else None
             return f"{value}.{step}" if step else value  # two sruns of one job: two folders
     return None
+
+
+def multi_node_run_dir_problem(run_dir: str | None) -> str | None:
+    """Why this process cannot name its run folder alone, or ``None``: several processes started by an
+    external launcher (``WORLD_SIZE`` > 1) with neither a job id nor ``--run_dir`` would each pick their own."""
+    if run_dir or _launcher_job_id() or int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    return (
+        f"{os.environ['WORLD_SIZE']} processes were launched without a job id, so each would write its own run "
+        "folder: give torchrun --rdzv-id=<job id> (the same on every node; SLURM's job id is used automatically) "
+        "or pass --run_dir=<shared folder>"
+    )
 
 
 def _options(data_cfg) -> dict:
@@ -153,6 +166,8 @@ class DermCLI(LightningCLI):
             default=False,
             help="with --resume: go on although the data's split differs from the run's split.csv",
         )
+        # channels-last / torch.compile (``speed:`` in every config): a callback added to every run
+        parser.add_lightning_class_args(SpeedOptions, "speed")
         links = {
             "data.num_classes": ["model.init_args.num_classes", "model.init_args.net.init_args.num_classes"],
             "data.class_names": ["model.init_args.class_names"],
@@ -219,6 +234,8 @@ class DermCLI(LightningCLI):
                 / experiment
                 / f"job{_launcher_job_id()}-{dataset_tag(cfg.data.dataset, _options(cfg.data))}"
             )
+        elif multi_node_run_dir_problem(cfg.get("run_dir")):
+            raise RuntimeError(multi_node_run_dir_problem(cfg.get("run_dir")))
         else:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             run_dir, fresh = (

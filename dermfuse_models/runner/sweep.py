@@ -89,6 +89,24 @@ def grid_runs(sweep: dict) -> list[dict[str, Any]]:
     return runs
 
 
+def shard_runs(runs: list[dict[str, Any]], shard: str | None) -> list[tuple[int, dict[str, Any]]]:
+    """``(grid index, overrides)`` of the runs that shard ``"i/n"`` (1-based) owns: every n-th, from the i-th.
+
+    ``None`` owns every run. Job-array tasks ``1/n .. n/n`` together cover the grid exactly once, and
+    each run keeps its index in the whole grid (its folder name ``NN-...``), so shards never collide.
+    """
+    indexed = list(enumerate(runs))
+    if shard is None:
+        return indexed
+    try:
+        i, n = (int(part) for part in str(shard).split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {shard!r}: write i/n with 1 <= i <= n, e.g. --shard 2/4") from None
+    if not 1 <= i <= n:
+        raise ValueError(f"--shard {shard!r}: write i/n with 1 <= i <= n, e.g. --shard 2/4")
+    return indexed[i - 1 :: n]
+
+
 def format_value(value: Any) -> str:
     """A parameter value exactly as the wandb agent writes it into ``--key=value`` (``str(value)``).
 
@@ -183,18 +201,22 @@ def run_local(
     dry_run: bool = False,
     extra_args: list[str] = (),
     sweep_dir: str | Path | None = None,
+    shard: str | None = None,
 ) -> list[dict]:
-    """Run the grid locally, one run after the other (see module doc); returns one record per run."""
+    """Run the grid locally, one run after the other (see module doc); returns one record per run.
+
+    ``shard`` ``"i/n"``: only this share of the grid (:func:`shard_runs`), e.g. one task of a job array.
+    """
     sweep = load_sweep(sweep_path)
-    runs = grid_runs(sweep)
+    owned = shard_runs(grid_runs(sweep), shard)
     if max_runs is not None:
-        runs = runs[:max_runs]
+        owned = owned[:max_runs]
     profile_command(sweep, sweep_path, dataset, data_root, extra_args)  # fail early on a missing file
     sweep_dir = (
         Path(sweep_dir) if sweep_dir else runs_root() / experiment_of(sweep_path) / time.strftime("sweep-%Y%m%d-%H%M%S")
     )
     records = []
-    for i, overrides in enumerate(runs):
+    for position, (i, overrides) in enumerate(owned):
         run_dir = (sweep_dir / f"{i:02d}-{_slug(overrides)}").resolve()
         command = expand_command(
             profile_command(sweep, sweep_path, dataset, data_root, [*extra_args, f"--run_dir={run_dir}"]),
@@ -202,7 +224,7 @@ def run_local(
             sweep.get("program"),
         )
         record = {"index": i, "overrides": overrides, "run_dir": str(run_dir), "command": command}
-        print(f"[{i + 1}/{len(runs)}] {shlex.join(command)}", flush=True)
+        print(f"[{position + 1}/{len(owned)}] run {i:02d}: {shlex.join(command)}", flush=True)
         if not dry_run:
             start = time.time()
             rc = subprocess.run(command, env={**os.environ, "WANDB_SILENT": "true"}).returncode
@@ -287,11 +309,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", "--dry_run", action="store_true", help="list the runs, run nothing")
     parser.add_argument("--max-runs", "--max_runs", type=int, default=None, help="run at most N runs")
     parser.add_argument("--local", action="store_true", help="run locally even when wandb is online")
+    parser.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="local runner: only the I-th of N shares of the grid (job arrays: --shard $((SLURM_ARRAY_TASK_ID+1))/N; "
+        "give every task the same SWEEP_DIR via --sweep_dir)",
+    )
+    parser.add_argument(
+        "--sweep_dir", default=None, help="folder of the sweep's runs (default runs/<paper>/sweep-<time>)"
+    )
     args, extra = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     extra = [a for a in extra if a != "--"]
-    if not args.local and not args.dry_run and wandb_mode() == "online":
+    if not args.local and not args.dry_run and args.shard is None and wandb_mode() == "online":
         return run_wandb_agent(args.sweep, args.dataset, args.data_root, args.max_runs, extra)
-    records = run_local(args.sweep, args.dataset, args.data_root, args.max_runs, args.dry_run, extra)
+    if args.shard is not None:
+        shard_runs([], args.shard)  # a malformed --shard fails before anything runs
+    records = run_local(
+        args.sweep, args.dataset, args.data_root, args.max_runs, args.dry_run, extra, args.sweep_dir, args.shard
+    )
     return 0 if all(r.get("returncode", 0) == 0 for r in records) else 1
 
 

@@ -1,8 +1,10 @@
-"""Standalone 2-process CPU DDP fit of vitatt's smoke config (run by test_ddp.py in a subprocess).
+"""Standalone 2-process CPU DDP fit of vitatt's smoke config (test_ddp.py, test_multinode.py: subprocesses).
 
-``python ddp_fit_script.py OUT_DIR``: Lightning's ``strategy=ddp`` relaunches this script for rank 1
-(gloo backend on CPU). Every rank writes ``OUT_DIR/rank<k>.json`` with the sample ids it saw in
-training and validation and the validation metrics it logged (after the epoch's synchronisation).
+``python ddp_fit_script.py OUT_DIR [--key=value ...]``: Lightning's ``strategy=ddp`` relaunches this script
+for rank 1 (gloo backend on CPU); extra arguments replace ``--trainer.devices=2`` (``torchrun --nnodes=2``
+starts one copy per node with ``--trainer.num_nodes=2 --trainer.devices=1``). Every rank writes
+``OUT_DIR/rank<k>.json`` with the sample ids it saw in training and validation and the validation metrics
+it logged (after the epoch's synchronisation).
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class RankRecorder(pl.Callback):
         )
 
 
-def main(out: str) -> None:
+def main(out: str, launch: list[str]) -> None:
     from dermfuse_models.runner.cli import main as cli_main
 
     experiments = REPO / "experiments" / "vitatt"
@@ -61,7 +63,7 @@ def main(out: str) -> None:
             "--config",
             str(experiments / "smoke.yaml"),
             "--trainer.accelerator=cpu",
-            "--trainer.devices=2",
+            *(launch or ["--trainer.devices=2"]),
             "--trainer.max_epochs=1",
             "--trainer.limit_train_batches=2",
             "--trainer.limit_test_batches=1",
@@ -74,4 +76,4 @@ def main(out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2:])
