@@ -7,7 +7,8 @@ names, image size) and gives every run its own folder ``runs/<experiment>/<time>
 * ``config.yaml`` (the resolved config), ``metrics.csv`` (CSV log), ``wandb/`` (offline unless
   wandb is configured, see :func:`~dermfuse_models.runner.runs.wandb_mode`);
 * ``checkpoints/`` with the best (the config's ``ModelCheckpoint`` monitor) and ``last.ckpt``;
-* ``metrics.json`` (after ``fit`` the best checkpoint is tested) and ``figures/`` (the tasks'
+* ``metrics.json`` (after ``fit`` the best checkpoint is tested; with grouped bootstrap 95% CIs, ``ci95``),
+  ``test_predictions.csv`` (every test sample's prediction) and ``figures/`` (the tasks'
   confusion matrix / ROC; segmentation configs add :class:`~dermfuse_models.runner.figures.SegmentationSamplesFigure`).
 
 Trainer defaults (loggers, checkpointing, LR monitor) are configuration: ``experiments/defaults.yaml``
@@ -36,6 +37,7 @@ from dermfuse_data.datamodule import DermDataModule
 from dermfuse_data.errors import DatasetError
 from dermfuse_models.runner.runs import dataset_tag, find_resumable_run, runs_root
 from dermfuse_models.runner.summary import print_summary, run_summary, scalars, write_summary
+from dermfuse_models.runner.test_intervals import add_test_intervals
 
 RUN_DIR_ENV = "DERMFUSE_RUN_DIR"
 #: trainer defaults every run shares (loggers, checkpointing, LR monitor), layered under every --config
@@ -208,7 +210,8 @@ class DermCLI(LightningCLI):
 
     # -- after fit: test and summarise ---------------------------------------------------------
     def after_fit(self) -> None:
-        """Test the best checkpoint (last weights if none) and write ``metrics.json`` to the run folder."""
+        """Test the best checkpoint (last weights if none); write ``test_predictions.csv`` and ``metrics.json``
+        (with grouped bootstrap 95% CIs, :mod:`~dermfuse_models.runner.test_intervals`) to the run folder."""
         trainer: pl.Trainer = self.trainer
         val = scalars(trainer.callback_metrics)
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") or None
@@ -226,6 +229,7 @@ class DermCLI(LightningCLI):
             scalars(test[0]) if test else {},
         )
         if trainer.is_global_zero:
+            add_test_intervals(summary, self.model, self.datamodule, trainer.default_root_dir)
             write_summary(trainer.default_root_dir, summary)
             print_summary(summary)
 
