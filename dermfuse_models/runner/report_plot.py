@@ -41,7 +41,7 @@ def plot_paper(paper: str, sections: list, path: Path) -> Path | None:
         return None
     labels = sorted({c.label for _, _, cs, _ in panels for c in cs}, key=lambda s: (len(s), s))
     colours = {label: colormaps["tab10"](i % 10) for i, label in enumerate(labels)}
-    width = max(5.0, max(1.3 * len(keys) * (len(rows) + len(cs)) ** 0.5 + 2 for _, rows, cs, keys in panels))
+    width = min(16.0, max(6.0, max(0.8 * len(keys) * (len(rows) + len(cs)) ** 0.5 + 3 for _, rows, cs, keys in panels)))
     fig = Figure(figsize=(width, 3.6 * len(panels)), dpi=100)
     axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
     for ax, (section, rows, comparisons, keys) in zip(axes, panels, strict=True):

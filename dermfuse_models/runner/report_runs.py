@@ -108,12 +108,14 @@ class RunRecord:
         return protocol_of(str(s.get("dataset", "?")), s.get("source_options"), s.get("task"))
 
     def fingerprint(self) -> str:
-        """Hash of what makes the run's numbers: config minus bookkeeping, split file, synthetic or real."""
+        """Hash of what makes the run's numbers: config minus bookkeeping, split file, synthetic or real,
+        and, for a sweep run, its overrides without the seed (a sweep variant is its own comparison)."""
         config = json.loads(json.dumps(self.config, default=str))
         for key in BOOKKEEPING_KEYS:
             _drop(config, key.split("."))
         split = Path(str(self.summary.get("split_file") or "")).name
-        text = json.dumps([config, split, self.synthetic, self.protocol.describe()], sort_keys=True, default=str)
+        sweep = None if self.overrides is None else {k: v for k, v in self.overrides.items() if k != SEED_KEY}
+        text = json.dumps([config, split, self.synthetic, self.protocol.describe(), sweep], sort_keys=True, default=str)
         return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
