@@ -2,22 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
-from tests.experiments._support import REPO
-
-
-def make(*args: str) -> subprocess.CompletedProcess:
-    """``make`` in the repo, never rebuilding the venv (its stamp counts as up to date)."""
-    return subprocess.run(
-        ["make", "--no-print-directory", "-o", ".venv/.installed", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+from tests.experiments._support import make
 
 
 def test_help_lists_targets():

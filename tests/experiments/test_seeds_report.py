@@ -6,11 +6,10 @@ from __future__ import annotations
 import csv
 import json
 import re
-import subprocess
 
 import pytest
 
-from tests.experiments._support import REPO
+from tests.experiments._support import make
 
 SHORT = " ".join(
     [
@@ -22,19 +21,9 @@ SHORT = " ".join(
 )
 
 
-def _make(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["make", "--no-print-directory", "-o", ".venv/.installed", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-
-
 @pytest.mark.slow
 def test_three_seeds_one_command_then_the_report(runs_dir):
-    fit = _make("train-vitatt", "SEEDS=0 1 2", f"ARGS={SHORT}")
+    fit = make("train-vitatt", "SEEDS=0 1 2", f"ARGS={SHORT}", timeout=1800)
     assert fit.returncode == 0, fit.stderr[-3000:]
     folders = sorted((runs_dir / "vitatt").iterdir())
     summaries = [json.loads((f / "metrics.json").read_text()) for f in folders]
@@ -51,7 +40,7 @@ def test_three_seeds_one_command_then_the_report(runs_dir):
         assert rows and {"sample_id", "group", "label", "prob_NEV"} <= set(rows[0])
         assert len({r["group"] for r in rows}) == summary["ci_groups"]
 
-    report = _make("report")
+    report = make("report")
     assert report.returncode == 0, report.stderr[-3000:]
     text = (runs_dir / "report.md").read_text()
     section = text[text.index("### pad_ufes_20") :]
