@@ -14,6 +14,9 @@ DATASET ?=
 ARGS ?=
 # RESUME=1: continue the latest interrupted run of that paper + dataset from its checkpoints/last.ckpt.
 RESUME ?=
+# SEEDS="0 1 2": one run per seed (--seed_everything: weight init, augmentation, batch order); the data
+# split (data.seed) stays, so the runs are one comparison: `make report` shows their mean +- s.d. and CI.
+SEEDS ?=
 # DualNet stage 1 (segmenter, ISIC 2018 Task 1): its data folder, overrides and an explicit checkpoint.
 SEG_DATA_ROOT ?=
 SEG_ARGS ?=
@@ -38,12 +41,18 @@ dataset_of = $(or $(strip $(DATASET)),$(call config_dataset,$(1)))
 PAPERS := $(patsubst experiments/%/config.yaml,%,$(wildcard experiments/*/config.yaml))
 overlay_of = experiments/$(1)/data/$(call dataset_of,$(1)).yaml
 RESUME_ARG = $(if $(filter 1 true yes,$(RESUME)),--resume=true)
+# $(call seeded,<command>,<overrides>): the command once, or once per seed of SEEDS (--seed_everything before the overrides)
+seeded = $(if $(strip $(SEEDS)),set -e; for seed in $(SEEDS); do echo "== seed $$seed (SEEDS=$(strip $(SEEDS))) =="; $(1) --seed_everything=$$seed $(2); done,$(1) $(2))
+define check_seeds
+	@if [ -n "$(strip $(SEEDS))" ] && [ -n "$(RESUME_ARG)" ]; then echo "RESUME=1 continues one run; drop SEEDS (or RESUME) to run one per seed" >&2; exit 2; fi
+endef
 
 export WANDB_SILENT := true
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_%-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
 	@echo "  variables: DATA_ROOT=<dataset folder>  DATASET=<name>  ARGS='<LightningCLI overrides>'  RESUME=1"
+	@echo "             SEEDS='0 1 2' (one run per seed, same data split; sweeps: every combination per seed)"
 	@echo "             SEG_DATA_ROOT / SEG_ARGS / SEG_CKPT (DualNet stage 1)  SWEEP_ARGS='--dry-run --max-runs N'"
 	@echo "             CKPT=<checkpoint> N=16 XAI_ARGS='--methods gradcam kernel_shap' (explain-<paper>)"
 	@echo "  papers and their datasets (DATASET=, default first: experiments/<paper>/config.yaml, data/<dataset>.yaml):"
@@ -85,9 +94,10 @@ define check_paper
 	@test -f $(call overlay_of,$(1)) || { echo "no dataset overlay $(call overlay_of,$(1)); DATASET= one of: $$(ls experiments/$(1)/data | sed 's/\.yaml$$//' | tr '\n' ' ')" >&2; exit 2; }
 endef
 
-train-%: $(STAMP) ## train a paper: make train-vitatt [DATASET=isic2019] [DATA_ROOT=...] [RESUME=1] [ARGS=...]
+train-%: $(STAMP) ## train a paper: make train-vitatt [DATASET=isic2019] [DATA_ROOT=...] [SEEDS="0 1 2"] [RESUME=1] [ARGS=...]
 	$(call check_paper,$*)
-	$(PY) -m dermfuse_models.runner fit $(call CONFIGS,$*) $(RESUME_ARG) $(ARGS)
+	$(call check_seeds)
+	$(call seeded,$(PY) -m dermfuse_models.runner fit $(call CONFIGS,$*) $(RESUME_ARG),$(ARGS))
 
 SEG_CONFIGS = --config experiments/dualnet/segmenter.yaml $(if $(strip $(SEG_DATA_ROOT)),--data.root=$(SEG_DATA_ROOT),--config experiments/dualnet/segmenter_smoke.yaml)
 
@@ -97,20 +107,22 @@ train-dualnet: $(STAMP) ## DualNet, both stages: segmenter, masks predicted once
 	$(MAKE) --no-print-directory train-dualnet-cls
 
 train-dualnet-seg: $(STAMP) ## DualNet stage 1: Deep-UNet on ISIC 2018 Task 1 [SEG_DATA_ROOT=...] [SEG_ARGS=...]
-	$(PY) -m dermfuse_models.runner fit $(SEG_CONFIGS) $(RESUME_ARG) $(SEG_ARGS)
+	$(call check_seeds)
+	$(call seeded,$(PY) -m dermfuse_models.runner fit $(SEG_CONFIGS) $(RESUME_ARG),$(SEG_ARGS))
 
 train-dualnet-cls: $(STAMP) ## DualNet stage 2 on image + predicted mask [SEG_CKPT=... default: latest finished segmenter]
 	$(call check_paper,dualnet)
-	$(PY) -m dermfuse_models.runner two-stage fit $(call CONFIGS,dualnet) $(if $(strip $(SEG_CKPT)),--seg_ckpt=$(SEG_CKPT)) $(RESUME_ARG) $(ARGS)
+	$(call check_seeds)
+	$(call seeded,$(PY) -m dermfuse_models.runner two-stage fit $(call CONFIGS,dualnet) $(if $(strip $(SEG_CKPT)),--seg_ckpt=$(SEG_CKPT)) $(RESUME_ARG),$(ARGS))
 
-sweep-%: $(STAMP) ## a paper's ablations (experiments/<paper>/sweep.yaml): wandb agent if online, else run locally
+sweep-%: $(STAMP) ## a paper's ablations (experiments/<paper>/sweep.yaml): wandb agent if online, else locally [SEEDS="0 1 2"]
 	$(call check_paper,$*)
-	$(PY) -m dermfuse_models.runner sweep experiments/$*/sweep.yaml --dataset $(call dataset_of,$*) $(if $(strip $(DATA_ROOT)),--data_root=$(DATA_ROOT)) $(SWEEP_ARGS) $(if $(strip $(ARGS)),-- $(ARGS))
+	$(PY) -m dermfuse_models.runner sweep experiments/$*/sweep.yaml --dataset $(call dataset_of,$*) $(if $(strip $(DATA_ROOT)),--data_root=$(DATA_ROOT)) $(if $(strip $(SEEDS)),--seeds $(SEEDS)) $(SWEEP_ARGS) $(if $(strip $(ARGS)),-- $(ARGS))
 
 explain-%: $(STAMP) ## explanations of a trained run into <run>/explain/: make explain-vitatt [CKPT=...] [N=16] [XAI_ARGS=...]
 	$(PY) -m dermfuse_models.runner explain $(if $(strip $(CKPT)),--ckpt=$(CKPT),--experiment=$*) --n=$(N) $(XAI_ARGS)
 
-report: $(STAMP) ## runs/report.md (+ runs/report_<paper>.png): finished runs beside the papers' numbers
+report: $(STAMP) ## runs/report.md (+ runs/report_<paper>.png): paper number | ours mean +- s.d. over seeds | 95% CI | difference
 	$(PY) -m dermfuse_models.runner report
 
 cache-list: $(STAMP) ## list the cache folder (DERMFUSE_CACHE, default .cache/dermfuse): caches, splits, miniatures, sizes, last use

@@ -13,7 +13,7 @@ COMMANDS = {
     "predict": ("cli", "predict with a checkpoint (LightningCLI)"),
     "two-stage": ("two_stage", "DualNet: predict masks with the stage-1 segmenter once, then fit stage 2"),
     "sweep": ("sweep", "a paper's ablations (experiments/<paper>/sweep.yaml)"),
-    "report": ("report", "runs/report.md: finished runs beside the papers' numbers"),
+    "report": ("report", "runs/report.md: papers' numbers beside ours (mean +- s.d. over seeds, 95% CI)"),
     "profile": ("profile", "parameters, GMACs and GFLOPs of each paper's net"),
     "explain": ("explain", "explanations of a trained checkpoint into <run>/explain/"),
 }

@@ -11,8 +11,9 @@ names, image size) and gives every run its own folder ``runs/<experiment>/<time>
   (:mod:`~dermfuse_models.runner.run_split`; ``--accept_changed_split=true`` goes on with changed data);
 * ``checkpoints/`` with the best (the config's :class:`~dermfuse_models.runner.checkpoints.RunCheckpoint`
   monitor) and ``last.ckpt`` (the last completed epoch), written atomically;
-* ``metrics.json`` (after ``fit`` the best checkpoint is tested; ``val`` holds its epoch's validation
-  metrics; a failed fit writes ``"status": "failed"``) and ``figures/`` (the tasks' confusion matrix /
+* ``metrics.json`` (after ``fit`` the best checkpoint is tested, with grouped bootstrap 95% CIs, ``ci95``; ``val`` holds its epoch's validation
+  metrics; a failed fit writes ``"status": "failed"``), ``test_predictions.csv`` (every test sample's
+  prediction) and ``figures/`` (the tasks' confusion matrix /
   ROC; segmentation configs add :class:`~dermfuse_models.runner.figures.SegmentationSamplesFigure`).
 
 The folder is created atomically (two runs started in the same second get two folders). The config is
@@ -58,6 +59,7 @@ from dermfuse_models.runner.run_split import record_run_split
 from dermfuse_models.runner.runs import create_run_dir, dataset_tag, find_resumable_run, runs_root, wandb_mode
 from dermfuse_models.runner.speed import SpeedOptions
 from dermfuse_models.runner.summary import failure_summary, print_summary, run_summary, scalars, write_summary
+from dermfuse_models.runner.test_intervals import add_test_intervals
 
 RUN_DIR_ENV = "DERMFUSE_RUN_DIR"
 #: trainer defaults every run shares (loggers, checkpointing, LR monitor), layered under every --config
@@ -309,7 +311,8 @@ class DermCLI(LightningCLI):
 
     # -- after fit: test and summarise ---------------------------------------------------------
     def after_fit(self) -> None:
-        """Test the best checkpoint (last weights if none) and write ``metrics.json`` to the run folder.
+        """Test the best checkpoint (last weights if none); write ``test_predictions.csv`` and ``metrics.json``
+        (with grouped bootstrap 95% CIs, :mod:`~dermfuse_models.runner.test_intervals`) to the run folder.
 
         ``val`` holds the validation metrics logged in the best checkpoint's epoch (:class:`RunCheckpoint`).
         """
@@ -335,6 +338,7 @@ class DermCLI(LightningCLI):
         if best and isinstance(checkpoint, RunCheckpoint):
             summary["best_epoch"] = checkpoint.best_epoch
         if trainer.is_global_zero:
+            add_test_intervals(summary, self.model, self.datamodule, trainer.default_root_dir)
             write_summary(trainer.default_root_dir, summary)
             print_summary(summary)
 

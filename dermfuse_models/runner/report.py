@@ -1,78 +1,98 @@
-"""``python -m dermfuse_models.runner.report``: finished runs beside the papers' reported numbers.
+"""``python -m dermfuse_models.runner report``: our runs beside the papers' numbers, as a reviewer reads them.
 
-Gathers every finished run (``runs/**/metrics.json``, written by ``python -m dermfuse_models.runner.cli
-fit``) and, per paper, writes one Markdown table to ``runs/report.md`` and one bar plot to
-``runs/report_<paper>.png``. Each table lists the paper's own figures first (from
-``experiments/<paper>/reported.yaml``, machine-readable, taken from the paper summaries in
-``shared/papers/``) and then our runs' TEST metrics with dataset, split, seed and variant (a sweep
-run's overrides). Runs on the synthetic miniature are marked **SYNTHETIC** in the table and hatched
-in the plot: their numbers say nothing about the paper.
+Writes ``runs/report.md`` and ``runs/report_<paper>.png``. Per paper, per **protocol** (dataset, source
+options, task: a mass-only CBIS-DDSM run is never beside mass+calc numbers), one table::
 
-``reported.yaml`` format::
+    | run | metric | paper | ours: mean ± s.d. (n seeds) | 95% CI | difference | what differs |
+
+* ``run`` is a comparison label (``A``, ``B``, ...: the runs that differ only by ``seed_everything``,
+  :mod:`~dermfuse_models.runner.report_runs`), the same in every table and panel; the list under the
+  table maps each label to its run folders, seeds, data (**SYNTHETIC** marked) and variant.
+* ``ours`` is the mean over seeds with the sample s.d. (never a lone best seed); ``95% CI`` is the grouped
+  bootstrap interval of that mean under test-set resampling (:mod:`~dermfuse_models.runner.report_stats`).
+* ``difference`` is ours minus the paper's number for the same metric key; ``what differs`` names our
+  data, split, image size and epochs and the paper row's split, ``protocol`` fields and note.
+* Runs left out (failed; debug: ``fast_dev_run``, ``limit_*_batches``, fewer than ``--min-epochs``
+  epochs) are listed with their reason, not compared. Sweep runs are compared as their own labelled
+  variants (``sweep: fusion=concat ...``), beside the paper row of the same variant.
+
+``experiments/<paper>/reported.yaml``::
 
     paper: <title>
     arxiv: "<id>"
     results:
-      - dataset: ham10000            # a dermfuse dataset name
-        variant: full model          # matched to nothing; shown as the setting
+      - dataset: cbis_ddsm             # a dermfuse dataset name
+        source_options: {abnormality: both}   # optional (also read from protocol.source_options)
+        task: classification           # default classification
+        variant: full model            # shown as the paper's setting
         split: paper's test split
-        metrics: {test/acc: 0.9347}  # keys as our runs log them
+        overrides: {model.init_args.net.init_args.fusion: concat}   # optional: the sweep variant it is
+        metrics: {test/f1_pos: 0.94}   # keys exactly as our runs log them (the metric it really is)
+        protocol: {...}                # optional: shown in "what differs"
         note: optional text
+
+A row without ``overrides`` is the paper's own model and is compared with runs of the paper's config;
+a row with ``overrides`` with the sweep runs whose overrides include them.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from dermfuse_models.runner.report_plot import plot_paper
+from dermfuse_models.runner.report_runs import (
+    MIN_EPOCHS,
+    Comparison,
+    Protocol,
+    RunRecord,
+    collect_runs,
+    flatten,
+    group_comparisons,
+    known_papers,
+    protocol_of,
+)
+from dermfuse_models.runner.report_stats import MetricStats, comparison_stats
+from dermfuse_models.runner.runs import runs_root
+
 #: metrics always shown for our runs of a task (besides those the paper reports)
 DEFAULT_METRICS = {
     "classification": ("test/acc", "test/bal_acc", "test/auroc_macro", "test/f1_macro"),
-    "segmentation": ("test/dice", "test/iou"),
+    "segmentation": ("test/dice", "test/iou", "test/thresholded_jaccard"),
 }
+#: shown too where a run logged them (binary tasks)
+BINARY_METRICS = ("test/f1_pos", "test/precision_pos", "test/sensitivity_pos", "test/specificity_pos")
 
 
 @dataclass
-class Row:
-    """One line of a paper's table: the paper's figure or one of our runs."""
+class PaperRow:
+    """One result row of a paper's ``reported.yaml``."""
 
-    source: str  # "paper" or the run folder (relative to the runs root)
-    dataset: str
+    protocol: Protocol
     variant: str
     split: str
-    seed: str
-    synthetic: bool
-    task: str
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float | None]
+    overrides: dict = field(default_factory=dict)
+    fields: dict = field(default_factory=dict)
     note: str = ""
 
-
-def known_papers(experiments: Path) -> list[str]:
-    """Paper slugs: folders of ``experiments`` with a config.yaml or reported.yaml."""
-    return sorted(
-        p.name
-        for p in experiments.iterdir()
-        if p.is_dir() and ((p / "config.yaml").is_file() or (p / "reported.yaml").is_file())
-    )
-
-
-def paper_of(experiment: str, papers: list[str]) -> str:
-    """The paper an experiment name belongs to (``dualnet_segmenter`` -> ``dualnet``)."""
-    if experiment in papers:
-        return experiment
-    prefixes = [p for p in papers if experiment.startswith(p + "_")]
-    return max(prefixes, key=len) if prefixes else experiment
+    def matches(self, comparison: Comparison) -> bool:
+        """Whether ``comparison`` measures this row's variant on its protocol (see module doc)."""
+        if comparison.protocol != self.protocol:
+            return False
+        if not self.overrides:
+            return not comparison.is_sweep
+        theirs = {k: str(v) for k, v in comparison.overrides.items()}
+        return comparison.is_sweep and all(theirs.get(k) == str(v) for k, v in self.overrides.items())
 
 
-def load_reported(experiments: Path, paper: str) -> tuple[dict, list[Row]]:
-    """The paper's header info and its reported figures as rows ({} and [] if no reported.yaml)."""
+def load_reported(experiments: Path, paper: str) -> tuple[dict, list[PaperRow]]:
+    """The paper's header info and its reported rows ({} and [] without reported.yaml)."""
     path = experiments / paper / "reported.yaml"
     if not path.is_file():
         return {}, []
@@ -82,158 +102,175 @@ def load_reported(experiments: Path, paper: str) -> tuple[dict, list[Row]]:
         metrics = r.get("metrics") or {}
         if not isinstance(metrics, dict):
             raise ValueError(f"{path}: results[{i}].metrics must map metric keys (e.g. test/acc) to numbers")
+        fields = r.get("protocol") if isinstance(r.get("protocol"), dict) else {}
+        options = r.get("source_options") or fields.get("source_options")
         rows.append(
-            Row(
-                "paper",
-                str(r.get("dataset", "?")),
+            PaperRow(
+                protocol_of(str(r.get("dataset", "?")), options, r.get("task")),
                 str(r.get("variant", "")),
                 str(r.get("split", "")),
-                "",
-                False,
-                str(r.get("task", "classification")),
-                {k: float(v) for k, v in metrics.items() if v is not None},
+                {k: None if v is None else float(v) for k, v in metrics.items()},
+                flatten(dict(r.get("overrides") or {})),
+                {k: v for k, v in fields.items() if k != "source_options"},
                 str(r.get("note", "")),
             )
         )
     return data, rows
 
 
-def _variant(run_dir: Path, metrics: dict) -> str:
-    sweep = run_dir / "sweep_run.json"
-    if sweep.is_file():
-        from dermfuse_models.runner.sweep import describe
-
-        return "sweep: " + describe(json.loads(sweep.read_text()).get("overrides") or {})
-    parts = []
-    if metrics.get("source_options"):
-        parts.append(",".join(f"{k}={v}" for k, v in metrics["source_options"].items()))
-    if metrics.get("test_meta_missing_fraction"):
-        parts.append(f"test meta missing {metrics['test_meta_missing_fraction']:.0%}")
-    if metrics.get("predicted_masks"):
-        parts.append("predicted masks")
-    return "; ".join(parts) or "config"
-
-
-def collect_runs(runs: Path, papers: list[str]) -> dict[str, list[Row]]:
-    """Our finished runs grouped by paper, oldest first (failed runs left out)."""
-    grouped: dict[str, list[Row]] = defaultdict(list)
-    files = sorted(runs.glob("**/metrics.json"), key=lambda p: p.stat().st_mtime)
-    for path in files:
-        try:
-            m = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if m.get("status", "finished") != "finished":
-            continue  # a failed run (metrics.json "status": "failed") has no result to show
-        run_dir = path.parent
-        rel = run_dir.relative_to(runs)
-        experiment = m.get("experiment") or rel.parts[0]
-        official = m.get("official_split")
-        split = f"{m.get('split', 'test')} ({'official' if official else 'grouped' if official is False else '?'})"
-        grouped[paper_of(experiment, papers)].append(
-            Row(
-                str(rel),
-                str(m.get("dataset", "?")),
-                _variant(run_dir, m),
-                split,
-                f"{m.get('seed', '')}/{m.get('seed_everything', '')}",
-                bool(m.get("synthetic")),
-                str(m.get("task", "classification")),
-                dict(m.get("test") or {}),
-                f"{m.get('epochs', '?')} epochs, {m.get('image_size', '?')} px",
-            )
-        )
-    return grouped
-
-
-def _metric_columns(rows: list[Row]) -> list[str]:
-    keys: list[str] = []
-    for r in rows:
-        wanted = list(r.metrics) if r.source == "paper" else list(DEFAULT_METRICS.get(r.task, ()))
-        keys += [k for k in wanted if k not in keys]
-    return keys
-
-
 def _fmt(value: float | None) -> str:
-    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+    return "—" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
 
 
-def markdown_table(rows: list[Row]) -> str:
-    """The Markdown table of one paper's rows (paper's figures first)."""
-    keys = _metric_columns(rows)
-    header = ["source", "dataset", "variant", "split", "seed (data/init)", "data", *keys, "note"]
+def _ours(stats: MetricStats | None) -> str:
+    if stats is None:
+        return "not logged"
+    sd = f" ± {stats.sd:.4f}" if stats.sd is not None else ""
+    return f"{stats.mean:.4f}{sd} (n={stats.n})"
+
+
+def _ci(stats: MetricStats | None) -> str:
+    if stats is None:
+        return ""
+    return f"[{stats.ci[0]:.4f}, {stats.ci[1]:.4f}]" if stats.ci else stats.ci_note
+
+
+def _split_kind(run: RunRecord) -> str:
+    official = run.summary.get("official_split")
+    return "official split" if official else "grouped split" if official is False else "split ?"
+
+
+def what_differs(comparison: Comparison, row: PaperRow | None) -> str:
+    """Our data, split, image size and epochs against the paper row's split, protocol fields and note."""
+    run = comparison.runs[0]
+    data = "**SYNTHETIC** miniature" if comparison.synthetic else "real data"
+    ours = f"ours: {data}, {_split_kind(run)}, {run.summary.get('image_size', '?')} px, "
+    ours += f"{run.summary.get('max_epochs', '?')} epochs"
+    if row is None:
+        return ours
+    paper = [row.split] if row.split else []
+    paper += [f"{k}: {v}" for k, v in row.fields.items()]
+    paper += [row.note] if row.note else []
+    return ours + ("; paper: " + "; ".join(paper) if paper else "")
+
+
+def metric_keys(comparison: Comparison, rows: list[PaperRow]) -> list[str]:
+    """The paper rows' metric keys, then the task's default metrics (and binary ones where logged)."""
+    keys = [k for row in rows for k in row.metrics]
+    keys += list(DEFAULT_METRICS.get(comparison.protocol.task, ()))
+    logged = {k for r in comparison.runs for k in (r.summary.get("test") or {})}
+    keys += [k for k in BINARY_METRICS if k in logged]
+    return list(dict.fromkeys(keys))
+
+
+@dataclass
+class ProtocolSection:
+    """What the report shows for one protocol of one paper."""
+
+    protocol: Protocol
+    rows: list[PaperRow]
+    comparisons: list[Comparison]
+    stats: dict[str, dict[str, MetricStats]]  # label -> metric -> stats
+
+
+def protocol_sections(rows: list[PaperRow], comparisons: list[Comparison]) -> list[ProtocolSection]:
+    """One section per protocol of the paper's rows and our comparisons (paper's protocols first)."""
+    protocols = list(dict.fromkeys([r.protocol for r in rows] + [c.protocol for c in comparisons]))
+    sections = []
+    for protocol in protocols:
+        ours = [c for c in comparisons if c.protocol == protocol]
+        theirs = [r for r in rows if r.protocol == protocol]
+        stats = {c.label: comparison_stats(c, metric_keys(c, [r for r in theirs if r.matches(c)])) for c in ours}
+        sections.append(ProtocolSection(protocol, theirs, ours, stats))
+    return sections
+
+
+def section_table(section: ProtocolSection) -> list[str]:
+    """The Markdown table of one protocol section."""
+    header = ["run", "metric", "paper", "ours: mean ± s.d. (n seeds)", "95% CI", "difference", "what differs"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for r in rows:
-        data = "paper" if r.source == "paper" else ("**SYNTHETIC**" if r.synthetic else "real")
-        cells = [r.source, r.dataset, r.variant, r.split, r.seed, data, *[_fmt(r.metrics.get(k)) for k in keys], r.note]
+
+    def add(cells: list[str]) -> None:
         lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
-    return "\n".join(lines)
+
+    matched: set[int] = set()
+    for comparison in section.comparisons:
+        stats = section.stats[comparison.label]
+        rows = [r for r in section.rows if r.matches(comparison)]
+        matched |= {id(r) for r in rows}
+        for row in rows or [None]:
+            for key in metric_keys(comparison, [row] if row else []):
+                paper = row.metrics.get(key) if row else None
+                ours = stats.get(key)
+                diff = f"{ours.mean - paper:+.4f}" if (ours and paper is not None) else ""
+                reported = _fmt(paper) if row and key in row.metrics else ""
+                differs = what_differs(comparison, row) if reported else ""
+                add([comparison.label, key, reported, _ours(ours), _ci(ours), diff, differs])
+    for row in section.rows:
+        if id(row) not in matched:
+            for key, value in row.metrics.items():
+                add(["—", key, _fmt(value), "no compared run", "", "", "; ".join(filter(None, [row.split, row.note]))])
+    return lines
 
 
-def plot_paper(paper: str, rows: list[Row], path: Path) -> Path | None:
-    """Bar plot of each metric: the paper's figure and our runs (synthetic runs hatched)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    keys = [k for k in _metric_columns(rows) if any(k in r.metrics for r in rows)]
-    if not keys:
-        return None
-    fig, axes = plt.subplots(1, len(keys), figsize=(max(4.0, 3.2 * len(keys)), 3.8), squeeze=False)
-    for ax, key in zip(axes[0], keys):
-        shown = [r for r in rows if key in r.metrics]
-        labels = [("paper" if r.source == "paper" else f"ours #{i}") + f"\n{r.dataset}" for i, r in enumerate(shown)]
-        bars = ax.bar(
-            range(len(shown)),
-            [r.metrics[key] for r in shown],
-            color=["#555555" if r.source == "paper" else "#1f77b4" for r in shown],
+def comparison_lines(comparisons: list[Comparison]) -> list[str]:
+    """Label -> variant, data, seeds, epochs and run folders."""
+    lines = []
+    for c in comparisons:
+        data = "**SYNTHETIC**" if c.synthetic else "real"
+        seeds = ", ".join(str(s) for s in c.seeds)
+        folders = ", ".join(f"`{r.name}`" for r in c.runs)
+        lines.append(
+            f"- **{c.label}**: {c.variant}; {data} data; {len(c.runs)} seed(s) ({seeds}); "
+            f"{c.protocol.describe()}; runs: {folders}"
         )
-        for bar, r in zip(bars, shown):
-            if r.synthetic:
-                bar.set_hatch("//")
-                bar.set_facecolor("#f4b183")
-        ax.set_xticks(range(len(shown)), labels, fontsize=6, rotation=60, ha="right")
-        ax.set_title(key, fontsize=9)
-        ax.set_ylim(0, 1.0 if all(0 <= r.metrics[key] <= 1 for r in shown) else None)
-    fig.suptitle(f"{paper}: paper (grey) vs ours (blue; hatched orange = synthetic data)", fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return lines
 
 
 def build_report(
-    runs: str | Path = "runs", experiments: str | Path = "experiments", out: str | Path | None = None
+    runs: str | Path | None = None,
+    experiments: str | Path = "experiments",
+    out: str | Path | None = None,
+    min_epochs: int = MIN_EPOCHS,
 ) -> Path:
     """Write ``report.md`` (and one PNG per paper) into ``runs``; returns the Markdown path."""
-    runs, experiments = Path(runs).resolve(), Path(experiments).resolve()
+    runs = Path(runs).resolve() if runs else runs_root()
+    experiments = Path(experiments).resolve()
     runs.mkdir(parents=True, exist_ok=True)
     out = Path(out) if out else runs / "report.md"
     papers = known_papers(experiments) if experiments.is_dir() else []
-    ours = collect_runs(runs, papers)
+    records = collect_runs(runs, papers, min_epochs)
+    comparisons = group_comparisons(records)
     parts = [
         "# dermfuse results",
         "",
-        "Our TEST metrics (best checkpoint, `metrics.json` of each run) beside the papers' reported figures "
-        "(`experiments/<paper>/reported.yaml`). Rows marked **SYNTHETIC** ran on the generated miniature "
-        "datasets and say nothing about the papers. seed = data split seed / `seed_everything`.",
+        "Our TEST metrics (best checkpoint of each run) beside the papers' reported figures "
+        "(`experiments/<paper>/reported.yaml`), one table per protocol (dataset, source options, task). "
+        "ours = mean ± sample s.d. over the seeds of one comparison (runs that differ only by `seed_everything`); "
+        "95% CI = grouped bootstrap (patients / lesions / images resampled, 1000 resamples, percentile) of that "
+        "mean; difference = ours − paper. Rows on **SYNTHETIC** data say nothing about the papers.",
         "",
     ]
-    for paper in sorted(set(papers) | set(ours)):
-        info, reported = load_reported(experiments, paper)
-        rows = reported + ours.get(paper, [])
-        title = info.get("paper", paper)
+    for paper in sorted(set(papers) | {r.paper for r in records}):
+        info, rows = load_reported(experiments, paper)
+        ours = comparisons.get(paper, [])
+        left_out = [r for r in records if r.paper == paper and r.excluded]
         arxiv = f" (arXiv {info['arxiv']})" if info.get("arxiv") else ""
-        parts += [f"## {paper}: {title}{arxiv}", ""]
-        if not rows:
-            parts += ["No reported figures and no finished runs yet.", ""]
-            continue
-        if not ours.get(paper):
-            parts += ["No finished runs yet (`make train-" + paper + "`).", ""]
-        parts += [markdown_table(rows), ""]
-        png = plot_paper(paper, rows, runs / f"report_{paper}.png")
+        parts += [f"## {paper}: {info.get('paper', paper)}{arxiv}", ""]
+        if not rows and not ours:
+            parts += ["No reported figures and no compared runs yet.", ""]
+        elif not ours:
+            parts += [f'No compared runs yet (`make train-{paper} SEEDS="0 1 2"`).', ""]
+        sections = protocol_sections(rows, ours)
+        for section in sections:
+            parts += [f"### {section.protocol.describe()}", "", *section_table(section), ""]
+        if ours:
+            parts += ["Runs compared:", "", *comparison_lines(ours), ""]
+        if left_out:
+            parts += ["Not compared:", ""]
+            parts += [f"- `{r.name}`: {r.excluded}" for r in left_out]
+            parts += [""]
+        png = plot_paper(paper, sections, runs / f"report_{paper}.png")
         if png is not None:
             parts += [f"![{paper}]({png.name})", ""]
         if info.get("notes"):
@@ -243,17 +280,24 @@ def build_report(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Command line: ``--runs``, ``--experiments``, ``--out``."""
+    """Command line: ``--runs``, ``--experiments``, ``--out``, ``--min-epochs``."""
     parser = argparse.ArgumentParser(
-        prog="python -m dermfuse_models.runner.report",
+        prog="python -m dermfuse_models.runner report",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--runs", default="runs", help="folder of run folders (default runs)")
+    parser.add_argument("--runs", default=None, help="folder of run folders (default $DERMFUSE_RUNS or runs)")
     parser.add_argument("--experiments", default="experiments", help="experiments folder (reported.yaml)")
     parser.add_argument("--out", default=None, help="Markdown file (default <runs>/report.md)")
+    parser.add_argument(
+        "--min-epochs",
+        "--min_epochs",
+        type=int,
+        default=MIN_EPOCHS,
+        help=f"runs with fewer max_epochs are debug runs, not compared (default {MIN_EPOCHS})",
+    )
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    path = build_report(args.runs, args.experiments, args.out)
+    path = build_report(args.runs, args.experiments, args.out, args.min_epochs)
     print(f"report: {path}")
     return 0
 

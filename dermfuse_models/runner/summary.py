@@ -84,5 +84,12 @@ def print_summary(summary: dict[str, Any], key: str = "test") -> None:
     banner = " (SYNTHETIC DATA)" if summary.get("synthetic") else ""
     print(f"\nrun folder: {summary['run_dir']}{banner}")
     width = max((len(k) for k in summary.get(key, {})), default=0)
+    intervals = summary.get("ci95") or {}
     for k, v in summary.get(key, {}).items():
-        print(f"  {k:<{width}}  {v:.4f}")
+        ci = f"  95% CI [{intervals[k][0]:.4f}, {intervals[k][1]:.4f}]" if k in intervals else ""
+        print(f"  {k:<{width}}  {v:.4f}{ci}")
+    if intervals:
+        print(
+            f"  (95% CI: grouped bootstrap over {summary.get('ci_groups')} test groups; "
+            "per-sample predictions in test_predictions.csv)"
+        )

@@ -1,7 +1,7 @@
 """Run a paper's ablation sweep (``experiments/<paper>/sweep.yaml``, wandb sweep format).
 
 ``python -m dermfuse_models.runner.sweep experiments/vitatt/sweep.yaml [--dataset isic2019]
-[--data_root /data/ISIC2019] [--dry-run] [--max-runs N] [--local] [-- <extra CLI args>]``
+[--data_root /data/ISIC2019] [--seeds 0 1 2] [--dry-run] [--max-runs N] [--local] [-- <extra CLI args>]``
 
 The YAML is a wandb sweep: ``command`` (a block list with wandb's macros ``${env}``,
 ``${interpreter}``, ``${program}``, ``${args}``), ``method: grid`` and ``parameters`` keyed by
@@ -18,6 +18,11 @@ last ``--config``); with ``--data_root`` it gets ``--data.root=<path>``.
   after the other, exactly as the agent would run the command, each into its own folder
   ``runs/<experiment>/sweep-<time>/<NN>-<overrides>/`` with ``sweep_run.json`` (its overrides);
   a summary table follows. ``--dry-run`` lists the runs and their commands without running them.
+
+``--seeds 0 1 2`` adds a seed axis: the grid gets the parameter ``seed_everything`` (LightningCLI's seed
+of weight initialisation, augmentation and batch order; the data split ``data.seed`` stays), so every
+combination runs once per seed, locally or through the wandb agent; the local summary then shows each
+combination's mean +- s.d. over its seeds (``make report`` adds their confidence intervals).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import json
 import os
 import re
 import shlex
+import statistics
 import subprocess
 import sys
 import time
@@ -38,6 +44,8 @@ import yaml
 
 from dermfuse_models.runner.runs import run_metrics, runs_root, wandb_mode
 
+#: the LightningCLI key of the seed axis (weight init, augmentation, batch order; not the data split)
+SEED_KEY = "seed_everything"
 #: test metrics shown in the summary when a run has them
 SUMMARY_KEYS = ("test/bal_acc", "test/acc", "test/auroc_macro", "test/f1_macro", "test/dice", "test/iou")
 
@@ -68,6 +76,13 @@ def load_sweep(path: str | Path) -> dict:
                 "(the agent would pass None, which LightningCLI does not read as null)"
             )
     return sweep
+
+
+def with_seed_axis(sweep: dict, seeds: list[int] | None) -> dict:
+    """The sweep with a ``seed_everything`` grid parameter over ``seeds`` (last, so seeds vary fastest)."""
+    if not seeds:
+        return sweep
+    return {**sweep, "parameters": {**sweep["parameters"], SEED_KEY: {"values": [int(s) for s in seeds]}}}
 
 
 def grid_runs(sweep: dict) -> list[dict[str, Any]]:
@@ -202,12 +217,14 @@ def run_local(
     extra_args: list[str] = (),
     sweep_dir: str | Path | None = None,
     shard: str | None = None,
+    seeds: list[int] | None = None,
 ) -> list[dict]:
     """Run the grid locally, one run after the other (see module doc); returns one record per run.
 
     ``shard`` ``"i/n"``: only this share of the grid (:func:`shard_runs`), e.g. one task of a job array.
+    ``seeds``: a seed axis (:func:`with_seed_axis`), every combination once per seed.
     """
-    sweep = load_sweep(sweep_path)
+    sweep = with_seed_axis(load_sweep(sweep_path), seeds)
     owned = shard_runs(grid_runs(sweep), shard)
     if max_runs is not None:
         owned = owned[:max_runs]
@@ -248,6 +265,8 @@ def run_local(
             )
         records.append(record)
     print_summary(records, dry_run)
+    if seeds and not dry_run:
+        print_seed_summary(records)
     return records
 
 
@@ -266,18 +285,47 @@ def print_summary(records: list[dict], dry_run: bool = False) -> None:
             [str(r["index"]), describe(r["overrides"]), status, str(r.get("seconds", ""))]
             + [f"{r['metrics'][k]:.4f}" if k in r.get("metrics", {}) else "" for k in keys]
         )
+    _print_table(header, rows)
+
+
+def print_seed_summary(records: list[dict]) -> None:
+    """Per combination (overrides without the seed): mean +- s.d. of each test metric over its finished seeds."""
+    combos: dict[str, list[dict]] = {}
+    for r in records:
+        rest = {k: v for k, v in r["overrides"].items() if k != SEED_KEY}
+        combos.setdefault(describe(rest), []).append(r)
+    keys = [k for k in SUMMARY_KEYS if any(k in r.get("metrics", {}) for r in records)]
+    print("\nover seeds (mean +- s.d., n = finished seeds)")
+    header = ["overrides", "n"] + [k.removeprefix("test/") for k in keys]
+    rows = []
+    for name, runs in combos.items():
+        cells = []
+        for k in keys:
+            values = [r["metrics"][k] for r in runs if k in r.get("metrics", {})]
+            sd = f" +- {statistics.stdev(values):.4f}" if len(values) > 1 else ""
+            cells.append(f"{statistics.fmean(values):.4f}{sd}" if values else "")
+        rows.append([name, str(sum(bool(r.get("metrics")) for r in runs)), *cells])
+    _print_table(header, rows)
+
+
+def _print_table(header: list[str], rows: list[list[str]]) -> None:
     widths = [max(len(row[c]) for row in [header, *rows]) for c in range(len(header))]
     for row in [header, *rows]:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
 
 
 def run_wandb_agent(
-    sweep_path: str | Path, dataset: str | None, data_root: str | None, max_runs: int | None, extra_args: list[str] = ()
+    sweep_path: str | Path,
+    dataset: str | None,
+    data_root: str | None,
+    max_runs: int | None,
+    extra_args: list[str] = (),
+    seeds: list[int] | None = None,
 ) -> int:
     """Create the sweep on the wandb server (command completed as in :func:`profile_command`) and run an agent."""
     import wandb
 
-    sweep = load_sweep(sweep_path)
+    sweep = with_seed_axis(load_sweep(sweep_path), seeds)
     sweep["command"] = profile_command(sweep, sweep_path, dataset, data_root, extra_args)
     sweep.pop("smoke_config", None)
     sweep.setdefault("name", f"{experiment_of(sweep_path)}-{dataset or 'default'}")
@@ -319,14 +367,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sweep_dir", default=None, help="folder of the sweep's runs (default runs/<paper>/sweep-<time>)"
     )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="a seed axis: every combination once per seed (seed_everything; the data split stays)",
+    )
     args, extra = parser.parse_known_args(sys.argv[1:] if argv is None else argv)
     extra = [a for a in extra if a != "--"]
     if not args.local and not args.dry_run and args.shard is None and wandb_mode() == "online":
-        return run_wandb_agent(args.sweep, args.dataset, args.data_root, args.max_runs, extra)
+        return run_wandb_agent(args.sweep, args.dataset, args.data_root, args.max_runs, extra, args.seeds)
     if args.shard is not None:
         shard_runs([], args.shard)  # a malformed --shard fails before anything runs
     records = run_local(
-        args.sweep, args.dataset, args.data_root, args.max_runs, args.dry_run, extra, args.sweep_dir, args.shard
+        args.sweep,
+        args.dataset,
+        args.data_root,
+        args.max_runs,
+        args.dry_run,
+        extra,
+        args.sweep_dir,
+        args.shard,
+        seeds=args.seeds,
     )
     return 0 if all(r.get("returncode", 0) == 0 for r in records) else 1
 

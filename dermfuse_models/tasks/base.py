@@ -12,6 +12,7 @@ from pytorch_lightning.utilities.types import OptimizerLRScheduler
 from torch.optim.lr_scheduler import CosineAnnealingLR, LRScheduler, ReduceLROnPlateau
 
 from dermfuse_models.protocol import NetOutput, call_net
+from dermfuse_models.tasks.predictions import TestPredictionLog
 
 #: the metric ReduceLROnPlateau watches (logged by every task)
 PLATEAU_MONITOR = "val/loss"
@@ -70,6 +71,9 @@ class DermTask(pl.LightningModule):
         self.net = net
         self.optimizer = optimizer
         self.lr_scheduler = lr_scheduler
+        #: per-sample outputs of the last ``trainer.test`` (:class:`TestPredictionLog`), for intervals and CSV
+        self.test_predictions: dict | None = None
+        self._test_log = TestPredictionLog()
 
     # ----------------------------------------------------------------- what a task writes
     def task_loss(self, out: NetOutput, batch: Mapping[str, Any], stage: str) -> torch.Tensor:
@@ -121,6 +125,16 @@ class DermTask(pl.LightningModule):
         """Log the test loss and accumulate the metrics."""
         _, out = self.step(batch, "test")
         self.update_metrics("test", out["logits"], batch)
+
+    def on_test_epoch_start(self) -> None:
+        """Start a fresh per-sample log of the test outputs."""
+        self._test_log.reset()
+        self.test_predictions = None
+
+    def gather_test_predictions(self) -> None:
+        """Set :attr:`test_predictions` from every rank's log (collective: call at test epoch end on all ranks)."""
+        self.test_predictions = self._test_log.gather()
+        self._test_log.reset()
 
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
         """``{"sample_id": batch ids, "probs": probabilities of the main logits}``."""

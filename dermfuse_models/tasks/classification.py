@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -12,20 +11,13 @@ import torch.nn.functional as F
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from pytorch_lightning.loggers import WandbLogger
 from pytorch_lightning.loggers.logger import DummyLogger
-from torchmetrics import ClasswiseWrapper, MetricCollection
-from torchmetrics.classification import (
-    MulticlassAccuracy,
-    MulticlassAUROC,
-    MulticlassCalibrationError,
-    MulticlassConfusionMatrix,
-    MulticlassF1Score,
-    MulticlassRecall,
-    MulticlassROC,
-)
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassConfusionMatrix, MulticlassROC
 
 from dermfuse_models.protocol import NetOutput
 from dermfuse_models.tasks.base import DermTask
 from dermfuse_models.tasks.classification_report import write_test_report
+from dermfuse_models.tasks.metrics import classification_metrics
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +41,14 @@ class ClassificationTask(DermTask):
 
     Logged keys (``stage`` in train/val/test): ``{stage}/loss`` (total, CE + aux),
     ``{stage}/aux_<name>``; for val/test also ``{stage}/acc`` (micro accuracy),
-    ``{stage}/bal_acc`` (macro recall = balanced accuracy), ``{stage}/f1_macro``,
-    ``{stage}/auroc_macro``, ``{stage}/recall_<class name>`` and ``{stage}/ece`` (expected
-    calibration error of the top-1 softmax probability, ``ece_bins`` equal-width bins, L1).
-    Metrics are torchmetrics objects whose ``compute()`` synchronises across DDP ranks.
+    ``{stage}/bal_acc`` (balanced accuracy), ``{stage}/f1_macro``, ``{stage}/auroc_macro`` (each
+    averaged over the classes present in the split only, so ISIC 2019's empty ``UNK`` never enters),
+    ``{stage}/recall_<class name>`` (classes present) and ``{stage}/ece`` (expected calibration error
+    of the top-1 softmax probability, ``ece_bins`` equal-width bins, L1); binary tasks add
+    ``{stage}/precision_pos``, ``sensitivity_pos``, ``specificity_pos`` and ``f1_pos`` of class 1
+    (:mod:`dermfuse_models.tasks.metrics`). Metrics are torchmetrics objects whose ``compute()``
+    synchronises across DDP ranks. ``trainer.test`` also leaves every test sample's probabilities in
+    :attr:`test_predictions` (the runner writes ``test_predictions.csv`` and bootstrap intervals from it).
 
     Test report (``save_test_report``, and only when the trainer has a real logger, so that
     ``Trainer(logger=False)`` and ``fast_dev_run`` leave no files in the working directory): at
@@ -112,23 +108,7 @@ class ClassificationTask(DermTask):
             self.class_weight.copy_(weights)
             self._weight_mode = "explicit"
 
-        metrics = MetricCollection(
-            {
-                "acc": MulticlassAccuracy(self.num_classes, average="micro"),
-                "bal_acc": MulticlassRecall(self.num_classes, average="macro"),
-                "f1_macro": MulticlassF1Score(self.num_classes, average="macro"),
-                "auroc_macro": MulticlassAUROC(self.num_classes, average="macro"),
-                "recall": ClasswiseWrapper(
-                    MulticlassRecall(self.num_classes, average=None),
-                    labels=[_key_safe(n) for n in names],
-                    prefix="recall_",
-                ),
-                "ece": MulticlassCalibrationError(self.num_classes, n_bins=ece_bins, norm="l1"),
-            },
-            # compute groups share states with the wrapped per-class recall inconsistently
-            # across resets (spurious "compute before update"); the duplicate updates are cheap.
-            compute_groups=False,
-        )
+        metrics = classification_metrics(self.num_classes, names, ece_bins)
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
         # curves for the test report (not scalars, so outside the logged collection)
@@ -181,6 +161,7 @@ class ClassificationTask(DermTask):
             self.val_metrics.update(probs, labels)
             return
         self.test_metrics.update(probs, labels)
+        self._test_log.add(batch.get("sample_id"), label=labels, probs=probs)
         self.test_confusion.update(probs, labels)
         self.test_roc.update(probs, labels)
 
@@ -191,6 +172,7 @@ class ClassificationTask(DermTask):
     def on_test_epoch_end(self) -> None:
         """Log DDP-synchronised test metrics, write the test report (figures + JSON), reset."""
         self._log_metrics(self.test_metrics)
+        self.gather_test_predictions()
         # Lightning's fast_dev_run swaps the loggers for DummyLogger: no artefacts then either
         real_logger = self._trainer is not None and any(not isinstance(lg, DummyLogger) for lg in self.trainer.loggers)
         if self.save_test_report and real_logger and self.test_confusion.update_called:
@@ -214,6 +196,8 @@ class ClassificationTask(DermTask):
 
     def _log_metrics(self, metrics: MetricCollection) -> None:
         values = metrics.compute()  # all-gathers states across ranks
+        # a class absent from the evaluated split has no recall (NaN): no key rather than a fake number
+        values = {k: v for k, v in values.items() if not (_is_class_recall(k) and torch.isnan(v))}
         self.log_dict(values, on_step=False, on_epoch=True, sync_dist=True, prog_bar=False)
         metrics.reset()
 
@@ -229,6 +213,6 @@ def _check_choice(what: str, value: Any, valid: Sequence[Any]) -> None:
         raise ValueError(f"Unknown {what} {value!r}; valid choices: {shown}.")
 
 
-def _key_safe(name: str) -> str:
-    """Class name usable in a metric key: ``"basal cell"`` -> ``"basal_cell"``."""
-    return re.sub(r"[^0-9A-Za-z_.-]+", "_", str(name)).strip("_") or "class"
+def _is_class_recall(key: str) -> bool:
+    """Whether a logged key is a per-class recall (``val/recall_MEL``)."""
+    return key.rpartition("/")[2].startswith("recall_")

@@ -8,39 +8,49 @@ from typing import Any
 import torch
 from pytorch_lightning.cli import LRSchedulerCallable, OptimizerCallable
 from torchmetrics.classification import BinaryStatScores
+from torchmetrics.functional.classification import binary_stat_scores
 
 from dermfuse_models.losses import DeepSupervisionLoss, dice_bce_loss, resize_logits
 from dermfuse_models.protocol import NetOutput
 from dermfuse_models.tasks.base import DermTask
 
-METRIC_NAMES = ("dice", "iou", "pixel_acc", "precision", "sensitivity", "specificity")
+METRIC_NAMES = ("dice", "iou", "thresholded_jaccard", "pixel_acc", "precision", "sensitivity", "specificity")
+#: ISIC 2018 Task 1 challenge: an image whose Jaccard index is below this counts as 0
+JACCARD_THRESHOLD = 0.65
 
 
-def segmentation_scores(stats: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Mean per-image Dice, IoU, pixel accuracy, precision, sensitivity, specificity.
+def per_image_scores(stats: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-image Dice, IoU, thresholded Jaccard, pixel accuracy, precision, sensitivity, specificity.
 
     ``stats`` is ``(N, 4+)`` per-image ``[tp, fp, tn, fn, ...]`` (torchmetrics
-    ``BinaryStatScores(multidim_average="samplewise")`` order). Each metric is computed per
-    image and averaged over images (the ISIC-challenge convention). A ratio whose denominator
-    is 0 has nothing to get wrong and counts as 1: in particular an image whose target and
-    prediction are both empty has Dice = IoU = precision = sensitivity = 1; an empty target
-    with a non-empty prediction scores Dice = IoU = precision = 0 (sensitivity 1, the error
-    shows in the others). A 1-D ``stats`` is one image (torchmetrics squeezes a single sample).
+    ``BinaryStatScores(multidim_average="samplewise")`` order); each value is ``(N,)``. A ratio whose
+    denominator is 0 has nothing to get wrong and counts as 1: in particular an image whose target and
+    prediction are both empty has Dice = IoU = precision = sensitivity = 1; an empty target with a
+    non-empty prediction scores Dice = IoU = precision = 0 (sensitivity 1, the error shows in the others).
+    ``thresholded_jaccard`` is the ISIC 2018 Task 1 challenge score: the image's IoU, or 0 where it is
+    below :data:`JACCARD_THRESHOLD` (0.65). A 1-D ``stats`` is one image (torchmetrics squeezes a single sample).
     """
     stats = stats.reshape(-1, stats.shape[-1])
     tp, fp, tn, fn = (stats[:, i].double() for i in range(4))
 
     def ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
-        return torch.where(den > 0, num / den.clamp(min=1), torch.ones_like(num)).mean()
+        return torch.where(den > 0, num / den.clamp(min=1), torch.ones_like(num))
 
+    iou = ratio(tp, tp + fp + fn)
     return {
         "dice": ratio(2 * tp, 2 * tp + fp + fn),
-        "iou": ratio(tp, tp + fp + fn),
+        "iou": iou,
+        "thresholded_jaccard": torch.where(iou >= JACCARD_THRESHOLD, iou, torch.zeros_like(iou)),
         "pixel_acc": ratio(tp + tn, tp + fp + tn + fn),
         "precision": ratio(tp, tp + fp),
         "sensitivity": ratio(tp, tp + fn),
         "specificity": ratio(tn, tn + fp),
     }
+
+
+def segmentation_scores(stats: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The mean over images of every :func:`per_image_scores` value (the ISIC-challenge convention)."""
+    return {name: values.mean() for name, values in per_image_scores(stats).items()}
 
 
 class SegmentationTask(DermTask):
@@ -65,11 +75,13 @@ class SegmentationTask(DermTask):
     Metrics (val/test): predictions ``sigmoid(logits) >= threshold`` are counted per image by
     torchmetrics ``BinaryStatScores(multidim_average="samplewise")`` (states all-gathered
     across DDP ranks at ``compute``), and :func:`segmentation_scores` gives the per-image mean
-    Dice, IoU, pixel accuracy, precision, sensitivity and specificity; an image with empty
-    target and empty prediction counts as Dice = IoU = 1.
+    Dice, IoU, thresholded Jaccard (ISIC 2018 challenge: IoU below 0.65 counts 0), pixel accuracy,
+    precision, sensitivity and specificity; an image with empty target and empty prediction counts as
+    Dice = IoU = 1. ``trainer.test`` also leaves each test image's ``[tp, fp, tn, fn]`` in
+    :attr:`test_predictions` (the runner writes ``test_predictions.csv`` and bootstrap intervals from it).
 
     Logged keys: ``{stage}/loss`` (train/val/test), ``train/loss_main``, ``train/loss_deep``,
-    ``{stage}/aux_<name>``; ``{stage}/dice``, ``{stage}/iou``, ``{stage}/pixel_acc``,
+    ``{stage}/aux_<name>``; ``{stage}/dice``, ``{stage}/iou``, ``{stage}/thresholded_jaccard``, ``{stage}/pixel_acc``,
     ``{stage}/precision``, ``{stage}/sensitivity``, ``{stage}/specificity`` for val/test.
 
     Args:
@@ -125,7 +137,13 @@ class SegmentationTask(DermTask):
     def update_metrics(self, stage: str, logits: torch.Tensor, batch: Mapping[str, Any]) -> None:
         """Accumulate per-image confusion counts at the mask's size."""
         stats = self.val_stats if stage == "val" else self.test_stats
-        stats.update(self._probs_at_mask_size(logits.float(), batch["mask"]), batch["mask"].long())
+        probs, target = self._probs_at_mask_size(logits.float(), batch["mask"]), batch["mask"].long()
+        stats.update(probs, target)
+        if stage == "test":
+            per_image = binary_stat_scores(probs, target, self.threshold, multidim_average="samplewise")
+            label = batch.get("label")
+            label = label if label is not None else torch.full((probs.shape[0],), -1)
+            self._test_log.add(batch.get("sample_id"), label=label, stats=per_image.reshape(-1, 5)[:, :4])
 
     @staticmethod
     def _probs_at_mask_size(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -138,6 +156,7 @@ class SegmentationTask(DermTask):
     def on_test_epoch_end(self) -> None:
         """Log DDP-synchronised test metrics and reset them."""
         self._log_scores(self.test_stats, "test")
+        self.gather_test_predictions()
 
     def _log_scores(self, stats: BinaryStatScores, stage: str) -> None:
         if not stats.update_called:

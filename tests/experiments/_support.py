@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,14 @@ def require_paper(paper: str) -> Path:
 def metrics_of(run_dir: str | Path) -> dict:
     """A finished run's ``metrics.json``."""
     return json.loads((Path(run_dir) / "metrics.json").read_text())
+
+
+def make(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """``make`` in the repo, never rebuilding the venv (its stamp counts as up to date)."""
+    return subprocess.run(
+        ["make", "--no-print-directory", "-o", ".venv/.installed", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

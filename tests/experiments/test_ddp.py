@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -48,6 +49,14 @@ def test_two_process_ddp_fit(tmp_path, session_cache):
     assert len(ranks[0]["val_ids"]) == len(ranks[1]["val_ids"]) < len(val_ids)
     train = [set(r["train_ids"]) for r in ranks]
     assert len(train[0]) == len(train[1]) == 16 and not train[0] & train[1]  # 2 batches of 8 each, disjoint
+
+    # both ranks' test predictions gathered into one file, each sample once, with the run's intervals
+    test_ids = set(DermDataModule("pad_ufes_20", image_size=64).split_table("test").column("sample_id").to_pylist())
+    with (run_dir / "test_predictions.csv").open() as handle:
+        predicted = [row["sample_id"] for row in csv.DictReader(handle)]
+    assert len(predicted) == len(set(predicted)) == min(16, len(test_ids)) and set(predicted) <= test_ids
+    summary = json.loads((run_dir / "metrics.json").read_text())
+    assert "test/bal_acc" in summary["ci95"] and summary["ci_method"]["samples"] == len(predicted)
 
     # validation metrics are synchronised: identical on both ranks though each saw half the data
     metrics = [r["val_metrics"] for r in ranks]

@@ -2,22 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
-from tests.experiments._support import REPO
-
-
-def make(*args: str) -> subprocess.CompletedProcess:
-    """``make`` in the repo, never rebuilding the venv (its stamp counts as up to date)."""
-    return subprocess.run(
-        ["make", "--no-print-directory", "-o", ".venv/.installed", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+from tests.experiments._support import make
 
 
 def test_help_lists_targets():
@@ -34,6 +21,7 @@ def test_help_lists_targets():
         "explain-%",
         "DATASET=",
         "RESUME=1",
+        "SEEDS=",
         "CKPT=",
     ):
         assert target in out
@@ -87,3 +75,22 @@ def test_explain_target_defaults_to_the_latest_run():
     assert "dermfuse_models.runner explain --experiment=msvit --n=16" in latest
     given = make("-n", "explain-vitatt", "CKPT=/r/best.ckpt", "N=4", "XAI_ARGS=--methods relevancy").stdout
     assert "dermfuse_models.runner explain --ckpt=/r/best.ckpt --n=4 --methods relevancy" in given
+
+
+def test_seeds_run_one_fit_per_seed_before_the_overrides():
+    out = make("-n", "train-vitatt", "SEEDS=0 1 2", "ARGS=--trainer.max_epochs=2").stdout
+    line = next(x for x in out.splitlines() if "dermfuse_models.runner fit" in x)
+    assert line.startswith("set -e; for seed in 0 1 2; do")
+    assert "--config experiments/vitatt/smoke.yaml" in line
+    assert "--seed_everything=$seed --trainer.max_epochs=2; done" in line
+    single = make("-n", "train-vitatt").stdout
+    assert "seed_everything" not in single and "for seed" not in single
+    cls = make("-n", "train-dualnet-cls", "SEEDS=3 4").stdout
+    assert "for seed in 3 4" in cls and "two-stage fit" in cls
+    sweep = make("-n", "sweep-vitatt", "SEEDS=0 1", "SWEEP_ARGS=--dry-run").stdout
+    assert "--seeds 0 1 --dry-run" in sweep
+
+
+def test_seeds_with_resume_is_refused():
+    result = make("train-vitatt", "SEEDS=0 1", "RESUME=1")
+    assert result.returncode != 0 and "RESUME=1 continues one run" in result.stderr

@@ -14,8 +14,10 @@ from dermfuse_models.runner.sweep import (
     grid_runs,
     load_sweep,
     main,
+    print_seed_summary,
     profile_command,
     run_local,
+    with_seed_axis,
 )
 from tests.experiments._support import EXPERIMENTS, PAPERS, QUIET, require_paper
 
@@ -153,3 +155,27 @@ def test_one_local_sweep_run_reaches_the_model(runs_dir):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["meta_features"] == [] and metrics["synthetic"] is True and "test/bal_acc" in metrics["test"]
     assert json.loads((run_dir / "sweep_run.json").read_text())["overrides"] == {"data.meta_features": "null"}
+
+
+def test_seed_axis_runs_every_combination_once_per_seed(tmp_path, capsys, monkeypatch):
+    sweep = load_sweep(EXPERIMENTS / "vitatt" / "sweep.yaml")
+    seeded = with_seed_axis(sweep, [0, 1, 2])
+    runs = grid_runs(seeded)
+    assert len(runs) == 3 * len(grid_runs(sweep)) and "seed_everything" not in sweep["parameters"]
+    assert [r["seed_everything"] for r in runs[:3]] == [0, 1, 2]  # seeds vary fastest
+    assert {r["data.meta_features"] for r in runs[:3]} == {"null"}
+    assert with_seed_axis(sweep, None) is sweep
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert main([str(EXPERIMENTS / "vitatt" / "sweep.yaml"), "--dry-run", "--seeds", "4", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "[6/6]" in out and "--seed_everything=4" in out and "--seed_everything=5" in out
+
+
+def test_seed_summary_is_mean_and_sd_per_combination(capsys):
+    records = [
+        {"overrides": {"a": 1, "seed_everything": s}, "metrics": {"test/acc": v}} for s, v in [(0, 0.5), (1, 0.7)]
+    ] + [{"overrides": {"a": 2, "seed_everything": 0}, "metrics": {"test/acc": 0.9}}]
+    print_seed_summary(records)
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("a=1") and "0.6000 +- 0.1414" in line and " 2 " in line for line in lines)
+    assert any(line.startswith("a=2") and "0.9000" in line and "+-" not in line for line in lines)
