@@ -5,6 +5,9 @@
     (exit 0 fine, 1 problems, 2 unreadable; see :mod:`dermfuse_data.check`).
 ``python -m dermfuse_data synth --dataset NAME --out DIR [--seed N]``
     write the dataset's synthetic miniature in the publisher's layout (:mod:`dermfuse_data.synthetic`).
+``python -m dermfuse_data split --dataset NAME [--root DIR] --out FILE.csv [--seed N] ...``
+    the train/val/test partition training uses, as ``sample_id, group, label, label_name, split``
+    (:mod:`dermfuse_data.split_export`).
 """
 
 from __future__ import annotations
@@ -48,13 +51,34 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--dataset", required=True, choices=datasets)
     synth.add_argument("--out", required=True, help="folder to write (created if needed)")
     synth.add_argument("--seed", type=int, default=0)
+
+    split = sub.add_parser(
+        "split", help="export the train/val/test partition training uses (sample_id, group, label, label_name, split)"
+    )
+    split.add_argument("--dataset", required=True, choices=datasets)
+    split.add_argument("--root", default=None, help="dataset folder (default: the synthetic miniature)")
+    split.add_argument("--out", required=True, help="CSV file to write")
+    split.add_argument("--seed", type=int, default=0, help="data.seed of the runs (default 0)")
+    split.add_argument("--val-fraction", "--val_fraction", type=float, default=0.15)
+    split.add_argument("--test-fraction", "--test_fraction", type=float, default=0.15)
+    split.add_argument(
+        "--no-official-split",
+        dest="use_official_split",
+        action="store_false",
+        help="resplit (use_official_split=false)",
+    )
+    split.add_argument("--option", action="append", default=[], metavar="NAME=VALUE", help="source option (repeatable)")
     return parser
+
+
+def _options(items: list[str]) -> dict[str, str]:
+    return dict(o.split("=", 1) if "=" in o else (o, "true") for o in items)
 
 
 def _check(args: argparse.Namespace) -> int:
     from dermfuse_data.check import check_dataset, exit_code, print_json, print_report
 
-    options = dict(o.split("=", 1) if "=" in o else (o, "true") for o in args.option)
+    options = _options(args.option)
     report = check_dataset(args.dataset, args.root, verify_images=args.verify_images, options=options)
     if args.json:
         print_json(report)
@@ -81,12 +105,35 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from dermfuse_data.split_export import export_split
+
+    try:
+        out, table, split_file = export_split(
+            args.dataset,
+            args.out,
+            args.root,
+            args.seed,
+            args.val_fraction,
+            args.test_fraction,
+            args.use_official_split,
+            _options(args.option),
+        )
+    except (DatasetError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    counts = Counter(table.column("split").to_pylist())
+    shown = ", ".join(f"{s} {counts.get(s, 0)}" for s in ("train", "val", "test"))
+    print(f"wrote {out}: {table.num_rows} samples ({shown}); the split file training reads is {split_file}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     args = build_parser().parse_args(argv)
-    if args.command == "check":
-        return _check(args)
-    return _synth(args)
+    return {"check": _check, "synth": _synth, "split": _split}[args.command](args)
 
 
 if __name__ == "__main__":

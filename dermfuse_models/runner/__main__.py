@@ -16,6 +16,7 @@ COMMANDS = {
     "report": ("report", "runs/report.md: finished runs beside the papers' numbers"),
     "profile": ("profile", "parameters, GMACs and GFLOPs of each paper's net"),
     "explain": ("explain", "explanations of a trained checkpoint into <run>/explain/"),
+    "eval": ("evaluate", "score a checkpoint on a split or another dataset into <run>/eval/<time>-.../"),
 }
 
 

@@ -16,6 +16,11 @@ replaces ``bf16``/``16`` precision by fp32 when the run lands on a CPU (bf16 on 
 here). ``--resume=true`` (``make ... RESUME=1``) continues the latest run of the same experiment,
 dataset and data root from its ``checkpoints/last.ckpt`` in the same folder, up to ``max_epochs``.
 
+``validate`` / ``test`` / ``predict`` on an existing run (its checkpoint as ``--ckpt_path``, or its
+``config.yaml`` whose ``run_dir`` names it) never write into the run's own files: their logs, config,
+figures and (``predict``) ``predictions.csv`` go into a new ``<run>/eval/<time>-<subcommand>/``. The
+``eval`` command (:mod:`~dermfuse_models.runner.evaluate`) is the full evaluation.
+
 Experiment name: the folder of the first ``--config`` (``experiments/vitatt/config.yaml`` ->
 ``vitatt``), suffixed with the file's stem unless it is ``config`` (``experiments/dualnet/
 segmenter.yaml`` -> ``dualnet_segmenter``).
@@ -28,16 +33,21 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.cli import LightningCLI
 
 from dermfuse_data.datamodule import DermDataModule
 from dermfuse_data.errors import DatasetError
-from dermfuse_models.runner.runs import dataset_tag, find_resumable_run, runs_root
+from dermfuse_models.runner.eval_report import PREDICTIONS_CSV, write_rows
+from dermfuse_models.runner.gather import gathered_records
+from dermfuse_models.runner.runs import dataset_tag, find_resumable_run, find_run_config, runs_root
 from dermfuse_models.runner.summary import print_summary, run_summary, scalars, write_summary
 
 RUN_DIR_ENV = "DERMFUSE_RUN_DIR"
+#: subcommands that score a trained model: on an existing run they write into <run>/eval/<time>-<subcommand>/
+EVALUATING = ("validate", "test", "predict")
 #: trainer defaults every run shares (loggers, checkpointing, LR monitor), layered under every --config
 DEFAULTS = (
     Path(__file__).resolve().parents[2] / "experiments" / "defaults.yaml"
@@ -147,7 +157,8 @@ class DermCLI(LightningCLI):
             init_args = logger.get("init_args") if hasattr(logger, "get") else None
             if init_args is None:
                 continue
-            if init_args.get("save_dir") in (None, "", "."):
+            # a run's own config.yaml names its folder: validate/test/predict write into their new one
+            if init_args.get("save_dir") in (None, "", ".") or self.subcommand in EVALUATING:
                 init_args["save_dir"] = str(run_dir)
             if "resume_step" in init_args:
                 init_args["resume_step"] = self.resume_step
@@ -155,6 +166,13 @@ class DermCLI(LightningCLI):
     def _resolve_run_dir(self, cfg, experiment: str) -> Path:
         if _is_ddp_child() and os.environ.get(RUN_DIR_ENV):
             run_dir = Path(os.environ[RUN_DIR_ENV])
+        elif self.subcommand in EVALUATING and (existing := self._run_of(cfg)) is not None:
+            run_dir = _unique(existing / "eval" / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.subcommand}")
+            print(
+                f"{self.subcommand}: writing into {run_dir}; the run's own files are left alone. Per-sample "
+                "predictions, other datasets, TTA: python -m dermfuse_models.runner eval --ckpt <checkpoint>",
+                file=sys.stderr,
+            )
         elif cfg.get("resume"):
             run_dir = (
                 Path(cfg.run_dir).resolve()
@@ -194,6 +212,18 @@ class DermCLI(LightningCLI):
         return run_dir
 
     @staticmethod
+    def _run_of(cfg) -> Path | None:
+        """The existing run folder a validate/test/predict call points at (its checkpoint's, else ``run_dir``)."""
+        ckpt = cfg.get("ckpt_path")
+        if ckpt not in (None, "", "last", "best", "hpc"):
+            try:
+                return find_run_config(ckpt).parent
+            except FileNotFoundError:
+                pass
+        folder = Path(cfg.run_dir).expanduser().resolve() if cfg.get("run_dir") else None
+        return folder if folder is not None and folder.is_dir() and any(folder.iterdir()) else None
+
+    @staticmethod
     def _cpu_precision(trainer_cfg) -> None:
         """bf16/16-bit precision asked for a run that lands on a CPU becomes fp32 (bf16 is ~14x slower there)."""
         accelerator = str(trainer_cfg.get("accelerator") or "auto")
@@ -228,6 +258,18 @@ class DermCLI(LightningCLI):
         if trainer.is_global_zero:
             write_summary(trainer.default_root_dir, summary)
             print_summary(summary)
+
+    def after_predict(self) -> None:
+        """``predictions.csv`` (sample_id, label, pred, prob_<class>) of a classifier in the output folder (rank 0)."""
+        trainer: pl.Trainer = self.trainer
+        records = gathered_records(trainer, trainer.predict_loop.predictions or [])
+        if not trainer.is_global_zero or not records or np.ndim(records[0].get("probs")) != 1:
+            return
+        names = list(getattr(self.model, "class_names", None) or range(len(records[0]["probs"])))
+        header = ["sample_id", "label", "pred", *[f"prob_{n}" for n in names]]
+        rows = ([r["sample_id"], int(r["label"]), int(np.argmax(r["probs"])), *map(float, r["probs"])] for r in records)
+        path = write_rows(Path(trainer.default_root_dir) / PREDICTIONS_CSV, header, rows)
+        print(f"predictions of {len(records)} samples: {path}", file=sys.stderr)
 
 
 class _ParseOnlyCLI(DermCLI):

@@ -112,23 +112,7 @@ class ClassificationTask(DermTask):
             self.class_weight.copy_(weights)
             self._weight_mode = "explicit"
 
-        metrics = MetricCollection(
-            {
-                "acc": MulticlassAccuracy(self.num_classes, average="micro"),
-                "bal_acc": MulticlassRecall(self.num_classes, average="macro"),
-                "f1_macro": MulticlassF1Score(self.num_classes, average="macro"),
-                "auroc_macro": MulticlassAUROC(self.num_classes, average="macro"),
-                "recall": ClasswiseWrapper(
-                    MulticlassRecall(self.num_classes, average=None),
-                    labels=[_key_safe(n) for n in names],
-                    prefix="recall_",
-                ),
-                "ece": MulticlassCalibrationError(self.num_classes, n_bins=ece_bins, norm="l1"),
-            },
-            # compute groups share states with the wrapped per-class recall inconsistently
-            # across resets (spurious "compute before update"); the duplicate updates are cheap.
-            compute_groups=False,
-        )
+        metrics = classification_metrics(self.num_classes, names, ece_bins)
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
         # curves for the test report (not scalars, so outside the logged collection)
@@ -220,6 +204,34 @@ class ClassificationTask(DermTask):
     def predict_step(self, batch: Mapping[str, Any], batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
         """Return ``dict(sample_id, probs (B,K), label)`` for a batch."""
         return {**super().predict_step(batch, batch_idx, dataloader_idx), "label": batch.get("label")}
+
+
+def classification_metrics(
+    num_classes: int, class_names: Sequence[str], ece_bins: int = 15, **metric_kwargs: Any
+) -> MetricCollection:
+    """The scalar metrics of :class:`ClassificationTask` (keys ``acc``, ``bal_acc``, ``f1_macro``,
+    ``auroc_macro``, ``recall_<class>``, ``ece``) for probabilities ``(N, K)`` and labels ``(N,)``.
+
+    ``metric_kwargs`` go to every metric (e.g. ``sync_on_compute=False`` for predictions already
+    gathered from every rank: ``dermfuse_models.runner.evaluate``).
+    """
+    return MetricCollection(
+        {
+            "acc": MulticlassAccuracy(num_classes, average="micro", **metric_kwargs),
+            "bal_acc": MulticlassRecall(num_classes, average="macro", **metric_kwargs),
+            "f1_macro": MulticlassF1Score(num_classes, average="macro", **metric_kwargs),
+            "auroc_macro": MulticlassAUROC(num_classes, average="macro", **metric_kwargs),
+            "recall": ClasswiseWrapper(
+                MulticlassRecall(num_classes, average=None, **metric_kwargs),
+                labels=[_key_safe(n) for n in class_names],
+                prefix="recall_",
+            ),
+            "ece": MulticlassCalibrationError(num_classes, n_bins=ece_bins, norm="l1", **metric_kwargs),
+        },
+        # compute groups share states with the wrapped per-class recall inconsistently
+        # across resets (spurious "compute before update"); the duplicate updates are cheap.
+        compute_groups=False,
+    )
 
 
 def _check_choice(what: str, value: Any, valid: Sequence[Any]) -> None:
