@@ -107,12 +107,10 @@ def choose_class_map(
 
 
 def _renamed_columns(rows: pa.Table, columns: dict) -> pa.Table:
-    """Rows with the evaluation dataset's column ``columns[c]`` also under the training name ``c``."""
-    for trained, evaluated in columns.items():
-        source = META_PREFIX + str(evaluated)
-        if source in rows.column_names and META_PREFIX + str(trained) not in rows.column_names:
-            rows = rows.append_column(META_PREFIX + str(trained), rows.column(source))
-    return rows
+    """Rows with the evaluation dataset's column ``columns[c]`` renamed to the training name ``c``."""
+    renames = {META_PREFIX + str(evaluated): META_PREFIX + str(trained) for trained, evaluated in columns.items()}
+    renames = {old: new for old, new in renames.items() if new not in rows.column_names}
+    return rows.rename_columns([renames.get(c, c) for c in rows.column_names])
 
 
 def other_dataset(

@@ -51,18 +51,18 @@ EVAL_DIR_ENV = "DERMFUSE_EVAL_DIR"
 SEGMENTATION_FIGURE_SAMPLES = 6
 
 
-def eval_folder(run_dir: Path, name: str, out: str | Path | None = None) -> Path:
-    """A new folder for this evaluation (``<run>/eval/<time>-<name>`` unless ``out``), shared by DDP ranks."""
+def eval_folder(run_dir: Path, name: str, out: str | Path | None = None, kind: str = "eval") -> Path:
+    """A new folder (``<run>/<kind>/<time>-<name>`` unless ``out``, which must be new or empty), shared by DDP ranks."""
     if _is_ddp_child() and os.environ.get(EVAL_DIR_ENV):
         return Path(os.environ[EVAL_DIR_ENV])
     if out is not None:
         folder = Path(out).expanduser().resolve()
         if folder.exists() and any(folder.iterdir()):
-            raise FileExistsError(f"--out {folder} is not empty; evaluations never overwrite: choose a new folder")
+            raise FileExistsError(f"--out {folder} is not empty; results never overwrite: choose a new folder")
     elif _launcher_job_id():
-        folder = run_dir / "eval" / f"job{_launcher_job_id()}-{name}"
+        folder = run_dir / kind / f"job{_launcher_job_id()}-{name}"
     else:
-        folder = _unique(run_dir / "eval" / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}")
+        folder = _unique(run_dir / kind / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}")
     folder.mkdir(parents=True, exist_ok=True)
     os.environ[EVAL_DIR_ENV] = str(folder)
     return folder

@@ -23,8 +23,8 @@ from dermfuse_models.runner.cli import _on_cpu
 from dermfuse_models.runner.gather import gathered_records, in_dataset_order
 from dermfuse_models.runner.tta import check_mode, tta_probabilities
 
-#: ``mask_writer(sample_ids, binary masks (B, 1, H, W)) -> lesion share per sample`` (segmentation predict)
-MaskWriter = Callable[[list[str], torch.Tensor], list[float]]
+#: ``mask_writer(sample_ids, probabilities (B, 1, H, W), threshold) -> lesion share per sample`` (segmentation)
+MaskWriter = Callable[[list[str], torch.Tensor, float], list[float]]
 
 
 def is_segmentation(task: torch.nn.Module) -> bool:
@@ -40,31 +40,39 @@ class Predictor(pl.LightningModule):
     Classification batches give ``{"sample_id", "probs" (B, K), "label" (B,)}``. Segmentation batches
     give ``{"sample_id"}`` plus, where the batch has a true mask, the per-image confusion counts
     ``"stats" (B, 4)`` (tp, fp, tn, fn at the task's threshold, torchmetrics order) and, with a
-    ``mask_writer``, the predicted masks written by it and their ``"lesion_share"``.
+    ``mask_writer``, the predicted masks written by it and their ``"lesion_share"``. Batch keys named
+    in ``passthrough`` are copied into the records.
     """
 
-    def __init__(self, task: pl.LightningModule, tta: str = "none", mask_writer: MaskWriter | None = None) -> None:
+    def __init__(
+        self,
+        task: pl.LightningModule,
+        tta: str = "none",
+        mask_writer: MaskWriter | None = None,
+        passthrough: tuple[str, ...] = (),
+    ) -> None:
         super().__init__()
         self.task = task
         self.tta = check_mode(tta)
         self.mask_writer = mask_writer
+        self.passthrough = passthrough
         self.segmentation = is_segmentation(task)
 
     def predict_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
         """The batch's records (see class doc)."""
         ids = [str(i) for i in batch["sample_id"]]
+        out: dict[str, Any] = {"sample_id": ids, **{k: batch[k] for k in self.passthrough}}
         truth = batch.get("mask") if self.segmentation else None
         size = tuple(truth.shape[-2:]) if truth is not None else None
         probs = tta_probabilities(self.task, batch, self.tta, size=size)
         if not self.segmentation:
-            return {"sample_id": ids, "probs": probs.cpu(), "label": batch["label"].cpu()}
-        out: dict[str, Any] = {"sample_id": ids}
+            return {**out, "probs": probs.cpu(), "label": batch["label"].cpu()}
         threshold = float(self.task.threshold)
         if truth is not None:
             stats = binary_stat_scores(probs, truth.long(), threshold=threshold, multidim_average="samplewise")
             out["stats"] = stats.reshape(len(ids), -1)[:, :4].cpu()
         if self.mask_writer is not None:
-            out["lesion_share"] = self.mask_writer(ids, probs >= threshold)
+            out["lesion_share"] = self.mask_writer(ids, probs, threshold)
         return out
 
 
@@ -89,6 +97,7 @@ def predict_samples(
     num_workers: int = 0,
     progress: bool = True,
     mask_writer: MaskWriter | None = None,
+    passthrough: tuple[str, ...] = (),
 ) -> tuple[list[dict[str, Any]], pl.Trainer]:
     """Predict every sample of ``dataset`` once (see module doc); ``(records in dataset order, trainer)``.
 
@@ -114,5 +123,7 @@ def predict_samples(
         callbacks=[],
         default_root_dir=os.environ.get("TMPDIR", "/tmp"),
     )
-    outputs = trainer.predict(Predictor(task, tta, mask_writer), dataloaders=loader, return_predictions=True)
+    outputs = trainer.predict(
+        Predictor(task, tta, mask_writer, passthrough), dataloaders=loader, return_predictions=True
+    )
     return in_dataset_order(gathered_records(trainer, outputs or []), list(sample_ids)), trainer
