@@ -264,7 +264,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--ckpt", required=True, help="checkpoint inside a run folder (<run>/checkpoints/*.ckpt)")
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--ckpt", help="checkpoint inside a run folder (<run>/checkpoints/*.ckpt)")
+    which.add_argument("--experiment", help="the best checkpoint of this experiment's latest finished run, e.g. vitatt")
     parser.add_argument("--input", required=True, help="folder of images (sub-folders included)")
     parser.add_argument("--meta", default=None, help="CSV of clinical metadata, one row per image")
     parser.add_argument(
@@ -282,10 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; user-fixable problems print one message (no traceback) and return 2."""
+    from dermfuse_models.runner.explain import latest_checkpoint
+
     args = build_parser().parse_args(argv)
     try:
         predict_folder(
-            args.ckpt,
+            args.ckpt or latest_checkpoint(args.experiment),
             args.input,
             args.meta,
             args.id_column,
