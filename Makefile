@@ -27,6 +27,14 @@ SWEEP_ARGS ?=
 CKPT ?=
 N ?= 16
 XAI_ARGS ?=
+# Evaluation (eval-<paper>): SPLIT=val|test|all, TTA=none|flip|d4, extra options; DATASET/DATA_ROOT name
+# the data to score (another dataset = external validation through experiments/<paper>/class_maps/).
+SPLIT ?=
+TTA ?=
+EVAL_ARGS ?=
+# Prediction (predict-<paper>): a folder of images and, optionally, a CSV of their clinical metadata.
+INPUT ?=
+META ?=
 PYTEST_ARGS ?=
 # Cache housekeeping: make cache-prune [DAYS=30] [DRY_RUN=1] (split files are never pruned)
 DAYS ?= 30
@@ -55,6 +63,8 @@ help: ## list the targets
 	@echo "             SEEDS='0 1 2' (one run per seed, same data split; sweeps: every combination per seed)"
 	@echo "             SEG_DATA_ROOT / SEG_ARGS / SEG_CKPT (DualNet stage 1)  SWEEP_ARGS='--dry-run --max-runs N'"
 	@echo "             CKPT=<checkpoint> N=16 XAI_ARGS='--methods gradcam kernel_shap' (explain-<paper>)"
+	@echo "             CKPT=... SPLIT=val|test|all TTA=none|flip|d4 DATASET=... DATA_ROOT=... EVAL_ARGS=... (eval-<paper>)"
+	@echo "             CKPT=... INPUT=<folder of images> META=<csv> TTA=flip (predict-<paper>)"
 	@echo "  papers and their datasets (DATASET=, default first: experiments/<paper>/config.yaml, data/<dataset>.yaml):"
 	@$(foreach p,$(PAPERS),echo "             $(p): $(call config_dataset,$(p)) $(filter-out $(call config_dataset,$(p)),$(patsubst experiments/$(p)/data/%.yaml,%,$(wildcard experiments/$(p)/data/*.yaml)))";)
 
@@ -121,6 +131,16 @@ sweep-%: $(STAMP) ## a paper's ablations (experiments/<paper>/sweep.yaml): wandb
 
 explain-%: $(STAMP) ## explanations of a trained run into <run>/explain/: make explain-vitatt [CKPT=...] [N=16] [XAI_ARGS=...]
 	$(PY) -m dermfuse_models.runner explain $(if $(strip $(CKPT)),--ckpt=$(CKPT),--experiment=$*) --n=$(N) $(XAI_ARGS)
+
+# Without CKPT: the best checkpoint of the paper's latest finished run. DATASET/DATA_ROOT: the data to score.
+EVAL_CKPT = $(if $(strip $(CKPT)),--ckpt=$(CKPT),--experiment=$(1))
+
+eval-%: $(STAMP) ## score a checkpoint into <run>/eval/<time>-.../ (run files untouched): make eval-vitatt [CKPT=...] [SPLIT=test] [DATASET=ph2 DATA_ROOT=...] [TTA=flip]
+	$(PY) -m dermfuse_models.runner eval $(call EVAL_CKPT,$*) $(if $(strip $(SPLIT)),--split=$(SPLIT)) $(if $(strip $(DATASET)),--dataset=$(DATASET)) $(if $(strip $(DATA_ROOT)),--data_root=$(DATA_ROOT)) $(if $(strip $(TTA)),--tta=$(TTA)) $(EVAL_ARGS)
+
+predict-%: $(STAMP) ## class probabilities (or masks) of new images: make predict-vitatt CKPT=... INPUT=<folder> [META=<csv>] [TTA=flip]
+	@test -n "$(strip $(INPUT))" || { echo "predict-$*: set INPUT=<folder of images> (and CKPT=<checkpoint>, META=<csv> for clinical data)" >&2; exit 2; }
+	$(PY) -m dermfuse_models.runner predict $(call EVAL_CKPT,$*) --input=$(INPUT) $(if $(strip $(META)),--meta=$(META)) $(if $(strip $(TTA)),--tta=$(TTA)) $(EVAL_ARGS)
 
 report: $(STAMP) ## runs/report.md (+ runs/report_<paper>.png): paper number | ours mean +- s.d. over seeds | 95% CI | difference
 	$(PY) -m dermfuse_models.runner report

@@ -5,8 +5,9 @@
     (exit 0 fine, 1 problems, 2 unreadable; see :mod:`dermfuse_data.check`).
 ``python -m dermfuse_data synth --dataset NAME --out DIR [--seed N]``
     write the dataset's synthetic miniature in the publisher's layout (:mod:`dermfuse_data.synthetic`).
-``python -m dermfuse_data split --dataset NAME --root DIR [--seed N] [--resplit]``
-    show (and create or extend) the dataset's saved split, the one training uses; ``--resplit``
+``python -m dermfuse_data split --dataset NAME [--root DIR] [--out FILE.csv] [--seed N] [--resplit]``
+    show (and create or extend) the dataset's saved split, the one training uses; ``--out`` exports it as
+    ``sample_id, group, label, label_name, split`` (:mod:`dermfuse_data.split_export`); ``--resplit``
     regenerates it from the current samples (:func:`dermfuse_data.splits.load_or_make_splits`).
 ``python -m dermfuse_data cache list|prune [--older-than DAYS] [--dry-run] [--cache-dir DIR]``
     list the cache folder (``$DERMFUSE_CACHE``) with sizes and last use; prune what was not used for
@@ -66,14 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     split = sub.add_parser(
         "split",
-        help="show (create, extend) the dataset's saved split; --resplit regenerates it from the current samples",
+        help="show (create, extend) the dataset's saved split, the one training uses; --out exports it as a CSV",
     )
     split.add_argument("--dataset", required=True, choices=datasets)
-    split.add_argument("--root", required=True, help="folder as the publisher ships the dataset")
+    split.add_argument("--root", default=None, help="dataset folder (default: the synthetic miniature)")
+    split.add_argument("--out", default=None, help="CSV file to write: sample_id, group, label, label_name, split")
     _add_option_argument(split)
     split.add_argument("--seed", type=int, default=0, help="data.seed of the runs (default 0)")
-    split.add_argument("--val-fraction", type=float, default=0.15)
-    split.add_argument("--test-fraction", type=float, default=0.15)
+    split.add_argument("--val-fraction", "--val_fraction", type=float, default=0.15)
+    split.add_argument("--test-fraction", "--test_fraction", type=float, default=0.15)
     split.add_argument(
         "--no-official",
         dest="use_official",
@@ -124,29 +126,28 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _split(args: argparse.Namespace) -> int:
     from collections import Counter
-    from pathlib import Path
 
-    from dermfuse_data.sources import get_source
-    from dermfuse_data.splits import load_or_make_splits, split_identity
+    from dermfuse_data.split_export import export_split
 
-    folder = Path(args.cache_dir).resolve() if args.cache_dir else default_cache_dir()
     try:
-        table = get_source(args.dataset).read(Path(args.root).expanduser(), **_options(args))
-        table, path = load_or_make_splits(
-            table,
-            folder / args.dataset,
+        out, table, split_file = export_split(
+            args.dataset,
+            args.out,
+            args.root,
+            args.seed,
             args.val_fraction,
             args.test_fraction,
-            args.seed,
             args.use_official,
-            identity=split_identity(_options(args)),
+            _options(args),
             resplit=args.resplit,
+            cache_dir=args.cache_dir,
         )
-    except DatasetError as exc:
+    except (DatasetError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     counts = Counter(table.column("split").to_pylist())
-    print(f"{path}: " + ", ".join(f"{s} {counts.get(s, 0)}" for s in ("train", "val", "test")))
+    shown = ", ".join(f"{s} {counts.get(s, 0)}" for s in ("train", "val", "test"))
+    print(f"{split_file}: {table.num_rows} samples ({shown})" + (f"; wrote {out}" if out else ""))
     return 0
 
 

@@ -237,6 +237,7 @@ def check_dataset(
                 path=root,
                 hint=f"known options: {source.options or 'none'}",
             )
+        source = source.for_data(root, options)
         table = source.read(Path(root), **(options or {}))
     except DatasetError as exc:
         report["problems"].append(str(exc))

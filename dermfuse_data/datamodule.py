@@ -21,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from torchvision import tv_tensors
 
@@ -210,8 +211,10 @@ class DermDataModule(pl.LightningDataModule):
         super().__init__()
         self.save_hyperparameters()
         check_data_options(self.hparams)
-        self.source = get_source(dataset)
         self.cache_dir = Path(cache_dir).resolve() if cache_dir else default_cache_dir()
+        self.source = get_source(dataset)
+        if self.source.declare is not None:  # classes and features declared by the data (the csv source)
+            self.source = self.source.for_data(self.root, source_options)
         self.with_mask = task == "segmentation" or use_masks or predicted_masks is not None
         parse_augment(augment)  # a wrong step or parameter fails here, naming data.augment[i]
         resolve_augment_on(augment_on, "cpu")
@@ -369,23 +372,33 @@ class DermDataModule(pl.LightningDataModule):
     def dataset(self, split: str, on_device: bool = False) -> SampleDataset:
         """The :class:`SampleDataset` of ``split`` (``train`` gets augmentation); ``on_device``: serve
         uint8, leaving augmentation and normalisation to :meth:`on_after_batch_transfer`."""
-        self.setup()
         t = self.split_table(split)
-        ids = t.column("sample_id").to_pylist()
         meta = self.encoder.transform(t) if self.features else None
         if meta is not None and split == "test" and self.hparams.test_meta_missing_fraction > 0:
             meta = blank_features(
                 meta, self.encoder.group_widths, self.hparams.test_meta_missing_fraction, self.hparams.seed
             )
-        rows = np.array([self._cache.index[i] for i in ids], dtype=np.int64)
+        return self.samples(t, meta, train=split == "train", on_device=on_device)
+
+    def samples(
+        self, rows: pa.Table, meta: np.ndarray | None, train: bool = False, on_device: bool = False
+    ) -> SampleDataset:
+        """A :class:`SampleDataset` over ``rows`` (rows of :attr:`table`) with the encoded ``meta`` given.
+
+        ``train`` adds the augmentation; ``on_device`` serves uint8 (as :meth:`dataset`). Evaluation on
+        another selection of rows or with metadata encoded elsewhere (``dermfuse_models.runner.evaluate``)
+        goes through here.
+        """
+        self.setup()
+        ids = rows.column("sample_id").to_pylist()
         return SampleDataset(
             self._cache,
-            rows,
-            np.asarray(t.column("label").to_pylist()),
+            np.array([self._cache.index[i] for i in ids], dtype=np.int64),
+            np.asarray(rows.column("label").to_pylist()),
             meta,
             ids,
             self.with_mask,
-            None if on_device else build_transform(split == "train", self.hparams.augment, self._size),
+            None if on_device else build_transform(train, self.hparams.augment, self._size),
             masks=self._masks,
         )
 
@@ -432,6 +445,8 @@ class DermDataModule(pl.LightningDataModule):
                 num_samples=len(ds),
                 generator=torch.Generator().manual_seed(self.hparams.seed),
             )
+        elif split != "train":
+            sampler = self._each_sample_once(ds)
         workers = self._num_workers(ds)
         pin = self.hparams.pin_memory
         return DataLoader(
@@ -444,6 +459,22 @@ class DermDataModule(pl.LightningDataModule):
             persistent_workers=self.hparams.persistent_workers and workers > 0,
             prefetch_factor=self.hparams.prefetch_factor if workers > 0 else None,
             drop_last=split == "train" and len(ds) > self.hparams.batch_size,
+        )
+
+    def _each_sample_once(self, ds: SampleDataset) -> UnrepeatedDistributedSampler | None:
+        """Under multi-process evaluation, each rank's share of ``ds`` without padding (else ``None``).
+
+        Lightning's default ``DistributedSampler`` pads every rank to the same length by repeating
+        samples, so a validation or test metric would count some samples twice. Lightning's
+        ``UnrepeatedDistributedSampler`` gives rank ``r`` the samples ``r, r + W, ...``: shares differ
+        by at most one sample and every sample is counted exactly once by the (synchronised)
+        torchmetrics states. Lightning keeps a ``DistributedSampler`` it finds in the loader.
+        """
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or trainer.world_size <= 1:
+            return None
+        return UnrepeatedDistributedSampler(
+            ds, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -15,6 +15,7 @@ SOURCE_MODULES = {
     "isic2019": "isic2019",
     "ph2": "ph2",
     "cbis_ddsm": "cbis_ddsm",
+    "csv": "csv_table",
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import pyarrow as pa
@@ -52,6 +53,14 @@ class DatasetSource:
     notes: str = ""
     options: dict[str, str] = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
+    #: ``(root, options) -> DatasetSource`` for a source whose classes and features are declared by
+    #: the data itself (the ``csv`` source reads them from its spec file); ``None`` for the rest
+    declare: Callable[[Path, dict], DatasetSource] | None = None
+
+    def for_data(self, root: str | Path, options: dict | None = None) -> DatasetSource:
+        """This source as declared for the copy at ``root`` read with ``options``: itself, except for
+        sources with :attr:`declare` (their classes and features come from the data's own files)."""
+        return self if self.declare is None else self.declare(Path(root), dict(options or {}))
 
     def feature(self, name: str) -> MetaFeature:
         """The feature called ``name`` (raises ``KeyError`` listing the known names)."""

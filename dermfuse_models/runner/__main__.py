@@ -10,12 +10,17 @@ COMMANDS = {
     "fit": ("cli", "train (LightningCLI: --config ... --key=value)"),
     "validate": ("cli", "validate a checkpoint (LightningCLI)"),
     "test": ("cli", "test a checkpoint (LightningCLI)"),
-    "predict": ("cli", "predict with a checkpoint (LightningCLI)"),
+    "predict": (
+        "predict",
+        "--ckpt C --input FOLDER [--meta CSV]: class probabilities / masks of new images "
+        "(with --config: LightningCLI's predict)",
+    ),
     "two-stage": ("two_stage", "DualNet: predict masks with the stage-1 segmenter once, then fit stage 2"),
     "sweep": ("sweep", "a paper's ablations (experiments/<paper>/sweep.yaml)"),
     "report": ("report", "runs/report.md: papers' numbers beside ours (mean +- s.d. over seeds, 95% CI)"),
     "profile": ("profile", "parameters, GMACs and GFLOPs of each paper's net"),
     "explain": ("explain", "explanations of a trained checkpoint into <run>/explain/"),
+    "eval": ("evaluate", "score a checkpoint on a split or another dataset into <run>/eval/<time>-.../"),
 }
 
 
@@ -33,7 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         stream = sys.stdout if argv and argv[0] in ("-h", "--help") else sys.stderr
         print(usage(), file=stream, end="")
         return 0 if stream is sys.stdout else 2
-    module = importlib.import_module(f"dermfuse_models.runner.{COMMANDS[argv[0]][0]}")
+    name = COMMANDS[argv[0]][0]
+    if argv[0] == "predict" and not any(a == "--input" or a.startswith("--input=") for a in argv):
+        name = "cli"  # LightningCLI's predict on a config (written into <run>/eval/<time>-predict/)
+    module = importlib.import_module(f"dermfuse_models.runner.{name}")
     if module.__name__.endswith(".cli"):
         module.run_from_command_line(argv)
         return 0

@@ -11,9 +11,9 @@ names, image size) and gives every run its own folder ``runs/<experiment>/<time>
   (:mod:`~dermfuse_models.runner.run_split`; ``--accept_changed_split=true`` goes on with changed data);
 * ``checkpoints/`` with the best (the config's :class:`~dermfuse_models.runner.checkpoints.RunCheckpoint`
   monitor) and ``last.ckpt`` (the last completed epoch), written atomically;
-* ``metrics.json`` (after ``fit`` the best checkpoint is tested, with grouped bootstrap 95% CIs, ``ci95``; ``val`` holds its epoch's validation
-  metrics; a failed fit writes ``"status": "failed"``), ``test_predictions.csv`` (every test sample's
-  prediction) and ``figures/`` (the tasks' confusion matrix /
+* ``metrics.json`` (after ``fit`` the best checkpoint is tested, with grouped bootstrap 95% CIs, ``ci95``;
+  ``val`` holds its epoch's validation metrics; a failed fit writes ``"status": "failed"``),
+  ``test_predictions.csv`` (every test sample's prediction) and ``figures/`` (the tasks' confusion matrix /
   ROC; segmentation configs add :class:`~dermfuse_models.runner.figures.SegmentationSamplesFigure`).
 
 The folder is created atomically (two runs started in the same second get two folders). The config is
@@ -26,6 +26,11 @@ replaces ``bf16``/``16`` precision by fp32 when the run lands on a CPU (bf16 on 
 here). ``--resume=true`` (``make ... RESUME=1``) continues the latest run of the same experiment,
 dataset and data root from its ``checkpoints/last.ckpt`` in the same folder, up to ``max_epochs``; a
 finished run is left untouched unless ``--extend=true`` (:mod:`~dermfuse_models.runner.resume`).
+
+``validate`` / ``test`` / ``predict`` on an existing run (its checkpoint as ``--ckpt_path``, or its
+``config.yaml`` whose ``run_dir`` names it) never write into the run's own files: their logs, config,
+figures and (``predict``) ``predictions.csv`` go into a new ``<run>/eval/<time>-<subcommand>/``. The
+``eval`` command (:mod:`~dermfuse_models.runner.evaluate`) is the full evaluation.
 
 Experiment name: the folder of the first ``--config`` (``experiments/vitatt/config.yaml`` ->
 ``vitatt``), suffixed with the file's stem unless it is ``config`` (``experiments/dualnet/
@@ -40,6 +45,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.cli import LightningCLI
@@ -51,17 +57,28 @@ from dermfuse_data.sources import get_source
 from dermfuse_models.runner.atomic import folder_os_error
 from dermfuse_models.runner.checkpoints import RunCheckpoint
 from dermfuse_models.runner.config_checks import check_batch_size, check_config, processes_of
+from dermfuse_models.runner.eval_report import PREDICTIONS_CSV, write_rows
 from dermfuse_models.runner.finite_guard import NonFiniteGuard
+from dermfuse_models.runner.gather import gathered_records
 from dermfuse_models.runner.provenance import session_record, write_provenance
 from dermfuse_models.runner.resume import resume_point
 from dermfuse_models.runner.run_errors import ConfigError, RunError, RunFolderError
 from dermfuse_models.runner.run_split import record_run_split
-from dermfuse_models.runner.runs import create_run_dir, dataset_tag, find_resumable_run, runs_root, wandb_mode
+from dermfuse_models.runner.runs import (
+    create_run_dir,
+    dataset_tag,
+    find_resumable_run,
+    find_run_config,
+    runs_root,
+    wandb_mode,
+)
 from dermfuse_models.runner.speed import SpeedOptions
 from dermfuse_models.runner.summary import failure_summary, print_summary, run_summary, scalars, write_summary
 from dermfuse_models.runner.test_intervals import add_test_intervals
 
 RUN_DIR_ENV = "DERMFUSE_RUN_DIR"
+#: subcommands that score a trained model: on an existing run they write into <run>/eval/<time>-<subcommand>/
+EVALUATING = ("validate", "test", "predict")
 #: trainer defaults every run shares (loggers, checkpointing, LR monitor), layered under every --config
 DEFAULTS = (
     Path(__file__).resolve().parents[2] / "experiments" / "defaults.yaml"
@@ -203,7 +220,8 @@ class DermCLI(LightningCLI):
             init_args = logger.get("init_args") if hasattr(logger, "get") else None
             if init_args is None:
                 continue
-            if init_args.get("save_dir") in (None, "", "."):
+            # a run's own config.yaml names its folder: validate/test/predict write into their new one
+            if init_args.get("save_dir") in (None, "", ".") or self.subcommand in EVALUATING:
                 init_args["save_dir"] = str(run_dir)
             if "resume_step" in init_args:
                 init_args["resume_step"] = self.resume_step
@@ -212,6 +230,13 @@ class DermCLI(LightningCLI):
         fresh = False
         if _is_ddp_child() and os.environ.get(RUN_DIR_ENV):
             run_dir = Path(os.environ[RUN_DIR_ENV])
+        elif self.subcommand in EVALUATING and (existing := self._run_of(cfg)) is not None:
+            run_dir, fresh = existing / "eval" / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.subcommand}", True
+            print(
+                f"{self.subcommand}: writing into {run_dir}; the run's own files are left alone. Per-sample "
+                "predictions, other datasets, TTA: python -m dermfuse_models.runner eval --ckpt <checkpoint>",
+                file=sys.stderr,
+            )
         elif cfg.get("resume"):
             run_dir = (
                 Path(cfg.run_dir).resolve()
@@ -254,6 +279,18 @@ class DermCLI(LightningCLI):
             self.created_run_dir = run_dir if fresh else None
         os.environ[RUN_DIR_ENV] = str(run_dir)
         return run_dir
+
+    @staticmethod
+    def _run_of(cfg) -> Path | None:
+        """The existing run folder a validate/test/predict call points at (its checkpoint's, else ``run_dir``)."""
+        ckpt = cfg.get("ckpt_path")
+        if ckpt not in (None, "", "last", "best", "hpc"):
+            try:
+                return find_run_config(ckpt).parent
+            except FileNotFoundError:
+                pass
+        folder = Path(cfg.run_dir).expanduser().resolve() if cfg.get("run_dir") else None
+        return folder if folder is not None and folder.is_dir() and any(folder.iterdir()) else None
 
     @staticmethod
     def _cpu_precision(trainer_cfg) -> None:
@@ -341,6 +378,18 @@ class DermCLI(LightningCLI):
             add_test_intervals(summary, self.model, self.datamodule, trainer.default_root_dir)
             write_summary(trainer.default_root_dir, summary)
             print_summary(summary)
+
+    def after_predict(self) -> None:
+        """``predictions.csv`` (sample_id, label, pred, prob_<class>) of a classifier in the output folder (rank 0)."""
+        trainer: pl.Trainer = self.trainer
+        records = gathered_records(trainer, trainer.predict_loop.predictions or [])
+        if not trainer.is_global_zero or not records or np.ndim(records[0].get("probs")) != 1:
+            return
+        names = list(getattr(self.model, "class_names", None) or range(len(records[0]["probs"])))
+        header = ["sample_id", "label", "pred", *[f"prob_{n}" for n in names]]
+        rows = ([r["sample_id"], int(r["label"]), int(np.argmax(r["probs"])), *map(float, r["probs"])] for r in records)
+        path = write_rows(Path(trainer.default_root_dir) / PREDICTIONS_CSV, header, rows)
+        print(f"predictions of {len(records)} samples: {path}", file=sys.stderr)
 
 
 class _ParseOnlyCLI(DermCLI):

@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 import yaml
 
+from dermfuse_models.runner.runs import find_run_config
+
 #: top-level keys the ``run=False`` DermCLI parser accepts (``fit`` adds ckpt_path, resume, ...)
 _MODEL_DATA_KEYS = ("seed_everything", "model", "data")
 
@@ -40,26 +42,6 @@ class TrainedRun:
     run_dir: Path
     config_path: Path
     checkpoint: Path
-
-
-def find_run_config(checkpoint: str | Path, max_levels: int = 3) -> Path:
-    """``config.yaml`` in the checkpoint's folder or up to ``max_levels`` folders above it."""
-    ckpt = Path(checkpoint).expanduser().resolve()
-    if not ckpt.is_file():
-        raise FileNotFoundError(
-            f"checkpoint {ckpt} does not exist; pass the .ckpt written by "
-            "`python -m dermfuse_models.runner fit` (e.g. <run>/checkpoints/last.ckpt)."
-        )
-    folder = ckpt.parent
-    for _ in range(max_levels + 1):
-        candidate = folder / "config.yaml"
-        if candidate.is_file():
-            return candidate
-        folder = folder.parent
-    raise FileNotFoundError(
-        f"no config.yaml next to or up to {max_levels} folders above {ckpt}; a checkpoint must stay inside the "
-        "run folder written by `python -m dermfuse_models.runner fit` (it holds the resolved config.yaml)."
-    )
 
 
 def rebuildable_config(

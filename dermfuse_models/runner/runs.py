@@ -141,3 +141,23 @@ def best_checkpoint(run_dir: str | Path) -> Path:
         f"{run_dir} has no checkpoint (neither metrics.json's best_checkpoint nor "
         "checkpoints/last.ckpt): did the run finish?"
     )
+
+
+def find_run_config(checkpoint: str | Path, max_levels: int = 3) -> Path:
+    """``config.yaml`` in the checkpoint's folder or up to ``max_levels`` folders above it."""
+    ckpt = Path(checkpoint).expanduser().resolve()
+    if not ckpt.is_file():
+        raise FileNotFoundError(
+            f"checkpoint {ckpt} does not exist; pass the .ckpt written by "
+            "`python -m dermfuse_models.runner fit` (e.g. <run>/checkpoints/last.ckpt)."
+        )
+    folder = ckpt.parent
+    for _ in range(max_levels + 1):
+        candidate = folder / "config.yaml"
+        if candidate.is_file():
+            return candidate
+        folder = folder.parent
+    raise FileNotFoundError(
+        f"no config.yaml next to or up to {max_levels} folders above {ckpt}; a checkpoint must stay inside the "
+        "run folder written by `python -m dermfuse_models.runner fit` (it holds the resolved config.yaml)."
+    )

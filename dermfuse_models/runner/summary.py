@@ -79,10 +79,10 @@ def write_summary(folder: str | Path, summary: dict[str, Any], name: str = "metr
     return atomic_write_text(Path(folder) / name, json.dumps(summary, indent=2))
 
 
-def print_summary(summary: dict[str, Any], key: str = "test") -> None:
+def print_summary(summary: dict[str, Any], key: str = "test", folder: str = "run folder") -> None:
     """Where the run is (marked SYNTHETIC where it is) and its ``key`` metrics, one per line."""
     banner = " (SYNTHETIC DATA)" if summary.get("synthetic") else ""
-    print(f"\nrun folder: {summary['run_dir']}{banner}")
+    print(f"\n{folder}: {summary['run_dir']}{banner}")
     width = max((len(k) for k in summary.get(key, {})), default=0)
     intervals = summary.get("ci95") or {}
     for k, v in summary.get(key, {}).items():

@@ -23,6 +23,11 @@ last ``--config``); with ``--data_root`` it gets ``--data.root=<path>``.
 of weight initialisation, augmentation and batch order; the data split ``data.seed`` stays), so every
 combination runs once per seed, locally or through the wandb agent; the local summary then shows each
 combination's mean +- s.d. over its seeds (``make report`` adds their confidence intervals).
+
+A sweep's ``dermfuse:`` block (:mod:`~dermfuse_models.runner.sweep_plan`; stripped before the sweep goes
+to wandb) declares equivalent combinations (run once) and test-time parameters (scored on the trained
+checkpoint by ``eval`` into ``<run>/eval/<NN>-<values>/``, never retrained). The summary lists every
+grid combination with what was done for it.
 """
 
 from __future__ import annotations
@@ -42,7 +47,8 @@ from typing import Any
 
 import yaml
 
-from dermfuse_models.runner.runs import run_metrics, runs_root, wandb_mode
+from dermfuse_models.runner.runs import best_checkpoint, run_metrics, runs_root, wandb_mode
+from dermfuse_models.runner.sweep_plan import check_block, for_wandb, plan_runs
 
 #: the LightningCLI key of the seed axis (weight init, augmentation, batch order; not the data split)
 SEED_KEY = "seed_everything"
@@ -75,6 +81,7 @@ def load_sweep(path: str | Path) -> dict:
                 f'{path}: parameter {key!r} has a YAML null; write the string "null" instead '
                 "(the agent would pass None, which LightningCLI does not read as null)"
             )
+    check_block(sweep, path)
     return sweep
 
 
@@ -208,6 +215,19 @@ def experiment_of(sweep_path: str | Path) -> str:
     return Path(sweep_path).resolve().parent.name
 
 
+def eval_command(run_dir: Path, test_overrides: dict[str, Any], out: Path) -> list[str]:
+    """``eval`` of the run's best checkpoint with the test-time values (no training)."""
+    settings = [f"{k}={format_value(v)}" for k, v in test_overrides.items()]
+    command = [sys.executable, "-m", "dermfuse_models.runner", "eval", "--ckpt", str(best_checkpoint(run_dir))]
+    return command + ["--out", str(out), "--quiet"] + (["--set", *settings] if settings else [])
+
+
+def _run(command: list[str]) -> tuple[int, float]:
+    start = time.time()
+    rc = subprocess.run(command, env={**os.environ, "WANDB_SILENT": "true"}).returncode
+    return rc, round(time.time() - start, 1)
+
+
 def run_local(
     sweep_path: str | Path,
     dataset: str | None = None,
@@ -219,70 +239,119 @@ def run_local(
     shard: str | None = None,
     seeds: list[int] | None = None,
 ) -> list[dict]:
-    """Run the grid locally, one run after the other (see module doc); returns one record per run.
+    """Run the grid locally (see module doc); returns one record per grid combination this shard owns.
 
-    ``shard`` ``"i/n"``: only this share of the grid (:func:`shard_runs`), e.g. one task of a job array.
-    ``seeds``: a seed axis (:func:`with_seed_axis`), every combination once per seed.
+    Each distinct training is fitted once (``dermfuse.equivalent``, test-time keys left out) and each
+    combination with test-time values is scored on its checkpoint by ``eval``
+    (:mod:`~dermfuse_models.runner.sweep_plan`). ``shard`` ``"i/n"``: only this share of the trainings
+    (:func:`shard_runs`) and the combinations scored on them, e.g. one task of a job array. ``seeds``: a
+    seed axis (:func:`with_seed_axis`), every combination once per seed.
     """
     sweep = with_seed_axis(load_sweep(sweep_path), seeds)
-    owned = shard_runs(grid_runs(sweep), shard)
+    runs = grid_runs(sweep)
     if max_runs is not None:
-        owned = owned[:max_runs]
+        runs = runs[:max_runs]
+    plan = plan_runs(sweep, runs)
+    trainings = [p.index for p in plan if p.train]
+    owned = {trainings[k] for k, _ in shard_runs(trainings, shard)}
     profile_command(sweep, sweep_path, dataset, data_root, extra_args)  # fail early on a missing file
     sweep_dir = (
         Path(sweep_dir) if sweep_dir else runs_root() / experiment_of(sweep_path) / time.strftime("sweep-%Y%m%d-%H%M%S")
     )
-    records = []
-    for position, (i, overrides) in enumerate(owned):
-        run_dir = (sweep_dir / f"{i:02d}-{_slug(overrides)}").resolve()
-        command = expand_command(
-            profile_command(sweep, sweep_path, dataset, data_root, [*extra_args, f"--run_dir={run_dir}"]),
-            overrides,
-            sweep.get("program"),
-        )
-        record = {"index": i, "overrides": overrides, "run_dir": str(run_dir), "command": command}
-        print(f"[{position + 1}/{len(owned)}] run {i:02d}: {shlex.join(command)}", flush=True)
-        if not dry_run:
-            start = time.time()
-            rc = subprocess.run(command, env={**os.environ, "WANDB_SILENT": "true"}).returncode
-            record.update(
-                returncode=rc,
-                seconds=round(time.time() - start, 1),
-                metrics=(run_metrics(run_dir) or {}).get("test", {}),
-            )
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "sweep_run.json").write_text(
-                json.dumps(
-                    {
-                        "sweep": str(Path(sweep_path)),
-                        "index": i,
-                        "overrides": overrides,
-                        "command": command,
-                        "returncode": rc,
-                    },
-                    indent=2,
-                )
-            )
+    records: list[dict] = []
+    for item in plan:
+        run_dir = (sweep_dir / f"{item.trained_by:02d}-{_slug(plan[item.trained_by].train_overrides)}").resolve()
+        record = {"index": item.index, "overrides": item.overrides, "run_dir": str(run_dir), "plan": item}
         records.append(record)
+        if item.trained_by not in owned:
+            continue  # another shard's training and the combinations scored on it
+        step = f"[{item.index + 1}/{len(plan)}]"
+        if item.same_as is not None:
+            print(f"{step} same as #{item.same_as} (dermfuse.equivalent): nothing to run", flush=True)
+            continue
+        if item.train:
+            command = expand_command(
+                profile_command(sweep, sweep_path, dataset, data_root, [*extra_args, f"--run_dir={run_dir}"]),
+                item.train_overrides,
+                sweep.get("program"),
+            )
+            record["command"] = command
+            print(f"{step} train ({len(owned)} in all): {shlex.join(command)}", flush=True)
+            if not dry_run:
+                record["returncode"], record["seconds"] = _run(command)
+                record["metrics"] = (run_metrics(run_dir) or {}).get("test", {})
+                _write_sweep_run(run_dir, sweep_path, item, command, record["returncode"])
+        if item.evaluate:
+            out = run_dir / "eval" / f"{item.index:02d}-{_slug(item.test_overrides)}"
+            record["eval_dir"] = str(out)
+            print(f"{step} evaluate #{item.trained_by}'s checkpoint with {describe(item.test_overrides)}", flush=True)
+            trained = records[item.trained_by]
+            if dry_run:
+                continue
+            if trained.get("returncode") != 0:
+                record["returncode"] = trained.get("returncode")
+                continue
+            record["eval_command"] = eval_command(run_dir, item.test_overrides, out)
+            rc, seconds = _run(record["eval_command"])
+            record["returncode"] = record.get("returncode") or rc
+            record["seconds"] = round(record.get("seconds", 0.0) + seconds, 1)
+            record["metrics"] = (run_metrics(out) or {}).get("metrics", {})
+    for record in records:
+        same = record["plan"].same_as
+        if same is not None:
+            record.update({k: records[same][k] for k in ("returncode", "metrics") if k in records[same]})
+    records = [r for r in records if r["plan"].trained_by in owned]
     print_summary(records, dry_run)
     if seeds and not dry_run:
         print_seed_summary(records)
     return records
 
 
+def _write_sweep_run(run_dir: Path, sweep_path, item, command: list[str], rc: int) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "sweep_run.json").write_text(
+        json.dumps(
+            {
+                "sweep": str(Path(sweep_path)),
+                "index": item.index,
+                "overrides": item.train_overrides,
+                "command": command,
+                "returncode": rc,
+            },
+            indent=2,
+        )
+    )
+
+
+def _status(record: dict, dry_run: bool) -> str:
+    """What was done for a grid combination (and whether it worked)."""
+    item = record["plan"]
+    if item.same_as is not None:
+        return f"= #{item.same_as} (equivalent)"
+    done = "trained" if item.train else f"ckpt of #{item.trained_by}"
+    if item.evaluate:
+        done += " + eval"
+    if dry_run:
+        return f"planned: {done}"
+    rc = record.get("returncode")
+    return done if rc == 0 else f"FAILED ({rc}): {done}"
+
+
 def print_summary(records: list[dict], dry_run: bool = False) -> None:
-    """A table of the runs: overrides, status, seconds and the main test metrics."""
+    """A table of the grid: overrides, what was run (trained / evaluated on a checkpoint / equivalent), metrics."""
     if not records:
         print("no runs")
         return
     keys = [k for k in SUMMARY_KEYS if any(k in r.get("metrics", {}) for r in records)]
-    print("\nsweep summary" + (" (dry run: nothing was run)" if dry_run else ""))
+    trained = sum(r["plan"].train for r in records)
+    evaluated = sum(r["plan"].evaluate and not r["plan"].train for r in records)
+    title = "sweep summary" + (" (dry run: nothing was run)" if dry_run else "")
+    print(f"\n{title}: {len(records)} combinations, {trained} trainings, {evaluated} scored on a trained checkpoint")
     header = ["#", "overrides", "status", "s"] + [k.removeprefix("test/") for k in keys]
     rows = []
     for r in records:
-        status = "planned" if dry_run else ("ok" if r.get("returncode") == 0 else f"FAILED ({r.get('returncode')})")
         rows.append(
-            [str(r["index"]), describe(r["overrides"]), status, str(r.get("seconds", ""))]
+            [str(r["index"]), describe(r["overrides"]), _status(r, dry_run), str(r.get("seconds", ""))]
             + [f"{r['metrics'][k]:.4f}" if k in r.get("metrics", {}) else "" for k in keys]
         )
     _print_table(header, rows)
@@ -326,8 +395,11 @@ def run_wandb_agent(
     import wandb
 
     sweep = with_seed_axis(load_sweep(sweep_path), seeds)
-    sweep["command"] = profile_command(sweep, sweep_path, dataset, data_root, extra_args)
-    sweep.pop("smoke_config", None)
+    command = profile_command(sweep, sweep_path, dataset, data_root, extra_args)
+    sweep, notes = for_wandb(sweep)
+    for note in notes:
+        print(note, file=sys.stderr)
+    sweep["command"] = command
     sweep.setdefault("name", f"{experiment_of(sweep_path)}-{dataset or 'default'}")
     project = os.environ.get("WANDB_PROJECT", "dermfuse")
     sweep_id = wandb.sweep(sweep=sweep, project=project)

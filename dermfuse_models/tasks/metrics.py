@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torchmetrics import ClasswiseWrapper, MetricCollection
@@ -132,29 +133,34 @@ class PositiveF1(_PositiveClassProbability, BinaryF1Score):
     """F1 of the positive class (not the macro F1 over both classes)."""
 
 
-def classification_metrics(num_classes: int, class_names: Sequence[str], ece_bins: int = 15) -> MetricCollection:
+def classification_metrics(
+    num_classes: int, class_names: Sequence[str], ece_bins: int = 15, **metric_kwargs: Any
+) -> MetricCollection:
     """The logged classification metrics (keys without the ``val/`` / ``test/`` prefix).
 
     ``acc`` (micro accuracy), ``bal_acc``, ``f1_macro``, ``auroc_macro`` (means over the classes present),
     ``recall_<class>``, ``ece`` (top-1 expected calibration error, ``ece_bins`` equal-width bins, L1) and,
     when ``num_classes == 2``, ``precision_pos``, ``sensitivity_pos``, ``specificity_pos``, ``f1_pos``.
+    ``metric_kwargs`` go to every metric (e.g. ``sync_on_compute=False`` for predictions already gathered
+    from every rank: ``dermfuse_models.runner.evaluate``).
     """
+    kw = metric_kwargs
     metrics = {
-        "acc": MulticlassAccuracy(num_classes, average="micro"),
-        "bal_acc": SupportedMacroRecall(num_classes),
-        "f1_macro": SupportedMacroF1(num_classes),
-        "auroc_macro": SupportedMacroAUROC(num_classes),
+        "acc": MulticlassAccuracy(num_classes, average="micro", **kw),
+        "bal_acc": SupportedMacroRecall(num_classes, **kw),
+        "f1_macro": SupportedMacroF1(num_classes, **kw),
+        "auroc_macro": SupportedMacroAUROC(num_classes, **kw),
         "recall": ClasswiseWrapper(
-            PerClassRecall(num_classes), labels=[key_safe(n) for n in class_names], prefix="recall_"
+            PerClassRecall(num_classes, **kw), labels=[key_safe(n) for n in class_names], prefix="recall_"
         ),
-        "ece": MulticlassCalibrationError(num_classes, n_bins=ece_bins, norm="l1"),
+        "ece": MulticlassCalibrationError(num_classes, n_bins=ece_bins, norm="l1", **kw),
     }
     if num_classes == 2:
         metrics.update(
-            precision_pos=PositivePrecision(),
-            sensitivity_pos=PositiveSensitivity(),
-            specificity_pos=PositiveSpecificity(),
-            f1_pos=PositiveF1(),
+            precision_pos=PositivePrecision(**kw),
+            sensitivity_pos=PositiveSensitivity(**kw),
+            specificity_pos=PositiveSpecificity(**kw),
+            f1_pos=PositiveF1(**kw),
         )
     # compute groups share states with the wrapped per-class recall inconsistently across resets
     # (spurious "compute before update"); the duplicate updates are cheap.

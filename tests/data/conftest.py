@@ -28,6 +28,7 @@ MINIATURE_FOLDERS = {
     "isic2019": "ISIC2019",
     "ph2": "PH2Dataset",
     "cbis_ddsm": "CBIS",
+    "csv": "MyData",
 }
 
 

@@ -38,13 +38,15 @@ DOWNLOAD_WORDS = {
     "isic2019": "ISIC_2019_Training_Input.zip",
     "ph2": "PH2Dataset",
     "cbis_ddsm": "TCIA",
+    "csv": "samples.yaml",
 }
 #: classes the publisher's training data has no sample of
 CLASSES_WITHOUT_SAMPLES = {"isic2019": ["UNK"]}
 #: (lowest, highest) lesion share of a miniature's masks
 MASK_SHARE = {"isic2017": (0.03, 0.6), "isic2018_task1": (0.03, 0.6), "ph2": (0.03, 0.6), "cbis_ddsm": (0.0, 0.1)}
-#: files that may be the same whatever the seed: the release's licence texts, ISIC 2017's superpixel grids
-SEED_INDEPENDENT = ("LICENSE.txt", "ATTRIBUTION.txt", "_superpixels.png")
+#: files that may be the same whatever the seed: the release's licence texts, ISIC 2017's superpixel grids,
+#: the csv source's spec (its column declarations)
+SEED_INDEPENDENT = ("LICENSE.txt", "ATTRIBUTION.txt", "_superpixels.png", "samples.yaml")
 #: metadata files (the rest of a miniature is images, masks and crops)
 LISTING_SUFFIXES = (".csv", ".xlsx", ".txt")
 UNREADABLE_HINT = "-> the file is truncated or not an image: re-download it, or remove its row"
@@ -55,6 +57,11 @@ masked_dataset = pytest.mark.parametrize("dataset", MASKED)
 
 def _table(miniature, dataset: str) -> pa.Table:
     return get_source(dataset).read(miniature(dataset))
+
+
+def _declared(miniature, dataset: str):
+    """The source as declared for its miniature (the csv source's classes and features come from its spec)."""
+    return get_source(dataset).for_data(miniature(dataset))
 
 
 def _copy(miniature, dataset: str, tmp_path: Path) -> Path:
@@ -74,12 +81,14 @@ def _in_copy(path: str, root: Path, copy: Path) -> Path:
 
 # ------------------------------------------------------------------ registration
 @every_dataset
-def test_reader_and_writer_registered_under_the_dataset_name(dataset):
+def test_reader_and_writer_registered_under_the_dataset_name(dataset, miniature):
     reader = importlib.import_module(f"dermfuse_data.sources.{SOURCE_MODULES[dataset]}")
     source = get_source(dataset)
     assert source is reader.SOURCE and source.name == dataset and source.read is reader.read
     assert not hasattr(source, "synthesize")  # readers do not know their writers
     assert source.title and source.notes and reader.__doc__ and reader.read.__doc__
+    source = _declared(miniature, dataset)
+    assert source.name == dataset and source.read is reader.read and source.for_data(miniature(dataset)) == source
     assert source.classes and len(set(source.classes)) == len(source.classes)
     assert len({f.name for f in source.features}) == len(source.features)
     assert all(f.why_leaks for f in source.features if f.leaks_label)
@@ -93,7 +102,7 @@ def test_reader_and_writer_registered_under_the_dataset_name(dataset):
 # ------------------------------------------------------------------ the miniature
 @every_dataset
 def test_miniature_is_in_the_common_table_schema(dataset, miniature):
-    source, table = get_source(dataset), _table(miniature, dataset)
+    source, table = _declared(miniature, dataset), _table(miniature, dataset)
     validate_table(table)
     core = [f.name for f in CORE_FIELDS]
     assert table.column_names[: len(core)] == core
@@ -113,7 +122,7 @@ def test_miniature_is_in_the_common_table_schema(dataset, miniature):
 
 @every_dataset
 def test_miniature_has_every_class(dataset, miniature):
-    source, table = get_source(dataset), _table(miniature, dataset)
+    source, table = _declared(miniature, dataset), _table(miniature, dataset)
     present = set(table.column("label_name").to_pylist())
     assert present == set(source.classes) - set(CLASSES_WITHOUT_SAMPLES.get(dataset, []))
 
@@ -143,7 +152,7 @@ def test_miniature_groups_never_cross_splits(dataset, miniature, seed):
 
 @every_dataset
 def test_check_on_the_miniature_finds_no_problem(dataset, miniature, cli):
-    source, table = get_source(dataset), _table(miniature, dataset)
+    source, table = _declared(miniature, dataset), _table(miniature, dataset)
     rc, report = check_json(cli, dataset, miniature(dataset))
     assert rc == 0 and report["readable"] and report["problems"] == [], report["problems"]
     assert report["rows"] == table.num_rows and report["dataset"] == dataset

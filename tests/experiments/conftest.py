@@ -31,3 +31,46 @@ def _no_ddp_env(monkeypatch):
     """In-process CLI runs must not look like DDP children."""
     monkeypatch.delenv("LOCAL_RANK", raising=False)
     os.environ.pop("DERMFUSE_RUN_DIR", None)
+
+
+def train_tiny(run_dir: Path, paper: str = "vitatt", dataset: str = "pad_ufes_20", *extra: str) -> Path:
+    """Fit ``paper``'s smoke profile on ``dataset``'s miniature for a few steps into ``run_dir``; returns it.
+
+    One epoch of two training batches, one validation batch (the best checkpoint's monitor), the whole
+    test split (``metrics.json``). Model quality is irrelevant: the tests compare numbers and files.
+    """
+    from dermfuse_models.runner.cli import main
+
+    folder = REPO / "experiments" / paper
+    main(
+        [
+            "fit",
+            "--config",
+            str(folder / "config.yaml"),
+            "--config",
+            str(folder / "data" / f"{dataset}.yaml"),
+            "--config",
+            str(folder / "smoke.yaml"),
+            "--trainer.max_epochs=1",
+            "--trainer.limit_train_batches=2",
+            "--trainer.limit_val_batches=1",
+            "--trainer.enable_progress_bar=false",
+            "--trainer.enable_model_summary=false",
+            f"--run_dir={run_dir}",
+            *extra,
+        ]
+    )
+    os.environ.pop("DERMFUSE_RUN_DIR", None)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def vitatt_run(tmp_path_factory, session_cache) -> Path:
+    """A finished tiny ViTAtt run on the PAD-UFES-20 miniature (shared by the session; do not modify)."""
+    return train_tiny(tmp_path_factory.mktemp("vitatt-run") / "run")
+
+
+@pytest.fixture(scope="session")
+def vitatt_isic2019_run(tmp_path_factory, session_cache) -> Path:
+    """A finished tiny ViTAtt run on the ISIC 2019 miniature (shared by the session; do not modify)."""
+    return train_tiny(tmp_path_factory.mktemp("vitatt-isic2019-run") / "run", "vitatt", "isic2019")
