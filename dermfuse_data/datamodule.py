@@ -250,13 +250,13 @@ class DermDataModule(pl.LightningDataModule):
 
     @property
     def num_classes(self) -> int:
-        """Number of classes of the source."""
-        return len(self.source.classes)
+        """Number of classes of the source (under ``source_options``, which may relabel)."""
+        return len(self.class_names)
 
     @property
     def class_names(self) -> list[str]:
-        """Class names in label order."""
-        return list(self.source.classes)
+        """Class names in label order (``DatasetSource.classes_with(source_options)``)."""
+        return list(self.source.classes_with(self.hparams.source_options))
 
     @property
     def meta_groups(self) -> list[int]:
