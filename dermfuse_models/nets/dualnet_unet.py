@@ -72,7 +72,8 @@ class DeepUNet(nn.Module):
             with five stages).
         pretrained: ImageNet weights for the encoder (see ``create_encoder``).
         weights_path: local weights file for the encoder (implies pretrained).
-        aspp_rates: ASPP dilation rates.
+        aspp_rates: ASPP dilation rates (default ``(1, 2, 3)``: distinct context at the 8x8 bottleneck
+            of a 256 px input; see :class:`ASPPBottleneck`).
         attention_gates: gate the skip connections (False = plain U-Net skips).
         decoder_channels: widths of the four decoder steps, coarse to fine.
         deep_supervision: also return ``deep_logits``.
@@ -93,7 +94,7 @@ class DeepUNet(nn.Module):
         encoder: str = "efficientnet_b3",
         pretrained: bool = False,
         weights_path: str | None = None,
-        aspp_rates: Sequence[int] = (6, 12, 18),
+        aspp_rates: Sequence[int] = (1, 2, 3),
         attention_gates: bool = True,
         decoder_channels: Sequence[int] = (256, 128, 64, 32),
         deep_supervision: bool = False,
