@@ -131,7 +131,7 @@ class MSViT(CapturesViTAttention, nn.Module):
         ``set_attention_capture(True, keep_grad)`` stores each block's effective attention
         ``(B, heads, T, T)`` (the ``attn_drop`` input of :class:`MultiScaleSelfAttention`) in
         ``self.attentions``; ``self.token_layout`` (``cls=0``, ``patches``, ``grid``) describes the
-        last forward's tokens.
+        last forward's tokens. ``token_cam_layers()`` names the layer of ViT Grad-CAM.
     """
 
     def __init__(
@@ -187,6 +187,11 @@ class MSViT(CapturesViTAttention, nn.Module):
         if not layers or any(not -depth <= int(i) < depth for i in layers):
             raise ValueError(f"attn_reg_layers {list(layers)} must be non-empty indices of the {depth} blocks.")
         return tuple(sorted({int(i) % depth for i in layers}))
+
+    def token_cam_layers(self) -> dict[str, nn.Module]:
+        """ViT Grad-CAM layer (``protocol.TokenGradCamLayers``): the last block's ``norm1``, the tokens its
+        attention reads (the patch outputs of the last block no longer reach the class-token head)."""
+        return {"last_block": self.vit.blocks[-1].norm1}
 
     @property
     def attention_blocks(self) -> list[MultiScaleSelfAttention]:

@@ -87,12 +87,12 @@ def transformer_relevancy(
             score = logits.gather(1, target[:, None]).sum()
             grads = torch.autograd.grad(score, attentions, allow_unused=True)
         layout = core.token_layout
-        relevancy = _eye_like(attentions[0])
+        relevancy = _eye_like(max(attentions, key=lambda a: a.shape[-1]))
         for attn, grad in zip(attentions, grads, strict=True):
             if grad is None:
                 continue
-            cam = (grad * attn).clamp(min=0).mean(dim=1).detach()
-            relevancy = relevancy + torch.bmm(cam.float(), relevancy)
+            cam = _to_sequence((grad * attn).clamp(min=0).mean(dim=1).detach().float(), relevancy.shape[-1], 0.0)
+            relevancy = relevancy + torch.bmm(cam, relevancy)
     finally:
         core.set_attention_capture(False)
     return _split_row(core, relevancy[:, layout.cls], layout, image.shape[-2:])
@@ -123,10 +123,10 @@ def attention_rollout(
         core.set_attention_capture(False)
     if not attentions:
         raise RuntimeError(f"{type(core).__name__} captured no attention maps during forward.")
-    eye = _eye_like(attentions[0])
+    eye = _eye_like(max(attentions, key=lambda a: a.shape[-1]))
     rollout = eye
     for attn in attentions:
-        a = residual * eye + (1.0 - residual) * attn.mean(dim=1)
+        a = residual * eye + (1.0 - residual) * _to_sequence(attn.mean(dim=1), eye.shape[-1], 1.0)
         a = a / a.sum(dim=-1, keepdim=True)
         rollout = torch.bmm(a, rollout)
     return _split_row(core, rollout[:, layout.cls], layout, image.shape[-2:])
@@ -140,6 +140,21 @@ def _capturing_net(net: nn.Module) -> nn.Module:
             "Use Grad-CAM for CNNs."
         )
     return net
+
+
+def _to_sequence(matrix: torch.Tensor, tokens: int, diagonal: float) -> torch.Tensor:
+    """A ``(B, t, t)`` token-mixing matrix of a block that saw the first ``t`` tokens, as ``(B, tokens, tokens)``.
+
+    Tokens appended after the block (ViTAtt's late-fusion metadata, ``protocol.AttentionCapture``) pass it
+    unchanged: their rows and columns are zero except ``diagonal`` on the diagonal (0 for a relevancy
+    increment, 1 for an attention matrix).
+    """
+    extra = tokens - matrix.shape[-1]
+    if extra == 0:
+        return matrix
+    out = F.pad(matrix, (0, extra, 0, extra))
+    out[:, matrix.shape[-1] :, matrix.shape[-1] :] += diagonal * torch.eye(extra, device=matrix.device, dtype=out.dtype)
+    return out
 
 
 def _eye_like(attn: torch.Tensor) -> torch.Tensor:
