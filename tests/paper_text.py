@@ -9,7 +9,9 @@ look the quote up, after :func:`normalise`, in the matching part of the paper's 
 
 from __future__ import annotations
 
+import io
 import re
+import tokenize
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -31,9 +33,10 @@ FIRST_EXPERIMENTS = re.compile(r"first\s+(?:3\s+|three\s+)?experiments", re.I)
 MARKER = re.compile(r"\b(paper|suggested):\s*\"([^\"]+)\"")
 #: a reference to a section, table, equation or figure: kind, identifier
 REFERENCE = re.compile(
-    r"\b(Secs?\.|Sections?|Tables?|Eqs?\.|Equations?|Figs?\.|Figures?)\s*(\(?[IVX]+(?:\.[A-Z])?|\d+(?:\.\d+)*)"
+    r"\b(Secs?\.|Sections?|Tables?|Eqs?\.|Equations?|Figs?\.|Figures?)\s*(\(?[IVX]+(?:\.[A-Z])?|\d+(?:\.\d+)*)\b",
+    re.I,
 )
-REFERENCE_KINDS = {"sec": "section", "tab": "table", "eq": "equation", "fig": "figure"}
+REFERENCE_KINDS = {"se": "section", "ta": "table", "eq": "equation", "fi": "figure"}
 
 
 def normalise(text: str) -> str:
@@ -84,7 +87,7 @@ def paper_text(slug: str) -> PaperText:
     paper, suggested = [], []
     in_suggestion = False
     for line in path.read_text(encoding="utf-8").splitlines():
-        if line.startswith("## ") or line.startswith("### Open Question"):
+        if line.startswith("## "):
             in_suggestion = bool(SUGGESTION_HEADINGS.search(line))
         elif FIRST_EXPERIMENTS.search(line):
             in_suggestion = True  # runs to the next heading
@@ -96,15 +99,23 @@ def references(text: str) -> list[tuple[str, str]]:
     """Canonical ``(kind, id)`` of the references in ``text`` (``Sec. II.C`` -> ``("section", "ii.c")``)."""
     out = []
     for kind, ident in REFERENCE.findall(text):
-        canonical = REFERENCE_KINDS[kind.lower()[:3]]
+        canonical = REFERENCE_KINDS[kind.lower()[:2]]
         out.append((canonical, ident.strip("(").lower()))
     return out
 
 
 def comment_text(path: Path) -> str:
-    """A file's text with each line's indentation and comment marker removed (quotes may span lines)."""
+    """A file's prose, line by line: Python's comments and strings only (not its code), YAML and Makefile lines
+    with indentation and comment markers removed (so a quote may span lines), Markdown as is."""
     text = path.read_text(encoding="utf-8")
-    if path.suffix in (".py", ".yaml", ".yml", "") or path.name == "Makefile":
+    if path.suffix == ".py":
+        lines = [""] * (text.count("\n") + 2)
+        for token in tokenize.generate_tokens(io.StringIO(text).readline):
+            if token.type in (tokenize.COMMENT, tokenize.STRING):
+                for offset, part in enumerate(token.string.splitlines()):
+                    lines[token.start[0] - 1 + offset] += " " + part
+        text = "\n".join(lines)
+    if path.suffix in (".py", ".yaml", ".yml") or path.name == "Makefile":
         text = "\n".join(re.sub(r"^\s*(#+\s?)?", "", line) for line in text.splitlines())
     return text
 

@@ -14,10 +14,10 @@ from monai.networks.blocks import Convolution, SimpleASPP
 class ASPPBottleneck(nn.Module):
     """Multi-scale context at the deepest encoder level: parallel dilated convolutions, fused.
 
-    The DualNet paper (arXiv 2510.17773, Deep-UNet) puts an "Atrous Spatial Pyramid Pooling
-    bottleneck for multi-scale feature extraction" between the EfficientNet-B3 encoder and the
-    decoder: dilated convolutions at several rates see the deepest features at several receptive
-    fields (pigment networks vs. whole-lesion shape). That is exactly MONAI's
+    The DualNet paper (arXiv 2510.17773, Deep-UNet) has a paper: "Deep-UNet with EfficientNet-B3
+    encoder, ASPP bottleneck, and Depthwise Attention Gates"; ASPP paper: "Captures multi-scale
+    contextual information through dilated convolutions with different rates" (the summary: features
+    at multiple scales, paper: "pigment networks, globules"). That is exactly MONAI's
     :class:`monai.networks.blocks.SimpleASPP` (Chen et al. 2018): one 1x1 branch plus one 3x3
     branch per dilation rate, concatenated and fused by a 1x1 Conv-BN-activation. We use it as is
     rather than re-implementing ASPP.
@@ -32,7 +32,7 @@ class ASPPBottleneck(nn.Module):
           ``SimpleASPP`` has none.
         * Each branch has ``ceil(out_channels / n_branches)`` channels, so ``self.out_channels``
           is that times ``n_branches`` (>= the requested width); ReLU after the fusion conv.
-        * ``enabled=False`` (the paper's "without ASPP" ablation) replaces the pyramid by one
+        * ``enabled=False`` (an ablation switch; the paper reports no ablation) replaces the pyramid by one
           3x3 Conv-BN-ReLU with the same output width, so the decoder is unchanged.
 
     Args:

@@ -45,9 +45,9 @@ class UNetDecoderBlock(nn.Module):
 class DeepUNet(nn.Module):
     """Deep-UNet: EfficientNet encoder, ASPP bottleneck, attention-gated U-Net decoder.
 
-    The DualNet paper's segmentation stage (arXiv 2510.17773, "Deep-UNet with Dual Attention
-    Gates and ASPP", trained on ISIC 2018 Task 1 with BCE + Dice; reported mDice 91.17%,
-    mIoU 84.35%):
+    The DualNet paper's segmentation stage (arXiv 2510.17773), paper: "Deep-UNet with EfficientNet-B3
+    encoder, ASPP bottleneck, and Depthwise Attention Gates performs segmentation using BCE + Dice
+    loss"; reported: paper: "ISIC 2018 segmentation task: mDice 91.17%, mIoU 84.35%":
         * encoder: timm EfficientNet-B3, ``features_only=True``, all five stages (strides
           2/4/8/16/32; channels 24/32/48/136/384 for B3);
         * bottleneck: ASPP on the stride-32 features (:class:`ASPPBottleneck`, MONAI

@@ -19,14 +19,15 @@ FUSIONS = ("tokens", "late")
 class ViTAtt(CapturesViTAttention, nn.Module):
     """Vision Transformer whose self-attention fuses image patches and clinical metadata.
 
-    Token sequence (paper Sec. 3, "single-stage multi-modal fusion via the attention
-    mechanism"): ``[CLS] + image patch tokens (+ position embedding) + one token per metadata
-    feature``. All tokens pass *together* through every transformer block of the timm ViT, so
-    metadata and image regions interact in each multi-head self-attention layer (no separate
-    fusion stage); the classifier reads the class token after the final norm (Sec. 3, standard
-    ViT head). Metadata is embedded by FC + BatchNorm (Sec. 3), one token per feature
-    (``MetadataTokenizer``), so attention maps and TMME relevancy (Sec. 3.3) can be read per
-    clinical feature via ``token_layout`` and ``meta_names``.
+    Token sequence (``fusion="tokens"``, our reading of paper: "single-stage multi-modal data fusion via
+    the attention mechanism"): ``[CLS] + image patch tokens (+ position embedding) + one token per
+    metadata feature``. All tokens pass *together* through every transformer block of the timm ViT, so
+    metadata and image regions interact in each multi-head self-attention layer (no separate fusion
+    stage); the classifier reads the class token after the final norm (paper: "Fused representation
+    passes through a classification head"). paper: "The metadata is first embedded using fully
+    connected layers with batch normalization", here one token per feature (``MetadataTokenizer``), so
+    attention maps and the paper's paper: "TMME method" can be read per clinical feature via
+    ``token_layout`` and ``meta_names``.
 
     Choices where the paper is silent:
         * Metadata token width = the ViT's ``embed_dim`` (required to share the sequence).
@@ -53,7 +54,7 @@ class ViTAtt(CapturesViTAttention, nn.Module):
         meta_groups: encoded column width of each metadata feature, in column order
             (from ``dermfuse_data.tabular``); one token per entry.
         meta_names: feature names, one per group (for explanations); default ``meta_<i>``.
-        backbone: timm ViT name with a class token (``vit_base_patch16_224`` in the paper).
+        backbone: timm ViT name with a class token (chosen: ``vit_base_patch16_224``; the summary names no size).
         pretrained: load hub weights (see ``create_encoder``; default False works offline).
         weights_path: local weights file for the backbone (implies pretrained).
         img_size: image size the position embedding is built for (the CLI sets it from ``data.image_size``).

@@ -4,14 +4,15 @@ Grad-CAM of a scalar ``y`` at a convolutional layer ``A`` is ``ReLU(sum_c alpha_
 the spatial mean of ``dy / dA_c`` (captum ``LayerGradCam``), upsampled bilinearly to the image.
 
 * Classifiers (:func:`grad_cam`): ``y`` is the target class *logit*. The papers' image explanations:
-  dualnet (arXiv 2510.17773, one map per DenseNet201 branch) and mammo_xattn (arXiv 2508.16000, the
-  ResNet-50). Layers: the net's ``cam_layers()``.
+  dualnet (arXiv 2510.17773, paper: "Grad-CAM visualizations"; here one map per DenseNet201 branch) and
+  mammo_xattn (arXiv 2508.16000, paper: "Grad-CAM for imaging localization", the ResNet-50). Layers: the
+  net's ``cam_layers()``. ViTs: :mod:`dermfuse_xai.methods.vit_gradcam`.
 * Segmentation nets (:func:`seg_grad_cam`; EAM-Net, arXiv 2512.07275, and DualNet's stage-1 Deep-UNet
   output one lesion logit per pixel): ``y = sum_{(u, v) in R} logit[u, v]``, the lesion logits summed
   over a region ``R`` (:class:`RegionScore`, a one-class net), explained by the same :func:`grad_cam`.
   ``R`` is the net's predicted lesion (``sigmoid(logit) >= threshold``; all pixels when the prediction is
   empty) or, with ``target="label"``, the ground-truth mask. Layers: the net's ``seg_cam_layers()``,
-  ``bottleneck`` (the deepest encoder features, as in the paper) and ``decoder`` (the last decoder
+  ``bottleneck`` (the deepest encoder features, as in Seg-Grad-CAM) and ``decoder`` (the last decoder
   stage, the finest features before the output head).
 """
 

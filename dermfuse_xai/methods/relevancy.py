@@ -1,16 +1,19 @@
 """Transformer relevancy (TMME, Chefer et al. 2021) and attention rollout for dermfuse's ViT nets.
 
-ViTAtt (arXiv 2304.14505, Sec. 3.3) explains its predictions with TMME, "Transformer Multi-Modal
-Explainability": Chefer, Gur & Wolf, *Generic Attention-model Explainability for Interpreting
-Bi-Modal and Encoder-Decoder Transformers* (ICCV 2021). For a self-attention-only encoder the
+ViTAtt (arXiv 2304.14505) explains its predictions with paper: "the TMME method, which provides saliency
+and relevancy visualizations for both image and metadata domains"; paper: "TMME integrates gradient
+backpropagation with attention maps". We implement it as Chefer, Gur & Wolf's relevancy, *Generic
+Attention-model Explainability for Interpreting Bi-Modal and Encoder-Decoder Transformers* (ICCV
+2021); the summary does not expand the acronym. For a self-attention-only encoder the
 relevancy map is
 
     R = I;   for every block b (input to output):   R <- R + mean_heads( clamp(dy_t/dA_b * A_b, min=0) ) @ R
 
 with ``A_b`` the block's post-softmax attention and ``y_t`` the target logit. Row ``R[cls]`` says how
 relevant each token is to the class token: its patch part is the image heatmap, its metadata part
-(ViTAtt's one token per clinical feature) the per-feature relevance. The baseline the paper compares
-against is the attention itself; here plain attention rollout (Abnar & Zuidema 2020,
+(ViTAtt's one token per clinical feature) the per-feature relevance. The paper's baseline is the
+attention itself (paper: "TMME provides superior interpretability compared to attention maps alone");
+here plain attention rollout (Abnar & Zuidema 2020,
 *Quantifying Attention Flow in Transformers*): ``R <- (0.5 * mean_heads(A_b) + 0.5 * I)_rownorm @ R``.
 
 Both need the attention maps that timm's fused attention hides: the nets' capture API

@@ -1,6 +1,6 @@
 """Grad-CAM for ViTs (Selvaraju et al. 2017 on transformer tokens): the patch tokens of a layer read as a feature map.
 
-MSViT's paper (arXiv 2502.06243) explains its predictions with Grad-CAM ("interpretable Grad-CAM
+MSViT's paper (arXiv 2502.06243) explains its predictions with Grad-CAM (paper: "interpretable Grad-CAM
 visualizations that align with actual lesion areas"). A ViT has no convolutional feature map, so the
 net names a token-sequence layer (``token_cam_layers()``, ``dermfuse_models.protocol.TokenGradCamLayers``;
 the last block's ``norm1``, whose tokens the class token attends to last) and its patch tokens
