@@ -26,10 +26,10 @@ class ModalityDropout(nn.Module):
     """Zero one randomly chosen modality per sample with probability ``p``, in training only.
 
     The mammography paper (arXiv 2508.16000): paper: "We employ modality dropout during training, randomly
-    zeroing one modality's embedding with probability p"; paper: "with probability p=0.3". For each sample, with probability ``p`` one of the ``M`` modalities
-    (uniformly chosen) has all its tensors set to zero; otherwise the sample is untouched. No
-    rescaling of the kept embeddings (unlike element dropout). Identity in eval mode and for a
-    single modality.
+    zeroing one modality's embedding with probability p"; paper: "with probability p=0.3". For each sample, with
+    probability ``p`` one of the ``M`` modalities (uniformly chosen) has all its tensors set to zero; otherwise
+    the sample is untouched. No rescaling of the kept embeddings (unlike element dropout). Identity in eval mode
+    and for a single modality.
 
     ``forward(modalities)`` takes one sequence of tensors per modality (e.g. ``[[e, e_tokens],
     [c, c_tokens]]``, batch first) and returns them in the same structure. ``last_keep`` is the

@@ -23,10 +23,10 @@ class DualNetClassifier(nn.Module):
 
     Classification stage of the DualNet paper (arXiv 2510.17773; paper: "93.47% and 88.56% test
     accuracy" on HAM10000 and ISIC 2019):
-        * paper: "two DenseNet201 encoders—one on the original image and one on the segmented
-          lesion" (timm, headless); the segmented lesion is here i.e. the image multiplied by the lesion mask (``image * mask``) that
-          stage 1 (:class:`~dermfuse_models.nets.dualnet_unet.DeepUNet`, via ``predict_masks``)
-          or the ground truth provides in the batch key ``mask``.
+        * paper: "two DenseNet201 encoders—one on the original image and one on the segmented lesion" (timm,
+          headless); the segmented lesion is here the image multiplied by the lesion mask (``image *
+          mask``) that stage 1 (:class:`~dermfuse_models.nets.dualnet_unet.DeepUNet`, via ``predict_masks``) or
+          the ground truth provides in the batch key ``mask``.
         * Each encoder's last feature map ``(B, 1920, h, w)`` (7x7 at 224 px) becomes ``h*w``
           spatial tokens, linearly projected to ``embed_dim`` (one projection per stream).
         * Multi-head cross-attention exactly as the paper states, paper: "the original image
@@ -35,8 +35,8 @@ class DualNetClassifier(nn.Module):
           ``value_source="query"``): the lesion decides where the model looks in the original
           image. The weights ``(B, heads, h*w, h*w)`` are kept in ``self.attention_maps["cross"]``
           (an ``AttentionMap`` whose keys are the ``image_grid`` of segmented-lesion positions).
-        * paper: "clinical metadata (age, sex, anatomical site) processed through a
-          transformer-based encoder": one token per clinical feature (:class:`MetadataTokenizer`) -> ``torch.nn.TransformerEncoder``.
+        * paper: "clinical metadata (age, sex, anatomical site) processed through a transformer-based encoder":
+          one token per clinical feature (:class:`MetadataTokenizer`) -> ``torch.nn.TransformerEncoder``.
         * paper: "additive fusion module and classifier head": mean-pooled image-fusion vector +
           mean-pooled metadata vector (both ``embed_dim``), then the classifier head.
 

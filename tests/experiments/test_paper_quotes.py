@@ -14,7 +14,8 @@ import re
 import pytest
 
 from tests import paper_text
-from tests.paper_text import REPO, markers, paper_text as text_of
+from tests.paper_text import REPO, markers
+from tests.paper_text import paper_text as text_of
 
 pytestmark = pytest.mark.skipif(not paper_text.available(), reason="../shared/papers is absent")
 
