@@ -31,7 +31,7 @@ from dermfuse_xai.regions import lesion_logits, predicted_region
 
 
 @dataclass(frozen=True)
-class _LayerHook:
+class LayerHook:
     """How a net names the layers of one Grad-CAM flavour (for lookups and their error messages)."""
 
     method: str
@@ -52,8 +52,14 @@ class _LayerHook:
         return layers[name]
 
 
-_CAM = _LayerHook("Grad-CAM", "cam_layers", "dermfuse CNN classifiers expose it")
-_SEG_CAM = _LayerHook("Seg-Grad-CAM", "seg_cam_layers", "EAM-Net and Deep-UNet are known")
+_CAM = LayerHook("Grad-CAM", "cam_layers", "dermfuse CNN classifiers expose it")
+_SEG_CAM = LayerHook("Seg-Grad-CAM", "seg_cam_layers", "EAM-Net and Deep-UNet are known")
+
+
+def per_image_targets(target: torch.Tensor | int, image: torch.Tensor) -> torch.Tensor:
+    """``target`` (one int or ``(B,)`` classes) as a ``(B,)`` long tensor on the image's device."""
+    target = torch.as_tensor(target, device=image.device).long()
+    return target.expand(image.shape[0]).contiguous() if target.ndim == 0 else target
 
 
 def grad_cam(
@@ -89,8 +95,7 @@ def grad_cam(
     model = LogitsModel(net)
     if layer is None or isinstance(layer, str):
         layer = _CAM.pick(model.net, cam_layers_of(model.net), layer)
-    target = torch.as_tensor(target, device=image.device).long()
-    target = target.expand(image.shape[0]).contiguous() if target.ndim == 0 else target
+    target = per_image_targets(target, image)
     with torch.enable_grad():
         attr = LayerGradCam(model, layer).attribute(
             image, target=target, additional_forward_args=(meta, mask), relu_attributions=relu, attr_dim_summation=True

@@ -23,7 +23,10 @@ from captum.attr import LayerActivation, LayerAttribution, LayerGradientXActivat
 from dermfuse_models.protocol import TokenGradCamLayers
 from dermfuse_models.protocol import net_of as unwrap_net
 from dermfuse_xai.methods.base import ExplanationMethod, MethodContext, MethodInputs, MethodResult
+from dermfuse_xai.methods.gradcam import LayerHook, per_image_targets
 from dermfuse_xai.model_io import LogitsModel
+
+_TOKEN_CAM = LayerHook("ViT Grad-CAM", "token_cam_layers", "MSViT and ViTAtt declare it")
 
 
 def token_cam_layers_of(net: nn.Module) -> dict[str, nn.Module]:
@@ -55,18 +58,9 @@ def vit_grad_cam(
         ``(B, H, W)`` float maps (not normalised).
     """
     model = LogitsModel(net)
-    layers = token_cam_layers_of(model.net)
-    if not isinstance(layer, nn.Module):
-        if not layers:
-            raise ValueError(f"{type(model.net).__name__} declares no token_cam_layers(): ViT Grad-CAM needs one.")
-        name = layer or next(iter(layers))
-        if name not in layers:
-            raise ValueError(
-                f"unknown token cam layer {name!r} for {type(model.net).__name__}; known: {sorted(layers)}"
-            )
-        layer = layers[name]
-    target = torch.as_tensor(target, device=image.device).long()
-    target = target.expand(image.shape[0]).contiguous() if target.ndim == 0 else target
+    if layer is None or isinstance(layer, str):
+        layer = _TOKEN_CAM.pick(model.net, token_cam_layers_of(model.net), layer)
+    target = per_image_targets(target, image)
     args = (meta, mask)
     with torch.enable_grad():
         grads = LayerGradientXActivation(model, layer, multiply_by_inputs=False).attribute(

@@ -95,5 +95,5 @@ def test_vit_grad_cam_applies_to_vits_only(fitted, kit):
     assert "vit_gradcam" not in default_methods(fitted("timm_cnn"))
     with pytest.raises(ValueError, match="vit_gradcam.*not a ViT declaring token_cam_layers"):
         check_methods(fitted("timm_cnn"), ["vit_gradcam"], None)
-    with pytest.raises(ValueError, match="declares no token_cam_layers"):
+    with pytest.raises(ValueError, match="declares no ViT Grad-CAM layer"):
         vit_grad_cam(fitted("timm_cnn"), torch.zeros(1, 3, kit.SIZE, kit.SIZE), 0)
