@@ -251,13 +251,14 @@ def check_dataset(
         problems.append(str(exc))
 
     labels = table.column("label").to_pylist()
-    n_classes = len(source.classes)
+    classes = source.classes_with(options)
+    n_classes = len(classes)
     counts = Counter(labels)
     report["rows"] = table.num_rows
-    report["classes"] = {name: counts.get(i, 0) for i, name in enumerate(source.classes)}
+    report["classes"] = {name: counts.get(i, 0) for i, name in enumerate(classes)}
     unknown = sorted({lab for lab in labels if not (isinstance(lab, int) and 0 <= lab < n_classes)}, key=str)
     if unknown:
-        problems.append(f"unknown labels {unknown} (classes are 0..{n_classes - 1}: {list(source.classes)})")
+        problems.append(f"unknown labels {unknown} (classes are 0..{n_classes - 1}: {list(classes)})")
     empty = [name for name, n in report["classes"].items() if n == 0]
     if empty:
         warnings.append(f"classes without samples: {empty}")

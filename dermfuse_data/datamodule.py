@@ -175,7 +175,9 @@ class DermDataModule(pl.LightningDataModule):
             (DualNet's stage 2 classifies image + predicted lesion mask). Classification only.
         test_meta_missing_fraction: share of clinical features blanked (encoded as missing) per
             sample in the TEST split only, chosen at random per sample with ``seed`` (robustness to
-            missing clinical data, e.g. the mammography paper's 50% stress test). 0 = off.
+            missing clinical data, e.g. the 50% stress test suggested for the mammography paper). 0 = off.
+        meta_soft_one_hot: value of the zeros of one-hot metadata blocks (0 = plain one-hot; e.g. 0.01 for
+            the "soft one-hot" reading of ViTAtt, :mod:`dermfuse_data.tabular`).
     """
 
     def __init__(
@@ -207,6 +209,7 @@ class DermDataModule(pl.LightningDataModule):
         source_options: dict | None = None,
         predicted_masks: str | None = None,
         test_meta_missing_fraction: float = 0.0,
+        meta_soft_one_hot: float = 0.0,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -222,7 +225,7 @@ class DermDataModule(pl.LightningDataModule):
         self._auto_workers: int | None = None
         self.top_k = parse_top_k(meta_features)
         self.features = select_features(self.source, "all" if self.top_k else meta_features, allow_leaky_metadata)
-        self.encoder = TabularEncoder(self.features)
+        self.encoder = TabularEncoder(self.features, meta_soft_one_hot)
         self.feature_ranking: list[tuple[str, float]] | None = None
         self._masks: MaskFile | None = None
         self._table: pa.Table | None = None
@@ -276,7 +279,7 @@ class DermDataModule(pl.LightningDataModule):
         self.feature_ranking = rank_features_by_label_correlation(train, self.features, self.num_classes)
         keep = {name for name, _ in self.feature_ranking[: self.top_k]}
         self.features = [f for f in self.features if f.name in keep]  # keep the source's order
-        self.encoder = TabularEncoder(self.features)
+        self.encoder = TabularEncoder(self.features, self.hparams.meta_soft_one_hot)
         shown = ", ".join(f"{n} ({s:.3f})" for n, s in self.feature_ranking[: self.top_k])
         print(
             f"meta_features=top{self.top_k} on the training split of {self.hparams.dataset}: {shown}",
@@ -286,13 +289,13 @@ class DermDataModule(pl.LightningDataModule):
 
     @property
     def num_classes(self) -> int:
-        """Number of classes of the source."""
-        return len(self.source.classes)
+        """Number of classes of the source (under ``source_options``, which may relabel)."""
+        return len(self.class_names)
 
     @property
     def class_names(self) -> list[str]:
-        """Class names in label order."""
-        return list(self.source.classes)
+        """Class names in label order (``DatasetSource.classes_with(source_options)``)."""
+        return list(self.source.classes_with(self.hparams.source_options))
 
     @property
     def meta_groups(self) -> list[int]:
@@ -376,7 +379,11 @@ class DermDataModule(pl.LightningDataModule):
         meta = self.encoder.transform(t) if self.features else None
         if meta is not None and split == "test" and self.hparams.test_meta_missing_fraction > 0:
             meta = blank_features(
-                meta, self.encoder.group_widths, self.hparams.test_meta_missing_fraction, self.hparams.seed
+                meta,
+                self.encoder.group_widths,
+                self.hparams.test_meta_missing_fraction,
+                self.hparams.seed,
+                self.encoder.off_values,
             )
         return self.samples(t, meta, train=split == "train", on_device=on_device)
 
@@ -507,7 +514,7 @@ class DermDataModule(pl.LightningDataModule):
                     f"selects {[f.name for f in self.features]}: use the run's config"
                 )
             self.features = [self.source.feature(n) for n in names]
-            self.encoder = TabularEncoder(self.features)
+            self.encoder = TabularEncoder(self.features, self.hparams.meta_soft_one_hot)
             self._restored_feature_names = list(names)
         self.encoder.load_state_dict(state["encoder"])
 
@@ -551,11 +558,14 @@ def check_data_options(hp) -> None:
         )
 
 
-def blank_features(meta: np.ndarray, group_widths: list[int], fraction: float, seed: int) -> np.ndarray:
+def blank_features(
+    meta: np.ndarray, group_widths: list[int], fraction: float, seed: int, off_values: list[float] | None = None
+) -> np.ndarray:
     """A copy of ``meta`` where ``round(fraction * F)`` random features per row read as missing.
 
-    A blanked feature's block is zeroed and its missing indicator (the block's last column, see
-    :mod:`dermfuse_data.tabular`) set, exactly as the encoder writes a missing value. Seeded:
+    A blanked feature's block is set to its off value (``off_values``, default 0; the encoder's
+    ``off_values`` under a soft one-hot) and its missing indicator (the block's last column, see
+    :mod:`dermfuse_data.tabular`) to 1, exactly as the encoder writes a missing value. Seeded:
     the same rows get the same blanks on every run and every DDP rank.
     """
     out = np.array(meta, copy=True)
@@ -568,6 +578,6 @@ def blank_features(meta: np.ndarray, group_widths: list[int], fraction: float, s
     for row in range(out.shape[0]):
         for j in rng.choice(n_features, size=k, replace=False):
             start, width = starts[j], group_widths[j]
-            out[row, start : start + width] = 0.0
+            out[row, start : start + width] = 0.0 if off_values is None else off_values[j]
             out[row, start + width - 1] = 1.0
     return out

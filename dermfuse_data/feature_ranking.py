@@ -1,9 +1,9 @@
 """Rank clinical features by their correlation with the diagnosis, on the training split only.
 
-ViTAtt (arXiv 2304.14505, Sec. 4, metadata ablation "HC-5") keeps the metadata features most
-correlated with the diagnostic label, "using the correlation coefficient computed on the training
-set between all metadata labels and the diagnostic label". This module is that ranking; the
-DataModule uses it for ``meta_features: top<K>`` (e.g. ``top5``).
+ViTAtt (arXiv 2304.14505) selects metadata features by correlation with the diagnostic label,
+paper: "Using the correlation coefficient computed on the training set between all metadata labels
+and the diagnostic label"; the 5-feature arm is suggested: "train with HC-5 metadata subset". This
+module is that ranking; the DataModule uses it for ``meta_features: top<K>`` (e.g. ``top5``).
 
 Definition (the paper does not give one for a multi-class label; this is the standard reading):
 each feature is encoded with a :class:`~dermfuse_data.tabular.TabularEncoder` fitted on the

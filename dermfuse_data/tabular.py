@@ -5,6 +5,12 @@ indicator: categorical -> one-hot over the categories seen in training, compound
 (``OVAL-LYMPH_NODE``) -> multi-hot, numeric -> standardised value (0 where missing). Values never
 seen in training count as missing. The blocks' widths (:attr:`TabularEncoder.group_widths`) let a
 model make one token per clinical feature. Columns that leak the label are refused unless asked for.
+
+``soft_one_hot=eps`` (> 0) writes the zeros of every categorical / multi-hot block (its missing
+indicator included) as ``eps`` instead: a "soft" one-hot. ViTAtt's summary names a "Soft one-hot
+encoding" of the raw metadata without defining it; this is the reading of Cai et al. (Visual
+Computer 2022, "soft label encoder": the zeros of a one-hot vector replaced by a small value), offered
+as an option, default off. Numeric blocks are unchanged.
 """
 
 from __future__ import annotations
@@ -90,10 +96,20 @@ def parse_numbers(cells: list[str | None]) -> tuple[np.ndarray, list[int]]:
 
 
 class TabularEncoder:
-    """Encodes ``meta_*`` columns of the common table into a float32 matrix (see module doc)."""
+    """Encodes ``meta_*`` columns of the common table into a float32 matrix (see module doc).
 
-    def __init__(self, features: Sequence[MetaFeature]):
+    Args:
+        features: the features to encode, in column order.
+        soft_one_hot: value of the "off" cells of categorical / multi-hot blocks (0 = plain one-hot).
+    """
+
+    def __init__(self, features: Sequence[MetaFeature], soft_one_hot: float = 0.0):
+        if not 0.0 <= soft_one_hot < 1.0:
+            raise ValueError(
+                f"soft_one_hot must be in [0, 1) (the value of a one-hot block's zeros), got {soft_one_hot}"
+            )
         self.features = list(features)
+        self.soft_one_hot = float(soft_one_hot)
         self.blocks: list[FeatureBlock] = []
 
     # -- helpers -------------------------------------------------------------------------------
@@ -166,6 +182,7 @@ class TabularEncoder:
                 out[ok, 0] = (x[ok] - block.mean) / block.std
                 out[~ok, 1] = 1.0
             else:
+                out[:] = self.soft_one_hot
                 index = {c: j for j, c in enumerate(block.categories)}
                 for i, v in enumerate(cells):
                     hits = [index[t] for t in self._tokens(v, f) if t in index]
@@ -186,6 +203,11 @@ class TabularEncoder:
     def group_widths(self) -> list[int]:
         """Width of each feature's block, in order (one model token per entry)."""
         return [b.width for b in self.blocks]
+
+    @property
+    def off_values(self) -> list[float]:
+        """Per block, the value of a cell that is not set: ``soft_one_hot`` for one-hot blocks, 0 for numeric ones."""
+        return [0.0 if b.kind == "numeric" else self.soft_one_hot for b in self.blocks]
 
     @property
     def feature_names(self) -> list[str]:

@@ -13,6 +13,7 @@ What a net may declare for explanations is typed here too, so ``dermfuse_xai`` n
 from ``dermfuse_models``:
 
 * :class:`GradCamLayers` (``cam_layers()``) and :class:`SegGradCamLayers` (``seg_cam_layers()``);
+* :class:`TokenGradCamLayers` (ViTs: ``token_cam_layers()``, token-sequence layers read on the patch grid);
 * :class:`AttentionCapture` (ViTs: ``set_attention_capture``, ``attentions``, ``token_layout``);
 * :class:`AttentionMaps` (fusion blocks: ``attention_maps``, each an :class:`AttentionMap` that says
   what its keys are: an image grid, clinical feature tokens, or channels);
@@ -172,12 +173,29 @@ class TokenLayout:
 
 
 @runtime_checkable
+class TokenGradCamLayers(Protocol):
+    """A ViT that names the layers Grad-CAM should hook on its token sequence (``{name: module}``).
+
+    Each module outputs ``(B, T, D)`` tokens laid out as ``token_layout`` (set by every forward): the
+    patch tokens (``token_layout.patches``) reshaped to ``token_layout.grid`` are Grad-CAM's feature map.
+    The layer must feed the class token after it (e.g. the last block's ``norm1``, the input of its
+    attention): the patch outputs of the last block no longer reach the class-token head.
+    """
+
+    token_layout: TokenLayout | None
+
+    def token_cam_layers(self) -> dict[str, nn.Module]: ...
+
+
+@runtime_checkable
 class AttentionCapture(Protocol):
     """A ViT that can record every block's post-softmax attention.
 
     ``set_attention_capture(True, keep_grad)`` makes each forward fill ``attentions`` with one
     ``(B, heads, T, T)`` map per block (kept in the graph with ``retain_grad()`` when ``keep_grad``);
     ``False`` restores the fused attention path. ``token_layout`` describes the last forward's tokens.
+    A block may see only a prefix of the final sequence (``T_b <= T``: tokens appended after it, e.g.
+    late-fusion metadata tokens); those tokens pass such a block unchanged.
     """
 
     attentions: list[torch.Tensor]
@@ -245,6 +263,7 @@ __all__ = [
     "NetOutput",
     "OutputKind",
     "SegGradCamLayers",
+    "TokenGradCamLayers",
     "TokenLayout",
     "UsesMetadata",
     "as_output",

@@ -2,12 +2,12 @@
 
 Methods (:mod:`dermfuse_xai.methods`, one registry): Grad-CAM for CNN nets (:func:`grad_cam`), Seg-Grad-CAM
 (the same Grad-CAM on a region score) for the segmentation nets EAM-Net and Deep-UNet (:func:`seg_grad_cam`),
-TMME transformer relevancy and attention rollout for ViT nets (:func:`transformer_relevancy`,
-:func:`attention_rollout`), fusion cross-attention maps (:func:`cross_attention_maps`), SHAP / LIME over
-named clinical features (:func:`clinical_attributions`). Checks: localisation against lesion masks,
-deletion faithfulness and the model-randomisation test (:mod:`dermfuse_xai.metrics`,
-:mod:`dermfuse_xai.sanity`). Runner: :func:`explain_batches` and :func:`write_report` (the command:
-``python -m dermfuse_models.runner explain``).
+TMME transformer relevancy, attention rollout and Grad-CAM on the patch tokens for ViT nets
+(:func:`transformer_relevancy`, :func:`attention_rollout`, :func:`vit_grad_cam`), fusion cross-attention
+maps (:func:`cross_attention_maps`), SHAP / LIME over named clinical features (:func:`clinical_attributions`).
+Checks: localisation against lesion masks, deletion faithfulness and the model-randomisation test
+(:mod:`dermfuse_xai.metrics`, :mod:`dermfuse_xai.sanity`). Runner: :func:`explain_batches` and
+:func:`write_report` (the command: ``python -m dermfuse_models.runner explain``).
 """
 
 from dermfuse_models.protocol import is_segmentation_net
@@ -23,6 +23,7 @@ from dermfuse_xai.methods.feature_attribution import (
 )
 from dermfuse_xai.methods.gradcam import RegionScore, grad_cam, seg_grad_cam
 from dermfuse_xai.methods.relevancy import TokenRelevance, attention_rollout, transformer_relevancy
+from dermfuse_xai.methods.vit_gradcam import vit_grad_cam
 from dermfuse_xai.metrics import deletion_curve, deletion_scores, energy_in_mask, mask_fraction, pointing_hit, spearman
 from dermfuse_xai.model_io import LogitsModel, cam_layers_of, seg_cam_layers_of
 from dermfuse_xai.regions import dice, predicted_region
@@ -69,5 +70,6 @@ __all__ = [
     "seg_grad_cam",
     "spearman",
     "transformer_relevancy",
+    "vit_grad_cam",
     "write_report",
 ]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pyarrow as pa
 
@@ -39,7 +39,9 @@ class DatasetSource:
     accepts (name -> help), e.g. CBIS-DDSM's ``abnormality``; the DataModule passes them as
     ``source_options`` and ``check`` as ``--option name=value``. The synthetic miniature in the same
     on-disk layout is written by :func:`dermfuse_data.synthetic.write_synthetic` (readers never
-    depend on their writers).
+    depend on their writers). ``classes_for(**options)``, where given, names the classes ``read``
+    labels with under those options (a protocol variant that relabels, e.g. ISIC 2017
+    ``labels=melanoma``); :meth:`classes_with` is the one way to ask.
     """
 
     name: str
@@ -61,6 +63,14 @@ class DatasetSource:
         """This source as declared for the copy at ``root`` read with ``options``: itself, except for
         sources with :attr:`declare` (their classes and features come from the data's own files)."""
         return self if self.declare is None else self.declare(Path(root), dict(options or {}))
+
+    classes_for: Callable[..., tuple[str, ...]] | None = None
+
+    def classes_with(self, options: Mapping[str, Any] | None = None) -> tuple[str, ...]:
+        """The class names, in label order, of a table read with ``options`` (``classes`` unless an option relabels)."""
+        if self.classes_for is None:
+            return self.classes
+        return tuple(self.classes_for(**dict(options or {})))
 
     def feature(self, name: str) -> MetaFeature:
         """The feature called ``name`` (raises ``KeyError`` listing the known names)."""

@@ -42,10 +42,11 @@ density ``0``, outside BI-RADS 1-4, count as missing), ``mass_shape``, ``mass_ma
 underscores), and ``assessment`` (BI-RADS; leaks the label, refused by default). With the five
 default features, fitted on the real official training rows of both abnormality types, the encoder
 is **41** columns wide: density 4+1, shape 8+1, margins 5+1, calc type 14+1, distribution 5+1
-(categories + missing indicator). The paper (arXiv 2508.16000, Sec. "Method") one-hot encoded the
-same five features into 36 dimensions, which is exactly our 4+8+5+14+5 = 36 categories: it kept
-single-label values only and set absent features to zero, whereas we split compound values into
-their parts (multi-hot) and add one explicit missing indicator per feature (a mass has no calc
+(categories + missing indicator). The paper (arXiv 2508.16000) one-hot encoded the same five features
+into 36 dimensions (paper: "5 Categorical Features -> One-Hot Encoding (36d)"), which is exactly our
+4+8+5+14+5 = 36 categories; per its summary it kept single-label values only and set absent features
+to zero (paper: "When features are absent, the associated vectors are set to zero"), whereas we split
+compound values into their parts (multi-hot) and add one explicit missing indicator per feature (a mass has no calc
 type, ``NA`` is common), hence 36 + 5. The raw calc types spell one category two ways
 (``LUCENT_CENTER`` in 175, ``LUCENT_CENTERED`` in 44 training rows, alone or in compounds); both are
 kept as written, so they are two of the 14 calc-type columns.

@@ -17,11 +17,14 @@ LF, ages as ``80.0``. Both are read; cells are kept as written (``meta_dataset``
 Seven classes in alphabetical order of the ``dx`` codes (the order of ``LabelEncoder`` /
 ``ImageFolder`` that most HAM10000 code uses; ISIC 2018 Task 3's CSV order is
 :data:`ISIC2018_TASK3_ORDER`). ``group_id`` is ``lesion_id`` (up to 6 images per lesion); there
-is no official split.
+is no official split. ``group_by=image`` makes every image its own group (an image-level split, the
+protocol of a paper that does not say it grouped by lesion): images of one lesion then land in train
+and test alike, so it exists to *measure* that leak (a warning says so), never to report a result.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pyarrow as pa
@@ -81,6 +84,14 @@ WHY_DATASET_LEAKS = (
     "images (94%) are nv and that cohort holds all 3704 follow_up images, while rosendahl holds "
     "295 of the 327 akiec; only the 8-column release has it"
 )
+GROUP_BY_OPTION_HELP = (
+    "lesion (default: lesion_id, images of one lesion never cross splits) or image (each image its "
+    "own group: the leaky image-level split, for studying the leak only)"
+)
+IMAGE_LEVEL_WARNING = (
+    "HAM10000 read with group_by=image: images of the same lesion (up to 6) can fall in train and test, "
+    "so test numbers are optimistic; use this only to measure that leak (group_by=lesion is the default)"
+)
 FEATURES = (
     MetaFeature("age", "age", "numeric"),
     MetaFeature("sex", "sex", "categorical"),
@@ -117,12 +128,22 @@ def read(root: str | Path, **options) -> pa.Table:
     One row per ``HAM10000_metadata.csv`` row, in file order: ``sample_id`` = ``image_id``,
     ``label`` indexes :data:`CLASSES` (``dx``), ``group_id`` = ``lesion_id``, ``official_split``
     null, and ``dx_type``, ``age``, ``sex``, ``localization``, ``dataset`` (plus any extra columns)
-    as raw ``meta_*`` strings, empty cells as null and ``unknown`` kept. Takes no options. Raises
+    as raw ``meta_*`` strings, empty cells as null and ``unknown`` kept. Option ``group_by``:
+    ``lesion`` (default) or ``image`` (``group_id`` = ``image_id``; warns, see module doc). Raises
     :class:`DatasetError` (file, row/column, what to do) for a missing root / metadata file /
     column / image folder, a wrong cell count, an unknown ``dx``, an empty id, a duplicate
     ``image_id`` or a listed image that is not on disk.
     """
     reject_unknown_options("ham10000", options, SOURCE.options)
+    group_by = options.get("group_by", "lesion")
+    if group_by not in ("lesion", "image"):
+        raise DatasetError(
+            f"option group_by={group_by!r} is not lesion or image",
+            path="ham10000 read()",
+            hint="group_by=lesion (leak-free, the default) or group_by=image (leakage studies only)",
+        )
+    if group_by == "image":
+        warnings.warn(IMAGE_LEVEL_WARNING, stacklevel=2)
     root = dataset_root(root, DOWNLOAD_HINT)
     meta_path = required_path(root, METADATA_FILE, DOWNLOAD_HINT)
     table = read_csv(meta_path, REQUIRED_COLUMNS, what="HAM10000 metadata file")
@@ -137,7 +158,8 @@ def read(root: str | Path, **options) -> pa.Table:
         if image is None:
             absent.append(image_id)
             continue
-        out.append(sample_row(image_id, image, label, CLASSES, lesion_id, meta=meta_cells(table, cells, meta_names)))
+        group = lesion_id if group_by == "lesion" else image_id
+        out.append(sample_row(image_id, image, label, CLASSES, group, meta=meta_cells(table, cells, meta_names)))
     if absent:
         raise absent_images_error(
             absent,
@@ -160,5 +182,6 @@ SOURCE = DatasetSource(
     notes="No official split: use a grouped split by lesion_id (up to 6 images per lesion). "
     "Missing age is empty, missing sex/localization 'unknown'. 'dx_type' and 'dataset' leak "
     "the label (all follow_up images are nv).",
+    options={"group_by": GROUP_BY_OPTION_HELP},
     extra={"class_names": CLASS_NAMES, "columns": COLUMNS, "isic2018_task3_order": ISIC2018_TASK3_ORDER},
 )

@@ -11,9 +11,11 @@ labels (Part 3, classification), as the challenge site ships them (one zip per f
     ... and the same for ``Validation`` (150 images) and ``Test_v2`` (600 images)
 
 Three classes in the order of the Part 3 columns: ``melanoma``, ``seborrheic_keratosis`` and
-``nevus`` (neither column set). The official split (train/val/test) is kept; ``group_id`` is the
-image id (the challenge gives no lesion or patient id). The metadata CSV may also sit in ``<root>``;
-a split without one gets null metadata, and missing values are kept as written (``unknown``).
+``nevus`` (neither column set); ``labels=melanoma`` relabels to two, ``other`` and ``melanoma``
+(Part 3's melanoma-vs-rest task, a protocol variant: :data:`LABELINGS`). The official split
+(train/val/test) is kept; ``group_id`` is the image id (the challenge gives no lesion or patient
+id). The metadata CSV may also sit in ``<root>``; a split without one gets null metadata, and
+missing values are kept as written (``unknown``).
 A split without its ``Part1_GroundTruth`` folder gets null masks (classification still works);
 when the folder exists every image must have its mask.
 """
@@ -42,6 +44,12 @@ from dermfuse_data.sources.publisher_files import (
 )
 
 CLASSES = ("melanoma", "seborrheic_keratosis", "nevus")
+#: ``labels`` option -> class names in label order (``diagnosis``: the three Part 3 classes)
+LABELINGS = {"diagnosis": CLASSES, "melanoma": ("other", "melanoma")}
+LABELS_OPTION_HELP = (
+    "diagnosis (default: melanoma / seborrheic_keratosis / nevus) or melanoma (two classes, other / "
+    "melanoma: Part 3's melanoma-vs-rest task)"
+)
 #: official split -> the name the challenge uses in its folder and file names
 SPLIT_TAGS = {"train": "Training", "val": "Validation", "test": "Test_v2"}
 LABEL_COLUMNS = ("image_id", "melanoma", "seborrheic_keratosis")
@@ -145,8 +153,26 @@ def _read_metadata(path: Path, ids: list[str]) -> tuple[list[str], dict[str, dic
     return names, values
 
 
-def _split_rows(root: Path, split: str) -> tuple[list[dict], list[str], list[str], list[str]]:
-    """Rows of one split, its metadata columns, and the ids whose image / mask is absent."""
+def classes_for(labels: str = "diagnosis", **_other_options) -> tuple[str, ...]:
+    """Class names in label order under the ``labels`` option (:data:`LABELINGS`); a clear error for others."""
+    if labels not in LABELINGS:
+        raise DatasetError(
+            f"option labels={labels!r} is not one of {sorted(LABELINGS)}",
+            path="isic2017 read()",
+            hint="labels=diagnosis (3 classes) or labels=melanoma (melanoma vs rest)",
+        )
+    return LABELINGS[labels]
+
+
+def _relabel(label: int, classes: tuple[str, ...]) -> int:
+    """A Part 3 class index (:data:`CLASSES`) as an index into ``classes`` (melanoma vs rest: 1 or 0)."""
+    return label if classes == CLASSES else int(CLASSES[label] == "melanoma")
+
+
+def _split_rows(
+    root: Path, split: str, classes: tuple[str, ...] = CLASSES
+) -> tuple[list[dict], list[str], list[str], list[str]]:
+    """Rows of one split (labelled into ``classes``), its metadata columns, and the ids whose image / mask is absent."""
     gt, images_dir, masks_dir = labels_csv(root, split), data_dir(root, split), mask_dir(root, split)
     required_path(
         root, gt.name, DOWNLOAD_HINT + f"; or read only some splits with splits=... (now {split} is asked for)"
@@ -166,27 +192,30 @@ def _split_rows(root: Path, split: str) -> tuple[list[dict], list[str], list[str
             no_image.append(image_id)
         if masks is not None and mask is None:
             no_mask.append(image_id)
-        rows.append(sample_row(image_id, image, label, CLASSES, None, mask, split, meta.get(image_id, {})))
+        row = sample_row(image_id, image, _relabel(label, classes), classes, None, mask, split, meta.get(image_id, {}))
+        rows.append(row)
     return rows, names, no_image, no_mask
 
 
-def read(root: str | Path, splits: str | Iterable[str] | None = None) -> pa.Table:
+def read(root: str | Path, splits: str | Iterable[str] | None = None, labels: str = "diagnosis") -> pa.Table:
     """Index ISIC 2017 at ``root`` into the common sample table (images are not decoded).
 
     One row per Part 3 ground-truth row, splits in train/val/test order and file order within:
     ``sample_id`` = ``group_id`` = ``image_id``, ``official_split`` from the file name, ``mask_path``
     the Part 1 mask (null where the split's mask folder is absent), ``meta_age_approximate`` and
     ``meta_sex`` raw (null where the split has no metadata CSV). ``splits`` (``"train,val"``)
-    restricts reading to some splits. Raises :class:`DatasetError` (file, row, what to do) for a
+    restricts reading to some splits; ``labels="melanoma"`` labels melanoma 1 and the rest 0
+    (:data:`LABELINGS`). Raises :class:`DatasetError` (file, row, what to do) for a
     missing root / ground-truth CSV / image folder / column, a value other than 0.0/1.0, both
     diagnoses on one row, a duplicate id (within or across splits), a metadata file missing rows,
     and listed images or masks that are not on disk.
     """
+    classes = classes_for(labels)
     root = dataset_root(root, DOWNLOAD_HINT)
     wanted = parse_splits(splits, root)
     rows, meta_names, ids_by_split = [], list(META_COLUMNS), {}
     for split in wanted:
-        split_rows, names, no_image, no_mask = _split_rows(root, split)
+        split_rows, names, no_image, no_mask = _split_rows(root, split, classes)
         if no_image:
             raise absent_images_error(
                 no_image,
@@ -221,6 +250,7 @@ SOURCE = DatasetSource(
     notes="Official split train 2000 / val 150 / test 600 is kept. Classes are the Part 3 columns; "
     "nevus = neither. Metadata (age_approximate, sex; 'unknown' = missing) only where the "
     "split's metadata CSV is present.",
-    options={"splits": SPLITS_OPTION_HELP},
+    options={"splits": SPLITS_OPTION_HELP, "labels": LABELS_OPTION_HELP},
     extra={"split_tags": SPLIT_TAGS, "real_counts": REAL_COUNTS},
+    classes_for=classes_for,
 )

@@ -32,11 +32,11 @@ class DepthwiseSeparableConv(nn.Module):
 class DepthwiseAttentionGate(nn.Module):
     """Gate an encoder skip connection by a spatial attention map computed with the decoder.
 
-    The Deep-UNet's "Depthwise Attention Gates" / "Dual Attention Gates (DAG)" (DualNet,
-    arXiv 2510.17773, segmentation stage) modulate each skip connection before it is concatenated
-    in the decoder, keeping lesion detail while suppressing background and artefacts. Following
-    the additive attention gate of Attention U-Net (Oktay et al. 2018) with the paper's
-    depthwise-separable convolutions as the projections:
+    The Deep-UNet's paper: "Depthwise Attention Gates" / paper: "Dual Attention Gates (DAG)" (DualNet,
+    arXiv 2510.17773, segmentation stage): paper: "Modulates skip connections between encoder and
+    decoder layers to preserve spatial resolution while maintaining global context". Following the
+    additive attention gate of Attention U-Net (Oktay et al. 2018), with "depthwise" read as
+    depthwise-separable convolutions for the projections (chosen: the summary gives no layers):
 
         ``alpha = sigmoid(psi(ReLU(theta_x(skip) + phi_g(gate))))``,   ``out = skip * alpha``
 

@@ -1,4 +1,4 @@
-"""Cross-Mix Attention Module (CMAM), EAM-Net (arXiv 2512.07275) Sec. II.B, Eqs. 1-5."""
+"""Cross-Mix Attention Module (CMAM), EAM-Net (arXiv 2512.07275), Equations 1-5."""
 
 from __future__ import annotations
 
@@ -74,13 +74,15 @@ class CrossAttention(nn.Module):
 class CrossMixAttention(nn.Module):
     """CMAM: spatial and channel attention that attend to *each other* instead of being chained.
 
-    Paper Sec. II.B (Eqs. 1-5): from the fused features ``X`` a spatial-attention branch gives
+    Paper (Equations 1-5): paper: "CMAM computes Q from spatial features (Xs) and K,V from channel
+    features (Xc) in one direction, then reverses roles"; paper: "The sum SA + CA enables cross-guidance".
+    From the fused features ``X`` a spatial-attention branch gives
     ``X_s`` and a channel-attention branch gives ``X_c``. Two cross-attentions mix them:
     ``SA = Attn(Q = X_s, K, V = X_c)`` (spatial queries read channel context) and
     ``CA = Attn(Q = X_c, K, V = X_s)`` (channel queries read spatial context); the module
     outputs ``X + proj(SA + CA)``. CBAM-style serial (``X_s(X_c(X))``) and parallel
-    (``X_s + X_c``) combinations are the alternatives the paper compares against (Fig. 7) and
-    are available through ``mode`` for that ablation.
+    (``X_s + X_c``) combinations are the alternatives the paper claims to beat (paper: "improves boundary
+    delineation over serial or parallel attention combinations") and are available through ``mode``.
 
     Choices where the paper is silent:
         * ``X_c`` / ``X_s`` are CBAM's channel gate (avg+max pooled MLP, reduction 8) and

@@ -19,10 +19,10 @@ class CrossAttentionFusion(nn.Module):
     the values come from:
 
     * ``"key"`` (standard cross-attention): ``V`` from the key stream. The mammography paper (arXiv
-      2508.16000, Eqs. 10-15): "image embeddings as Queries (Q) and clinical embeddings as Keys/Values
-      (K, V)".
-    * ``"query"``: ``V`` from the query stream. DualNet (arXiv 2510.17773): "the original image provides
-      query and value vectors while the segmented lesion provides key vectors". The key stream only
+      2508.16000, Eqs. 10-15): paper: "image embeddings as Queries (Q) and clinical embeddings as
+      Keys/Values (K, V)".
+    * ``"query"``: ``V`` from the query stream. DualNet (arXiv 2510.17773): paper: "the original image
+      provides query and value vectors while the segmented lesion provides key vectors". The key stream only
       decides *where* to look; the weights re-weight the query stream's own values, so both streams
       need the same number of tokens (e.g. spatially aligned feature maps).
 
@@ -36,8 +36,9 @@ class CrossAttentionFusion(nn.Module):
         ``x = query + Dropout(MHA(LN_q(query), LN_k(key), V))``; ``out = x + MLP(LN(x))`` (no MLP when
         ``mlp_ratio == 0``; GELU, hidden ``mlp_ratio * dim``), ``V`` normed like its stream.
 
-    ``residual=False`` (the mammography paper: the attended context is concatenated with the caller's own
-    embedding, no norm or residual): ``out = MHA(query, key, V)``.
+    ``residual=False`` (the mammography paper, paper: "Cross-Attention Block (Image attends to Clinical) ->
+    Concatenation": the attended context is concatenated with the caller's own embedding, no norm or
+    residual): ``out = MHA(query, key, V)``.
 
     Args:
         dim: token width of both streams.

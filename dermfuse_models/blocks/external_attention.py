@@ -1,4 +1,4 @@
-"""External Attention Bridge (EAB), EAM-Net (arXiv 2512.07275) Sec. II.D."""
+"""External Attention Bridge (EAB), EAM-Net (arXiv 2512.07275), Section II.D."""
 
 from __future__ import annotations
 
@@ -28,8 +28,10 @@ def topk_channel_mask(x: torch.Tensor, k: int) -> torch.Tensor:
 class ExternalAttentionBridge(nn.Module):
     """EAB: external attention with learned memory on a skip connection, plus top-k channel selection.
 
-    Paper Sec. II.D: the skip feature ``F`` (N = H*W tokens of width C) attends to two small
-    input-independent memories ``M_k, M_v`` of ``memory_size`` units that act as a global
+    Section II.D, paper: "EAB inserts learnable memory matrices Mk, Mv between encoder and decoder.
+    Input features compute attention against dataset-level memory (not self-attention), then L1-norm
+    channel selection filters top-k features". The skip feature ``F`` (N = H*W tokens of width C)
+    attends to two small input-independent memories ``M_k, M_v`` of ``memory_size`` units that act as a global
     memory of the training set: ``A = DoubleNorm(F M_k^T)`` (softmax over tokens, then L1
     over memory units), ``F_out = A M_v``. ``M_k`` and ``M_v`` are linear layers (1x1 Conv1d,
     no bias) of size ``memory_size``. Channels of the retrieved features are then ranked by
@@ -41,7 +43,8 @@ class ExternalAttentionBridge(nn.Module):
           features are added to the skip (residual), then ReLU: ``out = ReLU(F + S(EA(F)))``.
           Selection applies to the attention output, never to the skip itself, so switching the
           bridge off (identity skip) and on differ only by the added term.
-        * ``memory_size`` default 64 (the paper sweeps k in {16, 32, 64, 128}); ``top_k``
+        * ``memory_size`` default 64 (paper: "paper doesn't specify optimal k"; suggested: "sweep k ∈
+          {16, 32, 64, 128} in EAB"); ``top_k``
           ``None`` keeps all channels. Selection is per sample; gradients flow through the
           kept values (the ranking itself is not differentiable).
 

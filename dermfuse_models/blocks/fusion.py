@@ -14,7 +14,8 @@ import torch.nn as nn
 
 
 class ConcatFusion(nn.Module):
-    """Late fusion by concatenating per-modality embeddings along the feature axis (paper's baseline)."""
+    """Late fusion by concatenating per-modality embeddings along the feature axis (the mammography paper's
+    paper: "simple feature concatenation" baseline)."""
 
     def forward(self, *embeddings: torch.Tensor) -> torch.Tensor:
         """``(B, D_1), ..., (B, D_m) -> (B, sum D_i)``."""
@@ -24,11 +25,11 @@ class ConcatFusion(nn.Module):
 class ModalityDropout(nn.Module):
     """Zero one randomly chosen modality per sample with probability ``p``, in training only.
 
-    Paper (Sec. "Training", "modality dropout ... randomly zeroing one modality's embedding with
-    probability p = 0.3"): for each sample, with probability ``p`` one of the ``M`` modalities
-    (uniformly chosen) has all its tensors set to zero; otherwise the sample is untouched. No
-    rescaling of the kept embeddings (unlike element dropout). Identity in eval mode and for a
-    single modality.
+    The mammography paper (arXiv 2508.16000): paper: "We employ modality dropout during training, randomly
+    zeroing one modality's embedding with probability p"; paper: "with probability p=0.3". For each sample, with
+    probability ``p`` one of the ``M`` modalities (uniformly chosen) has all its tensors set to zero; otherwise
+    the sample is untouched. No rescaling of the kept embeddings (unlike element dropout). Identity in eval mode
+    and for a single modality.
 
     ``forward(modalities)`` takes one sequence of tensors per modality (e.g. ``[[e, e_tokens],
     [c, c_tokens]]``, batch first) and returns them in the same structure. ``last_keep`` is the

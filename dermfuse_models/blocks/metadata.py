@@ -18,12 +18,12 @@ class MetadataTokenizer(nn.Module):
     columns (one-hot / multi-hot / standardised value plus its missing indicator). Feature ``i``'s slice
     ``meta[:, start_i:start_i + width_i]`` goes through its own ``Linear(width_i -> dim)`` and then ``post``:
 
-    * ``"batch_norm"``: its own ``BatchNorm1d(dim)``, the ViTAtt paper's "metadata embedded by FC +
-      BatchNorm" (arXiv 2304.14505, Sec. 3) applied per feature, so that every feature becomes a token the
-      transformer can attend to and that attention/relevancy maps can name (ViTAtt, DualNet's metadata
-      transformer);
-    * ``"relu"``: ``ReLU(W_f x_f + b_f)``, the mammography paper's "affine transformation and ReLU" (arXiv
-      2508.16000, Eq. 3) applied per feature (MammoXAttn's clinical keys/values: attention over the one
+    * ``"batch_norm"``: its own ``BatchNorm1d(dim)``, the ViTAtt paper's (arXiv 2304.14505) paper: "The metadata
+      is first embedded using fully connected layers with batch normalization", applied per feature, so that
+      every feature becomes a token the transformer can attend to and that attention/relevancy maps can name
+      (ViTAtt, DualNet's metadata transformer);
+    * ``"relu"``: ``ReLU(W_f x_f + b_f)``, the mammography paper's (arXiv 2508.16000) paper: "an affine
+      transformation and ReLU (Eq. 3)", applied per feature (MammoXAttn's clinical keys/values: attention over the one
       whole clinical vector the paper projects would have a single key).
 
     Choices where the papers are silent:

@@ -1,4 +1,4 @@
-"""Multi-Resolution Multi-Channel Fusion (MRCF), EAM-Net (arXiv 2512.07275) Sec. II.C."""
+"""Multi-Resolution Multi-Channel Fusion (MRCF), EAM-Net (arXiv 2512.07275), Section II.C."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ DEFAULT_DILATIONS = (3, 5, 7)
 class MultiResolutionChannelFusion(nn.Module):
     """MRCF: split channels into groups, give each group its own receptive field, fuse by 1x1.
 
-    Paper Sec. II.C ("multi-branch multi-dilation convolution", GhostNet-inspired cheap
-    operations): the input channels are split into 4 equal groups; the first group is kept as
-    it is (the "raw" features, zero cost, as GhostNet's identity half), each of the other three
-    goes through a 3x3 convolution with dilation 3, 5 and 7 respectively (receptive field 7, 11
+    Section II.C, paper: "MRCF splits input channels into 4 groups; one preserves raw features, three
+    undergo dilated convolutions at rates 3, 5, 7. Outputs concatenate and fuse via 1×1 convolution",
+    with paper: "GhostNet-inspired cheap operations": the first group is kept as it is (zero cost, as
+    GhostNet's identity half), each of the other three goes through a 3x3 convolution with dilation
+    3, 5 and 7 respectively (receptive field 7, 11
     and 15 pixels at the block's resolution). The groups are concatenated and fused by a 1x1
     convolution, so every output channel mixes all four scales.
 
@@ -27,7 +28,7 @@ class MultiResolutionChannelFusion(nn.Module):
 
     Args:
         channels: input = output channels.
-        dilations: dilation of each convolved group (paper: 3, 5, 7).
+        dilations: dilation of each convolved group (the paper's 3, 5, 7).
 
     Forward: ``(B, C, H, W) -> (B, C, H, W)``. ``branch_outputs(x)`` returns the per-group
     features before fusion (identity group first), for inspection and tests.

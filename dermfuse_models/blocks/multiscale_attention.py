@@ -1,11 +1,11 @@
 """Multi-scale self-attention for ViT blocks (MSViT, arXiv 2502.06243, "multi-scale self-attention").
 
-Queries stay at patch resolution; keys and values are presented at several token resolutions
-(patch tokens average-pooled over ``s x s`` neighbourhoods, prefix tokens such as [CLS] never
-pooled). Each scale gets its own softmax attention and the scale outputs are summed with learned
-weights ``softmax(scale_logits)`` ("multi-scale summation of attention weights ... with learned
-scale weights", paper Sec. 3). Scale 1 is the ordinary ViT attention, so ``scales=(1,)`` reproduces
-timm's ``Attention`` exactly and pretrained ViT weights apply unchanged.
+Queries stay at patch resolution; keys and values are presented at several token resolutions (patch tokens
+average-pooled over ``s x s`` neighbourhoods, prefix tokens such as [CLS] never pooled). Each scale gets its own
+softmax attention and the scale outputs are summed with learned weights ``softmax(scale_logits)`` (paper:
+"multi-scale summation of attention weights"; paper: "aggregates features across different receptive fields
+using learned scale weights"). Scale 1 is the ordinary ViT attention, so ``scales=(1,)`` reproduces timm's
+``Attention`` exactly and pretrained ViT weights apply unchanged.
 
 Because pooling is linear, the block is also an ordinary attention over the *original* tokens:
 ``out = sum_s w_s A_s (P_s V) = (sum_s w_s A_s P_s) V = A_eff V`` where ``P_s`` averages each

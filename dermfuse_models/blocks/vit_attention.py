@@ -101,6 +101,11 @@ class CapturesViTAttention:
                 relevancy such as TMME); otherwise they are detached.
         """
         if enabled:
-            self.attention_recorder.start([block.attn for block in self.vit.blocks], keep_grad)
+            self.attention_recorder.start(self.attention_modules(), keep_grad)
         else:
             self.attention_recorder.stop()
+
+    def attention_modules(self) -> list[nn.Module]:
+        """The attention module of every block the tokens pass, in order: the ViT's blocks (a net that adds a
+        block after them, e.g. ViTAtt's late fusion, appends its own)."""
+        return [block.attn for block in self.vit.blocks]

@@ -21,24 +21,24 @@ SEGMENTED_INPUTS = ("masked", "masked_crop")
 class DualNetClassifier(nn.Module):
     """Image + segmented-lesion DenseNets, multi-head cross-attention, metadata transformer.
 
-    Classification stage of the DualNet paper (arXiv 2510.17773; HAM10000 93.47% and ISIC 2019
-    88.56% test accuracy):
-        * Two DenseNet201 encoders (timm, headless): one on the original image, one on the
-          segmented lesion, i.e. the image multiplied by the lesion mask (``image * mask``) that
-          stage 1 (:class:`~dermfuse_models.nets.dualnet_unet.DeepUNet`, via ``predict_masks``)
-          or the ground truth provides in the batch key ``mask``.
+    Classification stage of the DualNet paper (arXiv 2510.17773; paper: "93.47% and 88.56% test
+    accuracy" on HAM10000 and ISIC 2019):
+        * paper: "two DenseNet201 encoders—one on the original image and one on the segmented lesion" (timm,
+          headless); the segmented lesion is here the image multiplied by the lesion mask (``image *
+          mask``) that stage 1 (:class:`~dermfuse_models.nets.dualnet_unet.DeepUNet`, via ``predict_masks``) or
+          the ground truth provides in the batch key ``mask``.
         * Each encoder's last feature map ``(B, 1920, h, w)`` (7x7 at 224 px) becomes ``h*w``
           spatial tokens, linearly projected to ``embed_dim`` (one projection per stream).
-        * Multi-head cross-attention exactly as the paper states: **query and value from the
-          original-image tokens, key from the segmented-lesion tokens**, i.e. per head
+        * Multi-head cross-attention exactly as the paper states, paper: "the original image
+          provides query and value vectors while the segmented lesion provides key vectors", i.e. per head
           ``softmax(Q_orig K_seg^T / sqrt(d)) V_orig`` (:class:`CrossAttentionFusion` with
           ``value_source="query"``): the lesion decides where the model looks in the original
           image. The weights ``(B, heads, h*w, h*w)`` are kept in ``self.attention_maps["cross"]``
           (an ``AttentionMap`` whose keys are the ``image_grid`` of segmented-lesion positions).
-        * Metadata (age, sex, anatomical site) through a transformer encoder: one token per
-          clinical feature (:class:`MetadataTokenizer`) -> ``torch.nn.TransformerEncoder``.
-        * Additive fusion: mean-pooled image-fusion vector + mean-pooled metadata vector (both
-          ``embed_dim``), then the classifier head.
+        * paper: "clinical metadata (age, sex, anatomical site) processed through a transformer-based encoder":
+          one token per clinical feature (:class:`MetadataTokenizer`) -> ``torch.nn.TransformerEncoder``.
+        * paper: "additive fusion module and classifier head": mean-pooled image-fusion vector +
+          mean-pooled metadata vector (both ``embed_dim``), then the classifier head.
 
     Choices where the paper is silent:
         * Segmented input = ``image * mask`` on the normalised image, so the background becomes 0,
@@ -50,13 +50,14 @@ class DualNetClassifier(nn.Module):
         * No position embedding on the spatial tokens (both streams share the image geometry and
           the fused tokens are mean-pooled); the cross-attention is a pre-norm transformer layer
           with residual and a GELU MLP (``mlp_ratio`` 4) around ``torch.nn.MultiheadAttention``.
-        * ``embed_dim=512``, ``num_heads=8`` (the paper tries 1, 4, 8 heads), ``meta_layers=2``
+        * ``embed_dim=512``, ``num_heads=8`` (1 / 4 / 8 are suggested: "different head configurations
+          (1, 4, 8 heads)"), ``meta_layers=2``
           pre-norm layers with ``meta_heads=4`` and feed-forward width ``4 * embed_dim``;
           ``attention_dropout`` inside both attentions.
         * Each pooled vector goes through a LayerNorm before the addition so neither stream
           dominates by scale; head = Dropout -> Linear(D, D/2) -> GELU -> Dropout -> Linear(D/2, K).
         * ``share_encoders=True`` uses one DenseNet for both streams (Siamese; half the encoder
-          parameters); the paper uses two.
+          parameters); the paper uses paper: "two DenseNet201 encoders".
 
     Ablation switches: ``use_segmentation=False`` (one DenseNet on the image, no second encoder,
     no cross-attention: pooled projected tokens), ``fusion="concat"`` (both encoders, no

@@ -45,9 +45,9 @@ class UNetDecoderBlock(nn.Module):
 class DeepUNet(nn.Module):
     """Deep-UNet: EfficientNet encoder, ASPP bottleneck, attention-gated U-Net decoder.
 
-    The DualNet paper's segmentation stage (arXiv 2510.17773, "Deep-UNet with Dual Attention
-    Gates and ASPP", trained on ISIC 2018 Task 1 with BCE + Dice; reported mDice 91.17%,
-    mIoU 84.35%):
+    The DualNet paper's segmentation stage (arXiv 2510.17773), paper: "Deep-UNet with EfficientNet-B3
+    encoder, ASPP bottleneck, and Depthwise Attention Gates performs segmentation using BCE + Dice
+    loss"; reported: paper: "ISIC 2018 segmentation task: mDice 91.17%, mIoU 84.35%":
         * encoder: timm EfficientNet-B3, ``features_only=True``, all five stages (strides
           2/4/8/16/32; channels 24/32/48/136/384 for B3);
         * bottleneck: ASPP on the stride-32 features (:class:`ASPPBottleneck`, MONAI
@@ -72,7 +72,8 @@ class DeepUNet(nn.Module):
             with five stages).
         pretrained: ImageNet weights for the encoder (see ``create_encoder``).
         weights_path: local weights file for the encoder (implies pretrained).
-        aspp_rates: ASPP dilation rates.
+        aspp_rates: ASPP dilation rates (default ``(1, 2, 3)``: distinct context at the 8x8 bottleneck
+            of a 256 px input; see :class:`ASPPBottleneck`).
         attention_gates: gate the skip connections (False = plain U-Net skips).
         decoder_channels: widths of the four decoder steps, coarse to fine.
         deep_supervision: also return ``deep_logits``.
@@ -93,7 +94,7 @@ class DeepUNet(nn.Module):
         encoder: str = "efficientnet_b3",
         pretrained: bool = False,
         weights_path: str | None = None,
-        aspp_rates: Sequence[int] = (6, 12, 18),
+        aspp_rates: Sequence[int] = (1, 2, 3),
         attention_gates: bool = True,
         decoder_channels: Sequence[int] = (256, 128, 64, 32),
         deep_supervision: bool = False,

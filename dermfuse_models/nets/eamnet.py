@@ -24,7 +24,7 @@ def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3, stri
 
 
 class ResidualBlock(nn.Module):
-    """Basic residual block (two 3x3 conv-BN, projection shortcut when shape changes), Sec. II.A."""
+    """Basic residual block (two 3x3 conv-BN, projection shortcut when shape changes): the paper's "Res-Block"."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1) -> None:
         super().__init__()
@@ -46,7 +46,7 @@ class ResidualBlock(nn.Module):
 
 
 class MultiScaleFusionHead(nn.Module):
-    """Fuse feature maps of several scales into one logit map (MSEF / MSDF, paper Sec. II.A).
+    """Fuse feature maps of several scales into one logit map (the paper's MSEF / MSDF heads).
 
     Each input is projected by 1x1 conv-BN-ReLU to ``width`` channels, bilinearly resized to
     the resolution of the finest input, concatenated, mixed by a 3x3 conv-BN-ReLU and mapped
@@ -70,10 +70,10 @@ class MultiScaleFusionHead(nn.Module):
 
 
 class DecoderStage(nn.Module):
-    """Upsample the deeper feature, fuse it with the skip, refine (paper Fig. 1 decoder block).
+    """Upsample the deeper feature, fuse it with the skip, refine (one decoder stage; layout chosen).
 
     ``up = conv1x1(bilinear x2(deeper))``; ``x = ResidualBlock(concat(up, skip))``; with
-    ``use_cmam`` the fused features pass through CMAM (the paper's "fusion point"); without it
+    ``use_cmam`` the fused features pass through CMAM (paper: "CMAM at feature fusion points"); without it
     this is the plain concatenation fusion of a residual U-Net.
     """
 
@@ -96,28 +96,31 @@ class DecoderStage(nn.Module):
 class EAMNet(nn.Module):
     """EAM-Net: residual U-shaped network with MRCF, CMAM, External Attention Bridges and MSEF/MSDF.
 
-    Layout (paper Sec. II.A, Fig. 1): a four-stage residual encoder (stage ``i`` has
-    ``base_channels * 2**i`` channels at stride ``2**i``; ``blocks_per_stage`` residual blocks,
-    the first strided) with an MRCF module after every stage (Sec. II.C); an External Attention
-    Bridge on each of the three skip connections (Sec. II.D); a decoder whose stages fuse the
-    upsampled deeper features with the bridged skip by concatenation and a residual block,
-    followed by CMAM at each fusion point (Sec. II.B); and multi-scale fusion heads: MSDF fuses
-    all decoder stages into the final mask (this is the output), MSEF fuses the encoder stages
-    into an encoder-side prediction, and a 1x1 side head on every decoder stage gives the
-    multi-scale supervision signals (Sec. II.A, "multi-scale supervision").
+    Layout: paper: "a four-stage encoder with residual blocks, each followed by MRCF modules" (stage
+    ``i`` has ``base_channels * 2**i`` channels at stride ``2**i``; ``blocks_per_stage`` residual blocks,
+    the first strided; MRCF: Section II.C); paper: "EAB between encoder-decoder stages", one External
+    Attention Bridge on each of the three skip connections (Section II.D); a decoder whose stages fuse
+    the upsampled deeper features with the bridged skip by concatenation and a residual block, followed
+    by paper: "CMAM at feature fusion points" (Equations 1-5); and paper: "Multi-scale supervision is
+    applied through MSEF and MSDF heads during training": MSDF fuses all decoder stages into the final
+    mask (this is the output), MSEF fuses the encoder stages into an encoder-side prediction, and a 1x1
+    side head on every decoder stage gives the supervision signals (paper: "Input → Res-Block → MRCF →
+    [EAB → Decoder] with CMAM at fusion → MSDF → Segmentation mask").
 
-    Ablation switches (paper Table II and Sec. III): ``use_mrcf`` (off: a plain 3x3 conv-BN-ReLU
-    of the same width), ``use_cmam`` (off: plain concatenation fusion), ``use_eab`` (off: identity
-    skip), ``memory_size`` (EAB memory units k; the paper sweeps 16/32/64/128),
+    Ablation switches (the summary reports no ablation numbers; suggested: "train baseline, add MRCF
+    only, then CMAM only, then EAB only"): ``use_mrcf`` (off: a plain 3x3 conv-BN-ReLU of the same
+    width), ``use_cmam`` (off: plain concatenation fusion), ``use_eab`` (off: identity skip),
+    ``memory_size`` (EAB memory units k; suggested: "sweep k ∈ {16, 32, 64, 128} in EAB"),
     ``deep_supervision`` (off: no MSEF and no side heads; the MSDF output remains the mask), and
-    ``cmam_mode`` (``"cross"`` = CMAM, ``"parallel"`` / ``"serial"`` = the CBAM-style
-    combinations of Fig. 7).
+    ``cmam_mode`` (``"cross"`` = CMAM, ``"parallel"`` / ``"serial"`` = the CBAM-style combinations the
+    paper claims to beat: paper: "improves boundary delineation over serial or parallel attention
+    combinations").
 
-    Choices where the paper is silent (the paper reports 4.6 M parameters and 16.85 GFLOPs but no
+    Choices where the paper is silent (paper: "only 4.6M parameters" and paper: "FLOPs: 16.85G", but no
     widths):
         * ``base_channels=32`` (stage widths 32/64/128/256) and ``blocks_per_stage=(2, 2, 4, 2)``
           (ResNet-like: the stride-4 stage is the deepest) give 4.53 M parameters with every module
-          on, within 1.5 % of the paper's 4.6 M, and 15.85 GMACs at 224 x 224 (paper: 16.85 G);
+          on, within 1.5 % of the paper's 4.6 M, and 15.85 GMACs at 224 x 224 (the paper's 16.85 G);
           see experiments/eamnet/README.md for the measurement at other input sizes.
         * Stage 1 is at full resolution (stride 1); strided 3x3 convs downsample; the decoder
           upsamples bilinearly and reduces channels by 1x1 conv.

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 def attention_outside_mask_loss(
     cls_attention: torch.Tensor, mask: torch.Tensor, grid: tuple[int, int], eps: float = 1e-8
 ) -> torch.Tensor:
-    """Share of the class token's patch attention that falls outside the lesion (paper Sec. 3, L_attn).
+    """Share of the class token's patch attention that falls outside the lesion (the paper's ``L_attn``).
 
     ``cls_attention (B, rows*cols)`` (class-token row of the attention, patch columns, any
     non-negative scale) is renormalised to a distribution over patches; ``mask (B, 1, H, W)`` 0/1
@@ -71,20 +71,23 @@ def resolve_backbone(backbone: str, patch_size: int | None) -> tuple[str, dict[s
 class MSViT(CapturesViTAttention, nn.Module):
     """Vision Transformer with multi-scale self-attention and attention-guided regularisation.
 
-    Architecture (paper Sec. 3, "Architecture Onboarding"): image -> patch embedding + position
-    embedding -> ``depth`` transformer blocks whose self-attention is multi-scale (every block's
+    Architecture, paper: "Patch embedding with positional encoding → Multi-scale attention block with
+    learnable scale weights → MLP head → Weighted loss calculation (L_CE + λ·L_attn)": image -> patch
+    embedding + position embedding -> ``depth`` transformer blocks whose self-attention is multi-scale (every block's
     ``attn`` is a :class:`MultiScaleSelfAttention`: keys/values at patch resolution and averaged
     over ``s x s`` patch neighbourhoods for each ``s`` in ``scales``, outputs combined with learned
     softmax scale weights) -> final norm -> class token -> linear head. ``scales=(1,)`` is the
-    plain ViT baseline (same function as timm's, same parameters minus one scale logit per block).
+    plain ViT baseline (same function as timm's, same parameters minus one scale logit per block; the
+    paper names a paper: "standard Vision Transformer" among its baselines).
 
-    Attention regularisation (paper Sec. 3, ``L = L_CE + lambda * L_attn``): when ``forward`` gets a
+    Attention regularisation (``L = L_CE + lambda * L_attn``; paper: "penalizes the model when its attention
+    map deviates from the ground truth lesion mask"): when ``forward`` gets a
     lesion ``mask`` (ISIC 2017 Part 1, batch key ``mask``) and ``attn_reg_weight > 0``, the class
     token's effective attention over the patches (averaged over heads and over the layers in
     ``attn_reg_layers``) is penalised for the share lying outside the lesion
     (:func:`attention_outside_mask_loss`); the net returns
     ``aux_losses={"attn_reg": attn_reg_weight * loss}``, which the task adds to the weighted CE.
-    Inverse-frequency weighting of the CE (paper's "dynamic frequency-based reweighting") is the
+    Inverse-frequency weighting of the CE (paper: "dynamic frequency-based reweighting") is the
     task's ``class_weights`` switch, not part of the net.
 
     Choices where the paper is silent:
@@ -102,7 +105,7 @@ class MSViT(CapturesViTAttention, nn.Module):
           off the background; masks are area-resized to the patch grid; empty masks contribute 0.
           ``attn_reg_layers="last"`` (the class token's last attention decides the prediction);
           ``"all"`` or a list of block indices are the alternatives.
-        * ``patch_size`` 16 vs 32 (the paper's patch ablation) switches to timm's ``patch32``
+        * ``patch_size`` 16 vs 32 (suggested: "Test patch sizes (16×16 vs 32×32)") switches to timm's ``patch32``
           variant of the backbone when it exists, else passes ``patch_size`` to timm (see
           :func:`resolve_backbone`).
         * ``drop_rate`` is dropout on the class token before the classifier (default 0).
@@ -112,10 +115,10 @@ class MSViT(CapturesViTAttention, nn.Module):
 
     Args:
         num_classes: number of classes (ISIC 2017: 3).
-        backbone: timm ViT with a class token (paper: ViT-B/16 ``vit_base_patch16_224``).
+        backbone: timm ViT with a class token (chosen: ViT-B/16 ``vit_base_patch16_224``; the summary names no size).
         pretrained / weights_path: ImageNet weights from the hub / a local file (``create_encoder``).
         img_size: input size the position embedding is built for (the CLI sets it from ``data.image_size``).
-        patch_size: patch side (16 or 32 in the paper's ablation); ``None`` keeps the backbone's.
+        patch_size: patch side (16 or 32 in the suggested ablation); ``None`` keeps the backbone's.
         scales: pooling windows of the multi-scale attention (``(1,)`` = plain ViT).
         attn_reg_weight: lambda of the attention regulariser (0 = off).
         attn_reg_layers: ``"last"``, ``"all"`` or a list of block indices to regularise.
@@ -131,7 +134,7 @@ class MSViT(CapturesViTAttention, nn.Module):
         ``set_attention_capture(True, keep_grad)`` stores each block's effective attention
         ``(B, heads, T, T)`` (the ``attn_drop`` input of :class:`MultiScaleSelfAttention`) in
         ``self.attentions``; ``self.token_layout`` (``cls=0``, ``patches``, ``grid``) describes the
-        last forward's tokens.
+        last forward's tokens. ``token_cam_layers()`` names the layer of ViT Grad-CAM.
     """
 
     def __init__(
@@ -187,6 +190,11 @@ class MSViT(CapturesViTAttention, nn.Module):
         if not layers or any(not -depth <= int(i) < depth for i in layers):
             raise ValueError(f"attn_reg_layers {list(layers)} must be non-empty indices of the {depth} blocks.")
         return tuple(sorted({int(i) % depth for i in layers}))
+
+    def token_cam_layers(self) -> dict[str, nn.Module]:
+        """ViT Grad-CAM layer (``protocol.TokenGradCamLayers``): the last block's ``norm1``, the tokens its
+        attention reads (the patch outputs of the last block no longer reach the class-token head)."""
+        return {"last_block": self.vit.blocks[-1].norm1}
 
     @property
     def attention_blocks(self) -> list[MultiScaleSelfAttention]:

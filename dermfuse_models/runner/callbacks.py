@@ -17,18 +17,21 @@ FREEZE_MODES = ("auto", "requires_grad", "zero_lr")
 
 
 class FreezeBackbone(BaseFinetuning):
-    """Train with the backbone frozen for the first epochs, then fine-tune it at a lower lr.
+    """Train with the backbone (or its lower stages) frozen for the first epochs, then fine-tune it at a lower lr.
 
-    The mammography paper (arXiv 2508.16000, Sec. "Training") freezes the ImageNet ResNet-50 at
-    first and fine-tunes it afterwards. Built on Lightning's ``BaseFinetuning``:
+    The mammography paper (arXiv 2508.16000) freezes the ImageNet ResNet-50's lower layers at first
+    and fine-tunes them afterwards (paper: "freezing the backbone initially, followed by fine-tuning";
+    "freeze lower layers for the first 10 epochs"). ``frozen_modules`` names the part that is frozen
+    (e.g. the stem and ``layer1``-``layer3`` of a ResNet: the rest trains from the start); ``None``
+    freezes the whole backbone. Built on Lightning's ``BaseFinetuning``:
 
-    * ``freeze_before_training`` (runs before ``configure_optimizers``): every parameter of
-      ``pl_module.<backbone_attr>`` gets ``requires_grad=False``, so the task's optimiser (which
+    * ``freeze_before_training`` (runs before ``configure_optimizers``): every parameter of the
+      frozen part of ``pl_module.<backbone_attr>`` gets ``requires_grad=False``, so the task's optimiser (which
       keeps only trainable parameters) starts without them. While frozen, the backbone's
       BatchNorm layers are kept in eval mode (``frozen_bn_eval``): the frozen backbone is then a
       fixed function using its pretrained running statistics, identical in training and
       evaluation (Lightning's default would normalise with batch statistics during training only).
-    * At the start of epoch ``unfreeze_at_epoch`` (0-based) the backbone becomes trainable again
+    * At the start of epoch ``unfreeze_at_epoch`` (0-based) the frozen part becomes trainable again
       (BatchNorm included) and its parameters are added to the optimiser as a new parameter
       group with ``lr = lr_factor x`` the current lr of the first group. Schedulers keep working on
       the extra group (torch schedulers step every group). Checkpoint resume restores the group
@@ -50,6 +53,9 @@ class FreezeBackbone(BaseFinetuning):
             an error; an attribute that is ``None`` (e.g. a clinical-only ablation without
             backbone) makes the callback a no-op with a log message.
         lr_factor: backbone lr relative to the rest of the model at unfreeze time.
+        frozen_modules: dotted names of the backbone's submodules to freeze (``["conv1", "bn1",
+            "layer1", "layer2", "layer3"]``: a ResNet's lower stages); ``None`` = the whole backbone.
+            A name the backbone lacks is an error listing its children.
         frozen_bn_eval: keep the frozen backbone's BatchNorm layers in eval mode.
         freeze_mode: ``"auto"`` (``"zero_lr"`` when ``trainer.world_size > 1``, else
             ``"requires_grad"``), ``"requires_grad"`` or ``"zero_lr"`` (see above).
@@ -62,6 +68,7 @@ class FreezeBackbone(BaseFinetuning):
         lr_factor: float = 0.1,
         frozen_bn_eval: bool = True,
         freeze_mode: str = "auto",
+        frozen_modules: list[str] | None = None,
     ) -> None:
         super().__init__()
         if unfreeze_at_epoch < 0:
@@ -75,6 +82,9 @@ class FreezeBackbone(BaseFinetuning):
             raise ValueError(f"FreezeBackbone freeze_mode={freeze_mode!r} is not one of {FREEZE_MODES}.")
         self.frozen_bn_eval = frozen_bn_eval
         self.freeze_mode = freeze_mode
+        self.frozen_modules = None if frozen_modules is None else [str(m) for m in frozen_modules]
+        if self.frozen_modules is not None and not self.frozen_modules:
+            raise ValueError("FreezeBackbone frozen_modules is empty: name submodules or use null (whole backbone).")
         self._frozen = False
         self._zero_lr = False
 
@@ -91,10 +101,29 @@ class FreezeBackbone(BaseFinetuning):
             raise TypeError(f"FreezeBackbone: {self.backbone_attr!r} is a {type(module).__name__}, not an nn.Module.")
         return module
 
-    def freeze_before_training(self, pl_module: pl.LightningModule) -> None:
-        """Freeze the backbone unless training starts at or after ``unfreeze_at_epoch``."""
+    def frozen_part(self, pl_module: pl.LightningModule) -> list[nn.Module]:
+        """The modules that are frozen: the backbone, or its ``frozen_modules`` (``[]`` without a backbone)."""
         backbone = self.backbone(pl_module)
         if backbone is None:
+            return []
+        if self.frozen_modules is None:
+            return [backbone]
+        parts = []
+        for name in self.frozen_modules:
+            try:
+                parts.append(backbone.get_submodule(name))
+            except AttributeError:
+                children = [n for n, _ in backbone.named_children()]
+                raise AttributeError(
+                    f"FreezeBackbone(frozen_modules=...): {self.backbone_attr} has no submodule {name!r}; "
+                    f"its children are {children}."
+                ) from None
+        return parts
+
+    def freeze_before_training(self, pl_module: pl.LightningModule) -> None:
+        """Freeze the backbone (or its ``frozen_modules``) unless training starts at or after ``unfreeze_at_epoch``."""
+        backbone = self.frozen_part(pl_module)
+        if not backbone:
             log.info("FreezeBackbone: %s is None, nothing to freeze.", self.backbone_attr)
             return
         trainer = pl_module._trainer
@@ -113,12 +142,12 @@ class FreezeBackbone(BaseFinetuning):
         super().on_fit_start(trainer, pl_module)
         if self._frozen and self._zero_lr:
             for optimizer in trainer.optimizers:
-                self._split_zero_lr_group(self.backbone(pl_module), optimizer)
+                self._split_zero_lr_group(self.frozen_part(pl_module), optimizer)
 
     @staticmethod
-    def _split_zero_lr_group(backbone: nn.Module, optimizer: Optimizer) -> None:
-        """Move the backbone's parameters out of shared groups into one new group with lr 0."""
-        ids = {id(p) for p in backbone.parameters()}
+    def _split_zero_lr_group(frozen: list[nn.Module], optimizer: Optimizer) -> None:
+        """Move the frozen part's parameters out of shared groups into one new group with lr 0."""
+        ids = {id(p) for module in frozen for p in module.parameters()}
         if any(g["params"] and all(id(p) in ids for p in g["params"]) for g in optimizer.param_groups):
             return  # already separate (resumed run): keep the restored group and its lr
         moved = []
@@ -132,16 +161,17 @@ class FreezeBackbone(BaseFinetuning):
         """At ``unfreeze_at_epoch``: unfreeze and add the backbone as a new optimiser group."""
         if not self._frozen or epoch < self.unfreeze_at_epoch:
             return
-        backbone = self.backbone(pl_module)
+        backbone = self.frozen_part(pl_module)
         lr = optimizer.param_groups[0]["lr"] * self.lr_factor
         if self._zero_lr:
-            ids = {id(p) for p in backbone.parameters()}
+            ids = {id(p) for module in backbone for p in module.parameters()}
             for group in optimizer.param_groups:
                 if group["params"] and all(id(p) in ids for p in group["params"]):
                     group["lr"] = lr
         else:
             self.unfreeze_and_add_param_group(backbone, optimizer, lr=lr, train_bn=True)
-        backbone.train(pl_module.training)  # BatchNorm layers were held in eval mode while frozen
+        for module in backbone:
+            module.train(pl_module.training)  # BatchNorm layers were held in eval mode while frozen
         self._frozen = False
         log.info("FreezeBackbone: epoch %d, unfroze %s (lr %.3g).", epoch, self.backbone_attr, lr)
 
@@ -149,6 +179,7 @@ class FreezeBackbone(BaseFinetuning):
         """Unfreeze when due; otherwise keep the frozen backbone's BatchNorm in eval mode."""
         super().on_train_epoch_start(trainer, pl_module)
         if self._frozen and self.frozen_bn_eval:
-            for module in self.backbone(pl_module).modules():
-                if isinstance(module, _BatchNorm):
-                    module.eval()
+            for part in self.frozen_part(pl_module):
+                for module in part.modules():
+                    if isinstance(module, _BatchNorm):
+                        module.eval()

@@ -1,4 +1,4 @@
-"""Stage 2 of a segment-then-classify pipeline (DualNet, arXiv 2510.17773, Sec. 3): classify with predicted masks.
+"""Stage 2 of a segment-then-classify pipeline (DualNet, arXiv 2510.17773): classify with predicted masks.
 
 ``python -m dermfuse_models.runner two-stage fit --config experiments/dualnet/config.yaml [--key=value ...]
 [--seg_ckpt=PATH] [--seg_experiment=dualnet_segmenter] [--mask_threshold=0.5] [--predict_only=true]``

@@ -18,9 +18,11 @@ from dermfuse_xai.methods.cross_attention import CROSS_ATTENTION
 from dermfuse_xai.methods.feature_attribution import GRADIENT_SHAP, KERNEL_SHAP, LIME, SHAPLEY_SAMPLING
 from dermfuse_xai.methods.gradcam import GRAD_CAM, SEG_GRAD_CAM
 from dermfuse_xai.methods.relevancy import RELEVANCY, ROLLOUT
+from dermfuse_xai.methods.vit_gradcam import VIT_GRAD_CAM
 
 REGISTRY: list[ExplanationMethod] = [
     GRAD_CAM,
+    VIT_GRAD_CAM,
     SEG_GRAD_CAM,
     RELEVANCY,
     ROLLOUT,
@@ -68,7 +70,8 @@ def unfit_reason(method: ExplanationMethod, net: nn.Module, context: MethodConte
 def default_methods(net: nn.Module, meta_groups: list[int] | None = None, task: Task | None = None) -> list[str]:
     """The registry's default methods that fit ``net`` (``task=None``: :func:`task_of`), in registry order.
 
-    Grad-CAM for CNNs with cam layers, relevancy + rollout for ViTs with attention capture,
+    Grad-CAM for CNNs with cam layers, ViT Grad-CAM + relevancy + rollout for ViTs with token cam layers and
+    attention capture,
     cross-attention where the fusion keeps (spatial or feature) maps, KernelShap + LIME where the net
     takes clinical features (and ``meta_groups`` are given); Seg-Grad-CAM only for segmentation nets.
     """

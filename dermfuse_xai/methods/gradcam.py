@@ -4,14 +4,15 @@ Grad-CAM of a scalar ``y`` at a convolutional layer ``A`` is ``ReLU(sum_c alpha_
 the spatial mean of ``dy / dA_c`` (captum ``LayerGradCam``), upsampled bilinearly to the image.
 
 * Classifiers (:func:`grad_cam`): ``y`` is the target class *logit*. The papers' image explanations:
-  dualnet (arXiv 2510.17773, one map per DenseNet201 branch) and mammo_xattn (arXiv 2508.16000, the
-  ResNet-50). Layers: the net's ``cam_layers()``.
+  dualnet (arXiv 2510.17773, paper: "Grad-CAM visualizations"; here one map per DenseNet201 branch) and
+  mammo_xattn (arXiv 2508.16000, paper: "Grad-CAM for imaging localization", the ResNet-50). Layers: the
+  net's ``cam_layers()``. ViTs: :mod:`dermfuse_xai.methods.vit_gradcam`.
 * Segmentation nets (:func:`seg_grad_cam`; EAM-Net, arXiv 2512.07275, and DualNet's stage-1 Deep-UNet
   output one lesion logit per pixel): ``y = sum_{(u, v) in R} logit[u, v]``, the lesion logits summed
   over a region ``R`` (:class:`RegionScore`, a one-class net), explained by the same :func:`grad_cam`.
   ``R`` is the net's predicted lesion (``sigmoid(logit) >= threshold``; all pixels when the prediction is
   empty) or, with ``target="label"``, the ground-truth mask. Layers: the net's ``seg_cam_layers()``,
-  ``bottleneck`` (the deepest encoder features, as in the paper) and ``decoder`` (the last decoder
+  ``bottleneck`` (the deepest encoder features, as in Seg-Grad-CAM) and ``decoder`` (the last decoder
   stage, the finest features before the output head).
 """
 
@@ -30,7 +31,7 @@ from dermfuse_xai.regions import lesion_logits, predicted_region
 
 
 @dataclass(frozen=True)
-class _LayerHook:
+class LayerHook:
     """How a net names the layers of one Grad-CAM flavour (for lookups and their error messages)."""
 
     method: str
@@ -51,8 +52,14 @@ class _LayerHook:
         return layers[name]
 
 
-_CAM = _LayerHook("Grad-CAM", "cam_layers", "dermfuse CNN classifiers expose it")
-_SEG_CAM = _LayerHook("Seg-Grad-CAM", "seg_cam_layers", "EAM-Net and Deep-UNet are known")
+_CAM = LayerHook("Grad-CAM", "cam_layers", "dermfuse CNN classifiers expose it")
+_SEG_CAM = LayerHook("Seg-Grad-CAM", "seg_cam_layers", "EAM-Net and Deep-UNet are known")
+
+
+def per_image_targets(target: torch.Tensor | int, image: torch.Tensor) -> torch.Tensor:
+    """``target`` (one int or ``(B,)`` classes) as a ``(B,)`` long tensor on the image's device."""
+    target = torch.as_tensor(target, device=image.device).long()
+    return target.expand(image.shape[0]).contiguous() if target.ndim == 0 else target
 
 
 def grad_cam(
@@ -88,8 +95,7 @@ def grad_cam(
     model = LogitsModel(net)
     if layer is None or isinstance(layer, str):
         layer = _CAM.pick(model.net, cam_layers_of(model.net), layer)
-    target = torch.as_tensor(target, device=image.device).long()
-    target = target.expand(image.shape[0]).contiguous() if target.ndim == 0 else target
+    target = per_image_targets(target, image)
     with torch.enable_grad():
         attr = LayerGradCam(model, layer).attribute(
             image, target=target, additional_forward_args=(meta, mask), relu_attributions=relu, attr_dim_summation=True

@@ -1,16 +1,19 @@
 """Transformer relevancy (TMME, Chefer et al. 2021) and attention rollout for dermfuse's ViT nets.
 
-ViTAtt (arXiv 2304.14505, Sec. 3.3) explains its predictions with TMME, "Transformer Multi-Modal
-Explainability": Chefer, Gur & Wolf, *Generic Attention-model Explainability for Interpreting
-Bi-Modal and Encoder-Decoder Transformers* (ICCV 2021). For a self-attention-only encoder the
+ViTAtt (arXiv 2304.14505) explains its predictions with paper: "the TMME method, which provides saliency
+and relevancy visualizations for both image and metadata domains"; paper: "TMME integrates gradient
+backpropagation with attention maps". We implement it as Chefer, Gur & Wolf's relevancy, *Generic
+Attention-model Explainability for Interpreting Bi-Modal and Encoder-Decoder Transformers* (ICCV
+2021); the summary does not expand the acronym. For a self-attention-only encoder the
 relevancy map is
 
     R = I;   for every block b (input to output):   R <- R + mean_heads( clamp(dy_t/dA_b * A_b, min=0) ) @ R
 
 with ``A_b`` the block's post-softmax attention and ``y_t`` the target logit. Row ``R[cls]`` says how
 relevant each token is to the class token: its patch part is the image heatmap, its metadata part
-(ViTAtt's one token per clinical feature) the per-feature relevance. The baseline the paper compares
-against is the attention itself; here plain attention rollout (Abnar & Zuidema 2020,
+(ViTAtt's one token per clinical feature) the per-feature relevance. The paper's baseline is the
+attention itself (paper: "TMME provides superior interpretability compared to attention maps alone");
+here plain attention rollout (Abnar & Zuidema 2020,
 *Quantifying Attention Flow in Transformers*): ``R <- (0.5 * mean_heads(A_b) + 0.5 * I)_rownorm @ R``.
 
 Both need the attention maps that timm's fused attention hides: the nets' capture API
@@ -87,12 +90,12 @@ def transformer_relevancy(
             score = logits.gather(1, target[:, None]).sum()
             grads = torch.autograd.grad(score, attentions, allow_unused=True)
         layout = core.token_layout
-        relevancy = _eye_like(attentions[0])
+        relevancy = _eye_like(max(attentions, key=lambda a: a.shape[-1]))
         for attn, grad in zip(attentions, grads, strict=True):
             if grad is None:
                 continue
-            cam = (grad * attn).clamp(min=0).mean(dim=1).detach()
-            relevancy = relevancy + torch.bmm(cam.float(), relevancy)
+            cam = _to_sequence((grad * attn).clamp(min=0).mean(dim=1).detach().float(), relevancy.shape[-1], 0.0)
+            relevancy = relevancy + torch.bmm(cam, relevancy)
     finally:
         core.set_attention_capture(False)
     return _split_row(core, relevancy[:, layout.cls], layout, image.shape[-2:])
@@ -123,10 +126,10 @@ def attention_rollout(
         core.set_attention_capture(False)
     if not attentions:
         raise RuntimeError(f"{type(core).__name__} captured no attention maps during forward.")
-    eye = _eye_like(attentions[0])
+    eye = _eye_like(max(attentions, key=lambda a: a.shape[-1]))
     rollout = eye
     for attn in attentions:
-        a = residual * eye + (1.0 - residual) * attn.mean(dim=1)
+        a = residual * eye + (1.0 - residual) * _to_sequence(attn.mean(dim=1), eye.shape[-1], 1.0)
         a = a / a.sum(dim=-1, keepdim=True)
         rollout = torch.bmm(a, rollout)
     return _split_row(core, rollout[:, layout.cls], layout, image.shape[-2:])
@@ -140,6 +143,21 @@ def _capturing_net(net: nn.Module) -> nn.Module:
             "Use Grad-CAM for CNNs."
         )
     return net
+
+
+def _to_sequence(matrix: torch.Tensor, tokens: int, diagonal: float) -> torch.Tensor:
+    """A ``(B, t, t)`` token-mixing matrix of a block that saw the first ``t`` tokens, as ``(B, tokens, tokens)``.
+
+    Tokens appended after the block (ViTAtt's late-fusion metadata, ``protocol.AttentionCapture``) pass it
+    unchanged: their rows and columns are zero except ``diagonal`` on the diagonal (0 for a relevancy
+    increment, 1 for an attention matrix).
+    """
+    extra = tokens - matrix.shape[-1]
+    if extra == 0:
+        return matrix
+    out = F.pad(matrix, (0, extra, 0, extra))
+    out[:, matrix.shape[-1] :, matrix.shape[-1] :] += diagonal * torch.eye(extra, device=matrix.device, dtype=out.dtype)
+    return out
 
 
 def _eye_like(attn: torch.Tensor) -> torch.Tensor:

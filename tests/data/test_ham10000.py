@@ -80,7 +80,7 @@ def real_seven_column_root(tmp_path_factory) -> Path:
 
 def test_source_declares_classes_features_and_leaks():
     assert SOURCE.classes == ("akiec", "bcc", "bkl", "df", "mel", "nv", "vasc") == tuple(sorted(CLASSES))
-    assert SOURCE.group == "lesion" and not SOURCE.has_masks and SOURCE.options == {}
+    assert SOURCE.group == "lesion" and not SOURCE.has_masks and set(SOURCE.options) == {"group_by"}
     assert {f.name: f.kind for f in SOURCE.features} == {
         "age": "numeric",
         "sex": "categorical",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from dermfuse_data.errors import DatasetError
@@ -100,3 +101,39 @@ def test_unknown_feature_and_bad_number_are_clear():
 def test_no_features_gives_empty_matrix():
     enc = TabularEncoder(select_features(SOURCE, None)).fit(TRAIN)
     assert enc.transform(TRAIN).shape == (3, 0) and enc.group_widths == []
+
+
+def test_soft_one_hot_writes_the_zeros_of_one_hot_blocks_as_eps():
+    """soft_one_hot=eps: unset cells of categorical/multi-hot blocks read eps; set cells, numeric blocks unchanged."""
+    table = TRAIN
+    plain = TabularEncoder(FEATURES).fit(table)
+    soft = TabularEncoder(FEATURES, soft_one_hot=0.01).fit(table)
+    x, y = plain.transform(table), soft.transform(table)
+    assert x.shape == y.shape
+    start = 0
+    for block in plain.blocks:
+        a, b = x[:, start : start + block.width], y[:, start : start + block.width]
+        if block.kind == "numeric":
+            np.testing.assert_array_equal(a, b)
+        else:
+            np.testing.assert_array_equal(b[a == 1.0], 1.0)
+            np.testing.assert_allclose(b[a == 0.0], 0.01)
+        start += block.width
+    assert soft.off_values == [0.0 if b.kind == "numeric" else 0.01 for b in soft.blocks]
+    with pytest.raises(ValueError, match="soft_one_hot"):
+        TabularEncoder(FEATURES, soft_one_hot=1.0)
+
+
+def test_blanked_test_features_read_as_the_encoder_writes_a_missing_value():
+    """blank_features with the encoder's off values gives exactly the encoding of a missing cell."""
+    table = TRAIN
+    from dermfuse_data.datamodule import blank_features
+
+    encoder = TabularEncoder(FEATURES, soft_one_hot=0.01).fit(table)
+    encoded = encoder.transform(table)
+    blanked = blank_features(encoded, encoder.group_widths, 1.0, seed=0, off_values=encoder.off_values)
+    missing = {f"meta_{f.column}": pa.array([None] * table.num_rows, pa.string()) for f in FEATURES}
+    all_missing = table
+    for name, column in missing.items():
+        all_missing = all_missing.set_column(all_missing.column_names.index(name), name, column)
+    np.testing.assert_allclose(blanked, encoder.transform(all_missing))

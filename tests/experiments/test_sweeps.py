@@ -24,13 +24,19 @@ from tests.experiments._support import EXPERIMENTS, PAPERS, QUIET, require_paper
 NET = "model.init_args.net.init_args"
 #: paper -> (number of runs, one override every grid must contain)
 EXPECTED = {
-    "vitatt": (3, {"data.meta_features": "top5"}),
+    "vitatt": (12, {"data.meta_features": "top5", f"{NET}.fusion": "late", "data.meta_soft_one_hot": 0.01}),
     "dualnet": (6, {NET: {"use_segmentation": False}}),
-    "eamnet": (7, {NET: {"memory_size": 128}}),
-    "msvit": (8, {f"{NET}.attn_reg_weight": 0.0, f"{NET}.patch_size": 32, "model.init_args.class_weights": "null"}),
+    "eamnet": (11, {NET: {"use_mrcf": False, "use_cmam": False, "use_eab": False, "memory_size": 64}}),
+    "msvit": (
+        12,
+        {
+            "model.init_args.net": {"init_args": {"scales": [1], "attn_reg_weight": 0.0, "patch_size": 16}},
+            "model.init_args.class_weights": "null",
+        },
+    ),
     "mammo_xattn": (
-        16,
-        {f"{NET}.fusion": "concat", f"{NET}.modality_dropout": 0.0, "data.test_meta_missing_fraction": 0.5},
+        20,
+        {f"{NET}.fusion": "clinical", f"{NET}.modality_dropout": 0.0, "data.test_meta_missing_fraction": 0.5},
     ),
 }
 
@@ -68,11 +74,20 @@ def test_sweep_parameters_are_cli_keys(paper):
             for part in key.split("."):
                 node = node[part]
             if isinstance(value, dict):
-                for k, v in value.items():
-                    assert node[k] == v, (key, k)
+                _assert_contains(node, value, key)
             else:
                 expected = yaml.safe_load(format_value(value))
                 assert (node.as_dict() if hasattr(node, "as_dict") else node) == expected, key
+
+
+def _assert_contains(node, expected: dict, key: str) -> None:
+    """Every (nested) item of a dict override is in the parsed config at ``key``."""
+    for k, v in expected.items():
+        if isinstance(v, dict):
+            _assert_contains(node[k], v, f"{key}.{k}")
+        else:
+            got = node[k]
+            assert (got.as_dict() if hasattr(got, "as_dict") else got) == v, (key, k)
 
 
 def test_grid_product_and_constants():
@@ -129,7 +144,8 @@ def test_dry_run_lists_without_running(tmp_path, capsys, monkeypatch):
     assert main([str(EXPERIMENTS / "vitatt" / "sweep.yaml"), "--dry-run", "--max-runs", "2"]) == 0
     out = capsys.readouterr().out
     assert "[1/2]" in out and "[2/2]" in out and "[3/" not in out and "planned" in out
-    assert "--data.meta_features=null" in out and "--data.meta_features=all" in out
+    assert "--data.meta_features=null" in out and "--data.meta_features=all" not in out  # grid order: file order
+    assert "--data.meta_soft_one_hot=0.0" in out and "--data.meta_soft_one_hot=0.01" in out
 
 
 @pytest.mark.slow
@@ -148,13 +164,14 @@ def test_one_local_sweep_run_reaches_the_model(runs_dir):
         ],
     )
     assert len(records) == 1 and records[0]["returncode"] == 0
-    run_dir = runs_dir / "sweep" / "00-meta_features=null"
+    run_dir = runs_dir / "sweep" / "00-meta_features=null_fusion=tokens_meta_soft_one_hot=0.0"
     resolved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert resolved["data"]["meta_features"] is None  # the override (config.yaml says all)
     assert resolved["model"]["init_args"]["net"]["init_args"]["backbone"] == "vit_tiny_patch16_224"  # smoke
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["meta_features"] == [] and metrics["synthetic"] is True and "test/bal_acc" in metrics["test"]
-    assert json.loads((run_dir / "sweep_run.json").read_text())["overrides"] == {"data.meta_features": "null"}
+    overrides = {"data.meta_features": "null", f"{NET}.fusion": "tokens", "data.meta_soft_one_hot": 0.0}
+    assert json.loads((run_dir / "sweep_run.json").read_text())["overrides"] == overrides
 
 
 def test_seed_axis_runs_every_combination_once_per_seed(tmp_path, capsys, monkeypatch):
@@ -168,7 +185,11 @@ def test_seed_axis_runs_every_combination_once_per_seed(tmp_path, capsys, monkey
     monkeypatch.setenv("WANDB_MODE", "offline")
     assert main([str(EXPERIMENTS / "vitatt" / "sweep.yaml"), "--dry-run", "--seeds", "4", "5"]) == 0
     out = capsys.readouterr().out
-    assert "[6/6]" in out and "--seed_everything=4" in out and "--seed_everything=5" in out
+    assert (
+        f"[{2 * len(grid_runs(sweep))}/{2 * len(grid_runs(sweep))}]" in out
+        and "--seed_everything=4" in out
+        and "--seed_everything=5" in out
+    )
 
 
 def test_seed_summary_is_mean_and_sd_per_combination(capsys):

@@ -1,31 +1,67 @@
 """ASPP bottleneck, depthwise attention gate and cross-attention fusion blocks (DualNet, arXiv 2510.17773)."""
 
 import math
+import warnings
 
 import pytest
 import torch
 import torch.nn as nn
 from monai.networks.blocks import SimpleASPP
 
-from dermfuse_models.blocks.aspp import ASPPBottleneck
+from dermfuse_models.blocks.aspp import ASPPBottleneck, sees_context
 from dermfuse_models.blocks.attention_gates import DepthwiseAttentionGate, DepthwiseSeparableConv
 from dermfuse_models.blocks.cross_attention import CrossAttentionFusion
+from dermfuse_models.nets.dualnet_unet import DeepUNet
 
 
 # ----------------------------------------------------------------------------- ASPP
-def test_aspp_uses_monai_simple_aspp_with_the_paper_rates():
-    aspp = ASPPBottleneck(16, out_channels=32, rates=(6, 12, 18))
+def test_aspp_uses_monai_simple_aspp_with_the_given_rates():
+    aspp = ASPPBottleneck(16, out_channels=32, rates=(2, 3, 4))
     assert isinstance(aspp.block, SimpleASPP)
-    assert [conv.dilation[0] for conv in aspp.block.convs] == [1, 6, 12, 18]
+    assert [conv.dilation[0] for conv in aspp.block.convs] == [1, 2, 3, 4]
     assert [conv.kernel_size[0] for conv in aspp.block.convs] == [1, 3, 3, 3]
     assert aspp.out_channels == 32
     assert aspp(torch.randn(2, 16, 8, 8)).shape == (2, 32, 8, 8)
 
 
+def _centre_support(branch: nn.Module, side: int) -> frozenset[tuple[int, int]]:
+    """Input positions the centre output of one ASPP branch depends on (non-zero gradient)."""
+    x = torch.randn(1, branch.in_channels, side, side, requires_grad=True)
+    centre = (side - 1) // 2
+    branch(x)[0, :, centre, centre].sum().backward()
+    hit = x.grad[0].abs().sum(0).nonzero().tolist()
+    return frozenset((r - centre, c - centre) for r, c in hit)
+
+
+@pytest.mark.parametrize("side", [7, 8])  # the stride-32 bottleneck of a 224 / 256 px input
+def test_default_aspp_branches_each_see_distinct_context_at_the_bottleneck(side):
+    """Receptive field by gradient: with the default rates every branch's centre output reads its own taps."""
+    torch.manual_seed(0)
+    net = DeepUNet(encoder="efficientnet_b0", decoder_channels=(16, 16, 16, 16))
+    supports = [_centre_support(conv, side) for conv in net.bottleneck.block.convs]
+    offsets = {1: {0}, 2: {-1, 0, 1}, 3: {-2, 0, 2}, 4: {-3, 0, 3}}  # 1x1, then rates 1, 2, 3
+    assert supports == [frozenset((a, b) for a in offsets[i] for b in offsets[i]) for i in (1, 2, 3, 4)]
+    assert len(set(supports)) == len(supports)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        net.bottleneck(torch.randn(1, net.encoder_channels[-1], side, side))
+
+
+def test_deeplab_rates_on_an_8x8_bottleneck_are_1x1_convs_and_warn():
+    """The reason for the default: at 8x8, rates 12 and 18 reach no tap but the centre (like the 1x1 branch)."""
+    torch.manual_seed(0)
+    aspp = ASPPBottleneck(4, out_channels=8, rates=(6, 12, 18))
+    supports = [_centre_support(conv, 8) for conv in aspp.block.convs]
+    assert supports[2] == supports[3] == supports[0] == frozenset({(0, 0)})
+    assert sees_context(3, 8) and sees_context(4, 8) and not sees_context(5, 8) and not sees_context(4, 7)
+    with pytest.warns(UserWarning, match=r"rates \[6, 12, 18\] on a 8x8 bottleneck"):
+        aspp(torch.randn(1, 4, 8, 8))
+
+
 def test_aspp_width_rounds_up_to_the_branch_count():
     aspp = ASPPBottleneck(8, out_channels=10, rates=(2, 4))  # 3 branches of 4 channels
     assert aspp.out_channels == 12
-    assert aspp(torch.randn(1, 8, 5, 5)).shape == (1, 12, 5, 5)
+    assert aspp(torch.randn(1, 8, 9, 9)).shape == (1, 12, 9, 9)
 
 
 def test_aspp_sees_far_context_and_plain_bottleneck_does_not():

@@ -114,7 +114,7 @@ def test_encoder_stage_mismatch_is_a_clear_error():
 def test_paper_encoder_efficientnet_b3_builds_with_timm_channels():
     """EfficientNet-B3 features_only: 24/32/48/136/384 at strides 2..32 (STACK_NOTES: 48/136/384 at 8/16/32)."""
     torch.manual_seed(0)
-    net = DeepUNet()  # paper defaults, not run at full size
+    net = DeepUNet()  # config defaults, not run at full size
     assert net.encoder_channels == [24, 32, 48, 136, 384]
     assert net.encoder.feature_info.reduction() == [2, 4, 8, 16, 32]
     reference = timm.create_model("efficientnet_b3", features_only=True, out_indices=(2, 3, 4))
@@ -122,7 +122,7 @@ def test_paper_encoder_efficientnet_b3_builds_with_timm_channels():
     own = timm.create_model("efficientnet_b3", features_only=True)
     assert sum(p.numel() for p in net.encoder.parameters()) == sum(p.numel() for p in own.parameters())
     assert [g.theta_x.depthwise.in_channels for g in net.gates] == [136, 48, 32, 24]
-    assert [c.dilation[0] for c in net.bottleneck.block.convs] == [1, 6, 12, 18]
+    assert [c.dilation[0] for c in net.bottleneck.block.convs] == [1, 1, 2, 3]  # 1x1 + rates (1, 2, 3)
     assert net.bottleneck.out_channels == 256
 
 

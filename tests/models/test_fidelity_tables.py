@@ -353,3 +353,22 @@ def test_the_checker_catches_wrong_references():
         "`EAMNet(memory_size=16)` `use_eab=false`... `cmam_mode: serial` `blocks/cmam.py::CrossMixAttention`"
     )
     assert checker.problems == []
+
+
+@pytest.mark.parametrize("paper", sorted(PAPERS))
+def test_every_fidelity_statement_quotes_the_paper_or_is_marked_suggested(paper):
+    """Each row's statement is verbatim summary text in double quotes: the paper's (found in its paper part)
+    or, in a cell that starts ``suggested:``, one of the summary's own suggestions."""
+    from tests import paper_text
+
+    if not paper_text.available():
+        pytest.skip("../shared/papers is absent")
+    summary = paper_text.paper_text(paper)
+    problems = []
+    for statement, _ in _table_rows(_section(paper, r"^Fidelity")):
+        kind = "suggested" if statement.startswith("suggested:") else "paper"
+        quotes = re.findall(r'"([^"]+)"', statement)
+        if not quotes:
+            problems.append(f"{statement!r}: no quoted text")
+        problems += [f"{statement!r}: {kind} quote {q!r} not found" for q in quotes if not summary.has(kind, q)]
+    assert problems == []

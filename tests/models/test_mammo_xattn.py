@@ -323,8 +323,12 @@ class _MammoSet(Dataset):
         return {"image": self.images[i], "meta": self.meta[i], "label": self.labels[i]}
 
 
+LOWER_STAGES = ["conv1", "bn1", "layer1", "layer2", "layer3"]  # experiments/mammo_xattn/config.yaml
+
+
 class _Recorder(pl.Callback):
-    """At the first batch of each epoch: backbone trainability, optimiser groups, BN mode, weights."""
+    """At the first batch of each epoch: backbone trainability, optimiser groups, BN mode, weights (also of the
+    lower stages and of layer4 apart)."""
 
     def __init__(self) -> None:
         self.epochs: list[dict] = []
@@ -334,8 +338,16 @@ class _Recorder(pl.Callback):
             return
         backbone = pl_module.net.backbone
         optimizer = trainer.optimizers[0]
+        lower = [p for name in LOWER_STAGES for p in backbone.get_submodule(name).parameters()]
+        lower_modules = [m for name in LOWER_STAGES for m in backbone.get_submodule(name).modules()]
         self.epochs.append(
             {
+                "lower_grad": {p.requires_grad for p in lower},
+                "top_grad": {p.requires_grad for p in backbone.layer4.parameters()},
+                "lower": [p.detach().clone() for p in lower],
+                "top": [p.detach().clone() for p in backbone.layer4.parameters()],
+                "lower_params": set(lower),
+                "lower_bn_training": {m.training for m in lower_modules if isinstance(m, nn.BatchNorm2d)},
                 "requires_grad": {p.requires_grad for p in backbone.parameters()},
                 "groups": [list(g["params"]) for g in optimizer.param_groups],
                 "lrs": [g["lr"] for g in optimizer.param_groups],
@@ -345,15 +357,12 @@ class _Recorder(pl.Callback):
         )
 
 
-def _fit_with_freeze(freeze_mode: str) -> tuple[MammoXAttn, list[dict]]:
+def _fit_with_freeze(freeze_mode: str, frozen_modules: list[str] | None = None) -> tuple[MammoXAttn, list[dict]]:
     net = _net("cross")
     task = ClassificationTask(net, class_weights=None, optimizer=partial(torch.optim.Adam, lr=1e-2))
     recorder = _Recorder()
-    trainer = quiet_trainer(
-        max_epochs=3,
-        limit_val_batches=0,
-        callbacks=[FreezeBackbone(unfreeze_at_epoch=1, lr_factor=0.1, freeze_mode=freeze_mode), recorder],
-    )
+    freeze = FreezeBackbone(unfreeze_at_epoch=1, lr_factor=0.1, freeze_mode=freeze_mode, frozen_modules=frozen_modules)
+    trainer = quiet_trainer(max_epochs=3, limit_val_batches=0, callbacks=[freeze, recorder])
     trainer.fit(task, DataLoader(_MammoSet(8), batch_size=4))
     return net, recorder.epochs
 
@@ -379,6 +388,21 @@ def test_freeze_backbone_zero_lr_mode_for_ddp_keeps_grads_but_not_updates():
     assert torch.equal(before["conv1"], at_unfreeze["conv1"])  # lr 0: unchanged during epoch 0
     assert at_unfreeze["lrs"][1] == pytest.approx(0.1 * at_unfreeze["lrs"][0]) and at_unfreeze["bn_training"] == {True}
     assert not torch.equal(at_unfreeze["conv1"], after["conv1"])
+
+
+def test_freeze_backbone_lower_stages_only_trains_layer4_from_the_start():
+    """frozen_modules freezes what it names (stem + layer1-3) and nothing else; they join at unfreeze."""
+    net, (before, at_unfreeze, after) = _fit_with_freeze("auto", LOWER_STAGES)
+    assert before["lower_grad"] == {False} and before["top_grad"] == {True} and before["lower_bn_training"] == {False}
+    assert all(torch.equal(a, b) for a, b in zip(before["lower"], at_unfreeze["lower"], strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(before["top"], at_unfreeze["top"], strict=True))
+    first_group = set(before["groups"][0])
+    assert not before["lower_params"] & first_group and set(net.backbone.layer4.parameters()) <= first_group
+    assert at_unfreeze["lower_grad"] == {True} and set(at_unfreeze["groups"][1]) == before["lower_params"]
+    assert any(not torch.equal(a, b) for a, b in zip(at_unfreeze["lower"], after["lower"], strict=True))
+    task = ClassificationTask(net, class_weights=None)
+    with pytest.raises(AttributeError, match=r"no submodule 'layer9'.*children"):
+        FreezeBackbone(frozen_modules=["layer9"]).freeze_before_training(task)
 
 
 def test_freeze_backbone_errors_and_no_backbone():

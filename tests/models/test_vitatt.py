@@ -228,3 +228,56 @@ def test_metadata_tokenizer_errors_name_the_net():
         tok(torch.zeros(2, 4))
     with pytest.raises(ValueError, match="post"):
         MetadataTokenizer([2], dim=4, post="gelu")
+
+
+# ----------------------------------------------------------------------------- fusion="late"
+def _vit_output_tokens(net: ViTAtt, image: torch.Tensor, meta: torch.Tensor) -> torch.Tensor:
+    seen = []
+    handle = net.vit.norm.register_forward_hook(lambda m, i, o: seen.append(o.detach()))
+    try:
+        net(image, meta)
+    finally:
+        handle.remove()
+    return seen[0]
+
+
+def test_late_fusion_keeps_the_vit_image_only_and_fuses_in_one_block_after_it(batch):
+    """tokens: metadata reaches every block; late: the ViT's tokens ignore the metadata, the fusion block does not."""
+    image, meta = batch
+    other = meta.flip(0)
+    torch.manual_seed(0)
+    late = _model(fusion="late").eval()
+    torch.manual_seed(0)
+    tokens = _model(fusion="tokens").eval()
+    with torch.no_grad():
+        assert torch.equal(_vit_output_tokens(late, image, meta), _vit_output_tokens(late, image, other))
+        assert _vit_output_tokens(late, image, meta).shape[1] == 1 + N_PATCHES  # no metadata tokens in the ViT
+        assert not torch.allclose(_vit_output_tokens(tokens, image, meta), _vit_output_tokens(tokens, image, other))
+        assert not torch.allclose(late(image, meta)["logits"], late(image, other)["logits"])
+    extra = {n for n, _ in late.named_parameters()} - {n for n, _ in tokens.named_parameters()}
+    assert extra and all(n.startswith(("fusion_block.", "fusion_norm.")) for n in extra)
+    assert late.token_layout.meta == slice(1 + N_PATCHES, 1 + N_PATCHES + len(GROUPS))
+    assert late.token_cam_layers()["last_block"] is late.fusion_block.norm1
+    assert tokens.token_cam_layers()["last_block"] is tokens.vit.blocks[-1].norm1
+    # image only: no fusion block either way
+    assert _model(fusion="late", use_metadata=False).fusion_block is None
+    with pytest.raises(ValueError, match="fusion='early'"):
+        _model(fusion="early")
+
+
+def test_late_fusion_attention_capture_adds_the_fusion_block_and_gradients_flow(batch):
+    image, meta = batch
+    torch.manual_seed(0)
+    net = _model(fusion="late").eval()
+    net.set_attention_capture(True, keep_grad=True)
+    try:
+        logits = net(image, meta)["logits"]
+        maps = list(net.attentions)
+        logits[:, 0].sum().backward()
+    finally:
+        net.set_attention_capture(False)
+    depth, t_image = len(net.vit.blocks), 1 + N_PATCHES
+    assert len(maps) == depth + 1
+    assert all(m.shape[-1] == t_image for m in maps[:depth]) and maps[-1].shape[-1] == t_image + len(GROUPS)
+    assert all(m.grad is not None for m in maps)
+    assert all(p.grad is not None for p in net.parameters() if p.requires_grad)

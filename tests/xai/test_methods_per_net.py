@@ -20,21 +20,22 @@ from dermfuse_xai import (
     default_methods,
     grad_cam,
     transformer_relevancy,
+    vit_grad_cam,
 )
 from dermfuse_xai.methods import method_named
 
 KINDS = ["vitatt", "msvit", "mammo_xattn", "mammo_xattn_co", "dualnet", "timm_cnn"]
 EXPECTED_METHODS = {
-    "vitatt": ["relevancy", "rollout", "kernel_shap", "lime"],
-    "msvit": ["relevancy", "rollout"],
+    "vitatt": ["vit_gradcam", "relevancy", "rollout", "kernel_shap", "lime"],
+    "msvit": ["vit_gradcam", "relevancy", "rollout"],
     "mammo_xattn": ["gradcam", "cross_attention", "kernel_shap", "lime"],
     "mammo_xattn_co": ["gradcam", "cross_attention", "kernel_shap", "lime"],
     "dualnet": ["gradcam", "cross_attention", "kernel_shap", "lime"],
     "timm_cnn": ["gradcam"],
 }
 EXPECTED_MAPS = {
-    "vitatt": {"relevancy", "rollout"},
-    "msvit": {"relevancy", "rollout"},
+    "vitatt": {"vit_gradcam/last_block", "relevancy", "rollout"},
+    "msvit": {"vit_gradcam/last_block", "relevancy", "rollout"},
     "mammo_xattn": {"gradcam/image"},  # cross: one pooled image query -> keys are the features only
     "mammo_xattn_co": {"gradcam/image", "cross_attention/clinical_to_image"},
     "dualnet": {"gradcam/image", "gradcam/segmented", "cross_attention/cross"},
@@ -70,8 +71,14 @@ def test_every_method_gives_image_sized_finite_varying_maps(kind, fitted, batch,
         assert heat.shape == (3, kit.SIZE, kit.SIZE), name
         assert torch.isfinite(heat).all(), name
         spread = heat.flatten(1).std(dim=1)
-        # per image, for every method (Grad-CAM included: one flat map in the batch is a failure)
-        assert (spread > 1e-8).all(), f"{name} is constant for image(s) {(spread <= 1e-8).nonzero().flatten().tolist()}"
+        if name.startswith("vit_gradcam/"):  # signed (LayerNorm'd) tokens: the ReLU may zero a map; signed map below
+            assert (heat >= 0).all() and (spread > 1e-8).any(), name
+        else:  # per image, for every method (Grad-CAM included: one flat map in the batch is a failure)
+            flat = (spread <= 1e-8).nonzero().flatten().tolist()
+            assert (spread > 1e-8).all(), f"{name} is constant for image(s) {flat}"
+        if name.startswith("vit_gradcam/"):
+            signed = vit_grad_cam(net, x, predicted, name.split("/", 1)[1], meta=meta, mask=masks, relu=False)
+            assert (signed.flatten(1).std(dim=1) > 1e-8).all(), f"signed {name} is constant for some image"
         if name.startswith("gradcam/"):  # the signed map (before the ReLU) varies too
             signed = grad_cam(net, x, predicted, name.split("/", 1)[1], meta=meta, mask=masks, relu=False)
             assert (signed.flatten(1).std(dim=1) > 1e-8).all(), f"signed {name} is constant for some image"
@@ -149,5 +156,5 @@ def test_methods_that_do_not_fit_are_refused_with_a_reason(fitted, batch, kit):
 
     image_only = ViTAtt(
         num_classes=3, meta_groups=kit.GROUPS, backbone="test_vit", img_size=kit.SIZE, use_metadata=False
-    )  # the paper's image-only ablation: nothing to attribute
-    assert default_methods(image_only, kit.GROUPS) == ["relevancy", "rollout"]
+    )  # the image-only arm of the metadata ablation: nothing to attribute
+    assert default_methods(image_only, kit.GROUPS) == ["vit_gradcam", "relevancy", "rollout"]

@@ -143,6 +143,7 @@ def test_the_registry_lists_each_method_once_with_its_task_and_convention():
     names = method_names()
     assert names == [
         "gradcam",
+        "vit_gradcam",
         "seg_gradcam",
         "relevancy",
         "rollout",
@@ -175,9 +176,13 @@ def test_the_registry_lists_each_method_once_with_its_task_and_convention():
 
 
 def test_unknown_and_wrong_task_methods_name_what_to_use_instead(kit):
-    with pytest.raises(ValueError, match="'smoothgrad' is unknown \\(choose from gradcam, seg_gradcam, .*lime\\)"):
+    with pytest.raises(
+        ValueError, match="'smoothgrad' is unknown \\(choose from gradcam, vit_gradcam, seg_gradcam, .*lime\\)"
+    ):
         check_methods(kit.make_net("msvit"), ["smoothgrad"], None)
-    with pytest.raises(ValueError, match="'seg_gradcam' does not fit MSViT: it is a classifier .*use relevancy / rol"):
+    with pytest.raises(
+        ValueError, match="'seg_gradcam' does not fit MSViT: it is a classifier .*use vit_gradcam / relevancy / rol"
+    ):
         check_methods(kit.make_net("msvit"), ["seg_gradcam"], None)
     with pytest.raises(ValueError, match="'rollout' does not fit DeepUNet: it is a segmentation net .*use seg_gradcam"):
         check_methods(kit.make_seg_net("deepunet"), ["rollout"], None)
