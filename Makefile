@@ -73,9 +73,10 @@ format: $(STAMP) ## ruff: fix what it can and format the code
 
 # The paper's config, its dataset overlay, then --data.root (real data) or the CPU smoke profile (synthetic).
 CONFIGS = --config experiments/$(1)/config.yaml --config $(call overlay_of,$(1)) $(if $(strip $(DATA_ROOT)),--data.root=$(DATA_ROOT),--config experiments/$(1)/smoke.yaml)
-# Fail early, naming the choices, when a paper or dataset overlay does not exist.
+# Fail early, naming the closest and all choices, when a paper or dataset overlay does not exist.
+export CLOSEST := import difflib, sys; m = difflib.get_close_matches(sys.argv[1], sys.argv[2:], 1); print(f"; did you mean '{m[0]}'?" if m else "", end="")
 define check_paper
-	@test -f experiments/$(1)/config.yaml || { echo "no experiments/$(1)/config.yaml; papers: $$(ls experiments | tr '\n' ' ')" >&2; exit 2; }
+	@test -f experiments/$(1)/config.yaml || { echo "unknown paper '$(1)'$$($(PYTHON) -c "$$CLOSEST" $(1) $(PAPERS)) (no experiments/$(1)/config.yaml; papers: $(PAPERS))" >&2; exit 2; }
 	@test -f $(call overlay_of,$(1)) || { echo "no dataset overlay $(call overlay_of,$(1)); DATASET= one of: $$(ls experiments/$(1)/data | sed 's/\.yaml$$//' | tr '\n' ' ')" >&2; exit 2; }
 endef
 

@@ -30,12 +30,14 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelSummary
 from pytorch_lightning.cli import LightningCLI
 
 from dermfuse_data.datamodule import DermDataModule
-from dermfuse_data.errors import DatasetError
+from dermfuse_models.runner.errors import configuration_error, one_line_errors
 from dermfuse_models.runner.runs import dataset_tag, find_resumable_run, runs_root
 from dermfuse_models.runner.summary import print_summary, run_summary, scalars, write_summary
+from dermfuse_models.runner.terminal import RunModelSummary, quiet_third_party
 
 RUN_DIR_ENV = "DERMFUSE_RUN_DIR"
 #: trainer defaults every run shares (loggers, checkpointing, LR monitor), layered under every --config
@@ -206,6 +208,26 @@ class DermCLI(LightningCLI):
             )
             trainer_cfg.precision = "32-true"
 
+    def instantiate_classes(self) -> None:
+        """LightningCLI's; a class that cannot be built for a user-fixable reason raises a :class:`ConfigurationError`
+        carrying the root cause's message (instead of jsonargparse's dump of the whole config)."""
+        try:
+            super().instantiate_classes()
+        except Exception as err:
+            wrapped = configuration_error(err)
+            if wrapped is None:
+                raise
+            raise wrapped from err
+
+    def _instantiate_trainer(self, config: dict, callbacks: list) -> pl.Trainer:
+        """The trainer, with :class:`RunModelSummary` (no FLOPs column of zeros) unless the summary is off or given."""
+        configured = config.get("callbacks") or []
+        configured = configured if isinstance(configured, list) else [configured]
+        given = any(isinstance(c, ModelSummary) for c in [*callbacks, *configured])
+        if config.get("enable_model_summary") is not False and not given:
+            callbacks = [*callbacks, RunModelSummary()]
+        return super()._instantiate_trainer(config, callbacks)
+
     # -- after fit: test and summarise ---------------------------------------------------------
     def after_fit(self) -> None:
         """Test the best checkpoint (last weights if none) and write ``metrics.json`` to the run folder."""
@@ -258,13 +280,11 @@ def main(args: list[str] | None = None, **kwargs) -> DermCLI:
 
 
 def run_from_command_line(args: list[str] | None = None) -> None:
-    """``main()`` for shells: dataset problems print their message, not a traceback (exit 2)."""
-    try:
+    """``main()`` for shells: dataset and configuration problems print one line, not a traceback (exit 2)."""
+    with one_line_errors():
         main(args)
-    except DatasetError as err:
-        print(f"\ndataset error: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":
-    run_from_command_line()
+    with quiet_third_party():
+        run_from_command_line()

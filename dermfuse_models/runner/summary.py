@@ -10,6 +10,7 @@ from typing import Any
 import pytorch_lightning as pl
 
 from dermfuse_data.splits import uses_official
+from dermfuse_models.runner.terminal import aligned, metrics_table, run_outputs
 
 
 def scalars(metrics: dict) -> dict[str, float]:
@@ -62,9 +63,12 @@ def write_summary(folder: str | Path, summary: dict[str, Any], name: str = "metr
 
 
 def print_summary(summary: dict[str, Any], key: str = "test") -> None:
-    """Where the run is (marked SYNTHETIC where it is) and its ``key`` metrics, one per line."""
-    banner = " (SYNTHETIC DATA)" if summary.get("synthetic") else ""
+    """Where the run and its outputs are (marked SYNTHETIC where it is) and its ``key`` metrics, aligned."""
+    banner = " (SYNTHETIC DATA: a pipeline check, not a result)" if summary.get("synthetic") else ""
     print(f"\nrun folder: {summary['run_dir']}{banner}")
-    width = max((len(k) for k in summary.get(key, {})), default=0)
-    for k, v in summary.get(key, {}).items():
-        print(f"  {k:<{width}}  {v:.4f}")
+    outputs = run_outputs(summary["run_dir"], summary.get("best_checkpoint"))
+    if outputs:
+        print(aligned(outputs))
+    if summary.get(key):
+        print(f"{key} metrics" + (" (best checkpoint)" if summary.get("best_checkpoint") else "") + ":")
+        print(metrics_table(summary[key]))
