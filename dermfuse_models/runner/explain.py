@@ -109,6 +109,7 @@ def explain_checkpoint(
     from torch.utils.data import DataLoader, Subset
 
     from dermfuse_data.transforms import build_transform, denormalise
+    from dermfuse_models.figure_style import FigureContext
     from dermfuse_models.runner.rebuild import rebuild
 
     if n < 1:
@@ -145,7 +146,21 @@ def explain_checkpoint(
         "split": split,
         "n_images": len(index),
     }
-    return write_report(report, out_dir, extra, to_rgb=denormalise)
+    context = FigureContext(
+        dataset=dm.hparams.dataset,
+        split=split,
+        run=f"{run.run_dir.parent.name}/{run.run_dir.name}",
+        checkpoint=Path(run.checkpoint).name,
+        synthetic=bool(dm.is_synthetic),
+    )
+    written = write_report(report, out_dir, extra, to_rgb=denormalise, caption=context.caption(width=64))
+    for map_name, count in report.empty_counts().items():
+        print(
+            f"note: {count} {map_name} maps are all zero (drawn as 'all zero'); why, per image: "
+            f"'empty_maps' in {written['json']}",
+            file=sys.stderr,
+        )
+    return written
 
 
 def latest_checkpoint(experiment: str) -> Path:
