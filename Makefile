@@ -25,6 +25,8 @@ CKPT ?=
 N ?= 16
 XAI_ARGS ?=
 PYTEST_ARGS ?=
+# make synth: the folder to write the miniature into
+OUT ?=
 
 # A paper's default dataset is the one its experiments/<paper>/config.yaml trains on (data.dataset).
 config_dataset = $(shell awk '/^[^ \#]/{d=($$1=="data:")} d && $$1=="dataset:"{print $$2; exit}' experiments/$(1)/config.yaml 2>/dev/null)
@@ -35,13 +37,28 @@ RESUME_ARG = $(if $(filter 1 true yes,$(RESUME)),--resume=true)
 
 export WANDB_SILENT := true
 
-help: ## list the targets
-	@grep -hE '^[a-zA-Z_%-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
-	@echo "  variables: DATA_ROOT=<dataset folder>  DATASET=<name>  ARGS='<LightningCLI overrides>'  RESUME=1"
-	@echo "             SEG_DATA_ROOT / SEG_ARGS / SEG_CKPT (DualNet stage 1)  SWEEP_ARGS='--dry-run --max-runs N'"
-	@echo "             CKPT=<checkpoint> N=16 XAI_ARGS='--methods gradcam kernel_shap' (explain-<paper>)"
-	@echo "  papers and their datasets (DATASET=, default first: experiments/<paper>/config.yaml, data/<dataset>.yaml):"
-	@$(foreach p,$(PAPERS),echo "             $(p): $(call config_dataset,$(p)) $(filter-out $(call config_dataset,$(p)),$(patsubst experiments/$(p)/data/%.yaml,%,$(wildcard experiments/$(p)/data/*.yaml)))";)
+help: ## [setup] list the targets, grouped
+	@grep -hE '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | awk -v order="$(HELP_GROUPS)" "$$HELP_AWK"
+	@echo "variables: DATA_ROOT=<dataset folder>  DATASET=<name>  ARGS='<LightningCLI overrides>'  RESUME=1"
+	@echo "           SEG_DATA_ROOT / SEG_ARGS / SEG_CKPT (DualNet stage 1)  SWEEP_ARGS='--dry-run --max-runs N'"
+	@echo "           CKPT=<checkpoint> N=16 XAI_ARGS='--methods gradcam kernel_shap' (explain-<paper>)  OUT=<folder> (synth)"
+	@echo "papers and their datasets (DATASET=, default first: experiments/<paper>/config.yaml, data/<dataset>.yaml):"
+	@$(foreach p,$(PAPERS),echo "           $(p): $(call config_dataset,$(p)) $(filter-out $(call config_dataset,$(p)),$(patsubst experiments/$(p)/data/%.yaml,%,$(wildcard experiments/$(p)/data/*.yaml)))";)
+	@echo "every command: .venv/bin/python -m dermfuse_models.runner --help;  Python API: README.md, 'Python API'"
+	@echo "offline wandb runs: wandb sync runs/<paper>/<run>/wandb/offline-run-*   (README.md, 'Where outputs go')"
+
+# make help: targets grouped by the [group] that starts their "## " text, in this order (untagged: "other")
+HELP_GROUPS := train evaluate data models develop setup other
+define HELP_AWK
+BEGIN { FS = ":.*## "; n = split(order, groups, " ") }
+{
+	group = "other"; text = $$2
+	if (match(text, /^\[[a-z]+\] /)) { group = substr(text, 2, RLENGTH - 3); text = substr(text, RLENGTH + 1) }
+	lines[group] = lines[group] sprintf("  \033[36m%-20s\033[0m %s\n", $$1, text)
+}
+END { for (i = 1; i <= n; i++) if (groups[i] in lines) printf "%s:\n%s", groups[i], lines[groups[i]] }
+endef
+export HELP_AWK
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,24 +67,24 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m uv pip install --python $(PY) -q --no-deps -e .
 	@touch $(STAMP)
 
-setup: $(STAMP) ## create .venv and install the pinned stack (uv; ~30 s cold, instant when done)
+setup: $(STAMP) ## [setup] create .venv and install the pinned stack (uv; ~30 s cold, instant when done)
 
-lock: ## re-resolve requirements.lock from pyproject.toml (run after changing dependencies)
+lock: ## [setup] re-resolve requirements.lock from pyproject.toml (run after changing dependencies)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --disable-pip-version-check uv
 	$(PY) -m uv pip compile -q pyproject.toml --extra dev --python-version 3.11 --python-platform x86_64-manylinux_2_28 -o requirements.lock
 
-test: $(STAMP) lint-imports ## CPU test suite (what CI runs; layer contracts first); PYTEST_ARGS="-m 'not slow'" for the quick part
+test: $(STAMP) lint-imports ## [develop] CPU test suite (what CI runs; layer contracts first); PYTEST_ARGS="-m 'not slow'" for the quick part
 	WANDB_MODE=disabled HF_HUB_OFFLINE=1 $(PY) -m pytest $(PYTEST_ARGS)
 
-lint-imports: $(STAMP) ## the layer rules (pyproject.toml [tool.importlinter]): rooms point one way, no import cycles
+lint-imports: $(STAMP) ## [develop] the layer rules (pyproject.toml [tool.importlinter]): rooms point one way, no import cycles
 	$(VENV)/bin/lint-imports
 
-lint: $(STAMP) lint-imports ## ruff lint + format check, and the layer rules
+lint: $(STAMP) lint-imports ## [develop] ruff lint + format check, and the layer rules
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-format: $(STAMP) ## ruff: fix what it can and format the code
+format: $(STAMP) ## [develop] ruff: fix what it can and format the code
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
@@ -80,35 +97,46 @@ define check_paper
 	@test -f $(call overlay_of,$(1)) || { echo "no dataset overlay $(call overlay_of,$(1)); DATASET= one of: $$(ls experiments/$(1)/data | sed 's/\.yaml$$//' | tr '\n' ' ')" >&2; exit 2; }
 endef
 
-train-%: $(STAMP) ## train a paper: make train-vitatt [DATASET=isic2019] [DATA_ROOT=...] [RESUME=1] [ARGS=...]
+train-%: $(STAMP) ## [train] train a paper: make train-vitatt [DATASET=isic2019] [DATA_ROOT=...] [RESUME=1] [ARGS=...]
 	$(call check_paper,$*)
 	$(PY) -m dermfuse_models.runner fit $(call CONFIGS,$*) $(RESUME_ARG) $(ARGS)
 
 SEG_CONFIGS = --config experiments/dualnet/segmenter.yaml $(if $(strip $(SEG_DATA_ROOT)),--data.root=$(SEG_DATA_ROOT),--config experiments/dualnet/segmenter_smoke.yaml)
 
-train-dualnet: $(STAMP) ## DualNet, both stages: segmenter, masks predicted once, dual-encoder classifier
+train-dualnet: $(STAMP) ## [train] DualNet, both stages: segmenter, masks predicted once, dual-encoder classifier
 	@if [ -n "$(strip $(DATA_ROOT))" ] && [ -z "$(strip $(SEG_DATA_ROOT))" ]; then echo "DATA_ROOT is set: also set SEG_DATA_ROOT=<ISIC 2018 Task 1 folder> for the segmenter (real classifier, real segmenter)" >&2; exit 2; fi
 	$(MAKE) --no-print-directory train-dualnet-seg
 	$(MAKE) --no-print-directory train-dualnet-cls
 
-train-dualnet-seg: $(STAMP) ## DualNet stage 1: Deep-UNet on ISIC 2018 Task 1 [SEG_DATA_ROOT=...] [SEG_ARGS=...]
+train-dualnet-seg: $(STAMP) ## [train] DualNet stage 1: Deep-UNet on ISIC 2018 Task 1 [SEG_DATA_ROOT=...] [SEG_ARGS=...]
 	$(PY) -m dermfuse_models.runner fit $(SEG_CONFIGS) $(RESUME_ARG) $(SEG_ARGS)
 
-train-dualnet-cls: $(STAMP) ## DualNet stage 2 on image + predicted mask [SEG_CKPT=... default: latest finished segmenter]
+train-dualnet-cls: $(STAMP) ## [train] DualNet stage 2 on image + predicted mask [SEG_CKPT=... default: latest finished segmenter]
 	$(call check_paper,dualnet)
 	$(PY) -m dermfuse_models.runner two-stage fit $(call CONFIGS,dualnet) $(if $(strip $(SEG_CKPT)),--seg_ckpt=$(SEG_CKPT)) $(RESUME_ARG) $(ARGS)
 
-sweep-%: $(STAMP) ## a paper's ablations (experiments/<paper>/sweep.yaml): wandb agent if online, else run locally
+sweep-%: $(STAMP) ## [train] a paper's ablations (experiments/<paper>/sweep.yaml): wandb agent if online, else run locally
 	$(call check_paper,$*)
 	$(PY) -m dermfuse_models.runner sweep experiments/$*/sweep.yaml --dataset $(call dataset_of,$*) $(if $(strip $(DATA_ROOT)),--data_root=$(DATA_ROOT)) $(SWEEP_ARGS) $(if $(strip $(ARGS)),-- $(ARGS))
 
-explain-%: $(STAMP) ## explanations of a trained run into <run>/explain/: make explain-vitatt [CKPT=...] [N=16] [XAI_ARGS=...]
+explain-%: $(STAMP) ## [evaluate] explanations of a trained run into <run>/explain/: make explain-vitatt [CKPT=...] [N=16] [XAI_ARGS=...]
 	$(PY) -m dermfuse_models.runner explain $(if $(strip $(CKPT)),--ckpt=$(CKPT),--experiment=$*) --n=$(N) $(XAI_ARGS)
 
-report: $(STAMP) ## runs/report.md (+ runs/report_<paper>.png): finished runs beside the papers' numbers
+report: $(STAMP) ## [evaluate] runs/report.md (+ runs/report_<paper>.png): finished runs beside the papers' numbers
 	$(PY) -m dermfuse_models.runner report
 
-clean: ## remove caches and run outputs (keeps .venv)
+check: $(STAMP) ## [data] a dataset's rows, classes, groups, splits and problems: make check DATASET=pad_ufes_20 DATA_ROOT=/data/PAD-UFES-20
+	@test -n "$(strip $(DATASET))" -a -n "$(strip $(DATA_ROOT))" || { echo "make check needs DATASET=<name> and DATA_ROOT=<folder>" >&2; exit 2; }
+	$(PY) -m dermfuse_data check --dataset $(DATASET) --root $(DATA_ROOT) $(ARGS)
+
+synth: $(STAMP) ## [data] write a dataset's synthetic miniature in its publisher's layout: make synth DATASET=ham10000 OUT=/tmp/ham
+	@test -n "$(strip $(DATASET))" -a -n "$(strip $(OUT))" || { echo "make synth needs DATASET=<name> and OUT=<folder>" >&2; exit 2; }
+	$(PY) -m dermfuse_data synth --dataset $(DATASET) --out $(OUT) $(ARGS)
+
+profile: $(STAMP) ## [models] parameters, GMACs and GFLOPs of every paper's net beside the paper's [ARGS="--only vitatt"]
+	$(PY) -m dermfuse_models.runner profile $(ARGS)
+
+clean: ## [setup] remove caches and run outputs (keeps .venv)
 	rm -rf .cache runs wandb lightning_logs .pytest_cache
 
-.PHONY: help setup lock test lint lint-imports format clean report train-dualnet train-dualnet-seg train-dualnet-cls
+.PHONY: help setup lock test lint lint-imports format clean report check synth profile train-dualnet train-dualnet-seg train-dualnet-cls

@@ -3,19 +3,14 @@ where the outputs are), and user errors as one line naming the closest valid nam
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 
 import pytest
 
-from tests.experiments._support import EXPERIMENTS, REPO
+from tests.experiments._support import EXPERIMENTS
 
 MAMMO = ["--config", str(EXPERIMENTS / "mammo_xattn" / "config.yaml"), "--config"]
 MAMMO += [str(EXPERIMENTS / "mammo_xattn" / "smoke.yaml")]
-TINY = ["--trainer.max_epochs=1", "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1"]
-TINY += ["--trainer.limit_test_batches=1"]
 NOISE = {
     "litlogger tip": "litlogger",
     "wandb anonymous setting": "anonymous setting",
@@ -28,19 +23,13 @@ NOISE = {
 
 
 @pytest.mark.slow
-def test_smoke_fit_prints_the_banner_once_and_none_of_the_noise(tmp_path, session_cache):
-    env = {**os.environ, "DERMFUSE_RUNS": str(tmp_path / "runs"), "DERMFUSE_CACHE": str(session_cache)}
-    env.update({"WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "COLUMNS": "100"})
-    for key in ("WANDB_SILENT", "LOCAL_RANK", "DERMFUSE_RUN_DIR"):
-        env.pop(key, None)
-    command = [sys.executable, "-m", "dermfuse_models.runner", "fit", *MAMMO, *TINY]
-    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+def test_smoke_fit_prints_the_banner_once_and_none_of_the_noise(mammo_smoke_run):
+    runs, done = mammo_smoke_run
     output = done.stdout + done.stderr
-    assert done.returncode == 0, output[-3000:]
     assert output.count("SYNTHETIC DATA: no root given") == 1 and output.count("say nothing about the paper") == 1
     assert {what: text for what, text in NOISE.items() if text in output} == {}
     assert "Total params" in output and "MammoXAttn" in output  # the model summary itself stays
-    run_dir = next((tmp_path / "runs" / "mammo_xattn").iterdir())
+    run_dir = next((runs / "mammo_xattn").iterdir())
     assert f"run folder: {run_dir} (SYNTHETIC DATA" in output
     assert f"wandb sync {run_dir / 'wandb'}/offline-run-*" in output and any((run_dir / "wandb").glob("offline-run-*"))
     assert "figures/: confusion_matrix.png, roc_curves.png" in output
