@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.overrides.distributed import UnrepeatedDistributedSampler
+from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
 from torchvision import tv_tensors
 
@@ -66,16 +67,31 @@ def synthetic_root(dataset: str, base: Path, seed: int = 0) -> Path:
     return final / marker.read_text()
 
 
+#: synthetic miniatures announced in this process: dataset -> root
+_ANNOUNCED: dict[str, Path] = {}
+
+
 def synthetic_banner(dataset: str, root: Path) -> None:
-    """Print, to stderr, that the run uses generated data (never mistaken for a real result)."""
+    """Print, to stderr, that the run uses generated data (never mistaken for a real result).
+
+    Once per process and on rank 0 only (``pytorch_lightning``'s rank, from the launcher's environment): the
+    banner the first time, one line for another synthetic dataset later in the same process (the DualNet
+    segmenter's, in stage 2), nothing again for one already announced (a DataModule built twice).
+    """
+    root = Path(root)
+    if rank_zero_only.rank != 0 or _ANNOUNCED.get(dataset) == root:
+        return
+    first = not _ANNOUNCED
+    _ANNOUNCED[dataset] = root
     line = "=" * 78
-    print(
+    text = (
         f"\n{line}\n  SYNTHETIC DATA: no root given for {dataset!r}; using the generated miniature at\n"
         f"  {root}\n  Numbers from this run say nothing about the paper. Pass DATA_ROOT=... "
-        f"(--data.root) for real data.\n{line}\n",
-        file=sys.stderr,
-        flush=True,
+        f"(--data.root) for real data.\n{line}\n"
+        if first
+        else f"also synthetic: {dataset!r}, the generated miniature at {root}"
     )
+    print(text, file=sys.stderr, flush=True)
 
 
 def cached_image(cache: ImageCache, row: int) -> tv_tensors.Image:

@@ -9,6 +9,7 @@ says how to do that instead of hanging or raising a bare ``LocalEntryNotFoundErr
 from __future__ import annotations
 
 import contextlib
+import difflib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -68,6 +69,22 @@ def _download_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+def check_model_name(name: str) -> None:
+    """A one-line ``ValueError`` naming timm's closest architectures when ``name`` is not one of them.
+
+    Hub names (``hf-hub:org/repo``, ``local-dir:...``) are left to timm. Tags (``resnet50.a1_in1k``) are fine.
+    """
+    if ":" in name or timm.is_model(name):
+        return
+    close = difflib.get_close_matches(name, timm.list_models(), n=3, cutoff=0.6)
+    family = name.split("_")[0].rstrip("0123456789") or name
+    raise ValueError(
+        f"unknown timm model {name!r}"
+        + (f"; did you mean {', '.join(close)}?" if close else "")
+        + f" (all names: python -c \"import timm; print(timm.list_models('{family}*'))\")"
+    )
+
+
 def create_encoder(
     name: str, pretrained: bool = False, weights_path: str | os.PathLike[str] | None = None, **timm_kwargs: Any
 ) -> nn.Module:
@@ -86,9 +103,11 @@ def create_encoder(
             ``dynamic_img_size``, ``drop_rate``, ``features_only``, ...).
 
     Raises:
+        ValueError: ``name`` is not a timm architecture (the message names the closest ones).
         FileNotFoundError: ``weights_path`` does not point to a file.
         RuntimeError: the hub could not be reached (offline, DNS, HTTP error, not cached).
     """
+    check_model_name(name)
     if weights_path is not None:
         path = Path(weights_path).expanduser()
         if not path.is_file():

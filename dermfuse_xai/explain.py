@@ -85,7 +85,8 @@ def explain_batches(
         inputs = MethodInputs(chunk.image, targets.target, chunk.meta, chunk.mask, settings, meta_groups, meta_names)
         result = _run(chosen, net, inputs)
         random_maps = _run([m for m in chosen if m.yields_maps], random_net, inputs).maps if random_net else {}
-        collected.add(chunk, targets, result, score_maps(result.maps, random_maps, chunk, targets, settings))
+        rows = score_maps(result.maps, random_maps, chunk, targets, settings, result.notes)
+        collected.add(chunk, targets, result, rows)
         bar.update(len(chunk.ids))
     bar.close()
     if collected.n_images == 0:
@@ -116,6 +117,7 @@ def _run(chosen: list[ExplanationMethod], net: nn.Module, inputs: MethodInputs) 
         result = method.run(net, inputs)
         merged.maps.update(result.maps)
         merged.features.update(result.features)
+        merged.notes.update(result.notes)
     return merged
 
 
@@ -126,6 +128,8 @@ class _Collected:
         self.max_figure_rows = max_figure_rows
         self.n_images = 0
         self.rows: list[dict[str, Any]] = []
+        self.empty_maps: list[dict[str, Any]] = []
+        self.ids: list[str] = []
         self.features: dict[str, dict[str, Any]] = {}
         self.images: list[torch.Tensor] = []
         self.masks: list[torch.Tensor | None] = []
@@ -133,6 +137,7 @@ class _Collected:
         self.titles: list[str] = []
         self.maps: dict[str, list[torch.Tensor]] = {}
         self.captions: dict[str, list[str]] = {}
+        self.empty: dict[str, list[bool]] = {}
 
     def add(
         self, chunk: Chunk, targets: BatchTargets, result: MethodResult, rows_per_image: list[list[dict[str, Any]]]
@@ -149,9 +154,16 @@ class _Collected:
             entry["f_baseline"] += extra.get("f_baseline", [])
             entry.update({k: v for k, v in extra.items() if k in ("output", "baseline")})
         for j, rows in enumerate(rows_per_image):
+            for row in rows:
+                detail = row.pop("note_detail", None)
+                if detail is not None:
+                    self.empty_maps.append(
+                        {"sample_id": row["sample_id"], "map": row["map"], "target": row["target"], **detail}
+                    )
             self.rows += rows
             if len(self.images) >= self.max_figure_rows:
                 continue
+            self.ids.append(chunk.ids[j])
             self.images.append(chunk.image[j].cpu())
             self.masks.append(None if chunk.mask is None else chunk.mask[j].cpu())
             self.titles.append(targets.titles[j])
@@ -159,6 +171,7 @@ class _Collected:
             for row in rows:
                 self.maps.setdefault(row["map"], []).append(result.maps[row["map"]][j].detach().cpu())
                 self.captions.setdefault(row["map"], []).append(caption(row))
+                self.empty.setdefault(row["map"], []).append(row["empty"])
 
     def report(
         self, methods: list[str], settings: ExplainSettings, class_names: list[str], task: Task
@@ -175,8 +188,11 @@ class _Collected:
             settings=asdict(settings),
             class_names=class_names,
             task=task,
+            empty_maps=[_named_target(e, class_names, task) for e in self.empty_maps],
         )
         report.figures = {
+            "id": self.ids,
+            "empty": self.empty,
             "image": torch.stack(self.images),
             "mask": _stack_all(self.masks),
             "outline": _stack_all(self.outlines),
@@ -186,6 +202,15 @@ class _Collected:
             "features": {k: (v["names"], torch.cat(v["values"]).numpy()) for k, v in self.features.items()},
         }
         return report
+
+
+def _named_target(entry: dict[str, Any], class_names: list[str], task: Task) -> dict[str, Any]:
+    """An ``empty_maps`` entry with the method's name and, for a classifier, the explained class's name."""
+    method = entry["map"].split("/")[0]
+    named = {"sample_id": entry["sample_id"], "map": entry["map"], "method": method, "target": entry["target"]}
+    if task == "classification":
+        named["target_name"] = class_names[int(entry["target"])]
+    return {**named, **{k: v for k, v in entry.items() if k not in named}}
 
 
 def _stack_all(items: list[torch.Tensor | None]) -> torch.Tensor | None:

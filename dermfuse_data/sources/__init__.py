@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 
 from dermfuse_data.sources.base import DatasetSource, MetaFeature
@@ -20,9 +21,13 @@ SOURCE_MODULES = {
 
 
 def get_source(name: str) -> DatasetSource:
-    """The :class:`DatasetSource` registered as ``name``; unknown names list the known ones."""
+    """The :class:`DatasetSource` registered as ``name``; an unknown name is a ``ValueError`` naming close ones."""
     if name not in SOURCE_MODULES:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {sorted(SOURCE_MODULES)}")
+        close = [k for k in SOURCE_MODULES if k.startswith(str(name))] or difflib.get_close_matches(
+            str(name), SOURCE_MODULES, n=2, cutoff=0.5
+        )
+        guess = f"; did you mean {' or '.join(map(repr, close[:2]))}?" if close else ""
+        raise ValueError(f"unknown dataset {name!r}{guess} (known: {', '.join(sorted(SOURCE_MODULES))})")
     module = importlib.import_module(f"dermfuse_data.sources.{SOURCE_MODULES[name]}")
     return module.SOURCE
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import sys
 
@@ -32,12 +33,28 @@ def usage() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Dispatch to the command's module; print usage (exit 2) for anything else."""
+    """Dispatch to the command's module (third-party noise filtered, :mod:`.terminal`); usage (exit 2) otherwise."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in ("-h", "--help"):
+        print(usage(), end="")
+        return 0
     if not argv or argv[0] not in COMMANDS:
-        stream = sys.stdout if argv and argv[0] in ("-h", "--help") else sys.stderr
-        print(usage(), file=stream, end="")
-        return 0 if stream is sys.stdout else 2
+        print(usage(), file=sys.stderr, end="")
+        if argv:
+            close = difflib.get_close_matches(argv[0], COMMANDS, n=1)
+            print(
+                f"error: unknown command {argv[0]!r}" + (f"; did you mean {close[0]!r}?" if close else ""),
+                file=sys.stderr,
+            )
+        return 2
+    from dermfuse_models.runner.terminal import quiet_third_party
+
+    with quiet_third_party():
+        return _dispatch(argv)
+
+
+def _dispatch(argv: list[str]) -> int:
+    """Run command ``argv[0]`` with the rest of ``argv``."""
     name = COMMANDS[argv[0]][0]
     if argv[0] == "predict" and not any(a == "--input" or a.startswith("--input=") for a in argv):
         name = "cli"  # LightningCLI's predict on a config (written into <run>/eval/<time>-predict/)

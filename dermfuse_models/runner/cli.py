@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import ModelSummary
 from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.utilities import rank_zero_only
 
@@ -57,6 +58,7 @@ from dermfuse_data.sources import get_source
 from dermfuse_models.runner.atomic import folder_os_error
 from dermfuse_models.runner.checkpoints import RunCheckpoint
 from dermfuse_models.runner.config_checks import check_batch_size, check_config, processes_of
+from dermfuse_models.runner.errors import ConfigurationError, configuration_error, message_of
 from dermfuse_models.runner.eval_report import PREDICTIONS_CSV, write_rows
 from dermfuse_models.runner.finite_guard import NonFiniteGuard
 from dermfuse_models.runner.gather import gathered_records
@@ -74,6 +76,7 @@ from dermfuse_models.runner.runs import (
 )
 from dermfuse_models.runner.speed import SpeedOptions
 from dermfuse_models.runner.summary import failure_summary, print_summary, run_summary, scalars, write_summary
+from dermfuse_models.runner.terminal import RunModelSummary, quiet_third_party
 from dermfuse_models.runner.test_intervals import add_test_intervals
 
 RUN_DIR_ENV = "DERMFUSE_RUN_DIR"
@@ -346,6 +349,26 @@ class DermCLI(LightningCLI):
                     write_summary(self.trainer.default_root_dir, record)
             raise
 
+    def instantiate_classes(self) -> None:
+        """LightningCLI's; a class that cannot be built for a user-fixable reason raises a :class:`ConfigurationError`
+        carrying the root cause's message (instead of jsonargparse's dump of the whole config)."""
+        try:
+            super().instantiate_classes()
+        except Exception as err:
+            wrapped = None if isinstance(err, RunError) else configuration_error(err)
+            if wrapped is None:
+                raise
+            raise wrapped from err
+
+    def _instantiate_trainer(self, config: dict, callbacks: list) -> pl.Trainer:
+        """The trainer, with :class:`RunModelSummary` (no FLOPs column of zeros) unless the summary is off or given."""
+        configured = config.get("callbacks") or []
+        configured = configured if isinstance(configured, list) else [configured]
+        given = any(isinstance(c, ModelSummary) for c in [*callbacks, *configured])
+        if config.get("enable_model_summary") is not False and not given:
+            callbacks = [*callbacks, RunModelSummary()]
+        return super()._instantiate_trainer(config, callbacks)
+
     # -- after fit: test and summarise ---------------------------------------------------------
     def after_fit(self) -> None:
         """Test the best checkpoint (last weights if none); write ``test_predictions.csv`` and ``metrics.json``
@@ -422,8 +445,8 @@ def main(args: list[str] | None = None, **kwargs) -> DermCLI:
 def exit_on_user_error(err: BaseException) -> None:
     """Print a problem the user can fix (dataset, config, run folder, checkpoint, failed fit) and exit
     with its status, without a traceback; anything else is re-raised."""
-    if isinstance(err, DatasetError):
-        print(f"\ndataset error: {err}", file=sys.stderr)
+    if isinstance(err, (DatasetError, ConfigurationError)):
+        print(f"\n{message_of(err)}", file=sys.stderr)
         raise SystemExit(2) from None
     if isinstance(err, RunError):
         print(f"\n{err}", file=sys.stderr)
@@ -446,4 +469,5 @@ def run_from_command_line(args: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    run_from_command_line()
+    with quiet_third_party():
+        run_from_command_line()

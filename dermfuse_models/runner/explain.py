@@ -10,6 +10,7 @@ explain-<paper> [CKPT=path] [N=16]`` calls it.
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 from pathlib import Path
 
@@ -108,6 +109,7 @@ def explain_checkpoint(
     from torch.utils.data import DataLoader, Subset
 
     from dermfuse_data.transforms import build_transform, denormalise
+    from dermfuse_models.figure_style import FigureContext
     from dermfuse_models.runner.rebuild import rebuild
 
     if n < 1:
@@ -144,13 +146,32 @@ def explain_checkpoint(
         "split": split,
         "n_images": len(index),
     }
-    return write_report(report, out_dir, extra, to_rgb=denormalise)
+    context = FigureContext(
+        dataset=dm.hparams.dataset,
+        split=split,
+        run=f"{run.run_dir.parent.name}/{run.run_dir.name}",
+        checkpoint=Path(run.checkpoint).name,
+        synthetic=bool(dm.is_synthetic),
+    )
+    written = write_report(report, out_dir, extra, to_rgb=denormalise, caption=context.caption(width=64))
+    for map_name, count in report.empty_counts().items():
+        print(
+            f"note: {count} {map_name} maps are all zero (drawn as 'all zero'); why, per image: "
+            f"'empty_maps' in {written['json']}",
+            file=sys.stderr,
+        )
+    return written
 
 
 def latest_checkpoint(experiment: str) -> Path:
     """Best checkpoint of the latest finished run of ``experiment`` (real or synthetic data)."""
     from dermfuse_models.runner.runs import best_checkpoint, latest_finished_run, runs_root
 
+    known = sorted({p.name for p in runs_root().glob("*") if p.is_dir()} | set(known_experiments()))
+    if experiment not in known:
+        close = difflib.get_close_matches(experiment, known, n=1)
+        guess = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown experiment {experiment!r}{guess} (known: {', '.join(known)})")
     run = latest_finished_run(experiment)
     if run is None:
         raise FileNotFoundError(
@@ -159,6 +180,19 @@ def latest_checkpoint(experiment: str) -> Path:
             "or pass CKPT=<checkpoint>."
         )
     return best_checkpoint(run)
+
+
+def known_experiments() -> list[str]:
+    """The papers of ``experiments/`` (folders with a ``config.yaml``) and extra configs (``dualnet_segmenter``)."""
+    from dermfuse_models.runner.cli import DEFAULTS, experiment_name
+
+    return sorted(
+        experiment_name([p])
+        for p in DEFAULTS.parent.glob("*/*.yaml")
+        if (p.parent / "config.yaml").is_file()
+        and p.stem not in ("smoke", "sweep", "reported")
+        and not p.stem.endswith("_smoke")
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -208,8 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    from dermfuse_models.runner.terminal import aligned
+
     folder = written["json"].parent
     print(f"explanations written to {folder}")
-    for kind, path in written.items():
-        print(f"  {kind:<28} {path.name}")
+    print(aligned((kind, path.name) for kind, path in written.items()))
     return 0

@@ -15,6 +15,7 @@ import pytorch_lightning as pl
 
 from dermfuse_data.splits import uses_official
 from dermfuse_models.runner.atomic import atomic_write_text
+from dermfuse_models.runner.terminal import aligned, run_outputs
 
 
 def scalars(metrics: dict) -> dict[str, float]:
@@ -80,14 +81,22 @@ def write_summary(folder: str | Path, summary: dict[str, Any], name: str = "metr
 
 
 def print_summary(summary: dict[str, Any], key: str = "test", folder: str = "run folder") -> None:
-    """Where the run is (marked SYNTHETIC where it is) and its ``key`` metrics, one per line."""
-    banner = " (SYNTHETIC DATA)" if summary.get("synthetic") else ""
+    """Where the run and its outputs are (marked SYNTHETIC where it is) and its ``key`` metrics, aligned, each
+    with its 95% CI where ``summary`` has one."""
+    banner = " (SYNTHETIC DATA: a pipeline check, not a result)" if summary.get("synthetic") else ""
     print(f"\n{folder}: {summary['run_dir']}{banner}")
-    width = max((len(k) for k in summary.get(key, {})), default=0)
+    outputs = run_outputs(summary["run_dir"], summary.get("best_checkpoint"))
+    if outputs:
+        print(aligned(outputs))
+    if not summary.get(key):
+        return
     intervals = summary.get("ci95") or {}
-    for k, v in summary.get(key, {}).items():
-        ci = f"  95% CI [{intervals[k][0]:.4f}, {intervals[k][1]:.4f}]" if k in intervals else ""
-        print(f"  {k:<{width}}  {v:.4f}{ci}")
+    print(f"{key} metrics" + (" (best checkpoint)" if summary.get("best_checkpoint") else "") + ":")
+    rows = [
+        (k, f"{v:.4f}" + (f"  95% CI [{intervals[k][0]:.4f}, {intervals[k][1]:.4f}]" if k in intervals else ""))
+        for k, v in summary[key].items()
+    ]
+    print(aligned(rows))
     if intervals:
         print(
             f"  (95% CI: grouped bootstrap over {summary.get('ci_groups')} test groups; "

@@ -30,11 +30,11 @@ import yaml
 
 from dermfuse_data.cache import ImageCache, open_or_build
 from dermfuse_data.datamodule import DermDataModule, cached_image
-from dermfuse_data.errors import DatasetError
 from dermfuse_data.mask_file import write_mask_file
 from dermfuse_data.transforms import build_transform
 from dermfuse_models.nets.dualnet_unet import predict_masks
 from dermfuse_models.runner.cli import DermCLI, exit_on_user_error
+from dermfuse_models.runner.errors import one_line_errors
 from dermfuse_models.runner.rebuild import find_run_config, rebuild
 from dermfuse_models.runner.runs import best_checkpoint, latest_finished_run
 
@@ -203,10 +203,8 @@ def main(argv: list[str] | None = None) -> None:
     if not argv or argv[0].startswith("-"):
         argv = ["fit", *argv]
     try:
-        TwoStageCLI(args=argv)
-    except (DatasetError, MissingStageError, FileNotFoundError, ValueError) as err:
-        print(f"\n{type(err).__name__}: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        with one_line_errors(MissingStageError, FileNotFoundError, ValueError):
+            TwoStageCLI(args=argv)
     except Exception as err:  # config, run folder, checkpoint, failed fit: their message and exit status
         exit_on_user_error(err)
 

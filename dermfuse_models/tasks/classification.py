@@ -14,6 +14,7 @@ from pytorch_lightning.loggers.logger import DummyLogger
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassConfusionMatrix, MulticlassROC
 
+from dermfuse_models.figure_style import FigureContext
 from dermfuse_models.protocol import NetOutput
 from dermfuse_models.tasks.base import DermTask
 from dermfuse_models.tasks.classification_report import write_test_report
@@ -187,7 +188,8 @@ class ClassificationTask(DermTask):
         out_dir = self.trainer.log_dir or self.trainer.default_root_dir  # log_dir broadcasts from rank 0
         if not self.trainer.is_global_zero or out_dir is None:
             return
-        paths = write_test_report(out_dir, matrix, list(fpr), list(tpr), self.class_names)
+        context = FigureContext.from_trainer(self.trainer, "test")
+        paths = write_test_report(out_dir, matrix, list(fpr), list(tpr), self.class_names, context)
         log.info("Test report written: %s", ", ".join(str(p) for p in paths.values()))
         for logger in self.trainer.loggers:
             if isinstance(logger, WandbLogger):

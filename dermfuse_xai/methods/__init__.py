@@ -8,6 +8,7 @@ Adding a method = one new file here that defines an :class:`~dermfuse_xai.method
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 
 import torch.nn as nn
@@ -40,11 +41,13 @@ def method_names() -> list[str]:
 
 
 def method_named(name: str) -> ExplanationMethod:
-    """The registered method called ``name``; a ``ValueError`` listing the known names otherwise."""
+    """The registered method called ``name``; a ``ValueError`` naming the closest and all known names otherwise."""
     for method in REGISTRY:
         if method.name == name:
             return method
-    raise ValueError(f"{name!r} is unknown (choose from {', '.join(method_names())})")
+    close = difflib.get_close_matches(str(name), method_names(), n=2, cutoff=0.5)
+    guess = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+    raise ValueError(f"{name!r} is unknown{guess} (choose from {', '.join(method_names())})")
 
 
 def task_of(net: nn.Module, task: Task | None = None) -> Task:

@@ -60,10 +60,12 @@ class FeatureScores(NamedTuple):
 
 @dataclass
 class MethodResult:
-    """What one method gives for a batch: ``maps`` ``{name: (B, H, W)}`` and ``features`` ``{name: FeatureScores}``."""
+    """What one method gives for a batch: ``maps`` ``{name: (B, H, W)}`` and ``features`` ``{name: FeatureScores}``;
+    ``notes`` ``{map name: per image None or a dict with a "reason"}`` say why a map has nothing to show."""
 
     maps: dict[str, torch.Tensor] = field(default_factory=dict)
     features: dict[str, FeatureScores] = field(default_factory=dict)
+    notes: dict[str, list[dict | None]] = field(default_factory=dict)
 
 
 def always_fits(net: nn.Module, context: MethodContext) -> str | None:

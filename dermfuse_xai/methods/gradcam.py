@@ -92,13 +92,29 @@ def grad_cam(
     Returns:
         ``(B, H, W)`` float maps (not normalised; zero where no positive evidence).
     """
+    signed = layer_grad_cam(net, image, target, layer, meta, mask)
+    return upsample(signed.clamp(min=0) if relu else signed, image)
+
+
+def layer_grad_cam(
+    net: nn.Module,
+    image: torch.Tensor,
+    target: torch.Tensor | int,
+    layer: nn.Module | str | None = None,
+    meta: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The signed Grad-CAM ``sum_c alpha_c A_c`` at the layer's own grid, ``(B, 1, h, w)``, before the ReLU.
+
+    Its maximum says why a ReLU'd map is empty (:func:`why_empty`). Arguments as :func:`grad_cam`.
+    """
     model = LogitsModel(net)
     if layer is None or isinstance(layer, str):
         layer = _CAM.pick(model.net, cam_layers_of(model.net), layer)
     target = per_image_targets(target, image)
     with torch.enable_grad():
         attr = LayerGradCam(model, layer).attribute(
-            image, target=target, additional_forward_args=(meta, mask), relu_attributions=relu, attr_dim_summation=True
+            image, target=target, additional_forward_args=(meta, mask), relu_attributions=False, attr_dim_summation=True
         )
     if isinstance(attr, tuple):  # layers with tuple outputs: first element
         attr = attr[0]
@@ -107,8 +123,39 @@ def grad_cam(
             f"Grad-CAM layer output has shape {tuple(attr.shape)}; hook a convolutional layer whose "
             "output is (B, C, h, w)."
         )
-    up = LayerAttribution.interpolate(attr, tuple(image.shape[-2:]), interpolate_mode="bilinear")
-    return up[:, 0].detach().float()
+    return attr.detach().float()
+
+
+def upsample(layer_map: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+    """``(B, 1, h, w)`` layer maps -> ``(B, H, W)`` at the image's size (bilinear, captum's ``interpolate``)."""
+    return LayerAttribution.interpolate(layer_map, tuple(image.shape[-2:]), interpolate_mode="bilinear")[:, 0].float()
+
+
+def why_empty(signed: torch.Tensor, layer: str) -> list[dict | None]:
+    """Per image of the signed layer maps ``(B, 1, h, w)``: ``None`` when its Grad-CAM has positive evidence, else
+    why the ReLU'd map is all zero: ``{"layer", "grid", "signed_max", "reason"}``.
+
+    Either every location's weighted activation sum is negative (the layer's evidence speaks against the
+    explained output: common on a coarse grid, e.g. ResNet layer4 is 2x2 at 64 px), or it is exactly zero
+    everywhere (the output's gradient or the activations vanish at the layer: frozen out of the output's path,
+    dead units).
+    """
+    grid = [int(v) for v in signed.shape[-2:]]
+    out: list[dict | None] = []
+    flat = signed.flatten(1)
+    for peak, magnitude in zip(flat.amax(1).tolist(), flat.abs().amax(1).tolist(), strict=True):
+        if peak > 0:
+            out.append(None)
+            continue
+        if magnitude == 0:
+            reason = f"zero gradient: the signed Grad-CAM at {layer} is exactly 0 (no gradient reaches its activations)"
+        else:
+            reason = (
+                f"no positive evidence: the signed Grad-CAM at {layer} ({grid[0]}x{grid[1]} grid) is negative "
+                f"everywhere (max {peak:.2g}), so its ReLU is all zero"
+            )
+        out.append({"layer": layer, "grid": grid, "signed_max": peak, "reason": reason})
+    return out
 
 
 class RegionScore(nn.Module):
@@ -158,6 +205,20 @@ def seg_grad_cam(
     Returns:
         ``(B, H, W)`` float maps (not normalised; zero where no positive evidence).
     """
+    signed = _seg_layer_grad_cam(net, image, region, layer, meta, mask, threshold)
+    return upsample(signed.clamp(min=0) if relu else signed, image)
+
+
+def _seg_layer_grad_cam(
+    net: nn.Module,
+    image: torch.Tensor,
+    region: torch.Tensor | None,
+    layer: nn.Module | str | None,
+    meta: torch.Tensor | None,
+    mask: torch.Tensor | None,
+    threshold: float = 0.5,
+) -> torch.Tensor:
+    """The signed Seg-Grad-CAM at the layer's grid ``(B, 1, h, w)`` (:func:`layer_grad_cam` of :class:`RegionScore`)."""
     model = LogitsModel(net)
     if layer is None or isinstance(layer, str):
         layer = _SEG_CAM.pick(model.net, seg_cam_layers_of(model.net), layer)
@@ -166,35 +227,41 @@ def seg_grad_cam(
             region = predicted_region(model(image, meta, mask), threshold)
     if region.ndim == 4:
         region = region[:, 0]
-    return grad_cam(RegionScore(model.net, region.to(image.device)), image, 0, layer, meta=meta, mask=mask, relu=relu)
+    return layer_grad_cam(RegionScore(model.net, region.to(image.device)), image, 0, layer, meta=meta, mask=mask)
 
 
 def _run_grad_cam(net: nn.Module, inputs: MethodInputs) -> MethodResult:
-    """One map per ``cam_layers()`` module, ``gradcam/<name>`` (a module under several names: one map, ``a+b``)."""
+    """One map per ``cam_layers()`` module, ``gradcam/<name>`` (a module under several names: one map, ``a+b``);
+    ``notes`` say why a map is all zero (:func:`why_empty`)."""
     layers = cam_layers_of(net)
     names_of: dict[int, list[str]] = {}
     for name, layer in layers.items():
         names_of.setdefault(id(layer), []).append(name)
-    return MethodResult(
-        maps={
-            "gradcam/" + "+".join(names): grad_cam(
-                net, inputs.image, inputs.target, layers[names[0]], meta=inputs.meta, mask=inputs.mask
-            )
-            for names in names_of.values()
-        }
-    )
+    result = MethodResult()
+    for names in names_of.values():
+        layer = layers[names[0]]
+        signed = layer_grad_cam(net, inputs.image, inputs.target, layer, inputs.meta, inputs.mask)
+        key = "gradcam/" + "+".join(names)
+        result.maps[key] = upsample(signed.clamp(min=0), inputs.image)
+        result.notes[key] = why_empty(signed, _module_name(net, layer))
+    return result
+
+
+def _module_name(net: nn.Module, layer: nn.Module) -> str:
+    """``layer``'s dotted name inside the net (``backbone.layer4``), or its class name."""
+    inner = LogitsModel(net).net
+    return next((name for name, module in inner.named_modules() if module is layer), type(layer).__name__)
 
 
 def _run_seg_grad_cam(net: nn.Module, inputs: MethodInputs) -> MethodResult:
-    """One map per ``seg_cam_layers()`` module, ``seg_gradcam/<name>``; ``inputs.target``: the ``(B, H, W)`` region."""
-    return MethodResult(
-        maps={
-            f"seg_gradcam/{name}": seg_grad_cam(
-                net, inputs.image, inputs.target, layer, meta=inputs.meta, mask=inputs.mask
-            )
-            for name, layer in seg_cam_layers_of(net).items()
-        }
-    )
+    """One map per ``seg_cam_layers()`` module, ``seg_gradcam/<name>``; ``inputs.target``: the ``(B, H, W)`` region;
+    ``notes`` say why a map is all zero (:func:`why_empty`)."""
+    result = MethodResult()
+    for name, layer in seg_cam_layers_of(net).items():
+        signed = _seg_layer_grad_cam(net, inputs.image, inputs.target, layer, inputs.meta, inputs.mask)
+        result.maps[f"seg_gradcam/{name}"] = upsample(signed.clamp(min=0), inputs.image)
+        result.notes[f"seg_gradcam/{name}"] = why_empty(signed, _module_name(net, layer))
+    return result
 
 
 def _declares_cam_layers(net: nn.Module, context: MethodContext) -> str | None:

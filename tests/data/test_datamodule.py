@@ -25,11 +25,27 @@ def dm(tmp_path_factory):
     return module
 
 
-def test_synthetic_default_banner_and_layout(dm, capsys):
+def test_synthetic_default_banner_and_layout(dm, capsys, monkeypatch):
+    from pytorch_lightning.utilities import rank_zero_only
+
+    from dermfuse_data import datamodule
+
+    monkeypatch.setattr(datamodule, "_ANNOUNCED", {})  # a fresh process
     fresh = DermDataModule("pad_ufes_20", image_size=32, cache_dir=str(dm.cache_dir))
     _ = fresh.table
-    assert "SYNTHETIC DATA" in capsys.readouterr().err
+    assert capsys.readouterr().err.count("SYNTHETIC DATA") == 1
     assert fresh.is_synthetic and (fresh.root / "metadata.csv").is_file()
+    _ = DermDataModule("pad_ufes_20", image_size=32, cache_dir=str(dm.cache_dir)).table
+    assert "SYNTHETIC" not in capsys.readouterr().err  # once per process, however often the data is built
+    datamodule.synthetic_banner("ham10000", dm.cache_dir / "ham")
+    assert (
+        capsys.readouterr().err.strip()
+        == f"also synthetic: 'ham10000', the generated miniature at {dm.cache_dir / 'ham'}"
+    )
+    monkeypatch.setattr(datamodule, "_ANNOUNCED", {})
+    monkeypatch.setattr(rank_zero_only, "rank", 1)  # a DDP rank other than 0 stays silent
+    datamodule.synthetic_banner("pad_ufes_20", fresh.root)
+    assert capsys.readouterr().err == ""
 
 
 def test_batch_format(dm):

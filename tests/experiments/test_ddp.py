@@ -34,6 +34,7 @@ def test_two_process_ddp_fit(tmp_path, session_cache):
         [sys.executable, str(SCRIPT), str(out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=420
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stderr.count("SYNTHETIC DATA: no root given") == 1  # rank 0 only (both ranks print to this stderr)
     ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]
     assert ranks[0]["run_dir"] == ranks[1]["run_dir"]  # one run folder for both ranks

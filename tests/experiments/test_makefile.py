@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from tests.experiments._support import make
+from tests.experiments._support import REPO, make
 
 
 def test_help_lists_targets():
@@ -40,6 +42,28 @@ def test_train_uses_overlay_smoke_and_resume():
     line = next(x for x in real.splitlines() if "dermfuse_models.runner fit" in x)
     assert "data/pad_ufes_20.yaml" in line and "--data.root=/data/PAD" in line and "smoke" not in line
     assert "--resume" not in line
+
+
+def test_help_groups_every_target():
+    out = make("help").stdout
+    groups = [line[:-1] for line in out.splitlines() if re.fullmatch(r"[a-z]+:", line)]
+    assert groups == ["train", "evaluate", "data", "models", "develop", "setup"]  # no untagged "other"
+    makefile = (REPO / "Makefile").read_text()
+    targets = re.findall(r"^([a-zA-Z_%-]+):.*## ", makefile, flags=re.M)
+    assert {"check", "synth", "profile", "lint", "format", "explain-%", "report"} <= set(targets)
+    listed = re.findall(r"^  \x1b\[36m(\S+)", out, flags=re.M)
+    assert sorted(listed) == sorted(targets)  # every target, once
+    assert "wandb sync runs/<paper>/<run>/wandb/offline-run-*" in out and "Python API" in out
+
+
+def test_mistyped_paper_names_the_closest():
+    result = make("train-mamo_xattn")
+    assert result.returncode == 2
+    assert "unknown paper 'mamo_xattn'; did you mean 'mammo_xattn'?" in result.stderr
+    assert make("check").returncode == 2 and "needs DATASET=<name> and DATA_ROOT=<folder>" in make("check").stderr
+    out = make("-n", "check", "DATASET=ph2", "DATA_ROOT=/d").stdout
+    line = next(x for x in out.splitlines() if "dermfuse_data check" in x)
+    assert line.rstrip().endswith("-m dermfuse_data check --dataset ph2 --root /d")
 
 
 def test_unknown_dataset_names_the_choices():

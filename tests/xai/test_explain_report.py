@@ -68,8 +68,7 @@ def test_vitatt_report_has_every_score_figure_and_named_feature(kit, tmp_path):
 
     written = write_report(report, tmp_path / "explain", extra={"checkpoint": "x.ckpt"})
     for name in (
-        "relevancy.png",
-        "rollout.png",
+        "explanations.png",  # one grid: a column per map (relevancy, rollout)
         "clinical_features.png",
         "scores.json",
         "scores.csv",
@@ -77,7 +76,8 @@ def test_vitatt_report_has_every_score_figure_and_named_feature(kit, tmp_path):
         "feature_attributions.csv",
     ):
         assert (tmp_path / "explain" / name).is_file(), name
-    with Image.open(written["figure:relevancy"]) as im:
+    assert list(report.figures["maps"]) == ["relevancy", "rollout"]
+    with Image.open(written["figure:explanations"]) as im:
         assert im.size[0] > 300 and im.size[1] > 300
     payload = json.loads(written["json"].read_text())
     assert {
@@ -100,7 +100,7 @@ def test_vitatt_report_has_every_score_figure_and_named_feature(kit, tmp_path):
     assert {r["method"] for r in feats} == {"relevancy", "rollout", "kernel_shap", "lime"}
 
 
-def test_dualnet_report_names_one_map_per_branch_and_handles_no_masks(kit, tmp_path):
+def test_dualnet_report_names_one_map_per_branch_and_handles_no_masks(kit, fitted, tmp_path):
     net = kit.make_net("dualnet")
     report = explain_batches(
         net,
@@ -114,15 +114,12 @@ def test_dualnet_report_names_one_map_per_branch_and_handles_no_masks(kit, tmp_p
     assert report.map_names == ["gradcam/image", "gradcam/segmented", "cross_attention/cross"]
     assert all(math.isnan(r["randomization_spearman"]) for r in report.rows)
     written = write_report(report, tmp_path)
-    assert {p.name for k, p in written.items() if k.startswith("figure:")} == {
-        "gradcam-image.png",
-        "gradcam-segmented.png",
-        "cross_attention-cross.png",
-    }
+    assert {p.name for k, p in written.items() if k.startswith("figure:")} == {"explanations.png"}
+    assert list(report.figures["maps"]) == report.map_names  # one column per branch map and the attention map
     payload = json.loads(written["json"].read_text())
     assert payload["per_image"][0]["randomization_spearman"] is None  # strict JSON: NaN -> null
 
-    mammo = kit.make_net("mammo_xattn")
+    mammo = fitted("mammo_xattn")  # (an unfitted net's Grad-CAM can be all zero: no deletion order, NaN)
     no_mask = explain_batches(
         mammo,
         _batches(kit, n=2, with_mask=False),
@@ -133,8 +130,8 @@ def test_dualnet_report_names_one_map_per_branch_and_handles_no_masks(kit, tmp_p
         progress=False,
     )
     row = no_mask.rows[0]
-    assert math.isnan(row["energy_in_mask"]) and math.isfinite(row["deletion_auc"])
-    assert write_report(no_mask, tmp_path / "nomask")["figure:gradcam/image"].is_file()
+    assert not row["empty"] and math.isnan(row["energy_in_mask"]) and math.isfinite(row["deletion_auc"])
+    assert write_report(no_mask, tmp_path / "nomask")["figure:explanations"].is_file()
 
 
 def test_explaining_nothing_or_the_wrong_method_is_a_clear_error(kit):

@@ -127,7 +127,8 @@ def test_a_registered_method_is_run_scored_and_written_with_no_other_edit(toys, 
     assert set(report.features[TOY_FEATURES]["per_image"]) == {"a", "b", "c"}
 
     written = write_report(report, tmp_path)
-    assert written[f"figure:{TOY_MAP}"].name == f"{TOY_MAP}.png" and written[f"figure:{TOY_MAP}"].is_file()
+    assert written["figure:explanations"].name == "explanations.png" and written["figure:explanations"].is_file()
+    assert list(report.figures["maps"]) == ["gradcam/features", TOY_MAP]  # a column of the grid, like any map
     assert written["figure:features"].is_file()
     payload = json.loads(written["json"].read_text())
     assert payload["methods"] == ["gradcam", TOY_MAP, TOY_FEATURES]
@@ -171,6 +172,7 @@ def test_the_registry_lists_each_method_once_with_its_task_and_convention():
         "energy_in_mask",
         "pointing_hit",
         "deletion_auc",
+        "empty",
         "randomization_spearman",
     ]
 

@@ -36,7 +36,7 @@ from dermfuse_xai import (
     spearman,
     write_report,
 )
-from dermfuse_xai.figures import heatmap_grid_figure
+from dermfuse_xai.figures import explanation_grid_figure
 from dermfuse_xai.methods.cross_attention import has_cross_attention, summarise_attention
 
 SEG_KINDS = ["eamnet", "deepunet"]
@@ -178,10 +178,8 @@ def test_explaining_an_eamnet_end_to_end_reports_dice_and_scores(fitted, kit, tm
     assert titles[0].startswith("a: Dice ") and f"{float(expected_dice[0]):.2f}" in titles[0]
 
     written = write_report(report, tmp_path / "explain")
-    assert {k for k in written if k.startswith("figure:")} == {
-        "figure:seg_gradcam/bottleneck",
-        "figure:seg_gradcam/decoder",
-    }
+    assert {k for k in written if k.startswith("figure:")} == {"figure:explanations"}
+    assert list(report.figures["maps"]) == ["seg_gradcam/bottleneck", "seg_gradcam/decoder"]  # its two columns
     payload = json.loads(written["json"].read_text())
     assert payload["task"] == "segmentation" and "seg_gradcam" in payload["conventions"]
     with written["csv"].open() as fh:
@@ -189,25 +187,20 @@ def test_explaining_an_eamnet_end_to_end_reports_dice_and_scores(fitted, kit, tm
     assert len(rows) == 6 and {"sample_id", "dice", "pred_area", "map", *SCORE_KEYS} <= set(rows[0])
     assert "pred_name" not in rows[0]
 
-    fig = heatmap_grid_figure(
+    fig = explanation_grid_figure(
         report.figures["image"],
-        report.figures["maps"]["seg_gradcam/decoder"],
+        {"seg_gradcam/decoder": report.figures["maps"]["seg_gradcam/decoder"]},
         titles,
-        report.figures["mask"],
-        method="seg_gradcam/decoder",
+        masks=report.figures["mask"],
         outlines=report.figures["outline"],
     )
-    try:
-        axes = fig.axes
-        assert len(axes) == 3 * 3
-        assert all("Dice" in axes[3 * i].get_title(loc="left") for i in range(3))
-        assert len(axes[2].images) == 2  # image + heatmap
-        if 0 < float(report.figures["outline"][0].mean()) < 1:
-            assert axes[2].collections, "the predicted lesion's outline is drawn on the overlay"
-    finally:
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
+    *panels, _ = fig.axes
+    assert len(panels) == 3 * 3  # image | mask | map, three images
+    axes = [panels[3 * i : 3 * i + 3] for i in range(3)]
+    assert all(row[0].get_xlabel().startswith("Dice ") for row in axes)
+    assert len(axes[0][2].images) == 2  # image + heatmap
+    if 0 < float(report.figures["outline"][0].mean()) < 1:
+        assert axes[0][2].collections, "the predicted lesion's outline is drawn on the map"
 
 
 def test_label_target_explains_the_true_mask_and_needs_masks(fitted, kit):
