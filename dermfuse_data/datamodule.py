@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -459,6 +460,8 @@ class DermDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str) -> DataLoader:
         ds = self.dataset(split, on_device=self.augment_on == "device")
+        if split == "train":
+            check_batch_size(self.hparams.batch_size, len(ds))
         sampler = None
         if split == "train" and self.hparams.sampler == "balanced":
             counts = np.bincount(ds.labels, minlength=self.num_classes).astype(float)
@@ -538,8 +541,8 @@ class DermDataModule(pl.LightningDataModule):
 def check_data_options(hp) -> None:
     """Refuse data options that cannot work, in one line naming the ``data.<key>`` (see :class:`DataConfigError`).
 
-    Checked before anything is read: dataset name, source options, image size, fractions, metadata
-    features, cache key, predicted masks with segmentation.
+    Checked before anything is read: dataset name, source options, image size, batch size, workers,
+    fractions, metadata features, cache key, predicted masks with segmentation.
     """
     if hp.dataset not in SOURCE_MODULES:
         raise DataConfigError("dataset", f"unknown dataset {hp.dataset!r}", f"choose one of {sorted(SOURCE_MODULES)}")
@@ -550,6 +553,9 @@ def check_data_options(hp) -> None:
         raise DataConfigError("source_options", f"{hp.dataset} has no option {', '.join(unknown)}", f"known: {known}")
     if isinstance(hp.image_size, bool) or not isinstance(hp.image_size, int) or hp.image_size < 1:
         raise DataConfigError("image_size", f"must be a positive number of pixels, got {hp.image_size!r}")
+    for key, lowest in (("batch_size", 1), ("num_workers", 0)):
+        if isinstance(hp[key], bool) or not isinstance(hp[key], int) or hp[key] < lowest:
+            raise DataConfigError(key, f"must be a whole number >= {lowest}, got {hp[key]!r}")
     for key in ("val_fraction", "test_fraction", "test_meta_missing_fraction"):
         if not 0.0 <= hp[key] <= 1.0:
             raise DataConfigError(key, f"must be in [0, 1], got {hp[key]}")
@@ -571,6 +577,22 @@ def check_data_options(hp) -> None:
             "predicted_masks",
             "replaces the masks a classifier sees; a segmentation task trains on the dataset's own masks",
             "remove data.predicted_masks",
+        )
+
+
+def check_batch_size(batch_size: int, train_size: int) -> None:
+    """Refuse a training split too small for a batch-normalised step; warn where one batch is the whole split."""
+    if train_size < 2:
+        raise DataConfigError(
+            "batch_size",
+            f"the training split holds {train_size} sample(s): a training batch needs at least 2",
+            "add data, or lower data.val_fraction / data.test_fraction",
+        )
+    if batch_size > train_size:
+        warnings.warn(
+            f"data.batch_size={batch_size} is larger than the training split ({train_size} samples): "
+            f"every epoch is one batch of {train_size}; lower data.batch_size",
+            stacklevel=2,
         )
 
 

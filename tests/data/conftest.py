@@ -19,7 +19,7 @@ from dermfuse_data.synthetic import write_synthetic
 from tests.data._support import REAL_METADATA, tiny_image
 
 #: the folder each miniature is written to, named as its publisher's (PH2's reader also accepts the
-#: folder holding ``PH2Dataset/``)
+#: folder holding ``PH2Dataset/``); a source not listed is written to a folder named as the dataset
 MINIATURE_FOLDERS = {
     "pad_ufes_20": "PAD-UFES-20",
     "ham10000": "HAM10000",
@@ -39,7 +39,7 @@ def miniature(tmp_path_factory) -> Callable[[str], Path]:
 
     def root_of(dataset: str) -> Path:
         if dataset not in roots:
-            folder = tmp_path_factory.mktemp(f"{dataset}_synth") / MINIATURE_FOLDERS[dataset]
+            folder = tmp_path_factory.mktemp(f"{dataset}_synth") / MINIATURE_FOLDERS.get(dataset, dataset)
             roots[dataset] = write_synthetic(dataset, folder, 0)
         return roots[dataset]
 

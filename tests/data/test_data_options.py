@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import shutil
+import warnings
 
 import pytest
 
-from dermfuse_data.datamodule import DermDataModule
+from dermfuse_data.datamodule import DermDataModule, check_batch_size
 from dermfuse_data.errors import DataConfigError
 from dermfuse_data.split_file import read_split_file
 
@@ -15,6 +16,9 @@ from dermfuse_data.split_file import read_split_file
     ("options", "message"),
     [
         ({"image_size": 0}, r"^data\.image_size: must be a positive number of pixels, got 0$"),
+        ({"image_size": -5}, r"^data\.image_size: must be a positive number of pixels, got -5$"),
+        ({"batch_size": 0}, r"^data\.batch_size: must be a whole number >= 1, got 0$"),
+        ({"num_workers": -1}, r"^data\.num_workers: must be a whole number >= 0, got -1$"),
         ({"dataset": "ham1000"}, r"^data\.dataset: unknown dataset 'ham1000'\n  -> choose one of \[.*'ham10000'"),
         ({"source_options": {"abnormality": "mass"}}, r"^data\.source_options: pad_ufes_20 has no option abnormality"),
         (
@@ -32,6 +36,16 @@ def test_data_options_that_cannot_work_fail_at_once_naming_the_key(tmp_path, opt
     with pytest.raises(DataConfigError, match=message):
         DermDataModule(**{"dataset": "pad_ufes_20", "cache_dir": str(tmp_path), **options})
     assert list(tmp_path.iterdir()) == []  # refused before anything was read or generated
+
+
+def test_batch_size_is_checked_against_the_training_split():
+    with pytest.raises(DataConfigError, match=r"^data\.batch_size: the training split holds 1 sample\(s\)"):
+        check_batch_size(8, 1)
+    with pytest.warns(UserWarning, match=r"data\.batch_size=32 is larger than the training split \(14 samples\)"):
+        check_batch_size(32, 14)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_batch_size(14, 14)
 
 
 def test_dataset_without_features_accepts_the_default_all(tmp_path):

@@ -29,7 +29,8 @@ from tests.data._support import assert_unreadable, check_json, digest
 
 DATASETS = sorted(SOURCE_MODULES)
 MASKED = [name for name in DATASETS if get_source(name).has_masks]
-#: a word each dataset's download hint must hold (where to get the real data)
+#: a word each dataset's download hint must hold (where to get the real data); a source not listed (a
+#: newly added one) must show its whole ``DOWNLOAD_HINT`` instead (:func:`download_word`)
 DOWNLOAD_WORDS = {
     "pad_ufes_20": "Mendeley",
     "ham10000": "Dataverse",
@@ -42,8 +43,10 @@ DOWNLOAD_WORDS = {
 }
 #: classes the publisher's training data has no sample of
 CLASSES_WITHOUT_SAMPLES = {"isic2019": ["UNK"]}
-#: (lowest, highest) lesion share of a miniature's masks
+#: (lowest, highest) lesion share of a miniature's masks, exclusive; a masked source not listed gets
+#: ``ANY_MASK_SHARE``: every mask holds some lesion and some background
 MASK_SHARE = {"isic2017": (0.03, 0.6), "isic2018_task1": (0.03, 0.6), "ph2": (0.03, 0.6), "cbis_ddsm": (0.0, 0.1)}
+ANY_MASK_SHARE = (0.0, 1.0)
 #: files that may be the same whatever the seed: the release's licence texts, ISIC 2017's superpixel grids,
 #: the csv source's spec (its column declarations)
 SEED_INDEPENDENT = ("LICENSE.txt", "ATTRIBUTION.txt", "_superpixels.png", "samples.yaml")
@@ -53,6 +56,13 @@ UNREADABLE_HINT = "-> the file is truncated or not an image: re-download it, or 
 
 every_dataset = pytest.mark.parametrize("dataset", DATASETS)
 masked_dataset = pytest.mark.parametrize("dataset", MASKED)
+
+
+def download_word(dataset: str) -> str:
+    """What the dataset's download hint must hold: its ``DOWNLOAD_WORDS`` entry, else its reader's whole
+    ``DOWNLOAD_HINT`` (a reader without one breaks the contract)."""
+    reader = importlib.import_module(f"dermfuse_data.sources.{SOURCE_MODULES[dataset]}")
+    return DOWNLOAD_WORDS.get(dataset, reader.DOWNLOAD_HINT)
 
 
 def _table(miniature, dataset: str) -> pa.Table:
@@ -93,7 +103,7 @@ def test_reader_and_writer_registered_under_the_dataset_name(dataset, miniature)
     assert len({f.name for f in source.features}) == len(source.features)
     assert all(f.why_leaks for f in source.features if f.leaks_label)
     assert all(help_text for help_text in source.options.values())
-    assert DOWNLOAD_WORDS[dataset] in reader.DOWNLOAD_HINT
+    assert reader.DOWNLOAD_HINT.strip() and download_word(dataset) in reader.DOWNLOAD_HINT
     module = writer(dataset)
     assert module.__doc__ and module.write_miniature.__doc__
     assert list(inspect.signature(module.write_miniature).parameters)[:2] == ["out", "seed"]
@@ -168,7 +178,7 @@ def test_check_on_the_miniature_finds_no_problem(dataset, miniature, cli):
 
 @masked_dataset
 def test_masks_are_binary_at_image_size(dataset, miniature):
-    low, high = MASK_SHARE[dataset]
+    low, high = MASK_SHARE.get(dataset, ANY_MASK_SHARE)
     for row in _table(miniature, dataset).to_pylist():
         image, size = load_image(row["image_path"])
         mask, _ = load_image(row["mask_path"], mask=True, expect_size=size)
@@ -181,10 +191,10 @@ def test_masks_are_binary_at_image_size(dataset, miniature):
 def test_missing_root_exits_2_naming_it(dataset, tmp_path, cli):
     with pytest.raises(DatasetError, match="dataset folder does not exist") as err:
         get_source(dataset).read(tmp_path / "nowhere")
-    assert str(tmp_path / "nowhere") in str(err.value) and DOWNLOAD_WORDS[dataset] in err.value.hint
+    assert str(tmp_path / "nowhere") in str(err.value) and download_word(dataset) in err.value.hint
     rc, out, errout = cli("check", "--dataset", dataset, "--root", tmp_path / "nowhere")
     assert rc == 2 and "does not exist" in errout and str(tmp_path / "nowhere") in errout
-    assert DOWNLOAD_WORDS[dataset] in errout and "Traceback" not in out + errout
+    assert download_word(dataset) in errout and "Traceback" not in out + errout
     (tmp_path / "a_file").write_text("not a folder")
     with pytest.raises(DatasetError, match="is a file, not the dataset folder"):
         get_source(dataset).read(tmp_path / "a_file")
