@@ -24,6 +24,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from dermfuse_data.sources import SOURCE_MODULES, get_source
 from dermfuse_models.runner.runs import run_config
 from dermfuse_models.runner.sweep import SEED_KEY, describe
 
@@ -69,12 +70,9 @@ def protocol_of(dataset: str, options: dict | None, task: str | None) -> Protoco
 
 
 def _source_defaults(dataset: str) -> dict:
-    try:
-        from dermfuse_data.sources import get_source
-
-        read = get_source(dataset).read
-    except Exception:  # not a dermfuse dataset (a paper's own name): no defaults to add
+    if dataset not in SOURCE_MODULES:  # not a dermfuse dataset (a paper's own name): no defaults to add
         return {}
+    read = get_source(dataset).read
     params = inspect.signature(read).parameters.values()
     return {p.name: p.default for p in params if p.name != "root" and p.default is not inspect.Parameter.empty}
 
