@@ -46,16 +46,9 @@ def vit_grad_cam(
 ) -> torch.Tensor:
     """Grad-CAM of ``target`` on the patch tokens of ``layer`` (see module doc), upsampled to the image size.
 
-    Args:
-        net: a ViT net declaring ``token_cam_layers()`` (``MSViT``, ``ViTAtt``) or a task wrapping one; ``eval()`` it.
-        image: ``(B, 3, H, W)`` normalised images.
-        target: class per image ``(B,)`` or one int.
-        layer: a module or a name of ``token_cam_layers()``; default its first entry.
-        meta, mask: extra inputs (a net ignores those it does not use).
-        relu: keep only positive evidence (standard); False gives the signed map.
-
-    Returns:
-        ``(B, H, W)`` float maps (not normalised).
+    Arguments and result as :func:`~dermfuse_xai.methods.gradcam.grad_cam`, except that ``net`` is a ViT
+    declaring ``token_cam_layers()`` (``MSViT``, ``ViTAtt``) or a task wrapping one, and ``layer`` a module or
+    a name of ``token_cam_layers()`` (default its first entry).
     """
     model = LogitsModel(net)
     if layer is None or isinstance(layer, str):
