@@ -6,7 +6,9 @@ fit``) and, per paper, writes one Markdown table to ``runs/report.md`` and one b
 ``experiments/<paper>/reported.yaml``, machine-readable, taken from the paper summaries in
 ``shared/papers/``) and then our runs' TEST metrics with dataset, split, seed and variant (a sweep
 run's overrides). Runs on the synthetic miniature are marked **SYNTHETIC** in the table and hatched
-in the plot: their numbers say nothing about the paper.
+in the plot: their numbers say nothing about the paper. The plot (:mod:`dermfuse_models.runner.report_plot`) labels
+each run once (``R1`` ...) with a key to its folder, draws one data protocol per panel and leaves debug and failed
+runs out.
 
 ``reported.yaml`` format::
 
@@ -31,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from dermfuse_models.runner.report_plot import plot_paper
 
 #: metrics always shown for our runs of a task (besides those the paper reports)
 DEFAULT_METRICS = {
@@ -168,40 +172,6 @@ def markdown_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def plot_paper(paper: str, rows: list[Row], path: Path) -> Path | None:
-    """Bar plot of each metric: the paper's figure and our runs (synthetic runs hatched)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    keys = [k for k in _metric_columns(rows) if any(k in r.metrics for r in rows)]
-    if not keys:
-        return None
-    fig, axes = plt.subplots(1, len(keys), figsize=(max(4.0, 3.2 * len(keys)), 3.8), squeeze=False)
-    for ax, key in zip(axes[0], keys):
-        shown = [r for r in rows if key in r.metrics]
-        labels = [("paper" if r.source == "paper" else f"ours #{i}") + f"\n{r.dataset}" for i, r in enumerate(shown)]
-        bars = ax.bar(
-            range(len(shown)),
-            [r.metrics[key] for r in shown],
-            color=["#555555" if r.source == "paper" else "#1f77b4" for r in shown],
-        )
-        for bar, r in zip(bars, shown):
-            if r.synthetic:
-                bar.set_hatch("//")
-                bar.set_facecolor("#f4b183")
-        ax.set_xticks(range(len(shown)), labels, fontsize=6, rotation=60, ha="right")
-        ax.set_title(key, fontsize=9)
-        ax.set_ylim(0, 1.0 if all(0 <= r.metrics[key] <= 1 for r in shown) else None)
-    fig.suptitle(f"{paper}: paper (grey) vs ours (blue; hatched orange = synthetic data)", fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
 def build_report(
     runs: str | Path = "runs", experiments: str | Path = "experiments", out: str | Path | None = None
 ) -> Path:
@@ -231,7 +201,7 @@ def build_report(
         if not ours.get(paper):
             parts += ["No finished runs yet (`make train-" + paper + "`).", ""]
         parts += [markdown_table(rows), ""]
-        png = plot_paper(paper, rows, runs / f"report_{paper}.png")
+        png = plot_paper(paper, rows, runs / f"report_{paper}.png", _metric_columns(rows), experiments=experiments)
         if png is not None:
             parts += [f"![{paper}]({png.name})", ""]
         if info.get("notes"):
