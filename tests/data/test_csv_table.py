@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -82,3 +83,20 @@ def test_a_split_column_is_the_official_split(mini):
     edit_csv(mini / "samples.csv", set_cell(0, "split", "holdout"), end="\n")
     with pytest.raises(DatasetError, match="split 'holdout' in column 'split' is not one of"):
         SOURCE.read(mini)
+
+
+def test_the_readme_example_spec_reads_the_miniature(mini):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### Your own data: the `csv` source", 1)[1]
+    spec = section.split("the spec is\n\n```yaml\n", 1)[1].split("```", 1)[0]
+    (mini / "samples.yaml").write_text(spec)
+    declared = SOURCE.for_data(mini)
+    assert declared.classes == ("nevus", "melanoma", "keratosis") and declared.group == "patient"
+    assert {f.name: f.kind for f in declared.features} == {
+        "sex": "categorical",
+        "site": "categorical",
+        "age": "numeric",
+        "biopsy": "categorical",
+    }
+    assert [f.name for f in declared.features if f.leaks_label] == ["biopsy"]
+    assert SOURCE.read(mini).num_rows == 72
