@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         print(usage(), file=stream, end="")
         return 0 if stream is sys.stdout else 2
     name = COMMANDS[argv[0]][0]
-    if argv[0] == "predict" and not any(a == "--input" or a.startswith("--input=") for a in argv):
+    if argv[0] == "predict" and any(a in ("-c", "--config") or a.startswith("--config=") for a in argv):
         name = "cli"  # LightningCLI's predict on a config (written into <run>/eval/<time>-predict/)
     module = importlib.import_module(f"dermfuse_models.runner.{name}")
     if module.__name__.endswith(".cli"):
