@@ -27,7 +27,7 @@ Everything downstream is the same as for a publisher's layout: ``python -m dermf
 the encoder is fitted on the training split, the images are decoded once into the cache. Other
 columns are kept as raw ``meta_*`` cells (not model inputs). Train with
 ``--data.dataset=csv --data.root=DIR`` (``--data.source_options={table: my.csv, spec: my.yaml}``
-for other file names), e.g. ``make train-vitatt DATASET=csv DATA_ROOT=DIR``.
+for other file names), e.g. ``make train-vitatt DATA_ROOT=DIR ARGS=--data.dataset=csv``.
 """
 
 from __future__ import annotations

@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 def _dispatch(argv: list[str]) -> int:
     """Run command ``argv[0]`` with the rest of ``argv``."""
     name = COMMANDS[argv[0]][0]
-    if argv[0] == "predict" and not any(a == "--input" or a.startswith("--input=") for a in argv):
+    if argv[0] == "predict" and any(a in ("-c", "--config") or a.startswith("--config=") for a in argv):
         name = "cli"  # LightningCLI's predict on a config (written into <run>/eval/<time>-predict/)
     module = importlib.import_module(f"dermfuse_models.runner.{name}")
     if module.__name__.endswith(".cli"):

@@ -199,16 +199,22 @@ def evaluate_checkpoint(
     return folder
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``eval`` command's arguments."""
+def checkpoint_parser(command: str, doc: str) -> argparse.ArgumentParser:
+    """A parser for ``command`` (its description: ``doc``'s second paragraph) with ``--ckpt`` or ``--experiment``."""
     parser = argparse.ArgumentParser(
-        prog="python -m dermfuse_models.runner eval",
-        description=__doc__.split("\n\n")[1],
+        prog=f"python -m dermfuse_models.runner {command}",
+        description=doc.split("\n\n")[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--ckpt", help="checkpoint inside a run folder (<run>/checkpoints/*.ckpt)")
     which.add_argument("--experiment", help="the best checkpoint of this experiment's latest finished run, e.g. vitatt")
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``eval`` command's arguments."""
+    parser = checkpoint_parser("eval", __doc__)
     parser.add_argument(
         "--split", choices=SPLIT_CHOICES, default=None, help="default: test of the run's data, all of another dataset"
     )

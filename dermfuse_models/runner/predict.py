@@ -40,7 +40,7 @@ from dermfuse_data.schema import META_PREFIX
 from dermfuse_data.sources.publisher_files import read_csv
 from dermfuse_data.transforms import build_transform
 from dermfuse_models.runner.eval_report import PREDICTIONS_CSV, write_rows
-from dermfuse_models.runner.evaluate import eval_folder
+from dermfuse_models.runner.evaluate import checkpoint_parser, eval_folder
 from dermfuse_models.runner.gather import stacked
 from dermfuse_models.runner.inference import is_segmentation, predict_samples
 from dermfuse_models.runner.runs import run_config
@@ -259,14 +259,7 @@ def predict_folder(
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``predict`` command's arguments (the LightningCLI ``predict`` takes ``--config`` instead)."""
-    parser = argparse.ArgumentParser(
-        prog="python -m dermfuse_models.runner predict",
-        description=__doc__.split("\n\n")[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--ckpt", help="checkpoint inside a run folder (<run>/checkpoints/*.ckpt)")
-    which.add_argument("--experiment", help="the best checkpoint of this experiment's latest finished run, e.g. vitatt")
+    parser = checkpoint_parser("predict", __doc__)
     parser.add_argument("--input", required=True, help="folder of images (sub-folders included)")
     parser.add_argument("--meta", default=None, help="CSV of clinical metadata, one row per image")
     parser.add_argument(

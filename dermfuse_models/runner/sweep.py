@@ -215,11 +215,25 @@ def experiment_of(sweep_path: str | Path) -> str:
     return Path(sweep_path).resolve().parent.name
 
 
-def eval_command(run_dir: Path, test_overrides: dict[str, Any], out: Path) -> list[str]:
-    """``eval`` of the run's best checkpoint with the test-time values (no training)."""
+def evaluate_run(run_dir: Path, test_overrides: dict[str, Any], out: Path) -> tuple[int, float]:
+    """Score the run's best checkpoint with the test-time values into ``out`` (in this process, no training).
+
+    Returns ``(status, seconds)``: 0, or 2 with the error printed: like a failed training subprocess,
+    a failed evaluation is recorded and the sweep goes on to the next combination.
+    """
+    from dermfuse_models.runner.evaluate import EVAL_DIR_ENV, evaluate_checkpoint
+
+    start = time.time()
     settings = [f"{k}={format_value(v)}" for k, v in test_overrides.items()]
-    command = [sys.executable, "-m", "dermfuse_models.runner", "eval", "--ckpt", str(best_checkpoint(run_dir))]
-    return command + ["--out", str(out), "--quiet"] + (["--set", *settings] if settings else [])
+    try:
+        evaluate_checkpoint(best_checkpoint(run_dir), out=out, overrides=settings, progress=False)
+        rc = 0
+    except Exception as err:  # any failure is this combination's, not the sweep's
+        print(f"error: evaluation of {run_dir} with {settings} failed: {type(err).__name__}: {err}", file=sys.stderr)
+        rc = 2
+    finally:
+        os.environ.pop(EVAL_DIR_ENV, None)  # the next combination's trainings must not inherit this folder
+    return rc, round(time.time() - start, 1)
 
 
 def _run(command: list[str]) -> tuple[int, float]:
@@ -291,8 +305,7 @@ def run_local(
             if trained.get("returncode") != 0:
                 record["returncode"] = trained.get("returncode")
                 continue
-            record["eval_command"] = eval_command(run_dir, item.test_overrides, out)
-            rc, seconds = _run(record["eval_command"])
+            rc, seconds = evaluate_run(run_dir, item.test_overrides, out)
             record["returncode"] = record.get("returncode") or rc
             record["seconds"] = round(record.get("seconds", 0.0) + seconds, 1)
             record["metrics"] = (run_metrics(out) or {}).get("metrics", {})

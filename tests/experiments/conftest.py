@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.experiments._eval_support import train_tiny
 from tests.experiments._support import EXPERIMENTS, REPO
 
 
@@ -33,37 +34,6 @@ def _no_ddp_env(monkeypatch):
     """In-process CLI runs must not look like DDP children."""
     monkeypatch.delenv("LOCAL_RANK", raising=False)
     os.environ.pop("DERMFUSE_RUN_DIR", None)
-
-
-def train_tiny(run_dir: Path, paper: str = "vitatt", dataset: str = "pad_ufes_20", *extra: str) -> Path:
-    """Fit ``paper``'s smoke profile on ``dataset``'s miniature for a few steps into ``run_dir``; returns it.
-
-    One epoch of two training batches, one validation batch (the best checkpoint's monitor), the whole
-    test split (``metrics.json``). Model quality is irrelevant: the tests compare numbers and files.
-    """
-    from dermfuse_models.runner.cli import main
-
-    folder = REPO / "experiments" / paper
-    main(
-        [
-            "fit",
-            "--config",
-            str(folder / "config.yaml"),
-            "--config",
-            str(folder / "data" / f"{dataset}.yaml"),
-            "--config",
-            str(folder / "smoke.yaml"),
-            "--trainer.max_epochs=1",
-            "--trainer.limit_train_batches=2",
-            "--trainer.limit_val_batches=1",
-            "--trainer.enable_progress_bar=false",
-            "--trainer.enable_model_summary=false",
-            f"--run_dir={run_dir}",
-            *extra,
-        ]
-    )
-    os.environ.pop("DERMFUSE_RUN_DIR", None)
-    return run_dir
 
 
 @pytest.fixture(scope="session")

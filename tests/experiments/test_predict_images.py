@@ -71,3 +71,19 @@ def test_predict_a_folder_with_and_without_metadata(vitatt_run, tmp_path):
     assert record["id_column"] == "img_id" and "notes" in record["unused_columns"]
     assert sorted(record["images_without_row"]) == sorted(["broken.png", ids[0]])
     assert record["rows_without_image"] == 0 and record["absent_features"] == []
+
+
+def test_predict_without_a_config_is_the_images_command_with_one_the_lightning_subcommand(monkeypatch, capsys):
+    import dermfuse_models.runner.cli as cli
+    from dermfuse_models.runner.__main__ import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["predict", "--help"])
+    assert exit_.value.code == 0 and "--input INPUT" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_:
+        main(["predict", "--ckpt", "x.ckpt"])  # no --input: the images command names what is missing
+    assert exit_.value.code == 2 and "--input" in capsys.readouterr().err
+    seen = []
+    monkeypatch.setattr(cli, "run_from_command_line", seen.append)
+    assert main(["predict", "--config", "run/config.yaml", "--ckpt_path=best.ckpt"]) == 0
+    assert seen == [["predict", "--config", "run/config.yaml", "--ckpt_path=best.ckpt"]]
