@@ -12,8 +12,10 @@ DATA_ROOT ?=
 DATASET ?=
 # Extra LightningCLI overrides, e.g. ARGS="--trainer.devices=8 --trainer.precision=bf16-mixed"
 ARGS ?=
-# RESUME=1: continue the latest interrupted run of that paper + dataset from its checkpoints/last.ckpt.
+# RESUME=1: continue the latest interrupted run of that paper + dataset from its checkpoints/last.ckpt
+# (a finished run is left untouched; RESUME=1 EXTEND=1 ARGS=--trainer.max_epochs=N trains it further).
 RESUME ?=
+EXTEND ?=
 # DualNet stage 1 (segmenter, ISIC 2018 Task 1): its data folder, overrides and an explicit checkpoint.
 SEG_DATA_ROOT ?=
 SEG_ARGS ?=
@@ -31,13 +33,13 @@ config_dataset = $(shell awk '/^[^ \#]/{d=($$1=="data:")} d && $$1=="dataset:"{p
 dataset_of = $(or $(strip $(DATASET)),$(call config_dataset,$(1)))
 PAPERS := $(patsubst experiments/%/config.yaml,%,$(wildcard experiments/*/config.yaml))
 overlay_of = experiments/$(1)/data/$(call dataset_of,$(1)).yaml
-RESUME_ARG = $(if $(filter 1 true yes,$(RESUME)),--resume=true)
+RESUME_ARG = $(if $(filter 1 true yes,$(RESUME)),--resume=true)$(if $(filter 1 true yes,$(EXTEND)), --extend=true)
 
 export WANDB_SILENT := true
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_%-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-18s\033[0m %s\n", $$1, $$2}'
-	@echo "  variables: DATA_ROOT=<dataset folder>  DATASET=<name>  ARGS='<LightningCLI overrides>'  RESUME=1"
+	@echo "  variables: DATA_ROOT=<dataset folder>  DATASET=<name>  ARGS='<LightningCLI overrides>'  RESUME=1 [EXTEND=1]"
 	@echo "             SEG_DATA_ROOT / SEG_ARGS / SEG_CKPT (DualNet stage 1)  SWEEP_ARGS='--dry-run --max-runs N'"
 	@echo "             CKPT=<checkpoint> N=16 XAI_ARGS='--methods gradcam kernel_shap' (explain-<paper>)"
 	@echo "  papers and their datasets (DATASET=, default first: experiments/<paper>/config.yaml, data/<dataset>.yaml):"

@@ -184,6 +184,8 @@ class DermCLI(LightningCLI):
 
     def _resolve_run_dir(self, cfg, experiment: str) -> Path:
         fresh = False
+        if cfg.get("extend") and not cfg.get("resume"):
+            raise ConfigError("--extend=true continues a finished run: add --resume=true (make ... RESUME=1 EXTEND=1)")
         if _is_ddp_child() and os.environ.get(RUN_DIR_ENV):
             run_dir = Path(os.environ[RUN_DIR_ENV])
         elif cfg.get("resume"):

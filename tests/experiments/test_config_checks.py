@@ -67,6 +67,12 @@ def test_metadata_asked_of_a_dataset_without_any(runs_dir, capsys):
     assert "data.meta_features='all' but isic2018_task1 has no clinical metadata" in err
 
 
+def test_extend_without_resume_is_refused(runs_dir, capsys):
+    err = _refused([*VITATT, "--extend=true"], capsys)
+    assert "--extend=true continues a finished run: add --resume=true" in err
+    assert not runs_dir.exists()
+
+
 def test_batch_larger_than_the_train_split(runs_dir, capsys):
     err = _refused([*VITATT, "--data.batch_size=100000"], capsys)
     assert "data.batch_size=100000 is larger than the train split of pad_ufes_20 (111 samples)" in err
