@@ -129,3 +129,18 @@ def test_a_full_disk_while_writing_a_run_file_names_the_folder(capsys, tmp_path)
     assert "DERMFUSE_RUNS=" in err
     with pytest.raises(KeyError):  # anything else keeps its traceback
         exit_on_user_error(KeyError("a bug"))
+
+
+def test_a_full_cache_disk_names_the_cache_folder_and_leaves_no_run(runs_dir, capsys, monkeypatch, tmp_path):
+    """PIL's ENOSPC carries no file name: the write inside the data package names the cache, not the runs."""
+    import PIL.Image
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setenv("DERMFUSE_CACHE", str(tmp_path / "cache"))  # fresh: the synthetic images get written
+    monkeypatch.setattr(PIL.Image.Image, "save", disk_full)
+    err = _refused(VITATT, capsys)
+    assert f"cannot write to the cache folder {tmp_path / 'cache'}: [Errno {errno.ENOSPC}]" in err
+    assert "DERMFUSE_CACHE=" in err and "run folder" not in err
+    assert not any(runs_dir.rglob("*-pad_ufes_20"))  # the run folder made for it is gone again
