@@ -11,15 +11,11 @@ import yaml
 from dermfuse_data.sources import get_source
 from dermfuse_models.runner.config_checks import check_config, explicit_values
 from tests.experiments._filesystems import tmpfs
-from tests.experiments._support import EXPERIMENTS, QUIET
+from tests.experiments._support import VITATT_SMOKE
 
 VITATT = [
     "fit",
-    "--config",
-    str(EXPERIMENTS / "vitatt" / "config.yaml"),
-    "--config",
-    str(EXPERIMENTS / "vitatt" / "smoke.yaml"),
-    *QUIET,
+    *VITATT_SMOKE,
     "--trainer.max_epochs=1",
     "--trainer.limit_train_batches=1",
     "--trainer.limit_val_batches=1",
