@@ -12,11 +12,14 @@ DATA_ROOT ?=
 DATASET ?=
 # Extra LightningCLI overrides, e.g. ARGS="--trainer.devices=8 --trainer.precision=bf16-mixed"
 ARGS ?=
-# RESUME=1: continue the latest interrupted run of that paper + dataset from its checkpoints/last.ckpt.
+# RESUME=1: continue the latest interrupted run of that paper + dataset from its checkpoints/last.ckpt
+# (a finished run is left untouched; RESUME=1 EXTEND=1 ARGS=--trainer.max_epochs=N trains it further).
 RESUME ?=
 # SEEDS="0 1 2": one run per seed (--seed_everything: weight init, augmentation, batch order); the data
 # split (data.seed) stays, so the runs are one comparison: `make report` shows their mean +- s.d. and CI.
 SEEDS ?=
+# EXTEND=1 (with RESUME=1): continue a FINISHED run up to a larger trainer.max_epochs (ARGS=--trainer.max_epochs=N)
+EXTEND ?=
 # DualNet stage 1 (segmenter, ISIC 2018 Task 1): its data folder, overrides and an explicit checkpoint.
 SEG_DATA_ROOT ?=
 SEG_ARGS ?=
@@ -50,7 +53,7 @@ config_dataset = $(shell awk '/^[^ \#]/{d=($$1=="data:")} d && $$1=="dataset:"{p
 dataset_of = $(or $(strip $(DATASET)),$(call config_dataset,$(1)))
 PAPERS := $(patsubst experiments/%/config.yaml,%,$(wildcard experiments/*/config.yaml))
 overlay_of = experiments/$(1)/data/$(call dataset_of,$(1)).yaml
-RESUME_ARG = $(if $(filter 1 true yes,$(RESUME)),--resume=true)
+RESUME_ARG = $(if $(filter 1 true yes,$(RESUME)),--resume=true)$(if $(filter 1 true yes,$(EXTEND)), --extend=true)
 # $(call seeded,<command>,<overrides>): the command once, or once per seed of SEEDS (--seed_everything before the overrides)
 seeded = $(if $(strip $(SEEDS)),set -e; for seed in $(SEEDS); do echo "== seed $$seed (SEEDS=$(strip $(SEEDS))) =="; $(1) --seed_everything=$$seed $(2); done,$(1) $(2))
 define check_seeds
@@ -61,7 +64,7 @@ export WANDB_SILENT := true
 
 help: ## [setup] list the targets, grouped
 	@grep -hE '^[a-zA-Z_%-]+:.*## ' $(MAKEFILE_LIST) | awk -v order="$(HELP_GROUPS)" "$$HELP_AWK"
-	@echo "variables: DATA_ROOT=<dataset folder>  DATASET=<name>  ARGS='<LightningCLI overrides>'  RESUME=1"
+	@echo "variables: DATA_ROOT=<dataset folder>  DATASET=<name>  ARGS='<LightningCLI overrides>'  RESUME=1 [EXTEND=1]"
 	@echo "           SEEDS='0 1 2' (one run per seed, same data split; sweeps: every combination per seed)"
 	@echo "           SEG_DATA_ROOT / SEG_ARGS / SEG_CKPT (DualNet stage 1)  SWEEP_ARGS='--dry-run --max-runs N'"
 	@echo "           CKPT=<checkpoint> N=16 XAI_ARGS='--methods gradcam kernel_shap' (explain-<paper>)  OUT=<folder> (synth)"

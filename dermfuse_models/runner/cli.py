@@ -43,6 +43,7 @@ import contextlib
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +53,7 @@ from pytorch_lightning.callbacks import ModelSummary
 from pytorch_lightning.cli import LightningCLI
 from pytorch_lightning.utilities import rank_zero_only
 
-from dermfuse_data.datamodule import DermDataModule
+from dermfuse_data.datamodule import DermDataModule, default_cache_dir
 from dermfuse_data.errors import DatasetError
 from dermfuse_data.sources import get_source
 from dermfuse_models.runner.atomic import folder_os_error
@@ -64,7 +65,7 @@ from dermfuse_models.runner.finite_guard import NonFiniteGuard
 from dermfuse_models.runner.gather import gathered_records
 from dermfuse_models.runner.provenance import session_record, write_provenance
 from dermfuse_models.runner.resume import resume_point
-from dermfuse_models.runner.run_errors import ConfigError, RunError, RunFolderError
+from dermfuse_models.runner.run_errors import CacheFolderError, ConfigError, RunError, RunFolderError
 from dermfuse_models.runner.run_split import record_run_split
 from dermfuse_models.runner.runs import (
     create_run_dir,
@@ -231,6 +232,8 @@ class DermCLI(LightningCLI):
 
     def _resolve_run_dir(self, cfg, experiment: str) -> Path:
         fresh = False
+        if cfg.get("extend") and not cfg.get("resume"):
+            raise ConfigError("--extend=true continues a finished run: add --resume=true (make ... RESUME=1 EXTEND=1)")
         if _is_ddp_child() and os.environ.get(RUN_DIR_ENV):
             run_dir = Path(os.environ[RUN_DIR_ENV])
         elif self.subcommand in EVALUATING and (existing := self._run_of(cfg)) is not None:
@@ -329,6 +332,20 @@ class DermCLI(LightningCLI):
             record = session_record(self.raw_args, dm.table, wandb_mode(), data)
             write_provenance(self.trainer.default_root_dir, record, resumed=bool(cfg.get("resume")))
 
+    def instantiate_classes(self) -> None:
+        """Build data, model and trainer; a build that fails (bad data, full cache disk) leaves no empty run."""
+        try:
+            super().instantiate_classes()
+        except BaseException:
+            self._remove_empty_run_dir()
+            raise
+
+    def _remove_empty_run_dir(self) -> None:
+        """Remove the run folder this command created, if nothing was written into it yet."""
+        if self.created_run_dir is not None:
+            with contextlib.suppress(OSError):
+                self.created_run_dir.rmdir()
+
     def _run_subcommand(self, subcommand: str) -> None:
         """Run it; a fit that raises is recorded as failed in ``metrics.json`` (rank 0), then re-raised.
 
@@ -337,9 +354,7 @@ class DermCLI(LightningCLI):
         try:
             super()._run_subcommand(subcommand)
         except ConfigError:
-            if self.created_run_dir is not None:  # refused before the first step: leave no empty run behind
-                with contextlib.suppress(OSError):
-                    self.created_run_dir.rmdir()
+            self._remove_empty_run_dir()
             raise
         except Exception as err:
             if subcommand == "fit" and self.trainer.is_global_zero:
@@ -453,10 +468,23 @@ def exit_on_user_error(err: BaseException) -> None:
         raise SystemExit(err.exit_code) from None
     cause = folder_os_error(err)
     if cause is not None:
-        folder = Path(cause.filename).parent if cause.filename else os.environ.get(RUN_DIR_ENV, runs_root())
-        print(f"\n{RunFolderError(folder, cause)}", file=sys.stderr)
+        print(f"\n{folder_error(cause)}", file=sys.stderr)
         raise SystemExit(2) from None
     raise err
+
+
+def folder_error(cause: OSError) -> RunError:
+    """A full / read-only disk named by where the write failed: the dataset cache (a file under it, or no
+    file name and raised inside ``dermfuse_data``, which writes only there) or else the run folder."""
+    cache = default_cache_dir()
+    target = Path(cause.filename).resolve() if cause.filename else None
+    in_data_code = any(
+        f"{os.sep}dermfuse_data{os.sep}" in frame.f_code.co_filename
+        for frame, _ in traceback.walk_tb(cause.__traceback__)
+    )
+    if (target is not None and target.is_relative_to(cache)) or (target is None and in_data_code):
+        return CacheFolderError(target.parent if target else cache, cause)
+    return RunFolderError(target.parent if target else os.environ.get(RUN_DIR_ENV, runs_root()), cause)
 
 
 def run_from_command_line(args: list[str] | None = None) -> None:

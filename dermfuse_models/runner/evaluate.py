@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from dermfuse_data.errors import DatasetError
-from dermfuse_models.runner.cli import _is_ddp_child, _launcher_job_id, _unique
+from dermfuse_models.runner.cli import _is_ddp_child, _launcher_job_id
 from dermfuse_models.runner.eval_data import (
     OVERLAP_CHOICES,
     SPLIT_CHOICES,
@@ -42,7 +42,7 @@ from dermfuse_models.runner.eval_report import (
 )
 from dermfuse_models.runner.gather import stacked
 from dermfuse_models.runner.inference import is_segmentation, predict_samples
-from dermfuse_models.runner.runs import run_config, run_metrics
+from dermfuse_models.runner.runs import create_run_dir, run_config, run_metrics
 from dermfuse_models.runner.summary import print_summary, write_summary
 from dermfuse_models.runner.tta import TTA_VIEWS
 
@@ -62,7 +62,7 @@ def eval_folder(run_dir: Path, name: str, out: str | Path | None = None, kind: s
     elif _launcher_job_id():
         folder = run_dir / kind / f"job{_launcher_job_id()}-{name}"
     else:
-        folder = _unique(run_dir / kind / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}")
+        folder = create_run_dir(run_dir / kind / f"{time.strftime('%Y%m%d-%H%M%S')}-{name}")  # atomic, never shared
     folder.mkdir(parents=True, exist_ok=True)
     os.environ[EVAL_DIR_ENV] = str(folder)
     return folder

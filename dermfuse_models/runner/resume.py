@@ -26,8 +26,8 @@ def resume_point(run_dir: Path, ckpt_path: str | None, extend: bool, max_epochs:
         raise RunFinished(
             f"{run_dir} already finished ({done} of {metrics.get('max_epochs')} epochs, test metrics in "
             "metrics.json): nothing was done and no file changed. To train it further: "
-            f"--extend=true --trainer.max_epochs=<more than {done}> (make ... RESUME=1 ARGS='--extend=true "
-            "--trainer.max_epochs=N'); for a new run, drop RESUME."
+            f"--extend=true --trainer.max_epochs=<more than {done}> (make ... RESUME=1 EXTEND=1 "
+            "ARGS=--trainer.max_epochs=N); for a new run, drop RESUME."
         )
     if status == "finished" and isinstance(done, int) and max_epochs is not None and 0 <= max_epochs <= done:
         raise ConfigError(

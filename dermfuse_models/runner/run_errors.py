@@ -9,6 +9,8 @@ from __future__ import annotations
 
 #: the variable that moves every run folder (``runs/`` in the working directory by default)
 RUNS_DIR_ENV = "DERMFUSE_RUNS"
+#: the variable that moves the splits, image caches and synthetic data (``.cache/dermfuse`` by default)
+CACHE_DIR_ENV = "DERMFUSE_CACHE"
 
 
 class RunError(RuntimeError):
@@ -32,6 +34,16 @@ class RunFolderError(RunError):
         super().__init__(
             f"cannot write to the run folder {folder}: {err}. Free space / fix the permissions there, or put "
             f"runs elsewhere with {RUNS_DIR_ENV}=/path/with/space (or --run_dir=/path)."
+        )
+
+
+class CacheFolderError(RunError):
+    """The dataset cache folder (splits, decoded images, synthetic data) cannot be written."""
+
+    def __init__(self, folder, err: BaseException):
+        super().__init__(
+            f"cannot write to the cache folder {folder}: {err}. Free space / fix the permissions there, or put "
+            f"the cache elsewhere with {CACHE_DIR_ENV}=/path/with/space (or --data.cache_dir=/path)."
         )
 
 

@@ -14,6 +14,14 @@ EXPERIMENTS = REPO / "experiments"
 PAPERS = ("dualnet", "vitatt", "eamnet", "msvit", "mammo_xattn")
 #: trainer arguments that keep a CPU run quiet
 QUIET = ["--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+#: ViTAtt's config and CPU smoke profile, quiet (tests append their limits)
+VITATT_SMOKE = [
+    "--config",
+    str(EXPERIMENTS / "vitatt" / "config.yaml"),
+    "--config",
+    str(EXPERIMENTS / "vitatt" / "smoke.yaml"),
+    *QUIET,
+]
 
 
 def overlays(paper: str) -> list[str]:

@@ -11,15 +11,11 @@ import yaml
 from dermfuse_data.sources import get_source
 from dermfuse_models.runner.config_checks import check_config, explicit_values
 from tests.experiments._filesystems import tmpfs
-from tests.experiments._support import EXPERIMENTS, QUIET
+from tests.experiments._support import VITATT_SMOKE
 
 VITATT = [
     "fit",
-    "--config",
-    str(EXPERIMENTS / "vitatt" / "config.yaml"),
-    "--config",
-    str(EXPERIMENTS / "vitatt" / "smoke.yaml"),
-    *QUIET,
+    *VITATT_SMOKE,
     "--trainer.max_epochs=1",
     "--trainer.limit_train_batches=1",
     "--trainer.limit_val_batches=1",
@@ -65,6 +61,12 @@ def test_metadata_asked_of_a_dataset_without_any(runs_dir, capsys):
     assert "data.meta_features='all' but ph2 has only label-leaking metadata" in err
     err = _refused([*VITATT, "--data.dataset=isic2018_task1"], capsys)
     assert "data.meta_features='all' but isic2018_task1 has no clinical metadata" in err
+
+
+def test_extend_without_resume_is_refused(runs_dir, capsys):
+    err = _refused([*VITATT, "--extend=true"], capsys)
+    assert "--extend=true continues a finished run: add --resume=true" in err
+    assert not runs_dir.exists()
 
 
 def test_batch_larger_than_the_train_split(runs_dir, capsys):
@@ -123,3 +125,18 @@ def test_a_full_disk_while_writing_a_run_file_names_the_folder(capsys, tmp_path)
     assert "DERMFUSE_RUNS=" in err
     with pytest.raises(KeyError):  # anything else keeps its traceback
         exit_on_user_error(KeyError("a bug"))
+
+
+def test_a_full_cache_disk_names_the_cache_folder_and_leaves_no_run(runs_dir, capsys, monkeypatch, tmp_path):
+    """PIL's ENOSPC carries no file name: the write inside the data package names the cache, not the runs."""
+    import PIL.Image
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setenv("DERMFUSE_CACHE", str(tmp_path / "cache"))  # fresh: the synthetic images get written
+    monkeypatch.setattr(PIL.Image.Image, "save", disk_full)
+    err = _refused(VITATT, capsys)
+    assert f"cannot write to the cache folder {tmp_path / 'cache'}: [Errno {errno.ENOSPC}]" in err
+    assert "DERMFUSE_CACHE=" in err and "run folder" not in err
+    assert not any(runs_dir.rglob("*-pad_ufes_20"))  # the run folder made for it is gone again

@@ -42,6 +42,9 @@ def test_train_uses_overlay_smoke_and_resume():
     line = next(x for x in real.splitlines() if "dermfuse_models.runner fit" in x)
     assert "data/pad_ufes_20.yaml" in line and "--data.root=/data/PAD" in line and "smoke" not in line
     assert "--resume" not in line
+    extend = make("-n", "train-vitatt", "RESUME=1", "EXTEND=1", "ARGS=--trainer.max_epochs=9").stdout
+    line = next(x for x in extend.splitlines() if "dermfuse_models.runner fit" in x)
+    assert line.rstrip().endswith("--resume=true --extend=true --trainer.max_epochs=9")
 
 
 def test_help_groups_every_target():

@@ -11,14 +11,10 @@ import torch
 import yaml
 
 from dermfuse_models.runner.runs import find_resumable_run, latest_finished_run
-from tests.experiments._support import EXPERIMENTS, QUIET
+from tests.experiments._support import VITATT_SMOKE
 
 SMOKE = [
-    "--config",
-    str(EXPERIMENTS / "vitatt" / "config.yaml"),
-    "--config",
-    str(EXPERIMENTS / "vitatt" / "smoke.yaml"),
-    *QUIET,
+    *VITATT_SMOKE,
     "--trainer.limit_train_batches=2",
     "--trainer.limit_val_batches=1",
     "--trainer.limit_test_batches=1",
@@ -34,13 +30,13 @@ def _epochs_with_val(run_dir: Path) -> list[int]:
 def test_resume_ends_at_max_epochs(runs_dir):
     from dermfuse_models.runner.cli import main
 
-    first = main(["fit", *SMOKE, "--trainer.max_epochs=1"])  # the "interrupted" run: 1 of 3 epochs done
+    first = main(["fit", *SMOKE, "--trainer.max_epochs=1"])  # a finished 1-epoch run, extended to 3
     run_dir = Path(first.trainer.default_root_dir)
     assert _epochs_with_val(run_dir) == [0]
     other = main(["fit", *SMOKE, "--trainer.max_epochs=1", "--data.dataset=ham10000"])  # newer, other data
     assert Path(other.trainer.default_root_dir) != run_dir
 
-    resumed = main(["fit", *SMOKE, "--trainer.max_epochs=3", "--resume=true"])
+    resumed = main(["fit", *SMOKE, "--trainer.max_epochs=3", "--resume=true", "--extend=true"])  # it finished
     assert Path(resumed.trainer.default_root_dir) == run_dir  # same folder, not the newer ham10000 run
     assert resumed.trainer.current_epoch == 3  # ended at max_epochs ...
     assert _epochs_with_val(run_dir) == [0, 1, 2]  # ... with each epoch exactly once

@@ -15,15 +15,11 @@ import pytest
 import yaml
 
 from dermfuse_models.runner.checkpoints import nonfinite_tensors, read_checkpoint
-from tests.experiments._support import EXPERIMENTS, QUIET, REPO
+from tests.experiments._support import EXPERIMENTS, REPO, VITATT_SMOKE
 
 SCRIPT = Path(__file__).with_name("fault_fit_script.py")
 SMOKE = [
-    "--config",
-    str(EXPERIMENTS / "vitatt" / "config.yaml"),
-    "--config",
-    str(EXPERIMENTS / "vitatt" / "smoke.yaml"),
-    *QUIET,
+    *VITATT_SMOKE,
     "--trainer.limit_train_batches=1",
     "--trainer.limit_val_batches=1",
     "--trainer.limit_test_batches=1",
@@ -134,7 +130,8 @@ def test_a_nan_from_the_first_steps_fails_loudly_and_stays_out_of_the_report(run
         )
     err = capsys.readouterr().err
     assert caught.value.code == 3 and "Traceback" not in err
-    assert "non-finite training loss (nan) at epoch 0, optimiser step" in err
+    # step 0 (the only step of epoch 0) is finite; its lr=1e10 update makes the next loss NaN
+    assert "non-finite training loss (nan) at epoch 1, optimiser step 1 (batch 0 of the epoch)" in err
     train_ids = set(DermDataModule("pad_ufes_20", image_size=64).split_table("train").column("sample_id").to_pylist())
     named = err.split("its samples: ")[1].split(". The step")[0].split(", ")
     assert len(named) == 16 and set(named) <= train_ids  # the offending batch of 16
