@@ -54,19 +54,27 @@ def targets(results: dict) -> list[dict]:
     ]
 
 
+def _loads(loads) -> str:
+    return ", ".join(f"{x:.1f}" for x in loads) if loads else "-"
+
+
 def markdown(results: dict) -> str:
     """Every section as a Markdown table (the same file ``make bench`` writes next to the JSON)."""
     lines = [
         f"## dermfuse bench: size `{results['size']}` on {results['device_name']} "
         f"(torch {results['torch']}, {results['started']})",
         "",
-        f"Load average at the start: {', '.join(f'{x:.1f}' for x in results.get('load_average', []))} "
-        "(other processes share the machine: ratios measured side by side hold better than absolutes).",
+        f"Load average (1, 5, 15 min) at the start: {_loads(results.get('load_average'))}, at the last write: "
+        f"{_loads(results.get('load_average_now'))} (other processes share the machine: ratios measured side by "
+        "side hold better than absolutes).",
         "",
     ]
     loader = results.get("loader")
     if isinstance(loader, dict) and "error" not in loader:
-        lines += ["### Loader: cache vs per-sample decode (one process; train transform `standard`)", ""]
+        lines += [
+            "### Loader: cache vs per-sample decode (one process, one torch thread; train transform `standard`)",
+            "",
+        ]
         rows = []
         for r in loader["sources"]:
             if "skipped" in r:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.common import one_torch_thread
 from bench.report import markdown, targets
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,6 +47,7 @@ def test_gpu_script_dry_on_cpu_writes_every_section_as_json_and_a_table(tmp_path
     table = tmp_path.joinpath(json_file.stem + ".md").read_text()
     assert table == markdown(results) and "### Targets" in table and "| eamnet | 32 | fp32 |" in table
     assert "### Targets" in run.stdout
+    assert len(results["load_average"]) == len(results["load_average_now"]) == 3  # the load is on record
 
 
 def test_a_missed_target_is_reported_as_missed():
@@ -55,3 +57,13 @@ def test_a_missed_target_is_reported_as_missed():
     through = rows["timm backbone through dermfuse vs a bare loop (throughput)"]
     assert through["value"] == pytest.approx(80.0) and through["met"] is False
     assert rows["loader / train images/s, every paper net measured"]["met"] is None  # not measured
+
+
+def test_per_sample_rates_run_on_one_torch_thread_as_in_a_worker_and_the_setting_comes_back():
+    import torch
+
+    before = torch.get_num_threads()
+    with pytest.raises(KeyError), one_torch_thread():
+        assert torch.get_num_threads() == 1
+        raise KeyError("a failing measurement")
+    assert torch.get_num_threads() == before
