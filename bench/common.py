@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,21 +52,6 @@ class BenchSize:
     dataset_images: int = 160  # images of the generated PAD-UFES-20-layout dataset the DataModule rows read
     compile_backend: str = "inductor"  # tiny: "eager" (dynamo's tracing of every net, without code generation)
     compile_estimate_s: float = 120.0  # what the budget keeps free before a compiled variant starts
-
-
-@contextlib.contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Torch on one CPU thread inside (as in a DataLoader worker, which torch sets to one thread).
-
-    Per-sample figures are "one worker's work"; with more threads on a shared machine, torch's intra-op
-    threads wait on each other (measured: the CPU train transform 16x slower with 2 threads at load 9 on 2 cores).
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def bench_dataset(folder: Path, size: BenchSize) -> Path:

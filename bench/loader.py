@@ -24,12 +24,12 @@ import torch
 from PIL import Image
 from torchvision import tv_tensors
 
-from bench.common import BenchSize, Budget, bench_dataset, one_torch_thread, synchronize
+from bench.common import BenchSize, Budget, bench_dataset, synchronize
 from dermfuse_data.cache import open_or_build
 from dermfuse_data.datamodule import DermDataModule, SampleDataset
 from dermfuse_data.device_augment import DeviceBatchTransform
 from dermfuse_data.images import load_image
-from dermfuse_data.loader_options import available_cores
+from dermfuse_data.loader_options import available_cores, one_torch_thread
 from dermfuse_data.synthetic.dicom import write_dicom
 from dermfuse_data.synthetic.lesions import draw_lesion
 from dermfuse_data.transforms import build_transform

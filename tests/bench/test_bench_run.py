@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from bench.common import one_torch_thread
 from bench.report import markdown, targets
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,13 +56,3 @@ def test_a_missed_target_is_reported_as_missed():
     through = rows["timm backbone through dermfuse vs a bare loop (throughput)"]
     assert through["value"] == pytest.approx(80.0) and through["met"] is False
     assert rows["loader / train images/s, every paper net measured"]["met"] is None  # not measured
-
-
-def test_per_sample_rates_run_on_one_torch_thread_as_in_a_worker_and_the_setting_comes_back():
-    import torch
-
-    before = torch.get_num_threads()
-    with pytest.raises(KeyError), one_torch_thread():
-        assert torch.get_num_threads() == 1
-        raise KeyError("a failing measurement")
-    assert torch.get_num_threads() == before
