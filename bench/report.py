@@ -38,7 +38,7 @@ def targets(results: dict) -> list[dict]:
         (
             "timm backbone through dermfuse vs a bare loop (throughput)",
             ">= 90%",
-            None if over.get("dermfuse_vs_plain_throughput") is None else 100 / over["dermfuse_vs_plain_throughput"],
+            None if over.get("dermfuse_vs_plain_throughput") is None else 100 * over["dermfuse_vs_plain_throughput"],
             90,
             True,
         ),
@@ -133,7 +133,9 @@ def markdown(results: dict) -> str:
                 [
                     "DataModule + Trainer + task",
                     _f(over["dermfuse_step_ms"], 1),
-                    _f((over["dermfuse_vs_plain_throughput"] - 1) * 100, 1, "%"),
+                    _f(
+                        (over["dermfuse_step_ms"] / over["plain_step_ms"] - 1) * 100, 1, "%"
+                    ),  # step time, as the row above
                 ]
             )
         lines += _table(["path", "median step (ms)", "vs plain"], rows) + [""]
