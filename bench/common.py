@@ -77,7 +77,7 @@ def sizes(cores: int) -> dict[str, BenchSize]:
             "small", 224,
             {"jpeg_600x450": 96, "jpeg_1024x768": 48, "bmp_767x576": 48, "dicom_3000x5000": 6},
             (5000, 3000), (0, 1, 2), 6, 32, 64, 32, 20,
-            None, None, 2, 1, 2, cpu_variants, 840.0, 480,
+            None, None, 2, 1, 2, cpu_variants, 840.0, 480, "inductor", 600.0,  # DualNet compiled in 537 s at load 11
         ),
         "full": BenchSize(
             "full", 224,

@@ -1,7 +1,8 @@
 """Loader benchmark: what the cache serves vs decoding the source file per sample, and what the DataModule serves.
 
 Per source kind (600x450 JPEG, 1024x768 JPEG, 767x576 BMP, 16-bit DICOM of ~3000x5000) in one run:
-the cache build (images/s with every core, MiB), then single-process samples/s of
+the cache build (images/s with every core, MiB), then samples/s of one process on one torch thread
+(a DataLoader worker's setting) of
 
 * ``decode+aug``: decode + resize the source file and the CPU train transform, per sample (no cache);
 * ``cache+aug``: the cache row and the same CPU train transform (``augment_on: cpu``, one worker's work);
@@ -28,7 +29,7 @@ from dermfuse_data.cache import open_or_build
 from dermfuse_data.datamodule import DermDataModule, SampleDataset
 from dermfuse_data.device_augment import DeviceBatchTransform
 from dermfuse_data.images import load_image
-from dermfuse_data.loader_options import available_cores
+from dermfuse_data.loader_options import available_cores, one_torch_thread
 from dermfuse_data.synthetic.dicom import write_dicom
 from dermfuse_data.synthetic.lesions import draw_lesion
 from dermfuse_data.transforms import build_transform
@@ -87,15 +88,16 @@ def source_row(kind: str, paths: list[str], size: int, cache_dir: Path, seconds:
 
     def decode(i: int) -> None:
         image, _ = load_image(paths[i % n], shape)
-        train(tv_tensors.Image(torch.from_numpy(image).permute(2, 0, 1)))
+        train(tv_tensors.Image(torch.from_numpy(image.copy()).permute(2, 0, 1)))  # decoders may hand a read-only view
 
     rows = np.arange(n)
     labels = np.zeros(n, dtype=np.int64)
     with_aug = SampleDataset(cache, rows, labels, None, ids, False, train)
     raw = SampleDataset(cache, rows, labels, None, ids, False, None)
-    decode_rate = _rate(decode, n, seconds)
-    cache_aug = _rate(lambda i: with_aug[i % n], 10 * n, seconds)
-    cache_raw = _rate(lambda i: raw[i % n], 100 * n, seconds)
+    with one_torch_thread():  # one worker's work
+        decode_rate = _rate(decode, n, seconds)
+        cache_aug = _rate(lambda i: with_aug[i % n], 10 * n, seconds)
+        cache_raw = _rate(lambda i: raw[i % n], 100 * n, seconds)
     return {
         "source": kind,
         "files": n,

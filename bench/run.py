@@ -135,6 +135,7 @@ def save(results: dict, stem: Path, device: torch.device, budget: Budget) -> str
     results["loader_train"] = loader_train_ratios(results, device)
     results["targets"] = targets(results)
     results["seconds"] = time.perf_counter() - budget.start
+    results["load_average_now"] = os.getloadavg()
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str))
     text = markdown(results)

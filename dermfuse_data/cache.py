@@ -245,7 +245,7 @@ def _write_cache(path, sample_ids, image_paths, mask_paths, size, workers, desc,
     schema = _schema(size)
     jobs = [(i, m, size) for i, m in zip(image_paths, mask_paths)]
     show = len(jobs) >= PROGRESS_MIN_IMAGES if progress is None else progress
-    start = time.perf_counter()
+    began = time.perf_counter()
     with (
         atomic_arrow_file(path, schema) as writer,
         decode_pool(workers, image_paths) as pool,
@@ -269,10 +269,10 @@ def _write_cache(path, sample_ids, image_paths, mask_paths, size, workers, desc,
                 )
             )
     if show:
-        seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - began
         print(
             f"cached {len(jobs)} images in {seconds:.1f} s ({len(jobs) / max(seconds, 1e-9):,.0f} images/s, "
-            f"{max(1, workers)} {type(pool).__name__.removesuffix('PoolExecutor').lower()}s): "
+            f"{max(1, workers)} {'processes' if isinstance(pool, ProcessPoolExecutor) else 'threads'}): "
             f"{path.stat().st_size / 2**20:,.0f} MiB at {path}",
             file=sys.stderr,
             flush=True,

@@ -15,12 +15,15 @@ The rules (measured on 2026-12-01, README "Speed"):
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
 import time
+from collections.abc import Iterator
 
 import numpy as np
+import torch
 
 #: images/s one device should be served (a modern GPU trains ResNet-50 at 224 px at ~2,600 images/s)
 TARGET_IMAGES_PER_S = 3000
@@ -44,16 +47,32 @@ def resolve_augment_on(option: str, device_type: str) -> str:
     return "device" if device_type in ACCELERATORS else "cpu"
 
 
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Torch on one CPU thread inside, as in a DataLoader worker (torch sets its workers to one thread).
+
+    A worker's rate measured with more threads is wrong on a shared machine: torch's intra-op threads wait on
+    each other (measured: the CPU train transform 16x slower on 2 threads at load 9 on 2 cores).
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def measure_rate(dataset, seconds: float = 0.3, max_samples: int = 256) -> float:
-    """Samples/s one process gets from ``dataset[i]`` (random indices, at most ``seconds``)."""
+    """Samples/s one worker gets from ``dataset[i]`` (random indices, at most ``seconds``, one torch thread)."""
     order = np.random.default_rng(0).permutation(len(dataset))[:max_samples]
-    start, n = time.perf_counter(), 0
-    for i in order:
-        dataset[int(i)]
-        n += 1
-        if time.perf_counter() - start > seconds:
-            break
-    return n / max(time.perf_counter() - start, 1e-9)
+    with one_torch_thread():
+        start, n = time.perf_counter(), 0
+        for i in order:
+            dataset[int(i)]
+            n += 1
+            if time.perf_counter() - start > seconds:
+                break
+        return n / max(time.perf_counter() - start, 1e-9)
 
 
 def auto_num_workers(per_worker_rate: float, cores: int, processes_per_node: int, device_type: str) -> int:

@@ -333,12 +333,17 @@ class DermCLI(LightningCLI):
             write_provenance(self.trainer.default_root_dir, record, resumed=bool(cfg.get("resume")))
 
     def instantiate_classes(self) -> None:
-        """Build data, model and trainer; a build that fails (bad data, full cache disk) leaves no empty run."""
+        """Build data, model and trainer. A build that fails (bad data, full cache disk) leaves no empty run; one
+        that fails for a user-fixable reason raises a :class:`ConfigurationError` carrying the root cause's message
+        (instead of jsonargparse's dump of the whole config)."""
         try:
             super().instantiate_classes()
-        except BaseException:
+        except BaseException as err:
             self._remove_empty_run_dir()
-            raise
+            wrapped = configuration_error(err) if isinstance(err, Exception) and not isinstance(err, RunError) else None
+            if wrapped is None:
+                raise
+            raise wrapped from err
 
     def _remove_empty_run_dir(self) -> None:
         """Remove the run folder this command created, if nothing was written into it yet."""
@@ -363,17 +368,6 @@ class DermCLI(LightningCLI):
                 with contextlib.suppress(OSError):  # the disk that failed the run may not take this either
                     write_summary(self.trainer.default_root_dir, record)
             raise
-
-    def instantiate_classes(self) -> None:
-        """LightningCLI's; a class that cannot be built for a user-fixable reason raises a :class:`ConfigurationError`
-        carrying the root cause's message (instead of jsonargparse's dump of the whole config)."""
-        try:
-            super().instantiate_classes()
-        except Exception as err:
-            wrapped = None if isinstance(err, RunError) else configuration_error(err)
-            if wrapped is None:
-                raise
-            raise wrapped from err
 
     def _instantiate_trainer(self, config: dict, callbacks: list) -> pl.Trainer:
         """The trainer, with :class:`RunModelSummary` (no FLOPs column of zeros) unless the summary is off or given."""

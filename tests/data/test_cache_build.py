@@ -4,6 +4,7 @@ DICOM decoded in processes with the same result as threads."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -88,7 +89,7 @@ def test_a_killed_lock_holder_does_not_block_the_next_build(tmp_path):
         assert time.time() - start < 5  # the kernel released the dead holder's lock
 
 
-def test_dicoms_are_decoded_in_processes_with_the_same_pixels_as_threads(tmp_path):
+def test_dicoms_are_decoded_in_processes_with_the_same_pixels_as_threads(tmp_path, capsys):
     rng = np.random.default_rng(1)
     paths = []
     for i in range(16):
@@ -99,7 +100,11 @@ def test_dicoms_are_decoded_in_processes_with_the_same_pixels_as_threads(tmp_pat
     pool.shutdown()
     assert type(decode_pool(2, paths[:3])).__name__ == "ThreadPoolExecutor"  # too few to pay for processes
     ids = [str(i) for i in range(16)]
-    processes = open_or_build(tmp_path / "p", "d", ids, paths, [None] * 16, 24, workers=2)
+    processes = open_or_build(tmp_path / "p", "d", ids, paths, [None] * 16, 24, workers=2, progress=True)
+    printed = re.search(
+        r"cached 16 images in ([\d.]+) s \(([\d,]+) images/s, 2 processes\): \d+ MiB", capsys.readouterr().err
+    )
+    assert printed and 0 < float(printed[1]) < 600, printed  # the build's own duration, and its rate
     threads = ImageCache(open_or_build(tmp_path / "t", "d", ids, paths, [None] * 16, 24, workers=1).path)
     for i in range(16):
         np.testing.assert_array_equal(processes.image(i), threads.image(i))

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dermfuse_data.datamodule import DermDataModule
-from dermfuse_data.loader_options import auto_num_workers, resolve_augment_on
+from dermfuse_data.loader_options import auto_num_workers, measure_rate, resolve_augment_on
 
 
 @pytest.mark.parametrize(
@@ -63,3 +63,28 @@ def test_num_workers_auto_measures_and_says_why(session_cache, capsys):
     assert chosen and "samples/s" in err and "target 3,000/s" in err, err
     assert loader.num_workers == int(chosen[1]) <= int(chosen[2]) // 4  # no trainer: a CPU run
     assert dm.val_dataloader().num_workers == loader.num_workers and "num_workers=auto" not in capsys.readouterr().err
+
+
+def test_a_workers_rate_is_measured_on_one_torch_thread_and_the_setting_comes_back():
+    class RecordsThreads:
+        def __init__(self):
+            self.seen: list[int] = []
+
+        def __len__(self):
+            return 8
+
+        def __getitem__(self, i):
+            self.seen.append(torch.get_num_threads())
+            if len(self.seen) == 8:
+                raise KeyError("a broken sample")
+            return i
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        dataset = RecordsThreads()
+        with pytest.raises(KeyError):
+            measure_rate(dataset, seconds=5)
+        assert dataset.seen == [1] * 8 and torch.get_num_threads() == 2  # a worker's setting, then restored
+    finally:
+        torch.set_num_threads(before)
