@@ -358,7 +358,9 @@ def build_lock(path: Path) -> Iterator[None]:
 
     The kernel drops it when its holder dies, so a killed build never blocks the next one; waiting is
     announced on stderr. On a filesystem without working ``flock`` (some NFS set-ups), build the cache
-    from one process before starting a multi-node job.
+    from one process before starting a multi-node job. The lock file is removed after the build: a process
+    that was waiting on it re-checks ``path`` (built meanwhile) and, were the build to have failed, at worst
+    two processes build the same file, each renaming its own complete partial onto it.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(path) + ".lock")
@@ -371,3 +373,5 @@ def build_lock(path: Path) -> Iterator[None]:
         yield
     finally:
         lock.release()
+        with contextlib.suppress(OSError):
+            os.unlink(lock.lock_file)

@@ -210,7 +210,11 @@ class DermCLI(LightningCLI):
         cfg = self.config[self.subcommand] if self.subcommand else self.config
         experiment = experiment_name(cfg.get("config"))
         if self.subcommand:
-            check_config(cfg, self.raw_args, get_source(cfg.data.dataset))
+            try:
+                source = get_source(cfg.data.dataset)
+            except ValueError as err:  # an unknown dataset: one line naming the closest names
+                raise ConfigurationError(err) from err
+            check_config(cfg, self.raw_args, source)
         run_dir = self._resolve_run_dir(cfg, experiment)
         cfg.run_dir = str(run_dir)
         cfg.trainer.default_root_dir = str(run_dir)

@@ -50,7 +50,7 @@ def plot_paper(paper: str, sections: list, path: Path) -> Path | None:
         for i, row in enumerate(rows):
             xs = [j + (i - series / 2 + 0.5) * bar for j, k in enumerate(keys) if row.metrics.get(k) is not None]
             ys = [row.metrics[k] for k in keys if row.metrics.get(k) is not None]
-            ax.bar(xs, ys, bar, color=PAPER_GREYS[i % len(PAPER_GREYS)], label=f"paper: {row.variant}"[:60])
+            ax.bar(xs, ys, bar, color=PAPER_GREYS[i % len(PAPER_GREYS)], label=f"reported: {row.variant}"[:60])
         for i, comparison in enumerate(comparisons, start=len(rows)):
             stats = section.stats[comparison.label]
             shown = [(j, stats[k]) for j, k in enumerate(keys) if k in stats]

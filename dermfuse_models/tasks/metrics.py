@@ -90,12 +90,14 @@ class SupportedMacroAUROC(MulticlassAUROC):
         super().__init__(num_classes, average=None, thresholds=None, **kwargs)
 
     def compute(self) -> torch.Tensor:
-        """Mean per-class AUROC over classes with at least one positive sample."""
+        """Mean per-class AUROC over the classes with at least one positive and one negative sample (where a
+        one-vs-rest AUROC is defined; NaN when no class has both, e.g. a split holding one class)."""
         support = torch.bincount(dim_zero_cat(self.target).long(), minlength=self.num_classes)
+        defined = (support > 0) & (support < support.sum())
         with warnings.catch_warnings():  # torchmetrics warns about the absent classes we leave out
             warnings.filterwarnings("ignore", message=".*(positive|negative) samples in targets.*")
             per_class = super().compute()
-        return mean_over_supported(per_class, support)
+        return mean_over_supported(per_class, defined.long())
 
 
 class PerClassRecall(_StatScoresSupport, MulticlassRecall):

@@ -84,7 +84,9 @@ def test_split_command_shows_and_resplits_the_training_split(miniature, tmp_path
     rc, out, err = cli("split", "--dataset", "ham10000", "--root", root, "--cache-dir", cache)
     assert (
         rc == 0
-        and out.strip() == f"{dm.split_file}: train {counts['train']}, val {counts['val']}, test {counts['test']}"
+        and out.strip()
+        == f"{dm.split_file}: {sum(counts.values())} samples (train {counts['train']}, val {counts['val']}, "
+        f"test {counts['test']})"
     )
     assert err == ""  # the same file, unchanged
     rc, out, err = cli(

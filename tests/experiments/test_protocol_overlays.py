@@ -20,7 +20,7 @@ def _parsed(paper: str, overlay: str):
 
 
 def _checkpoint_monitor(cfg) -> str:
-    (ckpt,) = [c for c in cfg.trainer.callbacks if c.class_path.endswith("ModelCheckpoint")]
+    (ckpt,) = [c for c in cfg.trainer.callbacks if c.class_path.endswith("RunCheckpoint")]
     return ckpt.init_args.monitor
 
 

@@ -87,8 +87,8 @@ def test_resume_after_a_data_edit_refuses_naming_the_split_file(runs_dir, tmp_pa
     with pytest.raises(
         DatasetError, match=rf"(?s){re.escape(str(run_dir))}/split\.csv.*1 removed \({re.escape(removed_id)}\).*splits-"
     ):
-        main([*args, "--trainer.max_epochs=2", "--resume=true"])
-    resumed = main([*args, "--trainer.max_epochs=2", "--resume=true", "--accept_changed_split=true"])
+        main([*args, "--trainer.max_epochs=2", "--resume=true", "--extend=true"])
+    resumed = main([*args, "--trainer.max_epochs=2", "--resume=true", "--extend=true", "--accept_changed_split=true"])
     assert Path(resumed.trainer.default_root_dir) == run_dir and resumed.trainer.current_epoch == 2
     assert removed_id not in read_split_file(run_dir / RUN_SPLIT) and removed_id in read_split_file(
         run_dir / BEFORE_RESUME

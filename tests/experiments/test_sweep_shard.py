@@ -30,5 +30,7 @@ def test_a_shard_dry_run_keeps_grid_indices_in_folder_names(tmp_path, monkeypatc
     records = run_local(path, dry_run=True, sweep_dir=tmp_path, shard="2/2")
     assert [r["index"] for r in records] == list(range(1, total, 2))
     assert all(r["run_dir"].startswith(str(tmp_path / f"{r['index']:02d}-")) for r in records)
+    capsys.readouterr()
     assert main([str(path), "--dry-run", "--shard", "1/2", "--sweep_dir", str(tmp_path)]) == 0
-    assert "run 00:" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f"[1/{total}] train" in out and f"[2/{total}]" not in out

@@ -148,12 +148,13 @@ def test_explain_cli_end_to_end_on_a_tiny_vitatt_fit(tmp_path):
     payload = json.loads((out / "scores.json").read_text())
     assert payload["checkpoint"] == str(ckpt) and payload["dataset"] == "pad_ufes_20"
     assert payload["synthetic"] is True and payload["split"] == "test" and payload["n_images"] == 3
-    assert payload["methods"] == ["relevancy", "rollout", "kernel_shap", "lime"]
-    assert set(payload["mean"]) == {"relevancy", "rollout"}
+    # ViT Grad-CAM (the paper's method for MSViT, on the patch tokens) first, then TMME relevancy and rollout
+    assert payload["methods"] == ["vit_gradcam", "relevancy", "rollout", "kernel_shap", "lime"]
+    assert set(payload["mean"]) == {"vit_gradcam/last_block", "relevancy", "rollout"}
     assert {"deletion_auc", "deletion_auc_random", "deletion_auc_gain", "randomization_spearman"} <= set(
         payload["mean"]["relevancy"]
     )
-    assert len(payload["per_image"]) == 3 * 2
+    assert len(payload["per_image"]) == 3 * 3
     shap = payload["feature_attributions"]["kernel_shap"]
     # PAD-UFES-20's clinical features by name, e.g. smoke / age / region, never one-hot column indices
     assert {"smoke", "age", "region"} <= set(shap["names"]) and len(shap["per_image"]) == 3
@@ -161,7 +162,7 @@ def test_explain_cli_end_to_end_on_a_tiny_vitatt_fit(tmp_path):
 
     with (out / "scores.csv").open() as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == 6 and {"sample_id", "map", "pred_name", "label_name", "deletion_auc_gain"} <= set(rows[0])
+    assert len(rows) == 9 and {"sample_id", "map", "pred_name", "label_name", "deletion_auc_gain"} <= set(rows[0])
     with (out / "feature_attributions.csv").open() as fh:
         features = {r["feature"] for r in csv.DictReader(fh)}
     assert features == set(shap["names"])

@@ -49,9 +49,9 @@ def test_vitatt_report_has_every_score_figure_and_named_feature(kit, tmp_path):
         settings=FAST,
         progress=False,
     )
-    assert report.methods == ["relevancy", "rollout", "kernel_shap", "lime"]
-    assert report.map_names == ["relevancy", "rollout"]
-    assert len(report.rows) == 3 * 2  # one row per image and heatmap, across the batch boundary
+    assert report.methods == ["vit_gradcam", "relevancy", "rollout", "kernel_shap", "lime"]
+    assert report.map_names == ["vit_gradcam/last_block", "relevancy", "rollout"]
+    assert len(report.rows) == 3 * 3  # one row per image and heatmap, across the batch boundary
     for row in report.rows:
         assert set(SCORE_KEYS) <= set(row)
         for key in SCORE_KEYS:
@@ -76,7 +76,7 @@ def test_vitatt_report_has_every_score_figure_and_named_feature(kit, tmp_path):
         "feature_attributions.csv",
     ):
         assert (tmp_path / "explain" / name).is_file(), name
-    assert list(report.figures["maps"]) == ["relevancy", "rollout"]
+    assert list(report.figures["maps"]) == ["vit_gradcam/last_block", "relevancy", "rollout"]
     with Image.open(written["figure:explanations"]) as im:
         assert im.size[0] > 300 and im.size[1] > 300
     payload = json.loads(written["json"].read_text())
@@ -92,9 +92,9 @@ def test_vitatt_report_has_every_score_figure_and_named_feature(kit, tmp_path):
     } <= set(payload)
     assert payload["settings"]["n_samples"] == 16 and "kernel_shap" in payload["conventions"]
     rows = _read_csv(written["csv"])
-    assert len(rows) == 6 and {"sample_id", "map", "pred_name", "label_name", *SCORE_KEYS} <= set(rows[0])
+    assert len(rows) == 9 and {"sample_id", "map", "pred_name", "label_name", *SCORE_KEYS} <= set(rows[0])
     means = _read_csv(written["csv_mean"])
-    assert [r["map"] for r in means] == ["relevancy", "rollout"]
+    assert [r["map"] for r in means] == ["vit_gradcam/last_block", "relevancy", "rollout"]
     feats = _read_csv(written["csv_features"])
     assert {r["feature"] for r in feats} == set(kit.NAMES)
     assert {r["method"] for r in feats} == {"relevancy", "rollout", "kernel_shap", "lime"}
@@ -142,5 +142,6 @@ def test_explaining_nothing_or_the_wrong_method_is_a_clear_error(kit):
         explain_batches(net, _batches(kit), n=2, methods=["lime"], meta_groups=kit.GROUPS, progress=False)
     batch = next(_batches(kit))
     report = explain_batches(net, [batch], n=1, settings=ExplainSettings(deletion_steps=3), progress=False)
-    assert report.map_names == ["relevancy", "rollout"] and len(report.rows) == 2
-    assert torch.isfinite(torch.tensor(report.rows[0]["randomization_spearman"]))
+    assert report.map_names == ["vit_gradcam/last_block", "relevancy", "rollout"] and len(report.rows) == 3
+    relevancy = next(r for r in report.rows if r["map"] == "relevancy")
+    assert torch.isfinite(torch.tensor(relevancy["randomization_spearman"]))
