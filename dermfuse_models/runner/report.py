@@ -78,8 +78,9 @@ class PaperRow:
     split: str
     metrics: dict[str, float | None]
     overrides: dict = field(default_factory=dict)
-    fields: dict = field(default_factory=dict)
+    fields: dict = field(default_factory=dict)  # protocol field -> what the paper states (or "unknown")
     note: str = ""
+    differences: list = field(default_factory=list)  # [{field, stated, ours, direction, why}]
 
     def matches(self, comparison: Comparison) -> bool:
         """Whether ``comparison`` measures this row's variant on its protocol (see module doc)."""
@@ -111,8 +112,13 @@ def load_reported(experiments: Path, paper: str) -> tuple[dict, list[PaperRow]]:
                 str(r.get("split", "")),
                 {k: None if v is None else float(v) for k, v in metrics.items()},
                 flatten(dict(r.get("overrides") or {})),
-                {k: v for k, v in fields.items() if k != "source_options"},
+                {
+                    k: v.get("stated", v) if isinstance(v, dict) else v
+                    for k, v in fields.items()
+                    if k != "source_options"
+                },
                 str(r.get("note", "")),
+                [d for d in r.get("differences") or [] if isinstance(d, dict)],
             )
         )
     return data, rows
@@ -141,7 +147,8 @@ def _split_kind(run: RunRecord) -> str:
 
 
 def what_differs(comparison: Comparison, row: PaperRow | None) -> str:
-    """Our data, split, image size and epochs against the paper row's split, protocol fields and note."""
+    """Our data, split, image size and epochs against the paper row's split, protocol fields (what the paper
+    states) and note, then each known difference's expected effect on our number (``reported.yaml``)."""
     run = comparison.runs[0]
     data = "**SYNTHETIC** miniature" if comparison.synthetic else "real data"
     ours = f"ours: {data}, {_split_kind(run)}, {run.summary.get('image_size', '?')} px, "
@@ -151,7 +158,9 @@ def what_differs(comparison: Comparison, row: PaperRow | None) -> str:
     paper = [row.split] if row.split else []
     paper += [f"{k}: {v}" for k, v in row.fields.items()]
     paper += [row.note] if row.note else []
-    return ours + ("; paper: " + "; ".join(paper) if paper else "")
+    expected = [f"{d.get('field')} -> {d.get('direction', 'unknown')}" for d in row.differences]
+    text = ours + ("; paper: " + "; ".join(paper) if paper else "")
+    return text + ("; expected effect on ours: " + ", ".join(expected) if expected else "")
 
 
 def metric_keys(comparison: Comparison, rows: list[PaperRow]) -> list[str]:

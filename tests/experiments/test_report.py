@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from dermfuse_data.sources import get_source
-from dermfuse_models.runner.report import build_report
+from dermfuse_models.runner.report import build_report, load_reported
 from dermfuse_models.runner.report_runs import collect_runs, group_comparisons, known_papers, paper_of
 from dermfuse_models.runner.test_predictions import write_test_predictions
 from dermfuse_models.runner.weighted_metrics import classification_evaluator
@@ -214,3 +214,13 @@ def test_empty_runs_folder(tmp_path):
     path = build_report(tmp_path / "runs", EXPERIMENTS)
     assert "No compared runs yet" in path.read_text()
     assert collect_runs(tmp_path / "runs", []) == []
+
+
+def test_reported_protocol_fields_read_as_what_the_paper_states_and_the_expected_direction():
+    """``reported.yaml``'s ``{stated, quote}`` protocol fields reach the report as the stated text, and each known
+    difference as its field and expected direction (never a raw dict in the "what differs" column)."""
+    _, rows = load_reported(EXPERIMENTS, "mammo_xattn")
+    cross = rows[0]
+    assert cross.fields["split"] == "unknown" and cross.fields["classes"] == "benign vs malignant"
+    assert all(isinstance(v, str) for row in rows for v in row.fields.values())
+    assert {"field": "input", "direction": "ours lower"}.items() <= cross.differences[0].items()
