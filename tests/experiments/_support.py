@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -51,3 +52,20 @@ def make(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         text=True,
         timeout=timeout,
     )
+
+
+def child_env(runs: Path, cache: Path, drop: tuple[str, ...] = ()) -> dict[str, str]:
+    """The environment of a training subprocess: its own ``runs`` and ``cache`` folders, wandb off, no hub, one
+    thread, this checkout importable, and no launcher variables inherited from the test process (plus ``drop``)."""
+    env = {
+        **os.environ,
+        "DERMFUSE_RUNS": str(runs),
+        "DERMFUSE_CACHE": str(cache),
+        "WANDB_MODE": "disabled",
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(REPO),
+    }
+    for key in ("LOCAL_RANK", "DERMFUSE_RUN_DIR", *drop):
+        env.pop(key, None)
+    return env

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.experiments._support import REPO
+from tests.experiments._support import REPO, child_env
 
 SCRIPT = Path(__file__).with_name("ddp_fit_script.py")
 
@@ -19,17 +18,7 @@ SCRIPT = Path(__file__).with_name("ddp_fit_script.py")
 @pytest.mark.slow
 def test_two_process_ddp_fit(tmp_path, session_cache):
     out = tmp_path / "ranks"
-    env = {
-        **os.environ,
-        "DERMFUSE_RUNS": str(tmp_path / "runs"),
-        "WANDB_MODE": "disabled",
-        "HF_HUB_OFFLINE": "1",
-        "DERMFUSE_CACHE": str(session_cache),
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": str(REPO),
-    }
-    env.pop("LOCAL_RANK", None)
-    env.pop("DERMFUSE_RUN_DIR", None)
+    env = child_env(tmp_path / "runs", session_cache)
     result = subprocess.run(
         [sys.executable, str(SCRIPT), str(out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=420
     )

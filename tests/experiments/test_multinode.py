@@ -7,7 +7,6 @@ and the image cache at the same time (the cache lock lets one write while the ot
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.experiments._support import REPO
+from tests.experiments._support import REPO, child_env
 
 SCRIPT = Path(__file__).with_name("ddp_fit_script.py")
 
@@ -29,17 +28,7 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_two_node_torchrun_fit_writes_one_run_folder_with_disjoint_training_data(tmp_path):
     out, cache, runs = tmp_path / "ranks", tmp_path / "cache", tmp_path / "runs"
-    env = {
-        **os.environ,
-        "DERMFUSE_RUNS": str(runs),
-        "DERMFUSE_CACHE": str(cache),
-        "WANDB_MODE": "disabled",
-        "HF_HUB_OFFLINE": "1",
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": str(REPO),
-    }
-    for key in ("LOCAL_RANK", "DERMFUSE_RUN_DIR", "WORLD_SIZE", "RANK"):
-        env.pop(key, None)
+    env = child_env(runs, cache, drop=("WORLD_SIZE", "RANK"))
     port = _free_port()
     launch = ["--trainer.num_nodes=2", "--trainer.devices=1", "--trainer.strategy=ddp"]
     nodes = [

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 import yaml
 
 from dermfuse_models.runner.checkpoints import nonfinite_tensors, read_checkpoint
-from tests.experiments._support import EXPERIMENTS, REPO, VITATT_SMOKE
+from tests.experiments._support import EXPERIMENTS, REPO, VITATT_SMOKE, child_env
 
 SCRIPT = Path(__file__).with_name("fault_fit_script.py")
 SMOKE = [
@@ -39,17 +38,7 @@ NEVER_IMPROVES = {
 
 
 def _script(args: list[str], runs: Path, cache: Path) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        "DERMFUSE_RUNS": str(runs),
-        "DERMFUSE_CACHE": str(cache),
-        "WANDB_MODE": "disabled",
-        "HF_HUB_OFFLINE": "1",
-        "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": str(REPO),
-    }
-    env.pop("LOCAL_RANK", None)
-    env.pop("DERMFUSE_RUN_DIR", None)
+    env = child_env(runs, cache)
     return subprocess.Popen(
         [sys.executable, str(SCRIPT), *args], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
