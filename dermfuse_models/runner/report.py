@@ -25,10 +25,11 @@ options, task: a mass-only CBIS-DDSM run is never beside mass+calc numbers), one
         source_options: {abnormality: both}   # optional (also read from protocol.source_options)
         task: classification           # default classification
         variant: full model            # shown as the paper's setting
-        split: paper's test split
+        split: "not stated by the paper; ours: grouped 70/15/15"   # short text for the table
         overrides: {model.init_args.net.init_args.fusion: concat}   # optional: the sweep variant it is
         metrics: {test/f1_pos: 0.94}   # keys exactly as our runs log them (the metric it really is)
-        protocol: {...}                # optional: shown in "what differs"
+        protocol: {split: unknown, input: {stated: ..., quote: "..."}}   # what the paper states, per field
+        differences: [{field: input, direction: ours lower, ...}]        # expected effect on our number
         note: optional text
 
 A row without ``overrides`` is the paper's own model and is compared with runs of the paper's config;
