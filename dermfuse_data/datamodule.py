@@ -554,8 +554,11 @@ def check_data_options(hp) -> None:
     if isinstance(hp.image_size, bool) or not isinstance(hp.image_size, int) or hp.image_size < 1:
         raise DataConfigError("image_size", f"must be a positive number of pixels, got {hp.image_size!r}")
     for key, lowest in (("batch_size", 1), ("num_workers", 0)):
+        if key == "num_workers" and hp[key] == "auto":
+            continue  # chosen from the cores and the measured per-worker rate (loader_options)
         if isinstance(hp[key], bool) or not isinstance(hp[key], int) or hp[key] < lowest:
-            raise DataConfigError(key, f"must be a whole number >= {lowest}, got {hp[key]!r}")
+            also = " or auto" if key == "num_workers" else ""
+            raise DataConfigError(key, f"must be a whole number >= {lowest}{also}, got {hp[key]!r}")
     for key in ("val_fraction", "test_fraction", "test_meta_missing_fraction"):
         if not 0.0 <= hp[key] <= 1.0:
             raise DataConfigError(key, f"must be in [0, 1], got {hp[key]}")

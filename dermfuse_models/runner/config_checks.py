@@ -88,7 +88,15 @@ def check_config(cfg, args: Sequence[str], source) -> None:
             "(the side every image is resized to, e.g. 224)."
         )
     explicit = explicit_values(args, [*NUM_CLASSES_KEYS, IMG_SIZE_KEY])
-    classes = len(source.classes)
+    value, where = explicit.get(IMG_SIZE_KEY, (None, ""))
+    if value is not None and _image_side(value) != {size}:
+        raise ConfigError(
+            f"{IMG_SIZE_KEY}={value} (from {where}) but data.image_size={size}: the CLI sets the net's img_size "
+            f"from data.image_size. Remove {IMG_SIZE_KEY} and set --data.image_size instead."
+        )
+    if source.declare is not None:
+        return  # classes and features declared by the data itself (the csv source): the DataModule checks them
+    classes = len(source.classes_with(data.get("source_options")))
     for key in NUM_CLASSES_KEYS:
         value, where = explicit.get(key, (None, ""))
         if value is not None and value != classes:
@@ -96,12 +104,6 @@ def check_config(cfg, args: Sequence[str], source) -> None:
                 f"{key}={value} (from {where}) but {source.name} has {classes} classes: the CLI sets it from "
                 f"the data (data.num_classes). Remove {key}, or choose a dataset with {value} classes."
             )
-    value, where = explicit.get(IMG_SIZE_KEY, (None, ""))
-    if value is not None and _image_side(value) != {size}:
-        raise ConfigError(
-            f"{IMG_SIZE_KEY}={value} (from {where}) but data.image_size={size}: the CLI sets the net's img_size "
-            f"from data.image_size. Remove {IMG_SIZE_KEY} and set --data.image_size instead."
-        )
     meta = data.get("meta_features")
     if meta not in (None, "", []):
         usable = [f for f in source.features if data.get("allow_leaky_metadata") or not f.leaks_label]

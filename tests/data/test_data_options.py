@@ -18,7 +18,7 @@ from dermfuse_data.split_file import read_split_file
         ({"image_size": 0}, r"^data\.image_size: must be a positive number of pixels, got 0$"),
         ({"image_size": -5}, r"^data\.image_size: must be a positive number of pixels, got -5$"),
         ({"batch_size": 0}, r"^data\.batch_size: must be a whole number >= 1, got 0$"),
-        ({"num_workers": -1}, r"^data\.num_workers: must be a whole number >= 0, got -1$"),
+        ({"num_workers": -1}, r"^data\.num_workers: must be a whole number >= 0 or auto, got -1$"),
         ({"dataset": "ham1000"}, r"^data\.dataset: unknown dataset 'ham1000'\n  -> choose one of \[.*'ham10000'"),
         ({"source_options": {"abnormality": "mass"}}, r"^data\.source_options: pad_ufes_20 has no option abnormality"),
         (

@@ -7,6 +7,7 @@ import csv
 import pytest
 
 from dermfuse_data.datamodule import DermDataModule
+from dermfuse_data.split_file import read_split_file
 from dermfuse_data.splits import crossing_groups
 
 
@@ -32,7 +33,7 @@ def test_exported_split_is_the_datamodules(dataset, miniature, tmp_path, cli, se
     assert [int(r["label"]) for r in rows] == table.column("label").to_pylist()
     assert {r["split"] for r in rows} == {"train", "val", "test"} and crossing_groups(table) == {}
     assert str(dm.split_file) in stdout  # the file training reads, the same partition
-    saved = dict(line.split(",") for line in dm.split_file.read_text().splitlines()[1:])
+    saved = {sid: sample.split for sid, sample in read_split_file(dm.split_file).items()}
     assert {r["sample_id"]: r["split"] for r in rows} == saved
 
 

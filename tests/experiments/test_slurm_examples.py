@@ -56,7 +56,7 @@ def test_the_array_tasks_of_the_sweep_example_share_the_grid_into_one_folder(tmp
         sweep_args = [str(REPO / a) if a.startswith("experiments/") else a for a in args[3:]]
         assert sweep_main([*sweep_args, "--dry-run"]) == 0
         printed = capsys.readouterr().out
-        shares.append([int(i) for i in re.findall(r"\] run (\d+): ", printed)])
+        shares.append([int(i) - 1 for i in re.findall(r"\[(\d+)/\d+\] train ", printed)])
         assert printed.count(f"--run_dir={tmp_path}/runs/eamnet/sweep-job77/") == len(shares[-1]) > 0
     grid = len(grid_runs(load_sweep(REPO / "experiments" / "eamnet" / "sweep.yaml")))
     assert sorted(shares[0] + shares[1]) == list(range(grid))  # every run once, by one task
