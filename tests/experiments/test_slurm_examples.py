@@ -1,4 +1,5 @@
-"""The ready SLURM examples (``slurm/*.sbatch``) run the command they promise, with arguments the runner accepts.
+"""The ready SLURM examples (``dermfuse_models/runner/slurm/*.sbatch``) run the command they promise, with
+arguments the runner accepts.
 
 Each script runs under a fake ``srun`` and a fake ``.venv/bin/python`` that record the command line; the
 recorded sweep command then runs for real as a dry run, and the fit command's options go through the CLI's
@@ -20,7 +21,7 @@ from dermfuse_models.runner.sweep import grid_runs, load_sweep
 from dermfuse_models.runner.sweep import main as sweep_main
 from tests.experiments._support import REPO
 
-SLURM = REPO / "slurm"
+SLURM = REPO / "dermfuse_models" / "runner" / "slurm"
 
 
 def _record(tmp_path: Path, script: str, env: dict[str, str]) -> list[str]:
