@@ -354,7 +354,7 @@ class DermDataModule(pl.LightningDataModule):
             t.column("image_path").to_pylist(),
             masks,
             self.hparams.image_size,
-            available_cores() if self.hparams.cache_workers == "auto" else self.hparams.cache_workers,
+            self.cache_worker_count,
             key=self.hparams.cache_key,
         )
 
@@ -425,6 +425,12 @@ class DermDataModule(pl.LightningDataModule):
             None if on_device else build_transform(train, self.hparams.augment, self._size),
             masks=self._masks,
         )
+
+    @property
+    def cache_worker_count(self) -> int:
+        """Decoders of an image cache build: ``data.cache_workers``, ``auto`` = every core this process may use."""
+        workers = self.hparams.cache_workers
+        return available_cores() if workers == "auto" else int(workers)
 
     @property
     def _size(self) -> tuple[int, int]:

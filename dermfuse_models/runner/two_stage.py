@@ -84,7 +84,8 @@ def predicted_mask_path(
         table.column("image_path").to_pylist(),
         [None] * len(table),
         seg_image_size,
-        dm.hparams.cache_workers,
+        dm.cache_worker_count,
+        key=dm.hparams.cache_key,
     )
     size = dm.hparams.image_size
     key = hashlib.sha256(f"{checkpoint_sha}|{seg_cache.path.name}|{size}|{threshold}".encode()).hexdigest()[:20]

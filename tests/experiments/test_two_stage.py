@@ -89,3 +89,17 @@ def test_missing_segmenter_run_is_a_clear_error(runs_dir, capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert "no finished 'dualnet_segmenter' run on synthetic data" in err and "make train-dualnet-seg" in err
+
+
+def test_the_segmenter_size_image_cache_is_built_with_cache_workers_auto():
+    """``data.cache_workers: auto`` (the configs' default) resolves to a number of decoders before the stage-2
+    data builds the image cache at the segmenter's size (``make train-dualnet-cls`` on a fresh cache)."""
+    from dermfuse_data.datamodule import DermDataModule
+    from dermfuse_data.loader_options import available_cores
+    from dermfuse_models.runner import two_stage
+
+    dm = DermDataModule("ph2", image_size=32, meta_features=None, cache_workers="auto")
+    assert dm.cache_worker_count == available_cores()
+    path, seg_cache = two_stage.predicted_mask_path(dm, 40, "0" * 64, 0.5)  # 40 px: a cache no other test builds
+    assert seg_cache.path.is_file() and seg_cache.path.name.startswith("images-40x40-")
+    assert path.parent == seg_cache.path.parent and not path.exists()  # the masks are predicted later
