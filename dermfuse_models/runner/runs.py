@@ -73,6 +73,17 @@ def run_status(run_dir: str | Path) -> str:
     return "unfinished" if metrics is None else str(metrics.get("status", "finished"))
 
 
+#: sub-folders of a run holding what was scored from it (``eval``, ``predict``): never runs themselves
+RUN_OUTPUT_FOLDERS = frozenset({"eval", "predictions"})
+
+
+def run_metric_files(base: str | Path) -> list[Path]:
+    """Every run's ``metrics.json`` below ``base``, leaving out those of evaluations inside a run
+    (:data:`RUN_OUTPUT_FOLDERS`)."""
+    base = Path(base)
+    return [p for p in base.glob("**/metrics.json") if not RUN_OUTPUT_FOLDERS & set(p.relative_to(base).parts[:-1])]
+
+
 def run_metrics(run_dir: str | Path) -> dict | None:
     """The run's ``metrics.json`` (``None`` while the run has not ended; see :func:`run_status`)."""
     try:
@@ -118,7 +129,7 @@ def latest_finished_run(experiment: str, synthetic: bool | None = None, runs: Pa
     """Latest finished run folder of ``experiment`` (optionally: on synthetic data or not); failed runs never count."""
     base = (runs or runs_root()) / experiment
     finished = []
-    for path in base.glob("**/metrics.json"):
+    for path in run_metric_files(base):
         metrics = run_metrics(path.parent)
         if metrics is None or metrics.get("status", "finished") != "finished":
             continue
