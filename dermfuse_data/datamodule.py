@@ -9,6 +9,7 @@ banner says so loudly. ``mask`` comes from the dataset, or from a predicted-mask
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import sys
@@ -251,9 +252,9 @@ class DermDataModule(pl.LightningDataModule):
         self.split_file: Path | None = None
 
     # -- index: table, split, encoder (cheap; done once, on first use) ---------------------------
-    @property
+    @functools.cached_property
     def root(self) -> Path:
-        """The dataset folder (the synthetic miniature's when none was given)."""
+        """The dataset folder (the synthetic miniature's when none was given; found or written once)."""
         if self.hparams.root is not None:
             return Path(self.hparams.root).expanduser().resolve()
         return synthetic_root(self.hparams.dataset, self.cache_dir / "synthetic", self.hparams.synthetic_seed)

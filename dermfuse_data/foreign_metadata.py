@@ -67,8 +67,7 @@ def encode_like_training(encoder: TabularEncoder, table: pa.Table) -> tuple[np.n
             report.absent.append(feature.name)
             table = table.append_column(name, pa.array([None] * len(table), pa.string()))
             continue
-        missing = set(feature.missing)
-        cells = [None if v is None or v.strip() in missing else v.strip() for v in table.column(name).to_pylist()]
+        cells = TabularEncoder._cells(table, feature)
         if feature.kind == "numeric":
             bad = parse_numbers(cells)[1]
             if bad:

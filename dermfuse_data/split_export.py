@@ -9,11 +9,12 @@ Columns: ``sample_id, group, label, label_name, split``, one row per sample in t
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
+import io
 from pathlib import Path
 
 import pyarrow as pa
+
+from dermfuse_data.storage import atomic_write_text
 
 #: the exported columns and the table column each comes from
 EXPORT_COLUMNS = {"sample_id": "sample_id", "group": "group_id", "label": "label", "label_name": "label_name"}
@@ -21,20 +22,12 @@ EXPORT_COLUMNS = {"sample_id": "sample_id", "group": "group_id", "label": "label
 
 def write_split_csv(table: pa.Table, path: str | Path) -> Path:
     """Write ``table``'s partition (it has a ``split`` column) to ``path`` atomically; returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     columns = [table.column(c).to_pylist() for c in [*EXPORT_COLUMNS.values(), "split"]]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow([*EXPORT_COLUMNS, "split"])
-            writer.writerows(zip(*columns))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow([*EXPORT_COLUMNS, "split"])
+    writer.writerows(zip(*columns))
+    return atomic_write_text(path, text.getvalue())
 
 
 def export_split(

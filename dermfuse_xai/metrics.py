@@ -152,16 +152,21 @@ def deletion_scores(
     steps: int = 20,
     fill: str | float = "mean",
     seed: int = 0,
+    random_auc: float | None = None,
 ) -> dict[str, float]:
     """Deletion AUC for the saliency order and a random order, and their difference.
 
     Returns ``{"deletion_auc": salient-first AUC (lower = more faithful), "deletion_auc_random":
     random-order AUC, "deletion_auc_gain": random - salient (> 0 = the map beats a random ranking)}``.
+    The random order depends only on the image size and ``seed``, so every map of one image shares it:
+    pass its AUC as ``random_auc`` to skip recomputing that curve.
     """
     f, salient = deletion_curve(score_fn, image, saliency, steps, "saliency", fill, seed)
-    _, rand = deletion_curve(score_fn, image, saliency, steps, "random", fill, seed)
-    a_s, a_r = curve_auc(f, salient), curve_auc(f, rand)
-    return {"deletion_auc": a_s, "deletion_auc_random": a_r, "deletion_auc_gain": a_r - a_s}
+    a_s = curve_auc(f, salient)
+    if random_auc is None:
+        _, rand = deletion_curve(score_fn, image, saliency, steps, "random", fill, seed)
+        random_auc = curve_auc(f, rand)
+    return {"deletion_auc": a_s, "deletion_auc_random": random_auc, "deletion_auc_gain": random_auc - a_s}
 
 
 def spearman(map_a: torch.Tensor, map_b: torch.Tensor) -> torch.Tensor:

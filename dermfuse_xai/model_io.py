@@ -59,6 +59,12 @@ def seg_cam_layers_of(net: nn.Module) -> dict[str, nn.Module]:
     return _declared_layers(net, "seg_cam_layers")
 
 
+def token_cam_layers_of(net: nn.Module) -> dict[str, nn.Module]:
+    """Token layers ViT Grad-CAM should hook: ``net.token_cam_layers()`` (``protocol.TokenGradCamLayers``: MSViT
+    and ViTAtt), else ``{}``."""
+    return _declared_layers(net, "token_cam_layers")
+
+
 def _declared_layers(net: nn.Module, hook: str) -> dict[str, nn.Module]:
     """``net.<hook>()`` as a dict of modules (``{}`` when the net does not declare it)."""
     net = unwrap_net(net)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,10 +139,6 @@ def write_report(
         out / "feature_attributions.csv", ["sample_id", "method", "feature", "value"], feat_rows
     )
     return written
-
-
-def _file_safe(name: str) -> str:
-    return re.sub(r"[^0-9A-Za-z_.-]+", "-", name).strip("-")
 
 
 def _write_csv(path: Path, columns: list[str], rows: list[dict[str, Any]]) -> Path:

@@ -61,13 +61,15 @@ def score_maps(
     notes = notes or {}
     for j in range(len(chunk.ids)):
         rows = []
+        frac = None if mask is None else float(mask_fraction(mask[j : j + 1])[0])
+        random_auc = None  # the random deletion order is the image's, not the map's: computed once per image
         for map_name, sal in maps.items():
             row = {**targets.rows[j], "map": map_name, **{k: float("nan") for k in SCORE_KEYS}}
             note = (notes.get(map_name) or [None] * len(chunk.ids))[j]
             row["empty"] = bool(sal[j].max() == sal[j].min())
             row["note"] = (note or {}).get("reason", CONSTANT_MAP) if row["empty"] else ""
-            if mask is not None:
-                row["mask_fraction"] = float(mask_fraction(mask[j : j + 1])[0])
+            if frac is not None:
+                row["mask_fraction"] = frac
             if row["empty"]:
                 row["note_detail"] = note or {"reason": CONSTANT_MAP}
                 rows.append(row)  # nothing to localise, delete by or correlate: the map's scores stay NaN
@@ -75,16 +77,17 @@ def score_maps(
             if mask is not None:
                 row["energy_in_mask"] = float(energy_in_mask(sal[j : j + 1], mask[j : j + 1])[0])
                 row["pointing_hit"] = float(pointing_hit(sal[j : j + 1], mask[j : j + 1])[0])
-            row.update(
-                deletion_scores(
-                    targets.score_fns[j],
-                    chunk.image[j],
-                    sal[j],
-                    settings.deletion_steps,
-                    settings.deletion_fill,
-                    settings.seed + chunk.first + j,
-                )
+            deletion = deletion_scores(
+                targets.score_fns[j],
+                chunk.image[j],
+                sal[j],
+                settings.deletion_steps,
+                settings.deletion_fill,
+                settings.seed + chunk.first + j,
+                random_auc,
             )
+            random_auc = deletion["deletion_auc_random"]
+            row.update(deletion)
             if map_name in random_maps:
                 row["randomization_spearman"] = float(spearman(sal[j : j + 1], random_maps[map_name][j : j + 1])[0])
             rows.append(row)

@@ -18,21 +18,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-from captum.attr import LayerActivation, LayerAttribution, LayerGradientXActivation
+from captum.attr import LayerActivation, LayerGradientXActivation
 
-from dermfuse_models.protocol import TokenGradCamLayers
-from dermfuse_models.protocol import net_of as unwrap_net
 from dermfuse_xai.methods.base import ExplanationMethod, MethodContext, MethodInputs, MethodResult
-from dermfuse_xai.methods.gradcam import LayerHook, per_image_targets
-from dermfuse_xai.model_io import LogitsModel
+from dermfuse_xai.methods.gradcam import LayerHook, per_image_targets, upsample
+from dermfuse_xai.model_io import LogitsModel, token_cam_layers_of
 
 _TOKEN_CAM = LayerHook("ViT Grad-CAM", "token_cam_layers", "MSViT and ViTAtt declare it")
-
-
-def token_cam_layers_of(net: nn.Module) -> dict[str, nn.Module]:
-    """``net.token_cam_layers()`` for a ViT implementing ``protocol.TokenGradCamLayers``, else ``{}``."""
-    inner = unwrap_net(net)
-    return dict(inner.token_cam_layers()) if isinstance(inner, TokenGradCamLayers) else {}
 
 
 def vit_grad_cam(
@@ -72,8 +64,7 @@ def vit_grad_cam(
     cam = (alpha * patches).sum(dim=-1)
     cam = cam.clamp(min=0) if relu else cam
     cam = cam.reshape(cam.shape[0], 1, *layout.grid)
-    up = LayerAttribution.interpolate(cam, tuple(image.shape[-2:]), interpolate_mode="bilinear")
-    return up[:, 0].detach()
+    return upsample(cam, image).detach()
 
 
 def _run_vit_grad_cam(net: nn.Module, inputs: MethodInputs) -> MethodResult:
