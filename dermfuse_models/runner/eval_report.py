@@ -10,8 +10,7 @@ an evaluation of the test split reads like the run's own ``metrics.json``.
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
+import io
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from torchmetrics.functional.classification import multiclass_confusion_matrix, multiclass_roc
 
+from dermfuse_models.runner.atomic import atomic_write_text
 from dermfuse_models.tasks.classification_report import write_test_report
 from dermfuse_models.tasks.metrics import classification_metrics
 from dermfuse_models.tasks.segmentation import METRIC_NAMES, segmentation_scores
@@ -27,21 +27,13 @@ PREDICTIONS_CSV = "predictions.csv"
 
 
 def write_rows(path: str | Path, header: Sequence[str], rows: Iterable[Sequence]) -> Path:
-    """A CSV file written atomically (a temporary file renamed onto ``path``); floats with 8 digits."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow(header)
-            for row in rows:
-                writer.writerow([f"{v:.8g}" if isinstance(v, float | np.floating) else v for v in row])
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    """A CSV file written atomically (:func:`~dermfuse_models.runner.atomic.atomic_write_text`); 8-digit floats."""
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([f"{v:.8g}" if isinstance(v, float | np.floating) else v for v in row])
+    return atomic_write_text(path, text.getvalue())
 
 
 def classification_scores(probs: np.ndarray, labels: np.ndarray, class_names: Sequence[str], prefix: str) -> dict:

@@ -44,7 +44,7 @@ from dermfuse_models.runner.gather import stacked
 from dermfuse_models.runner.inference import is_segmentation, predict_samples
 from dermfuse_models.runner.runs import create_run_dir, run_config, run_metrics
 from dermfuse_models.runner.summary import print_summary, write_summary
-from dermfuse_models.runner.tta import TTA_VIEWS
+from dermfuse_models.runner.tta import TTA_VIEWS, check_mode
 
 #: every rank of a DDP evaluation writes into the folder rank 0 chose
 EVAL_DIR_ENV = "DERMFUSE_EVAL_DIR"
@@ -143,8 +143,7 @@ def evaluate_checkpoint(
     """Python API of the command (module doc); returns the evaluation folder (``None`` on DDP ranks > 0)."""
     from dermfuse_models.runner.rebuild import rebuild
 
-    if tta not in TTA_VIEWS:
-        raise ValueError(f"--tta {tta!r}: choose one of {list(TTA_VIEWS)}")
+    check_mode(tta)
     run = rebuild(ckpt, overrides)
     experiment = (run_metrics(run.run_dir) or {}).get("experiment")
     evalset = _data(run, dataset, data_root, split, options, class_map, overlap, experiment)

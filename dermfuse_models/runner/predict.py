@@ -45,7 +45,7 @@ from dermfuse_models.runner.gather import stacked
 from dermfuse_models.runner.inference import is_segmentation, predict_samples
 from dermfuse_models.runner.runs import run_config
 from dermfuse_models.runner.summary import write_summary
-from dermfuse_models.runner.tta import TTA_VIEWS
+from dermfuse_models.runner.tta import TTA_VIEWS, check_mode
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", *sorted(DICOM_SUFFIXES))
 #: columns ``--meta`` may name its images by, in the order they are looked for
@@ -194,8 +194,7 @@ def predict_folder(
     from dermfuse_models.runner.cli import _is_ddp_child
     from dermfuse_models.runner.rebuild import rebuild
 
-    if tta not in TTA_VIEWS:
-        raise ValueError(f"--tta {tta!r}: choose one of {list(TTA_VIEWS)}")
+    check_mode(tta)
     images = list_images(input_dir)
     run = rebuild(ckpt)
     encoded, report, gaps, lines = _metadata(run, images, meta, id_column)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dermfuse_data.sources import SOURCE_MODULES, get_source
-from dermfuse_models.runner.runs import run_config, run_metric_files
+from dermfuse_models.runner.runs import run_config, run_metric_files, run_metrics
 from dermfuse_models.runner.sweep import SEED_KEY, describe
 
 #: runs with fewer epochs are debug runs (``--min-epochs``)
@@ -218,9 +218,8 @@ def collect_runs(runs: Path, papers: list[str], min_epochs: int = MIN_EPOCHS) ->
     """Every run folder with a readable ``metrics.json`` under ``runs``, oldest first."""
     records = []
     for path in sorted(run_metric_files(runs), key=lambda p: p.stat().st_mtime):
-        try:
-            summary = json.loads(path.read_text())
-        except (OSError, ValueError):
+        summary = run_metrics(path.parent)
+        if summary is None:
             continue
         folder = path.parent
         name = str(folder.relative_to(runs))

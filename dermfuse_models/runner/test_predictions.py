@@ -14,13 +14,14 @@ to bootstrap the seed mean of a comparison. Written atomically (a temporary file
 from __future__ import annotations
 
 import csv
-import os
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from dermfuse_models.runner.atomic import atomic_write_text
 from dermfuse_models.tasks.metrics import key_safe
 from dermfuse_models.tasks.segmentation import per_image_scores
 
@@ -54,14 +55,12 @@ def write_test_predictions(
         scores = per_image_scores(torch.as_tensor(stats))
         header += ["dice", "iou", *STAT_COLUMNS]
         values = np.column_stack([scores["dice"].numpy(), scores["iou"].numpy(), stats])
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        for sid, group, label, row in zip(predictions["sample_id"], groups, predictions["label"], values, strict=True):
-            writer.writerow([sid, group, int(label), *(f"{v:.9g}" for v in row)])
-    os.replace(tmp, path)
-    return path
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(header)
+    for sid, group, label, row in zip(predictions["sample_id"], groups, predictions["label"], values, strict=True):
+        writer.writerow([sid, group, int(label), *(f"{v:.9g}" for v in row)])
+    return atomic_write_text(path, text.getvalue())
 
 
 def read_test_predictions(path: str | Path) -> tuple[dict[str, np.ndarray], np.ndarray, list[str]]:
