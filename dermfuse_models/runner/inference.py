@@ -23,8 +23,9 @@ from dermfuse_models.runner.cli import _on_cpu
 from dermfuse_models.runner.gather import gathered_records, in_dataset_order
 from dermfuse_models.runner.tta import check_mode, tta_probabilities
 
-#: ``mask_writer(sample_ids, probabilities (B, 1, H, W), threshold) -> lesion share per sample`` (segmentation)
-MaskWriter = Callable[[list[str], torch.Tensor, float], list[float]]
+#: ``mask_writer(sample_ids, probabilities (B, 1, H, W), threshold, sizes (B, 2) of the originals) -> lesion share
+#: per sample`` (segmentation)
+MaskWriter = Callable[[list[str], torch.Tensor, float, torch.Tensor], list[float]]
 
 
 def is_segmentation(task: torch.nn.Module) -> bool:
@@ -72,7 +73,7 @@ class Predictor(pl.LightningModule):
             stats = binary_stat_scores(probs, truth.long(), threshold=threshold, multidim_average="samplewise")
             out["stats"] = stats.reshape(len(ids), -1)[:, :4].cpu()
         if self.mask_writer is not None:
-            out["lesion_share"] = self.mask_writer(ids, probs, threshold)
+            out["lesion_share"] = self.mask_writer(ids, probs, threshold, batch["size"])
         return out
 
 

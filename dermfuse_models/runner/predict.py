@@ -81,12 +81,14 @@ class ImageFiles(Dataset):
     def __getitem__(self, i: int) -> dict:
         name, path = self.images[i]
         try:
-            array, _ = load_image(path, (self.size, self.size))
+            array, (width, height) = load_image(path, (self.size, self.size))  # the upright original size
             ok = True
         except DatasetError:
             array, ok = np.zeros((self.size, self.size, 3), np.uint8), False
+            width = height = self.size
         image = self.transform(tv_tensors.Image(torch.from_numpy(np.array(array)).permute(2, 0, 1)))
         item = {"image": image.as_subclass(torch.Tensor), "label": -1, "sample_id": name, "ok": ok}
+        item["size"] = torch.tensor([height, width])
         if self.meta is not None:
             item["meta"] = torch.from_numpy(self.meta[i])
         return item
@@ -148,24 +150,13 @@ def _metadata(run, images, meta, id_column) -> tuple[np.ndarray | None, Metadata
     return encoded, report, gaps, lines + (report.lines() if meta is not None else [])
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    """``(width, height)`` of an image file from its header."""
-    if path.suffix.lower() in DICOM_SUFFIXES:
-        import pydicom
+def mask_writer(folder: Path):
+    """A :data:`~dermfuse_models.runner.inference.MaskWriter` saving ``masks/<image>.png`` at each image's size
+    (the batch's ``size``: the upright original ``(H, W)`` :class:`ImageFiles` decoded)."""
 
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
-        return int(ds.Columns), int(ds.Rows)
-    with Image.open(path) as im:
-        return im.size
-
-
-def mask_writer(folder: Path, images: dict[str, Path]):
-    """A :data:`~dermfuse_models.runner.inference.MaskWriter` saving ``masks/<image>.png`` at each image's size."""
-
-    def write(ids: list[str], probs: torch.Tensor, threshold: float) -> list[float]:
+    def write(ids: list[str], probs: torch.Tensor, threshold: float, sizes: torch.Tensor) -> list[float]:
         shares = []
-        for sample_id, prob in zip(ids, probs.float().cpu()):
-            width, height = _image_size(images[sample_id])
+        for sample_id, prob, (height, width) in zip(ids, probs.float().cpu(), sizes.tolist(), strict=True):
             full = torch.nn.functional.interpolate(prob[None], size=(height, width), mode="bilinear")[0, 0]
             mask = (full >= threshold).numpy()
             out = folder / "masks" / Path(sample_id).with_suffix(".png")
@@ -215,7 +206,7 @@ def predict_folder(
         batch_size=batch_size or int(run.datamodule.hparams.batch_size),
         num_workers=num_workers,
         progress=progress,
-        mask_writer=mask_writer(folder, dict(images)) if segmentation else None,
+        mask_writer=mask_writer(folder) if segmentation else None,
         passthrough=("ok",),
     )
     if not trainer.is_global_zero:

@@ -87,3 +87,31 @@ def test_predict_without_a_config_is_the_images_command_with_one_the_lightning_s
     monkeypatch.setattr(cli, "run_from_command_line", seen.append)
     assert main(["predict", "--config", "run/config.yaml", "--ckpt_path=best.ckpt"]) == 0
     assert seen == [["predict", "--config", "run/config.yaml", "--ckpt_path=best.ckpt"]]
+
+
+@pytest.mark.slow
+def test_predict_with_a_segmentation_net_writes_masks_at_each_upright_image_size(tmp_path):
+    """EAM-Net: one PNG mask per readable image at its own upright size (an EXIF-turned JPEG's mask is tall, not
+    wide), the unreadable file listed and skipped instead of crashing the mask writer."""
+    from PIL import Image
+
+    from dermfuse_models.runner.predict import predict_folder
+    from tests.experiments._eval_support import train_tiny
+
+    run = train_tiny(tmp_path / "run", "eamnet", "ph2")
+    images = tmp_path / "new"
+    images.mkdir()
+    Image.new("RGB", (50, 40), (180, 120, 90)).save(images / "wide.png")
+    turned = Image.new("RGB", (60, 30), (150, 100, 80))
+    exif = turned.getexif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display, so the upright image is 30 x 60
+    turned.save(images / "turned.jpg", exif=exif)
+    (images / "broken.png").write_bytes(b"not an image")
+
+    folder = predict_folder(metrics_of(run)["best_checkpoint"], images, out=tmp_path / "out", progress=False)
+    with Image.open(folder / "masks" / "wide.png") as mask:
+        assert mask.size == (50, 40)
+    with Image.open(folder / "masks" / "turned.png") as mask:
+        assert mask.size == (30, 60)
+    assert not (folder / "masks" / "broken.png").exists()
+    assert json.loads((folder / "predict.json").read_text())["unreadable"] == ["broken.png"]
