@@ -241,7 +241,9 @@ class DermCLI(LightningCLI):
         if _is_ddp_child() and os.environ.get(RUN_DIR_ENV):
             run_dir = Path(os.environ[RUN_DIR_ENV])
         elif self.subcommand in EVALUATING and (existing := self._run_of(cfg)) is not None:
-            run_dir, fresh = existing / "eval" / f"{time.strftime('%Y%m%d-%H%M%S')}-{self.subcommand}", True
+            job = _launcher_job_id()  # SLURM / torchrun start every rank at once: the job names the folder
+            name = f"job{job}-{self.subcommand}" if job else f"{time.strftime('%Y%m%d-%H%M%S')}-{self.subcommand}"
+            run_dir, fresh = existing / "eval" / name, job is None
             print(
                 f"{self.subcommand}: writing into {run_dir}; the run's own files are left alone. Per-sample "
                 "predictions, other datasets, TTA: python -m dermfuse_models.runner eval --ckpt <checkpoint>",
