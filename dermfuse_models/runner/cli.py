@@ -129,6 +129,14 @@ def multi_node_run_dir_problem(run_dir: str | None) -> str | None:
     )
 
 
+def precision_for(precision: str | int | None, accelerator: str) -> str:
+    """The run's precision, or ``32-true`` where half precision would land on a CPU (bf16 is ~14x slower there)."""
+    text = str(precision or "32-true")
+    if _on_cpu(accelerator) and ("bf16" in text or text.startswith("16")):
+        return "32-true"
+    return text
+
+
 def _options(data_cfg) -> dict:
     options = data_cfg.get("source_options") or {}
     return dict(options.as_dict() if hasattr(options, "as_dict") else options)
@@ -307,9 +315,8 @@ class DermCLI(LightningCLI):
     @staticmethod
     def _cpu_precision(trainer_cfg) -> None:
         """bf16/16-bit precision asked for a run that lands on a CPU becomes fp32 (bf16 is ~14x slower there)."""
-        accelerator = str(trainer_cfg.get("accelerator") or "auto")
         precision = str(trainer_cfg.get("precision") or "32-true")
-        if _on_cpu(accelerator) and ("bf16" in precision or precision.startswith("16")):
+        if precision_for(precision, str(trainer_cfg.get("accelerator") or "auto")) != precision:
             print(
                 f"precision={precision} requested but the run is on CPU: using 32-true "
                 "(bf16 on CPU is much slower here)",

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchmetrics.functional.classification import binary_stat_scores
 
-from dermfuse_models.runner.cli import _on_cpu
+from dermfuse_models.runner.cli import precision_for
 from dermfuse_models.runner.gather import gathered_records, in_dataset_order
 from dermfuse_models.runner.tta import check_mode, tta_probabilities
 
@@ -75,14 +75,6 @@ class Predictor(pl.LightningModule):
         if self.mask_writer is not None:
             out["lesion_share"] = self.mask_writer(ids, probs, threshold, batch["size"])
         return out
-
-
-def precision_for(precision: str | int | None, accelerator: str) -> str:
-    """The run's precision, or ``32-true`` where half precision would land on a CPU (as the CLI does)."""
-    text = str(precision or "32-true")
-    if _on_cpu(accelerator) and ("bf16" in text or text.startswith("16")):
-        return "32-true"
-    return text
 
 
 def predict_samples(
