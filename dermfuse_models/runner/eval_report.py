@@ -21,7 +21,7 @@ from torchmetrics.functional.classification import multiclass_confusion_matrix, 
 from dermfuse_models.runner.atomic import atomic_write_text
 from dermfuse_models.tasks.classification_report import write_test_report
 from dermfuse_models.tasks.metrics import classification_metrics
-from dermfuse_models.tasks.segmentation import METRIC_NAMES, segmentation_scores
+from dermfuse_models.tasks.segmentation import METRIC_NAMES, per_image_scores, segmentation_scores
 
 PREDICTIONS_CSV = "predictions.csv"
 
@@ -72,7 +72,9 @@ def segmentation_scores_of(stats: np.ndarray, prefix: str) -> dict:
 
 def write_segmentation_predictions(folder: Path, stats: np.ndarray, columns: dict[str, list]) -> Path:
     """``predictions.csv``: the ``columns`` given, then each image's own scores."""
-    per_image = [segmentation_scores(torch.as_tensor(stats[i : i + 1])) for i in range(len(stats))]
+    scores = per_image_scores(torch.as_tensor(stats).reshape(len(stats), -1))  # every image at once
     header = [*columns, *METRIC_NAMES]
-    rows = ([*(columns[c][i] for c in columns), *(float(s[m]) for m in METRIC_NAMES)] for i, s in enumerate(per_image))
+    rows = (
+        [*(columns[c][i] for c in columns), *(float(scores[m][i]) for m in METRIC_NAMES)] for i in range(len(stats))
+    )
     return write_rows(folder / PREDICTIONS_CSV, header, rows)
